@@ -1,0 +1,45 @@
+/* auth.h - passwords, login sessions, the users API.
+ *
+ * Passwords are hashed with libsodium's crypto_pwhash_str (argon2id,
+ * interactive limits: about 64 MiB and tens of milliseconds each).  That is
+ * far too slow for the main loop, so logins and user creation hash on a small
+ * thread pool and come back to the loop with g_main_context_invoke(); the
+ * HTTP connection is suspended meanwhile.
+ */
+#pragma once
+
+#include "http.h"
+
+SigAuth *sig_auth_new(SigApp *app);
+void sig_auth_free(SigAuth *a); /* NULL-safe; waits for running hash jobs */
+
+/* Synchronous hashing for the CLI and the demo seed.  Returns a newly
+ * allocated hash string, or NULL if libsodium could not allocate. */
+char *sig_auth_hash_password(const char *password);
+gboolean sig_auth_verify_password(const char *hash, const char *password);
+/* Hex SHA-256 of TOKEN (how sessions are stored). */
+char *sig_auth_token_hash(const char *token);
+
+/* Finds the session from "Authorization: Bearer" or the session cookie and
+ * sets r->user and r->token_hash.  FALSE if there is none or it is invalid. */
+gboolean sig_auth_identify(SigReq *r);
+
+/* Seeds the demo accounts if they do not exist yet and prints them. */
+gboolean sig_auth_seed_demo(SigApp *app, GError **error);
+
+/* A user as the API shows it; new reference. */
+json_t *sig_user_json(const StoreUser *u);
+json_t *sig_json_time(gint64 ms); /* RFC 3339 UTC string, or null for 0 */
+
+/* Route handlers. */
+void sig_h_login(SigReq *r);
+void sig_h_logout(SigReq *r);
+void sig_h_me(SigReq *r);
+void sig_h_users_list(SigReq *r);
+void sig_h_users_create(SigReq *r);
+void sig_h_users_delete(SigReq *r);
+
+/* Validation shared with the CLI: username is 1-64 of [a-z0-9._-]. */
+gboolean sig_username_valid(const char *username);
+#define SIG_PASSWORD_MIN 8
+#define SIG_PASSWORD_MAX 1024

@@ -1,0 +1,243 @@
+/* config.c - defaults, file, environment and flags, in that order.
+ *
+ * One table describes every key; the four sources are applied to the same
+ * struct one after another, each value parsed and checked by its type.  A
+ * bad value anywhere is an error at start-up, never a silent default.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "build-config.h" /* CONSULTD_VERSION */
+
+typedef enum { CFG_STR, CFG_INT, CFG_BOOL } CfgType;
+
+typedef struct {
+    const char *key;
+    CfgType type;
+    size_t offset;
+    const char *def;
+    gint64 min, max; /* for CFG_INT */
+    const char *help;
+} CfgOpt;
+
+#define OFF(f) G_STRUCT_OFFSET(SigConfig, f)
+static const CfgOpt opts[] = {
+    {"listen", CFG_STR, OFF(listen), "127.0.0.1:8080", 0, 0,
+     "address and port to listen on (ADDR:PORT, [ADDR6]:PORT)"},
+    {"data-dir", CFG_STR, OFF(data_dir), "./data", 0, 0,
+     "directory for the database and recordings"},
+    {"public-url", CFG_STR, OFF(public_url), "", 0, 0,
+     "absolute base URL clients reach the server at (default: from listen)"},
+    {"log-level", CFG_STR, OFF(log_level), "info", 0, 0,
+     "error, warning, message, info or debug"},
+    {"max-body", CFG_INT, OFF(max_body), "1048576", 1024, G_GINT64_CONSTANT(1) << 32,
+     "largest request body accepted, in bytes (413 above)"},
+    {"conn-timeout", CFG_INT, OFF(conn_timeout), "30", 1, 86400,
+     "seconds an idle HTTP connection is kept"},
+    {"conn-limit", CFG_INT, OFF(conn_limit), "4096", 1, 1000000,
+     "most HTTP connections at once"},
+    {"per-ip-conn-limit", CFG_INT, OFF(per_ip_conn_limit), "256", 1, 1000000,
+     "most HTTP connections at once from one IP address"},
+    {"session-ttl", CFG_INT, OFF(session_ttl), "43200", 60, 31536000,
+     "seconds a login session lasts"},
+    {"login-ip-per-min", CFG_INT, OFF(login_ip_per_min), "30", 1, 1000000,
+     "login attempts per minute from one IP address (429 above)"},
+    {"login-user-fail-per-15min", CFG_INT, OFF(login_user_fail_per_15min), "10", 1,
+     1000000, "failed logins per 15 minutes for one username (429 above)"},
+    {"shutdown-grace", CFG_INT, OFF(shutdown_grace), "10", 0, 3600,
+     "seconds in-flight requests get to finish on SIGTERM"},
+    {"demo", CFG_BOOL, OFF(demo), "false", 0, 0,
+     "seed and print demo accounts (password 'demo'); never in production"},
+};
+#undef OFF
+
+static gboolean
+apply(SigConfig *cfg, const CfgOpt *o, const char *value, const char *source,
+      GError **error)
+{
+    char *field = (char *)cfg + o->offset;
+    switch (o->type) {
+    case CFG_STR:
+        g_free(*(char **)field);
+        *(char **)field = g_strdup(value);
+        return TRUE;
+    case CFG_INT: {
+        gint64 v;
+        if (!g_ascii_string_to_signed(value, 10, o->min, o->max, &v, NULL)) {
+            g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                        "%s: %s must be an integer from %" G_GINT64_FORMAT
+                        " to %" G_GINT64_FORMAT ", not \"%s\"",
+                        source, o->key, o->min, o->max, value);
+            return FALSE;
+        }
+        *(gint64 *)field = v;
+        return TRUE;
+    }
+    case CFG_BOOL:
+        if (!g_ascii_strcasecmp(value, "true") || !strcmp(value, "1") ||
+            !g_ascii_strcasecmp(value, "yes")) {
+            *(gboolean *)field = TRUE;
+        } else if (!g_ascii_strcasecmp(value, "false") || !strcmp(value, "0") ||
+                   !g_ascii_strcasecmp(value, "no")) {
+            *(gboolean *)field = FALSE;
+        } else {
+            g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                        "%s: %s must be true or false, not \"%s\"", source,
+                        o->key, value);
+            return FALSE;
+        }
+        return TRUE;
+    }
+    return FALSE;
+}
+
+static char *
+env_name(const char *key)
+{
+    g_autofree char *up = g_ascii_strup(key, -1);
+    g_strdelimit(up, "-", '_');
+    return g_strconcat("CONSULTD_", up, NULL);
+}
+
+static gboolean
+apply_file(SigConfig *cfg, const char *path, GError **error)
+{
+    g_autoptr(GKeyFile) kf = g_key_file_new();
+    if (!g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, error)) {
+        g_prefix_error(error, "config file %s: ", path);
+        return FALSE;
+    }
+    g_auto(GStrv) keys = g_key_file_get_keys(kf, "consultd", NULL, NULL);
+    for (guint k = 0; keys && keys[k]; k++) {
+        const CfgOpt *o = NULL;
+        for (guint i = 0; i < G_N_ELEMENTS(opts); i++)
+            if (!strcmp(opts[i].key, keys[k]))
+                o = &opts[i];
+        if (!o) {
+            g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_UNKNOWN_OPTION,
+                        "config file %s: unknown key \"%s\"", path, keys[k]);
+            return FALSE;
+        }
+        g_autofree char *v = g_key_file_get_string(kf, "consultd", keys[k], NULL);
+        if (v && !apply(cfg, o, v, path, error))
+            return FALSE;
+    }
+    return TRUE;
+}
+
+static gboolean
+derive(SigConfig *cfg, GError **error)
+{
+    static const char *const levels[] = {"error", "warning", "message", "info",
+                                         "debug", NULL};
+    if (!g_strv_contains(levels, cfg->log_level)) {
+        g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                    "log-level must be one of error, warning, message, info, debug");
+        return FALSE;
+    }
+    /* A trailing slash would double up when paths are appended. */
+    gsize n = strlen(cfg->public_url);
+    while (n > 0 && cfg->public_url[n - 1] == '/')
+        cfg->public_url[--n] = '\0';
+    return TRUE;
+}
+
+SigConfig *
+sig_config_load(int *argc, char ***argv, GError **error)
+{
+    g_autoptr(SigConfig) cfg = g_new0(SigConfig, 1);
+    g_autofree char **flag_vals = g_new0(char *, G_N_ELEMENTS(opts));
+    g_autofree gboolean *flag_bools = g_new0(gboolean, G_N_ELEMENTS(opts));
+    gboolean version = FALSE;
+    g_autofree char *config_file = NULL;
+    GOptionEntry *entries = g_new0(GOptionEntry, G_N_ELEMENTS(opts) + 3);
+    guint e = 0;
+
+    for (guint i = 0; i < G_N_ELEMENTS(opts); i++) {
+        if (!apply(cfg, &opts[i], opts[i].def, "default", error))
+            g_assert_not_reached();
+        if (opts[i].type == CFG_BOOL)
+            entries[e++] = (GOptionEntry){opts[i].key, 0, 0, G_OPTION_ARG_NONE,
+                                          &flag_bools[i], opts[i].help, NULL};
+        else
+            entries[e++] = (GOptionEntry){opts[i].key, 0, 0, G_OPTION_ARG_STRING,
+                                          &flag_vals[i], opts[i].help,
+                                          opts[i].type == CFG_INT ? "N" : "VALUE"};
+    }
+    entries[e++] = (GOptionEntry){"config", 'c', 0, G_OPTION_ARG_FILENAME,
+                                  &config_file, "configuration file (GKeyFile)",
+                                  "FILE"};
+    entries[e++] = (GOptionEntry){"version", 'V', 0, G_OPTION_ARG_NONE, &version,
+                                  "print the version and exit", NULL};
+
+    g_autoptr(GOptionContext) ctx = g_option_context_new("[user|rebuild-projections ...]");
+    g_option_context_set_summary(ctx,
+        "consultd: a self-hosted video consultation server.\n\n"
+        "Subcommands:\n"
+        "  user add --role ROLE --username U [--display-name N]  (password on stdin)\n"
+        "  user list\n"
+        "  rebuild-projections\n\n"
+        "Every option can also be set as CONSULTD_<NAME> in the environment\n"
+        "or as NAME=VALUE in group [consultd] of the config file.");
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    gboolean parsed = g_option_context_parse(ctx, argc, argv, error);
+    if (!parsed) {
+        for (guint i = 0; i < G_N_ELEMENTS(opts); i++)
+            g_free(flag_vals[i]);
+        g_free(entries);
+        return NULL;
+    }
+    g_free(entries);
+    if (version) {
+        printf("consultd %s\n", CONSULTD_VERSION);
+        exit(0);
+    }
+
+    gboolean ok = TRUE;
+    if (config_file) {
+        cfg->config_file = g_strdup(config_file);
+        ok = apply_file(cfg, config_file, error);
+    }
+    for (guint i = 0; ok && i < G_N_ELEMENTS(opts); i++) {
+        g_autofree char *name = env_name(opts[i].key);
+        const char *v = g_getenv(name);
+        if (v)
+            ok = apply(cfg, &opts[i], v, name, error);
+    }
+    for (guint i = 0; i < G_N_ELEMENTS(opts); i++) {
+        if (ok && flag_vals[i])
+            ok = apply(cfg, &opts[i], flag_vals[i], "command line", error);
+        if (ok && flag_bools[i])
+            ok = apply(cfg, &opts[i], "true", "command line", error);
+        g_free(flag_vals[i]);
+    }
+    if (!ok || !derive(cfg, error))
+        return NULL;
+    return g_steal_pointer(&cfg);
+}
+
+void
+sig_config_free(SigConfig *cfg)
+{
+    if (!cfg)
+        return;
+    for (guint i = 0; i < G_N_ELEMENTS(opts); i++)
+        if (opts[i].type == CFG_STR)
+            g_free(*(char **)((char *)cfg + opts[i].offset));
+    g_free(cfg->config_file);
+    g_free(cfg);
+}
+
+void
+sig_config_print_table(void)
+{
+    printf("| flag | environment | default | meaning |\n|---|---|---|---|\n");
+    for (guint i = 0; i < G_N_ELEMENTS(opts); i++) {
+        g_autofree char *env = env_name(opts[i].key);
+        printf("| `--%s` | `%s` | `%s` | %s |\n", opts[i].key, env, opts[i].def,
+               opts[i].help);
+    }
+}

@@ -1,0 +1,36 @@
+/* config.h - consultd configuration.
+ *
+ * Precedence, lowest to highest: built-in defaults, the config file
+ * (--config FILE, GKeyFile group [consultd]), the environment (CONSULTD_KEY,
+ * upper case, '-' as '_'), command-line flags (--key).  Every key exists in
+ * all four places; docs/configuration in README.md lists them.
+ */
+#pragma once
+
+#include <glib.h>
+
+typedef struct SigConfig {
+    char *listen;         /* ADDR:PORT or [ADDR6]:PORT */
+    char *data_dir;
+    char *public_url;     /* absolute base URL, derived from listen if empty */
+    char *log_level;      /* error|warning|message|info|debug */
+    gint64 max_body;      /* bytes */
+    gint64 conn_timeout;  /* seconds of idleness before a connection closes */
+    gint64 conn_limit;
+    gint64 per_ip_conn_limit;
+    gint64 session_ttl;   /* seconds */
+    gint64 login_ip_per_min;
+    gint64 login_user_fail_per_15min;
+    gint64 shutdown_grace; /* seconds in-flight requests get at SIGTERM */
+    gboolean demo;
+    char *config_file;
+} SigConfig;
+
+/* Parses ARGV (flags are removed from it) on top of file, environment and
+ * defaults.  Returns NULL and sets ERROR on a bad value or unknown flag.
+ * --help and --version print and exit from inside. */
+SigConfig *sig_config_load(int *argc, char ***argv, GError **error);
+void sig_config_free(SigConfig *cfg);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(SigConfig, sig_config_free)
+/* Prints the configuration keys as a markdown table (for the README). */
+void sig_config_print_table(void);

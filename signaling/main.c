@@ -1,0 +1,323 @@
+/* main.c - consultd's entry point: the server and the admin subcommands.
+ *
+ *   consultd [OPTIONS]                      serve (the default)
+ *   consultd user add --role R --username U [--display-name N] [OPTIONS]
+ *   consultd user list [OPTIONS]
+ *   consultd rebuild-projections [OPTIONS]
+ *
+ * Shutdown order on SIGTERM/SIGINT: stop accepting, give in-flight requests
+ * up to shutdown-grace seconds, then stop HTTP, the hash pool and the
+ * database, in that order (each needs the ones after it).
+ */
+#include <glib-unix.h>
+#include <locale.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "auth.h"
+#include "build-config.h"
+#include "metrics.h"
+#include "routes.h"
+
+/* ---------------------------------------------------------------- logging */
+
+static GLogLevelFlags max_level = G_LOG_LEVEL_INFO;
+
+static GLogWriterOutput
+log_writer(GLogLevelFlags level, const GLogField *fields, gsize n, gpointer data)
+{
+    GLogLevelFlags l = level & G_LOG_LEVEL_MASK;
+    if (l > max_level && !(level & G_LOG_FLAG_FATAL))
+        return G_LOG_WRITER_HANDLED;
+    const char *msg = NULL, *domain = NULL;
+    for (gsize i = 0; i < n; i++) {
+        if (!strcmp(fields[i].key, "MESSAGE"))
+            msg = fields[i].value;
+        else if (!strcmp(fields[i].key, "GLIB_DOMAIN"))
+            domain = fields[i].value;
+    }
+    const char *name = l <= G_LOG_LEVEL_ERROR      ? "ERROR"
+                       : l <= G_LOG_LEVEL_CRITICAL ? "CRITICAL"
+                       : l <= G_LOG_LEVEL_WARNING  ? "WARN"
+                       : l <= G_LOG_LEVEL_MESSAGE  ? "NOTE"
+                       : l <= G_LOG_LEVEL_INFO     ? "INFO"
+                                                   : "DEBUG";
+    g_autoptr(GDateTime) now = g_date_time_new_now_utc();
+    g_autofree char *ts = g_date_time_format(now, "%H:%M:%S.%f");
+    ts[12] = '\0'; /* milliseconds are enough */
+    fprintf(stderr, "%s %-5s %s%s%s\n", ts, name, domain && strcmp(domain, "consultd")
+                                                      ? domain : "",
+            domain && strcmp(domain, "consultd") ? ": " : "", msg ? msg : "");
+    return G_LOG_WRITER_HANDLED;
+}
+
+static void
+setup_logging(const char *level)
+{
+    static const struct {
+        const char *name;
+        GLogLevelFlags flag;
+    } levels[] = {{"error", G_LOG_LEVEL_CRITICAL}, {"warning", G_LOG_LEVEL_WARNING},
+                  {"message", G_LOG_LEVEL_MESSAGE}, {"info", G_LOG_LEVEL_INFO},
+                  {"debug", G_LOG_LEVEL_DEBUG}};
+    for (guint i = 0; i < G_N_ELEMENTS(levels); i++)
+        if (!strcmp(level, levels[i].name))
+            max_level = levels[i].flag;
+    g_log_set_writer_func(log_writer, NULL, NULL);
+}
+
+/* --------------------------------------------------------------- serving */
+
+static gboolean
+shutdown_poll(gpointer data)
+{
+    SigApp *app = data;
+    static gint64 deadline;
+    if (!deadline)
+        deadline = g_get_monotonic_time() + app->cfg->shutdown_grace * G_USEC_PER_SEC;
+    guint open = sig_http_connections(app->http);
+    if (open == 0 || g_get_monotonic_time() >= deadline) {
+        if (open)
+            g_warning("shutdown: %u connection(s) still open after %" G_GINT64_FORMAT
+                      " s; closing them", open, app->cfg->shutdown_grace);
+        g_main_loop_quit(app->loop);
+        return G_SOURCE_REMOVE;
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+on_signal(gpointer data)
+{
+    SigApp *app = data;
+    if (app->stopping)
+        return G_SOURCE_CONTINUE;
+    g_message("shutting down: no new connections, finishing requests in flight");
+    app->stopping = TRUE;
+    sig_http_quiesce(app->http);
+    g_timeout_add(50, shutdown_poll, app);
+    return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+purge_sessions(gpointer data)
+{
+    SigApp *app = data;
+    gint64 n = store_session_purge(app->store, store_now_ms());
+    if (n)
+        g_info("purged %" G_GINT64_FORMAT " expired session(s)", n);
+    return G_SOURCE_CONTINUE;
+}
+
+static int
+serve(SigApp *app)
+{
+    g_autoptr(GError) err = NULL;
+    app->metrics = sig_metrics_new();
+    guint n_routes;
+    const SigRoute *routes = sig_routes(&n_routes);
+    app->http = sig_http_start(app, routes, n_routes, &err);
+    if (!app->http) {
+        g_critical("%s", err->message);
+        return 1;
+    }
+    if (!*app->cfg->public_url) {
+        /* Derived from what was bound, so that port 0 works too. */
+        g_autofree char *host = g_strdup(app->cfg->listen);
+        char *colon = strrchr(host, ':');
+        if (colon)
+            *colon = '\0';
+        g_free(app->cfg->public_url);
+        app->cfg->public_url =
+            g_strdup_printf("http://%s:%u", host, sig_http_port(app->http));
+    }
+    app->auth = sig_auth_new(app);
+    if (app->cfg->demo && !sig_auth_seed_demo(app, &err)) {
+        g_critical("demo seed: %s", err->message);
+        return 1;
+    }
+    guint sig_term = g_unix_signal_add(SIGTERM, on_signal, app);
+    guint sig_int = g_unix_signal_add(SIGINT, on_signal, app);
+    guint purge = g_timeout_add_seconds(600, purge_sessions, app);
+    fprintf(stderr, "consultd %s: listening on %s (data dir %s)\n", CONSULTD_VERSION,
+            app->cfg->public_url, app->cfg->data_dir);
+    g_main_loop_run(app->loop);
+
+    g_source_remove(sig_term);
+    g_source_remove(sig_int);
+    g_source_remove(purge);
+    g_clear_pointer(&app->http, sig_http_stop);
+    g_clear_pointer(&app->auth, sig_auth_free);
+    g_message("stopped cleanly");
+    return 0;
+}
+
+/* ----------------------------------------------------------- subcommands */
+
+static char *
+read_password_stdin(void)
+{
+    char buf[SIG_PASSWORD_MAX + 2];
+    if (!fgets(buf, sizeof buf, stdin))
+        return NULL;
+    buf[strcspn(buf, "\r\n")] = '\0';
+    char *pw = g_strdup(buf);
+    sodium_memzero(buf, sizeof buf);
+    return pw;
+}
+
+static int
+cmd_user_add(SigApp *app, const char *role, const char *username,
+             const char *display_name)
+{
+    StoreRole rl = store_role_parse(role);
+    if (!rl || !sig_username_valid(username)) {
+        fprintf(stderr, "consultd user add: need --role admin|teacher|student and "
+                        "--username of a-z 0-9 . _ -\n");
+        return 2;
+    }
+    g_autofree char *pw = read_password_stdin();
+    if (!pw || g_utf8_strlen(pw, -1) < SIG_PASSWORD_MIN) {
+        fprintf(stderr, "consultd user add: the password (one line on stdin) must "
+                        "have at least %d characters\n", SIG_PASSWORD_MIN);
+        return 2;
+    }
+    g_autofree char *hash = sig_auth_hash_password(pw);
+    sodium_memzero(pw, strlen(pw));
+    g_autoptr(GError) err = NULL;
+    gint64 id = hash ? store_user_add(app->store, username, rl,
+                                      display_name ? display_name : username, "",
+                                      hash, &err) : 0;
+    if (!id) {
+        fprintf(stderr, "consultd user add: %s\n", err ? err->message : "hash failed");
+        return 1;
+    }
+    printf("%" G_GINT64_FORMAT "\t%s\t%s\n", id, username, role);
+    return 0;
+}
+
+static int
+cmd_user_list(SigApp *app)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GPtrArray) users = store_user_list(app->store, &err);
+    if (!users) {
+        fprintf(stderr, "consultd user list: %s\n", err->message);
+        return 1;
+    }
+    printf("id\tusername\trole\tdisplay_name\n");
+    for (guint i = 0; i < users->len; i++) {
+        StoreUser *u = users->pdata[i];
+        printf("%" G_GINT64_FORMAT "\t%s\t%s\t%s\n", u->id, u->username,
+               store_role_name(u->role), u->display_name);
+    }
+    return 0;
+}
+
+/* Parses the subcommand's own flags out of ARGV before the common ones. */
+static int
+run_user(SigApp *app, int argc, char **argv)
+{
+    g_autofree char *role = NULL, *username = NULL, *display = NULL;
+    GOptionEntry entries[] = {
+        {"role", 0, 0, G_OPTION_ARG_STRING, &role, "admin, teacher or student", "R"},
+        {"username", 0, 0, G_OPTION_ARG_STRING, &username, "login name", "U"},
+        {"display-name", 0, 0, G_OPTION_ARG_STRING, &display, "shown name", "N"},
+        G_OPTION_ENTRY_NULL};
+    g_autoptr(GOptionContext) ctx = g_option_context_new("add|list");
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    g_option_context_set_ignore_unknown_options(ctx, TRUE);
+    g_option_context_set_help_enabled(ctx, FALSE);
+    g_autoptr(GError) err = NULL;
+    if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
+        fprintf(stderr, "consultd user: %s\n", err->message);
+        return 2;
+    }
+    if (argc >= 2 && !strcmp(argv[1], "add"))
+        return cmd_user_add(app, role, username, display);
+    if (argc >= 2 && !strcmp(argv[1], "list"))
+        return cmd_user_list(app);
+    fprintf(stderr, "usage: consultd user add|list ...\n");
+    return 2;
+}
+
+int
+main(int argc, char **argv)
+{
+    setlocale(LC_ALL, "");
+    signal(SIGPIPE, SIG_IGN);
+    if (sodium_init() < 0) {
+        fprintf(stderr, "consultd: libsodium failed to initialise\n");
+        return 1;
+    }
+    /* The subcommand word goes first; what follows it is parsed by the
+     * subcommand, then the common options (data dir etc.) by config. */
+    const char *sub = argc > 1 && argv[1][0] != '-' ? argv[1] : NULL;
+    if (sub) {
+        memmove(&argv[1], &argv[2], (argc - 2) * sizeof *argv);
+        argv[--argc] = NULL;
+    }
+    g_autoptr(GError) err = NULL;
+    SigApp app = {0};
+    char **sub_argv = NULL;
+    int sub_argc = 0;
+    if (sub && !strcmp(sub, "user")) {
+        /* Split out "add"/"list" and its flags; keep common flags for config. */
+        sub_argv = g_new0(char *, argc + 2);
+        sub_argv[sub_argc++] = argv[0];
+        int keep = 1;
+        for (int i = 1; i < argc; i++) {
+            gboolean own = g_str_has_prefix(argv[i], "--role") ||
+                           g_str_has_prefix(argv[i], "--username") ||
+                           g_str_has_prefix(argv[i], "--display-name") ||
+                           !strcmp(argv[i], "add") || !strcmp(argv[i], "list");
+            gboolean takes_next = own && !strchr(argv[i], '=') && argv[i][0] == '-';
+            if (own) {
+                sub_argv[sub_argc++] = argv[i];
+                if (takes_next && i + 1 < argc)
+                    sub_argv[sub_argc++] = argv[++i];
+            } else {
+                argv[keep++] = argv[i];
+            }
+        }
+        argc = keep;
+        argv[argc] = NULL;
+    }
+    app.cfg = sig_config_load(&argc, &argv, &err);
+    if (!app.cfg) {
+        fprintf(stderr, "consultd: %s\n", err->message);
+        g_free(sub_argv);
+        return 2;
+    }
+    if (argc > 1) {
+        fprintf(stderr, "consultd: unexpected argument '%s' (see --help)\n", argv[1]);
+        g_free(sub_argv);
+        return 2;
+    }
+    setup_logging(app.cfg->log_level);
+    app.started_at = g_get_monotonic_time();
+    app.store = store_open(app.cfg->data_dir, &err);
+    int rc;
+    if (!app.store) {
+        fprintf(stderr, "consultd: %s\n", err->message);
+        rc = 1;
+    } else if (!sub) {
+        app.loop = g_main_loop_new(NULL, FALSE);
+        rc = serve(&app);
+        g_main_loop_unref(app.loop);
+    } else if (!strcmp(sub, "user")) {
+        rc = run_user(&app, sub_argc, sub_argv);
+    } else {
+        fprintf(stderr, "consultd: unknown subcommand '%s' (see --help)\n", sub);
+        rc = 2;
+    }
+    g_free(sub_argv);
+    store_close(app.store);
+    sig_metrics_free(app.metrics);
+    sig_config_free(app.cfg);
+    return rc;
+}
