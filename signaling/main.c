@@ -257,6 +257,10 @@ main(int argc, char **argv)
     /* The subcommand word goes first; what follows it is parsed by the
      * subcommand, then the common options (data dir etc.) by config. */
     const char *sub = argc > 1 && argv[1][0] != '-' ? argv[1] : NULL;
+    if (sub && !strcmp(sub, "config-table")) {
+        sig_config_print_table(); /* the README's configuration table */
+        return 0;
+    }
     if (sub) {
         memmove(&argv[1], &argv[2], (argc - 2) * sizeof *argv);
         argv[--argc] = NULL;

@@ -1,0 +1,24 @@
+#!/bin/sh
+# Installs the Debian 12 packages consultd needs, only if some are missing.
+#   scripts/deps.sh build   what building and running the server needs
+#   scripts/deps.sh test    that plus what the test suite needs
+set -eu
+build="meson ninja-build pkg-config gcc libc6-dev libglib2.0-dev libmicrohttpd-dev
+libsqlite3-dev libjansson-dev libsodium-dev"
+test_extra="python3 sqlite3 curl"
+want="$build"
+[ "${1:-build}" = test ] && want="$build $test_extra"
+
+missing=""
+for p in $want; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+echo "deps: installing$missing" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -q --no-install-recommends $missing

@@ -1,0 +1,218 @@
+"""Black-box test harness: the real consultd on loopback with a temp data dir.
+
+Each test file registers functions with @test and calls run(); output is TAP,
+which meson reads (protocol: 'tap').  Servers are started with port 0 and the
+harness reads the bound URL from the server's stderr, so parallel test files
+never race for ports.  Every server a test starts is stopped (SIGTERM, then
+SIGKILL after a bound) and its exit code checked at the end of the test.
+"""
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.parse
+
+BIN = os.environ.get("CONSULTD_BIN", os.path.join(os.path.dirname(__file__), "../../build/signaling/consultd"))
+_tests = []
+
+
+def test(fn):
+    _tests.append(fn)
+    return fn
+
+
+def run():
+    only = sys.argv[1:] 
+    tests = [t for t in _tests if not only or t.__name__ in only]
+    print(f"1..{len(tests)}", flush=True)
+    failed = 0
+    for i, t in enumerate(tests, 1):
+        try:
+            t()
+            print(f"ok {i} - {t.__name__}", flush=True)
+        except BaseException as e:  # noqa: BLE001 - a test failure of any kind
+            failed += 1
+            print(f"not ok {i} - {t.__name__}", flush=True)
+            for line in traceback.format_exc().splitlines():
+                print(f"# {line}", flush=True)
+        finally:
+            Server.stop_all()
+    sys.exit(1 if failed else 0)
+
+
+def wait_for(pred, timeout=30.0, interval=0.05, what="condition"):
+    """Polls PRED until it returns a truthy value; never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    @property
+    def json(self):
+        return json.loads(self.body)
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def __repr__(self):
+        return f"<{self.status} {self.body[:300]!r}>"
+
+
+class Server:
+    running = []
+
+    def __init__(self, *args, demo=True, data_dir=None, env=None, wait=True):
+        self.own_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="consultd-test-")
+        self.args = ["--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
+                     "--log-level", "info"] + (["--demo"] if demo else []) + list(args)
+        self.env = dict(os.environ)
+        self.env.update(env or {})
+        self.log_path = os.path.join(self.data_dir, "server.log")
+        self.proc = None
+        self.url = None
+        self.start(wait)
+
+    def start(self, wait=True):
+        self.log = open(self.log_path, "ab")
+        self.log_offset = self.log.tell()
+        self.proc = subprocess.Popen([BIN] + self.args, stdout=subprocess.DEVNULL,
+                                     stderr=self.log, env=self.env)
+        Server.running.append(self)
+        if wait:
+            self.url = wait_for(self._bound_url, 30, what="consultd to listen")
+            p = urllib.parse.urlparse(self.url)
+            self.host, self.port = p.hostname, p.port
+
+    def _bound_url(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"consultd exited with {self.proc.returncode}:\n{self.logtext()}")
+        m = re.findall(r"listening on (http://\S+)", self.logtext()[self.log_offset:])
+        return m[-1] if m else None
+
+    def logtext(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def request(self, method, path, body=None, token=None, headers=None, raw=None, timeout=30):
+        h = {}
+        if token:
+            h["Authorization"] = f"Bearer {token}"
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+            h["Content-Type"] = "application/json"
+        h.update(headers or {})
+        c = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            c.request(method, path, body=data, headers=h)
+            r = c.getresponse()
+            return Response(r.status, r.getheaders(), r.read().decode("utf-8", "replace"))
+        finally:
+            c.close()
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", path, body=body, **kw)
+
+    def login(self, username, password="demo"):
+        r = self.post("/api/login", {"username": username, "password": password})
+        assert r.status == 200, r
+        return r.json["token"]
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+            raise AssertionError(f"consultd did not stop within {timeout}s")
+        finally:
+            self.log.close()
+            if self in Server.running:
+                Server.running.remove(self)
+        self.proc = None
+        return rc
+
+    def kill(self):
+        return self.stop(signal.SIGKILL)
+
+    def restart(self):
+        rc = self.stop()
+        self.start()
+        return rc
+
+    @classmethod
+    def stop_all(cls):
+        for s in list(cls.running):
+            try:
+                s.stop()
+            except AssertionError:
+                pass
+            if s.own_dir and not os.environ.get("KEEP_DATA"):
+                shutil.rmtree(s.data_dir, ignore_errors=True)
+
+
+def raw_http(host, port, data, timeout=10):
+    """Sends DATA as-is and returns the raw reply (for malformed requests)."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        try:
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                chunks.append(b)
+        except socket.timeout:
+            pass
+    return b"".join(chunks)
+
+
+def parallel(fns):
+    """Runs FNS at once in threads (started together), returns their results."""
+    barrier = threading.Barrier(len(fns))
+    results = [None] * len(fns)
+
+    def wrap(i, f):
+        barrier.wait()
+        try:
+            results[i] = f()
+        except BaseException as e:  # noqa: BLE001
+            results[i] = e
+
+    ts = [threading.Thread(target=wrap, args=(i, f)) for i, f in enumerate(fns)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return results

@@ -1,0 +1,84 @@
+/* Unit tests for signaling/auth.c and ratelimit.c. */
+#include <sodium.h>
+#include <string.h>
+
+#include "auth.h"
+#include "ratelimit.h"
+
+static void
+test_password_hash_roundtrip(void)
+{
+    g_autofree char *h = sig_auth_hash_password("correct horse");
+    g_assert_nonnull(h);
+    g_assert_true(g_str_has_prefix(h, "$argon2id$"));
+    g_assert_null(strstr(h, "correct horse"));
+    g_assert_true(sig_auth_verify_password(h, "correct horse"));
+    g_assert_false(sig_auth_verify_password(h, "correct horsE"));
+    g_assert_false(sig_auth_verify_password(h, ""));
+    g_autofree char *h2 = sig_auth_hash_password("correct horse");
+    g_assert_cmpstr(h, !=, h2); /* salted */
+    g_assert_false(sig_auth_verify_password("garbage", "x"));
+}
+
+static void
+test_token_hash(void)
+{
+    g_autofree char *a = sig_auth_token_hash("abc");
+    g_assert_cmpstr(a, ==, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+static void
+test_username_rules(void)
+{
+    g_assert_true(sig_username_valid("student1"));
+    g_assert_true(sig_username_valid("a.b_c-d"));
+    g_assert_false(sig_username_valid(""));
+    g_assert_false(sig_username_valid("Upper"));
+    g_assert_false(sig_username_valid("with space"));
+    g_assert_false(sig_username_valid("../etc"));
+    g_autofree char *long_name = g_strnfill(65, 'a');
+    g_assert_false(sig_username_valid(long_name));
+    long_name[64] = '\0';
+    g_assert_true(sig_username_valid(long_name));
+}
+
+static void
+test_limiter(void)
+{
+    SigLimiter *l = sig_limiter_new(3, 60);
+    g_assert_cmpuint(sig_limiter_hit(l, "ip1"), ==, 0);
+    g_assert_cmpuint(sig_limiter_hit(l, "ip1"), ==, 0);
+    g_assert_cmpuint(sig_limiter_peek(l, "ip1"), ==, 0);
+    g_assert_cmpuint(sig_limiter_hit(l, "ip1"), ==, 0);
+    guint wait = sig_limiter_hit(l, "ip1");
+    g_assert_cmpuint(wait, >, 0);
+    g_assert_cmpuint(wait, <=, 60);
+    g_assert_cmpuint(sig_limiter_peek(l, "ip1"), >, 0);
+    g_assert_cmpuint(sig_limiter_hit(l, "ip2"), ==, 0); /* keys are separate */
+    sig_limiter_free(l);
+    sig_limiter_free(NULL);
+}
+
+static void
+test_json_time(void)
+{
+    json_t *t = sig_json_time(1700000000123);
+    g_assert_cmpstr(json_string_value(t), ==, "2023-11-14T22:13:20.123Z");
+    json_decref(t);
+    t = sig_json_time(0);
+    g_assert_true(json_is_null(t));
+    json_decref(t);
+}
+
+int
+main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_assert_cmpint(sodium_init(), >=, 0);
+    g_test_add_func("/auth/password-hash-roundtrip", test_password_hash_roundtrip);
+    g_test_add_func("/auth/token-hash", test_token_hash);
+    g_test_add_func("/auth/username-rules", test_username_rules);
+    g_test_add_func("/auth/limiter", test_limiter);
+    g_test_add_func("/auth/json-time", test_json_time);
+    return g_test_run();
+}
