@@ -4,7 +4,7 @@
 #   scripts/deps.sh test    that plus what the test suite needs
 set -eu
 build="meson ninja-build pkg-config gcc libc6-dev libglib2.0-dev libmicrohttpd-dev
-libsqlite3-dev libjansson-dev libsodium-dev"
+libsqlite3-dev libjansson-dev libsodium-dev libsoup-3.0-dev"
 test_extra="python3 sqlite3 curl"
 want="$build"
 [ "${1:-build}" = test ] && want="$build $test_extra"

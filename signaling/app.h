@@ -15,6 +15,9 @@
 typedef struct SigHttp SigHttp;
 typedef struct SigMetrics SigMetrics;
 typedef struct SigAuth SigAuth;
+typedef struct SigConsult SigConsult;
+typedef struct SigEvents SigEvents;
+typedef struct SigWebhooks SigWebhooks;
 
 typedef struct SigApp {
     SigConfig *cfg;
@@ -22,6 +25,9 @@ typedef struct SigApp {
     SigHttp *http;
     SigMetrics *metrics;
     SigAuth *auth;
+    SigConsult *consult;
+    SigEvents *events;
+    SigWebhooks *webhooks;
     GMainLoop *loop;
     gint64 started_at; /* monotonic, microseconds */
     gboolean stopping;

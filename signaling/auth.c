@@ -13,6 +13,7 @@
 #include <sodium.h>
 #include <string.h>
 
+#include "consult.h"
 #include "ratelimit.h"
 
 #define COOKIE "consultd_session"
@@ -190,20 +191,6 @@ sig_auth_identify(SigReq *r)
 /* --------------------------------------------------------------- JSON */
 
 json_t *
-sig_json_time(gint64 ms)
-{
-    if (ms <= 0)
-        return json_null();
-    g_autoptr(GDateTime) dt = g_date_time_new_from_unix_utc(ms / 1000);
-    if (!dt)
-        return json_null();
-    g_autofree char *base = g_date_time_format(dt, "%Y-%m-%dT%H:%M:%S");
-    char buf[64];
-    g_snprintf(buf, sizeof buf, "%s.%03dZ", base, (int)(ms % 1000));
-    return json_string(buf);
-}
-
-json_t *
 sig_user_json(const StoreUser *u)
 {
     json_t *j = json_pack("{s:I, s:s, s:s, s:s, s:o}", "id", (json_int_t)u->id,
@@ -317,6 +304,7 @@ sig_h_logout(SigReq *r)
         sig_reply_error(r, 503, "unavailable", "%s", err->message);
         return;
     }
+    sig_consult_logout(r->app, r->user);
     sig_req_header(r, MHD_HTTP_HEADER_SET_COOKIE,
                    COOKIE "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     sig_reply_json(r, 200, json_pack("{s:b}", "ok", 1));

@@ -29,7 +29,6 @@ gboolean sig_auth_seed_demo(SigApp *app, GError **error);
 
 /* A user as the API shows it; new reference. */
 json_t *sig_user_json(const StoreUser *u);
-json_t *sig_json_time(gint64 ms); /* RFC 3339 UTC string, or null for 0 */
 
 /* Route handlers. */
 void sig_h_login(SigReq *r);

@@ -22,6 +22,16 @@ typedef struct SigConfig {
     gint64 login_ip_per_min;
     gint64 login_user_fail_per_15min;
     gint64 shutdown_grace; /* seconds in-flight requests get at SIGTERM */
+    gint64 request_timeout;   /* seconds a request waits for the teacher */
+    gint64 presence_grace;    /* seconds a teacher may be without a stream */
+    gint64 max_live;          /* live consultations at once (503 above) */
+    gint64 max_pending;       /* requested consultations at once (503 above) */
+    gint64 request_rate_per_min; /* consultation requests per student */
+    gint64 sse_per_user;      /* event streams per user (429 above) */
+    char *webhook_urls;       /* comma-separated */
+    char *webhook_secret;
+    gint64 webhook_max_attempts;
+    gint64 webhook_retry_ms;  /* first retry delay; doubles, capped at 5 min */
     gboolean demo;
     char *config_file;
 } SigConfig;

@@ -139,7 +139,7 @@ sig_reply_empty(SigReq *r, unsigned status)
 void
 sig_reply_json(SigReq *r, unsigned status, json_t *body)
 {
-    char *text = json_dumps(body, JSON_COMPACT);
+    char *text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(12));
     json_decref(body);
     if (!text) {
         sig_reply_error(r, 500, "internal", "could not encode the reply");
@@ -165,6 +165,47 @@ sig_reply_error(SigReq *r, unsigned status, const char *code, const char *fmt, .
 }
 
 void
+sig_reply_store_error(SigReq *r, const GError *err)
+{
+    if (!err || err->domain != STORE_ERROR) {
+        sig_reply_error(r, 500, "internal", "%s", err ? err->message : "unknown error");
+        return;
+    }
+    switch ((StoreErrorCode)err->code) {
+    case STORE_ERROR_NOT_FOUND:
+        sig_reply_error(r, 404, "not_found", "%s", err->message);
+        return;
+    case STORE_ERROR_EXISTS:
+        sig_reply_error(r, 409, "conflict", "%s", err->message);
+        return;
+    case STORE_ERROR_CONFLICT:
+        sig_reply_error(r, 409, "conflict", "%s", err->message);
+        return;
+    case STORE_ERROR_TEACHER_OFFLINE:
+        sig_reply_error(r, 409, "teacher_offline", "%s", err->message);
+        return;
+    case STORE_ERROR_TEACHER_BUSY:
+        sig_reply_error(r, 409, "teacher_busy", "%s", err->message);
+        return;
+    case STORE_ERROR_BAD_STATE:
+        sig_reply_error(r, 409, "invalid_transition", "%s", err->message);
+        return;
+    case STORE_ERROR_BUSY:
+        sig_req_header(r, "Retry-After", "1");
+        sig_reply_error(r, 503, "database_busy", "the database is busy; retry");
+        return;
+    case STORE_ERROR_FULL:
+        sig_req_header(r, "Retry-After", "60");
+        sig_reply_error(r, 503, "storage_full", "the server's disk is full");
+        return;
+    case STORE_ERROR_FAILED:
+        break;
+    }
+    g_warning("storage error on %s %s: %s", r->method, r->path, err->message);
+    sig_reply_error(r, 500, "internal", "a storage error occurred");
+}
+
+void
 sig_req_header(SigReq *r, const char *name, const char *value)
 {
     g_ptr_array_add(r->headers, g_strdup(name));
@@ -172,6 +213,21 @@ sig_req_header(SigReq *r, const char *name, const char *value)
 }
 
 /* -------------------------------------------------------------- requests */
+
+json_t *
+sig_json_time(gint64 ms)
+{
+    if (ms <= 0)
+        return json_null();
+    g_autoptr(GDateTime) dt = g_date_time_new_from_unix_utc(ms / 1000);
+    if (!dt)
+        return json_null();
+    g_autofree char *base = g_date_time_format(dt, "%Y-%m-%dT%H:%M:%S");
+    char buf[64];
+    g_snprintf(buf, sizeof buf, "%s.%03dZ", base, (int)(ms % 1000));
+    return json_string(buf);
+}
+
 
 const char *
 sig_req_get_header(SigReq *r, const char *name)
@@ -272,7 +328,13 @@ sig_req_resume(SigReq *r)
     MHD_resume_connection(r->conn);
     /* In external-epoll mode MHD only notices a resumed connection on its
      * next MHD_run(); the epoll fd does not become readable for it. */
-    r->app->http->kick = TRUE;
+    sig_http_kick(r->app->http);
+}
+
+void
+sig_http_kick(SigHttp *h)
+{
+    h->kick = TRUE;
 }
 
 /* ---------------------------------------------------------------- router */

@@ -70,6 +70,8 @@ void sig_http_stop(SigHttp *h); /* NULL-safe; closes everything. */
 /* The port actually bound (useful with port 0). */
 guint16 sig_http_port(SigHttp *h);
 const SigRoute *sig_http_routes(SigHttp *h, guint *n);
+/* Makes the loop run MHD once soon (after resuming a connection). */
+void sig_http_kick(SigHttp *h);
 
 /* ---- replies: exactly one per request ---- */
 void sig_reply_json(SigReq *r, unsigned status, json_t *body /* stolen */);
@@ -82,6 +84,13 @@ void sig_reply_empty(SigReq *r, unsigned status);
 void sig_reply_response(SigReq *r, unsigned status, struct MHD_Response *resp);
 /* Adds a header to the reply (before or after sig_reply_*, before it is sent). */
 void sig_req_header(SigReq *r, const char *name, const char *value);
+
+/* Maps a STORE_ERROR to its HTTP status and error code: the one place
+ * where storage and domain errors become HTTP. */
+void sig_reply_store_error(SigReq *r, const GError *err);
+
+/* An RFC 3339 UTC time string for MS since the epoch, or null for 0. */
+json_t *sig_json_time(gint64 ms);
 
 /* ---- waiting ---- */
 void sig_req_suspend(SigReq *r);

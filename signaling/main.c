@@ -19,6 +19,10 @@
 
 #include "app.h"
 #include "auth.h"
+#include "consult.h"
+#include "events.h"
+#include "ops.h"
+#include "webhooks.h"
 #include "build-config.h"
 #include "metrics.h"
 #include "routes.h"
@@ -99,6 +103,7 @@ on_signal(gpointer data)
     g_message("shutting down: no new connections, finishing requests in flight");
     app->stopping = TRUE;
     sig_http_quiesce(app->http);
+    sig_events_close_all(app);
     g_timeout_add(50, shutdown_poll, app);
     return G_SOURCE_CONTINUE;
 }
@@ -111,6 +116,31 @@ purge_sessions(gpointer data)
     if (n)
         g_info("purged %" G_GINT64_FORMAT " expired session(s)", n);
     return G_SOURCE_CONTINUE;
+}
+
+static void
+domain_metrics(SigApp *app, GString *out)
+{
+    g_string_append_printf(out,
+        "# HELP consultd_event_streams Open Server-Sent Events streams\n"
+        "# TYPE consultd_event_streams gauge\nconsultd_event_streams %u\n"
+        "# HELP consultd_webhooks_in_flight Webhook deliveries being sent\n"
+        "# TYPE consultd_webhooks_in_flight gauge\nconsultd_webhooks_in_flight %u\n"
+        "# HELP consultd_event_log_seq Last event sequence number\n"
+        "# TYPE consultd_event_log_seq gauge\nconsultd_event_log_seq %" G_GINT64_FORMAT "\n"
+        "# HELP consultd_event_lag Events not yet dispatched to read models\n"
+        "# TYPE consultd_event_lag gauge\nconsultd_event_lag %" G_GINT64_FORMAT "\n",
+        sig_events_stream_count(app), sig_webhooks_in_flight(app),
+        store_events_last_seq(app->store),
+        store_events_last_seq(app->store) - store_cursor(app->store, "projections"));
+    static const StoreConsultStatus sts[] = {STORE_CONSULT_REQUESTED, STORE_CONSULT_LIVE,
+                                             STORE_CONSULT_INTERRUPTED};
+    g_string_append(out, "# HELP consultd_consultations Open consultations by status\n"
+                         "# TYPE consultd_consultations gauge\n");
+    for (guint i = 0; i < G_N_ELEMENTS(sts); i++)
+        g_string_append_printf(out, "consultd_consultations{status=\"%s\"} %" G_GINT64_FORMAT "\n",
+                               store_consult_status_name(sts[i]),
+                               store_consultation_count(app->store, sts[i]));
 }
 
 static int
@@ -136,6 +166,10 @@ serve(SigApp *app)
             g_strdup_printf("http://%s:%u", host, sig_http_port(app->http));
     }
     app->auth = sig_auth_new(app);
+    sig_events_new(app);
+    sig_webhooks_new(app);
+    app->consult = sig_consult_new(app);
+    sig_ops_add_metrics(domain_metrics);
     if (app->cfg->demo && !sig_auth_seed_demo(app, &err)) {
         g_critical("demo seed: %s", err->message);
         return 1;
@@ -150,7 +184,10 @@ serve(SigApp *app)
     g_source_remove(sig_term);
     g_source_remove(sig_int);
     g_source_remove(purge);
+    g_clear_pointer(&app->consult, sig_consult_free);
     g_clear_pointer(&app->http, sig_http_stop);
+    g_clear_pointer(&app->webhooks, sig_webhooks_free);
+    g_clear_pointer(&app->events, sig_events_free);
     g_clear_pointer(&app->auth, sig_auth_free);
     g_message("stopped cleanly");
     return 0;
@@ -313,6 +350,15 @@ main(int argc, char **argv)
         app.loop = g_main_loop_new(NULL, FALSE);
         rc = serve(&app);
         g_main_loop_unref(app.loop);
+    } else if (!strcmp(sub, "rebuild-projections")) {
+        if (store_rebuild_projections(app.store, &err)) {
+            printf("rebuilt the read models from %" G_GINT64_FORMAT " events\n",
+                   store_cursor(app.store, "projections"));
+            rc = 0;
+        } else {
+            fprintf(stderr, "consultd rebuild-projections: %s\n", err->message);
+            rc = 1;
+        }
     } else if (!strcmp(sub, "user")) {
         rc = run_user(&app, sub_argc, sub_argv);
     } else {

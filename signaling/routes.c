@@ -9,11 +9,16 @@
 #include "routes.h"
 
 #include "auth.h"
+#include "consult.h"
+#include "events.h"
 #include "ops.h"
+#include "webhooks.h"
 
 #define ANY STORE_ROLE_ANY
 #define ADMIN STORE_ROLE_ADMIN
 #define PUB SIG_ROUTE_PUBLIC
+#define TEACHER STORE_ROLE_TEACHER
+#define STUDENT STORE_ROLE_STUDENT
 
 static const SigRoute routes[] = {
     {"GET", "/healthz", sig_h_healthz, 0, PUB | SIG_ROUTE_NO_LOG},
@@ -27,6 +32,25 @@ static const SigRoute routes[] = {
     {"GET", "/api/users", sig_h_users_list, ADMIN, 0},
     {"POST", "/api/users", sig_h_users_create, ADMIN, 0},
     {"DELETE", "/api/users/{id}", sig_h_users_delete, ADMIN, 0},
+
+    {"GET", "/api/teachers", sig_h_teachers_list, ANY, 0},
+    {"GET", "/api/teachers/{id}", sig_h_teacher_get, ANY, 0},
+    {"PUT", "/api/teachers/{id}/profile", sig_h_teacher_profile, TEACHER | ADMIN, 0},
+    {"PUT", "/api/teachers/{id}/presence", sig_h_teacher_presence, TEACHER, 0},
+    {"POST", "/api/teachers/{id}/favorite", sig_h_favorite_add, STUDENT, 0},
+    {"DELETE", "/api/teachers/{id}/favorite", sig_h_favorite_remove, STUDENT, 0},
+
+    {"POST", "/api/consultations", sig_h_consultation_create, STUDENT, 0},
+    {"GET", "/api/consultations", sig_h_consultations_list, TEACHER | ADMIN, 0},
+    {"GET", "/api/consultations/{id}", sig_h_consultation_get, ANY, 0},
+    {"POST", "/api/consultations/{id}/accept", sig_h_consultation_accept, TEACHER, 0},
+    {"POST", "/api/consultations/{id}/decline", sig_h_consultation_decline, TEACHER, 0},
+    {"POST", "/api/consultations/{id}/cancel", sig_h_consultation_cancel, STUDENT, 0},
+    {"POST", "/api/consultations/{id}/end", sig_h_consultation_end, TEACHER | ADMIN, 0},
+
+    {"GET", "/api/mypage", sig_h_mypage, STUDENT, 0},
+    {"GET", "/api/events", sig_h_events, ANY, SIG_ROUTE_STREAM},
+    {"GET", "/api/admin/webhook-deliveries", sig_h_webhook_deliveries, ADMIN, 0},
 };
 
 const SigRoute *

@@ -24,10 +24,13 @@ typedef enum {
     STORE_ERROR_CONFLICT,  /* a domain rule forbids the change now */
     STORE_ERROR_BUSY,      /* the database stayed locked past busy_timeout */
     STORE_ERROR_FULL,      /* the disk is full */
+    STORE_ERROR_TEACHER_OFFLINE, /* a request to a teacher who is offline */
+    STORE_ERROR_TEACHER_BUSY,    /* a request to a teacher who is busy */
+    STORE_ERROR_BAD_STATE, /* the transition is not legal from this state */
 } StoreErrorCode;
 
 /* The schema version this build migrates to; PRAGMA user_version. */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 typedef struct Store Store;
 
@@ -113,5 +116,159 @@ StoreUser *store_session_user(Store *s, const char *token_hash, gint64 now_ms,
 gboolean store_session_delete(Store *s, const char *token_hash, GError **error);
 /* Deletes expired sessions; returns how many. */
 gint64 store_session_purge(Store *s, gint64 now_ms);
+
+/* ---- teachers, favorites, consultations (store_domain.c) ----
+ *
+ * Every command below runs in one BEGIN IMMEDIATE transaction that checks
+ * the rule, changes the state and appends the domain event(s), or does
+ * nothing at all.  Passing a transaction in with store_begin() is allowed. */
+
+typedef enum {
+    STORE_PRESENCE_OFFLINE,
+    STORE_PRESENCE_ONLINE,
+    STORE_PRESENCE_BUSY,
+} StorePresence;
+const char *store_presence_name(StorePresence p);
+/* Returns -1 for an unknown name. */
+int store_presence_parse(const char *name);
+
+typedef struct {
+    gint64 id;
+    char *username;
+    char *display_name;
+    char *intro;
+    StorePresence status;
+    gint64 popularity;         /* read model: eventually consistent */
+    gint64 consultation_count; /* read model: eventually consistent */
+    gboolean favorite;         /* of the viewing student */
+} StoreTeacher;
+void store_teacher_free(StoreTeacher *t);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(StoreTeacher, store_teacher_free)
+
+/* VIEWER is the student whose favorites fill ->favorite (0: none); STATUS
+ * filters by presence (-1: all). */
+GPtrArray *store_teacher_list(Store *s, gint64 viewer, int status, GError **error);
+StoreTeacher *store_teacher_get(Store *s, gint64 id, gint64 viewer, GError **error);
+/* teacher.profile_updated */
+gboolean store_teacher_set_intro(Store *s, gint64 id, const char *intro,
+                                 GError **error);
+/* online <-> offline (teacher.online / teacher.offline).  A busy teacher
+ * gets STORE_ERROR_TEACHER_BUSY.  *CHANGED tells whether anything changed
+ * (setting the current status again is a no-op without an event). */
+gboolean store_teacher_set_presence(Store *s, gint64 id, StorePresence to,
+                                    gboolean *changed, GError **error);
+/* teacher.favorited / teacher.unfavorited; idempotent. */
+gboolean store_favorite_set(Store *s, gint64 student, gint64 teacher, gboolean on,
+                            gboolean *changed, GError **error);
+/* Students who favor TEACHER now (user ids). */
+GArray *store_favorers(Store *s, gint64 teacher);
+/* Teacher ids currently online (not busy), for the presence sweeper. */
+GArray *store_teachers_online(Store *s);
+
+typedef enum {
+    STORE_CONSULT_REQUESTED,
+    STORE_CONSULT_LIVE,
+    STORE_CONSULT_ENDED,
+    STORE_CONSULT_DECLINED,
+    STORE_CONSULT_CANCELED,
+    STORE_CONSULT_EXPIRED,
+    STORE_CONSULT_INTERRUPTED,
+} StoreConsultStatus;
+const char *store_consult_status_name(StoreConsultStatus st);
+int store_consult_status_parse(const char *name); /* -1 if unknown */
+
+typedef struct {
+    gint64 id;
+    gint64 teacher_id, student_id;
+    char *teacher_name, *student_name;
+    StoreConsultStatus status;
+    gint64 requested_at, accepted_at, ended_at; /* ms, 0 if not yet */
+    char *end_reason;
+} StoreConsultation;
+void store_consultation_free(StoreConsultation *c);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(StoreConsultation, store_consultation_free)
+
+/* The synchronous check and the reservation: the teacher must be online;
+ * they become busy and the consultation is requested (events
+ * consultation.requested, teacher.busy).  Errors: NOT_FOUND (no such
+ * teacher), TEACHER_OFFLINE, TEACHER_BUSY. */
+StoreConsultation *store_consultation_request(Store *s, gint64 student,
+                                              gint64 teacher, GError **error);
+/* Moves consultation ID to TO if the state machine allows it (see the top
+ * of store_domain.c), with REASON stored for terminal states.  Freeing the
+ * teacher (teacher.available) happens in the same transaction.  Errors:
+ * NOT_FOUND, BAD_STATE. */
+gboolean store_consultation_transition(Store *s, gint64 id, StoreConsultStatus to,
+                                       const char *reason, GError **error);
+StoreConsultation *store_consultation_get(Store *s, gint64 id, GError **error);
+/* TEACHER 0: all; STATUS -1: all; newest first, at most LIMIT. */
+GPtrArray *store_consultation_list(Store *s, gint64 teacher, int status,
+                                   guint limit, GError **error);
+gint64 store_consultation_count(Store *s, StoreConsultStatus status);
+/* Ids of requested consultations older than BEFORE_MS. */
+GArray *store_consultations_requested_before(Store *s, gint64 before_ms);
+
+/* ---- event log, projections, webhook queue (store_events.c) ---- */
+
+typedef struct {
+    gint64 seq;
+    char *type;
+    gint64 teacher_id, student_id, consultation_id; /* 0 when not involved */
+    char *payload; /* JSON object text */
+    gint64 created_at;
+} StoreEvent;
+void store_event_free(StoreEvent *e);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(StoreEvent, store_event_free)
+
+/* Events with seq > AFTER and <= UPTO (0: no bound), oldest first. */
+GPtrArray *store_events_range(Store *s, gint64 after, gint64 upto, guint limit,
+                              GError **error);
+gint64 store_events_last_seq(Store *s);
+/* Where the dispatcher stands ("projections", "notify"). */
+gint64 store_cursor(Store *s, const char *name);
+
+/* One dispatcher step, in one transaction: applies up to LIMIT events past
+ * the projections cursor to the read models, queues a webhook delivery per
+ * URL for events past the notify cursor, and moves both cursors.  Returns
+ * the newly notified events (for the live streams), or NULL on error with
+ * nothing changed. */
+GPtrArray *store_dispatch(Store *s, guint limit, const char *const *webhook_urls,
+                          GError **error);
+/* Drops every read model and replays the whole event log into it.  The
+ * notify cursor and the webhook queue are left alone. */
+gboolean store_rebuild_projections(Store *s, GError **error);
+
+typedef struct {
+    gint64 consultation_id;
+    gint64 teacher_id;
+    char *teacher_name;
+    StoreConsultStatus status;
+    gint64 requested_at, started_at, ended_at;
+    char *end_reason;
+} StoreMyPageRow;
+void store_mypage_row_free(StoreMyPageRow *r);
+GPtrArray *store_mypage(Store *s, gint64 student, GError **error);
+
+typedef struct {
+    gint64 id;
+    gint64 event_seq;
+    char *url;
+    char *state; /* pending | delivered | failed */
+    gint64 attempts;
+    gint64 next_attempt_at;
+    char *last_error;
+    gint64 delivered_at;
+} StoreDelivery;
+void store_delivery_free(StoreDelivery *d);
+/* Pending deliveries due at NOW_MS, oldest first. */
+GPtrArray *store_deliveries_due(Store *s, gint64 now_ms, guint limit);
+/* Newest first, for the admin API. */
+GPtrArray *store_deliveries_list(Store *s, guint limit, GError **error);
+/* Records an attempt's outcome: delivered, or retried at NEXT_AT_MS, or
+ * failed for good when NEXT_AT_MS is 0. */
+gboolean store_delivery_result(Store *s, gint64 id, gboolean delivered,
+                               const char *error_text, gint64 next_at_ms,
+                               GError **err);
+StoreEvent *store_event_get(Store *s, gint64 seq);
 
 G_END_DECLS

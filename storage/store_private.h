@@ -25,3 +25,8 @@ gboolean store_step_done(Store *s, sqlite3_stmt *st, GError **error,
 gboolean store_autobegin(Store *s, gboolean *began, GError **error);
 gboolean store_autocommit(Store *s, gboolean began, gboolean ok, GError **error);
 char *store_col_strdup(sqlite3_stmt *st, int col);
+/* Appends a domain event; only inside an open transaction.  PAYLOAD is a
+ * JSON object's text. */
+gboolean store_event_append(Store *s, const char *type, gint64 teacher,
+                            gint64 student, gint64 consultation,
+                            const char *payload, GError **error);

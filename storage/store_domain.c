@@ -1,0 +1,551 @@
+/* store_domain.c - teachers, favorites and consultations: the write model.
+ *
+ * Two state machines live here.  Each transition is one function call, one
+ * transaction, and appends exactly one domain event per machine it moves.
+ *
+ * Teacher presence (teachers.status)
+ *
+ *     offline --teacher.online--> online --teacher.offline--> offline
+ *     online  --teacher.busy----> busy     (only with consultation.requested)
+ *     busy    --teacher.available-> online (only when the consultation closes)
+ *
+ * Consultation (consultations.status)
+ *
+ *     requested --accept--> live        consultation.accepted
+ *     requested --decline-> declined    consultation.declined    (teacher freed)
+ *     requested --cancel--> canceled    consultation.canceled    (teacher freed)
+ *     requested --timeout-> expired     consultation.expired     (teacher freed)
+ *     live      --end-----> ended       consultation.ended       (teacher freed)
+ *     live      --crash---> interrupted consultation.interrupted
+ *     interrupted --rejoin-> live       consultation.resumed
+ *     interrupted --end----> ended      consultation.ended       (teacher freed)
+ *
+ * Invariant (asserted by check_teacher_consistent() in debug builds and
+ * enforced by a partial unique index): a teacher is busy exactly when they
+ * have one consultation in requested, live or interrupted.
+ */
+#include "store_private.h"
+
+#include <string.h>
+
+static const char *const presence_names[] = {"offline", "online", "busy"};
+static const char *const consult_names[] = {"requested", "live",    "ended",
+                                            "declined",  "canceled", "expired",
+                                            "interrupted"};
+
+const char *
+store_presence_name(StorePresence p)
+{
+    return (guint)p < G_N_ELEMENTS(presence_names) ? presence_names[p] : "unknown";
+}
+
+int
+store_presence_parse(const char *name)
+{
+    for (guint i = 0; name && i < G_N_ELEMENTS(presence_names); i++)
+        if (!strcmp(name, presence_names[i]))
+            return (int)i;
+    return -1;
+}
+
+const char *
+store_consult_status_name(StoreConsultStatus st)
+{
+    return (guint)st < G_N_ELEMENTS(consult_names) ? consult_names[st] : "unknown";
+}
+
+int
+store_consult_status_parse(const char *name)
+{
+    for (guint i = 0; name && i < G_N_ELEMENTS(consult_names); i++)
+        if (!strcmp(name, consult_names[i]))
+            return (int)i;
+    return -1;
+}
+
+static gboolean
+consult_open(StoreConsultStatus st)
+{
+    return st == STORE_CONSULT_REQUESTED || st == STORE_CONSULT_LIVE ||
+           st == STORE_CONSULT_INTERRUPTED;
+}
+
+/* The transition table: TRUE if FROM -> TO is legal. */
+static gboolean
+consult_legal(StoreConsultStatus from, StoreConsultStatus to)
+{
+    switch (from) {
+    case STORE_CONSULT_REQUESTED:
+        return to == STORE_CONSULT_LIVE || to == STORE_CONSULT_DECLINED ||
+               to == STORE_CONSULT_CANCELED || to == STORE_CONSULT_EXPIRED;
+    case STORE_CONSULT_LIVE:
+        return to == STORE_CONSULT_ENDED || to == STORE_CONSULT_INTERRUPTED;
+    case STORE_CONSULT_INTERRUPTED:
+        return to == STORE_CONSULT_LIVE || to == STORE_CONSULT_ENDED;
+    default:
+        return FALSE;
+    }
+}
+
+static const char *
+consult_event(StoreConsultStatus from, StoreConsultStatus to)
+{
+    switch (to) {
+    case STORE_CONSULT_LIVE:
+        return from == STORE_CONSULT_INTERRUPTED ? "consultation.resumed"
+                                                 : "consultation.accepted";
+    case STORE_CONSULT_ENDED: return "consultation.ended";
+    case STORE_CONSULT_DECLINED: return "consultation.declined";
+    case STORE_CONSULT_CANCELED: return "consultation.canceled";
+    case STORE_CONSULT_EXPIRED: return "consultation.expired";
+    case STORE_CONSULT_INTERRUPTED: return "consultation.interrupted";
+    default: return "consultation.requested";
+    }
+}
+
+/* ------------------------------------------------------------- teachers */
+
+void
+store_teacher_free(StoreTeacher *t)
+{
+    if (!t)
+        return;
+    g_free(t->username);
+    g_free(t->display_name);
+    g_free(t->intro);
+    g_free(t);
+}
+
+#define TEACHER_SELECT                                                        \
+    "SELECT u.id, u.username, u.display_name, u.intro, t.status,"            \
+    " coalesce(ts.popularity, 0), coalesce(ts.consultation_count, 0),"      \
+    " EXISTS (SELECT 1 FROM favorites f WHERE f.teacher_id = u.id"          \
+    "         AND f.student_id = ?1)"                                        \
+    " FROM teachers t JOIN users u ON u.id = t.user_id"                      \
+    " LEFT JOIN teacher_stats ts ON ts.teacher_id = t.user_id"              \
+    " WHERE u.deleted_at IS NULL"
+
+static StoreTeacher *
+teacher_from_row(sqlite3_stmt *st)
+{
+    StoreTeacher *t = g_new0(StoreTeacher, 1);
+    t->id = sqlite3_column_int64(st, 0);
+    t->username = store_col_strdup(st, 1);
+    t->display_name = store_col_strdup(st, 2);
+    t->intro = store_col_strdup(st, 3);
+    t->status = (StorePresence)MAX(0, store_presence_parse(
+                                          (const char *)sqlite3_column_text(st, 4)));
+    t->popularity = sqlite3_column_int64(st, 5);
+    t->consultation_count = sqlite3_column_int64(st, 6);
+    t->favorite = sqlite3_column_int(st, 7) != 0;
+    return t;
+}
+
+GPtrArray *
+store_teacher_list(Store *s, gint64 viewer, int status, GError **error)
+{
+    sqlite3_stmt *st = store_stmt(s, TEACHER_SELECT
+        " AND (?2 IS NULL OR t.status = ?2) ORDER BY u.display_name, u.id");
+    sqlite3_bind_int64(st, 1, viewer);
+    if (status >= 0)
+        sqlite3_bind_text(st, 2, store_presence_name(status), -1, SQLITE_STATIC);
+    GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)store_teacher_free);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        g_ptr_array_add(out, teacher_from_row(st));
+    if (rc != SQLITE_DONE) {
+        store_set_error(s, error, "list teachers");
+        g_clear_pointer(&out, g_ptr_array_unref);
+    }
+    sqlite3_reset(st);
+    return out;
+}
+
+StoreTeacher *
+store_teacher_get(Store *s, gint64 id, gint64 viewer, GError **error)
+{
+    sqlite3_stmt *st = store_stmt(s, TEACHER_SELECT " AND u.id = ?2");
+    sqlite3_bind_int64(st, 1, viewer);
+    sqlite3_bind_int64(st, 2, id);
+    StoreTeacher *t = NULL;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        t = teacher_from_row(st);
+    else
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND,
+                    "no teacher %" G_GINT64_FORMAT, id);
+    sqlite3_reset(st);
+    return t;
+}
+
+/* Current presence of teacher ID inside a transaction; -1 if none. */
+static int
+teacher_status(Store *s, gint64 id)
+{
+    sqlite3_stmt *st = store_stmt(s,
+        "SELECT t.status FROM teachers t JOIN users u ON u.id = t.user_id"
+        " WHERE t.user_id = ?1 AND u.deleted_at IS NULL");
+    sqlite3_bind_int64(st, 1, id);
+    int v = -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = store_presence_parse((const char *)sqlite3_column_text(st, 0));
+    sqlite3_reset(st);
+    return v;
+}
+
+static gboolean
+teacher_move(Store *s, gint64 id, StorePresence to, gint64 consultation,
+             GError **error)
+{
+    static const char *const events[] = {"teacher.offline", "teacher.online",
+                                         "teacher.busy"};
+    sqlite3_stmt *st = store_stmt(s,
+        "UPDATE teachers SET status = ?2, status_at = ?3 WHERE user_id = ?1");
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, store_presence_name(to), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, store_now_ms());
+    if (!store_step_done(s, st, error, "teacher presence"))
+        return FALSE;
+    /* busy -> online is "available", not "online": the teacher did not log
+     * in, they finished a consultation. */
+    const char *type = events[to];
+    if (to == STORE_PRESENCE_ONLINE && consultation)
+        type = "teacher.available";
+    g_autofree char *payload = g_strdup_printf(
+        "{\"teacher_id\":%" G_GINT64_FORMAT ",\"status\":\"%s\"}", id,
+        store_presence_name(to));
+    return store_event_append(s, type, id, 0, consultation, payload, error);
+}
+
+#ifndef NDEBUG
+/* The busy invariant from the top of this file. */
+static void
+check_teacher_consistent(Store *s, gint64 id)
+{
+    sqlite3_stmt *st = store_stmt(s,
+        "SELECT t.status = 'busy', EXISTS (SELECT 1 FROM consultations c"
+        "  WHERE c.teacher_id = t.user_id"
+        "  AND c.status IN ('requested','live','interrupted'))"
+        " FROM teachers t WHERE t.user_id = ?1");
+    sqlite3_bind_int64(st, 1, id);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        g_assert_cmpint(sqlite3_column_int(st, 0), ==, sqlite3_column_int(st, 1));
+    sqlite3_reset(st);
+}
+#else
+#define check_teacher_consistent(s, id) ((void)0)
+#endif
+
+gboolean
+store_teacher_set_intro(Store *s, gint64 id, const char *intro, GError **error)
+{
+    gboolean began;
+    if (!store_autobegin(s, &began, error))
+        return FALSE;
+    gboolean ok = TRUE;
+    if (teacher_status(s, id) < 0) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND,
+                    "no teacher %" G_GINT64_FORMAT, id);
+        ok = FALSE;
+    }
+    if (ok) {
+        sqlite3_stmt *st = store_stmt(s, "UPDATE users SET intro = ?2 WHERE id = ?1");
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_text(st, 2, intro, -1, SQLITE_TRANSIENT);
+        ok = store_step_done(s, st, error, "set intro");
+    }
+    if (ok) {
+        g_autofree char *payload =
+            g_strdup_printf("{\"teacher_id\":%" G_GINT64_FORMAT "}", id);
+        ok = store_event_append(s, "teacher.profile_updated", id, 0, 0, payload, error);
+    }
+    return store_autocommit(s, began, ok, error);
+}
+
+gboolean
+store_teacher_set_presence(Store *s, gint64 id, StorePresence to, gboolean *changed,
+                           GError **error)
+{
+    g_return_val_if_fail(to != STORE_PRESENCE_BUSY, FALSE);
+    *changed = FALSE;
+    gboolean began;
+    if (!store_autobegin(s, &began, error))
+        return FALSE;
+    gboolean ok = TRUE;
+    int now = teacher_status(s, id);
+    if (now < 0) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND,
+                    "no teacher %" G_GINT64_FORMAT, id);
+        ok = FALSE;
+    } else if (now == STORE_PRESENCE_BUSY) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_TEACHER_BUSY,
+                    "the teacher is in a consultation");
+        ok = FALSE;
+    } else if (now != (int)to) {
+        ok = teacher_move(s, id, to, 0, error);
+        *changed = ok;
+    }
+    return store_autocommit(s, began, ok, error);
+}
+
+gboolean
+store_favorite_set(Store *s, gint64 student, gint64 teacher, gboolean on,
+                   gboolean *changed, GError **error)
+{
+    *changed = FALSE;
+    gboolean began;
+    if (!store_autobegin(s, &began, error))
+        return FALSE;
+    gboolean ok = TRUE;
+    if (teacher_status(s, teacher) < 0) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND,
+                    "no teacher %" G_GINT64_FORMAT, teacher);
+        ok = FALSE;
+    }
+    sqlite3_stmt *st;
+    if (ok && on) {
+        st = store_stmt(s, "INSERT OR IGNORE INTO favorites VALUES (?1, ?2, ?3)");
+        sqlite3_bind_int64(st, 3, store_now_ms());
+    } else {
+        st = store_stmt(s, "DELETE FROM favorites WHERE student_id = ?1 AND teacher_id = ?2");
+    }
+    if (ok) {
+        sqlite3_bind_int64(st, 1, student);
+        sqlite3_bind_int64(st, 2, teacher);
+        ok = store_step_done(s, st, error, "favorite");
+    }
+    if (ok && sqlite3_changes(s->db) > 0) {
+        g_autofree char *payload = g_strdup_printf(
+            "{\"teacher_id\":%" G_GINT64_FORMAT ",\"student_id\":%" G_GINT64_FORMAT "}",
+            teacher, student);
+        ok = store_event_append(s, on ? "teacher.favorited" : "teacher.unfavorited",
+                                teacher, student, 0, payload, error);
+        *changed = ok;
+    }
+    return store_autocommit(s, began, ok, error);
+}
+
+static GArray *
+id_column(Store *s, sqlite3_stmt *st)
+{
+    GArray *out = g_array_new(FALSE, FALSE, sizeof(gint64));
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        gint64 v = sqlite3_column_int64(st, 0);
+        g_array_append_val(out, v);
+    }
+    sqlite3_reset(st);
+    return out;
+}
+
+GArray *
+store_favorers(Store *s, gint64 teacher)
+{
+    sqlite3_stmt *st = store_stmt(s,
+        "SELECT f.student_id FROM favorites f JOIN users u ON u.id = f.student_id"
+        " WHERE f.teacher_id = ?1 AND u.deleted_at IS NULL");
+    sqlite3_bind_int64(st, 1, teacher);
+    return id_column(s, st);
+}
+
+GArray *
+store_teachers_online(Store *s)
+{
+    return id_column(s, store_stmt(s,
+        "SELECT user_id FROM teachers WHERE status = 'online'"));
+}
+
+/* -------------------------------------------------------- consultations */
+
+void
+store_consultation_free(StoreConsultation *c)
+{
+    if (!c)
+        return;
+    g_free(c->teacher_name);
+    g_free(c->student_name);
+    g_free(c->end_reason);
+    g_free(c);
+}
+
+#define CONSULT_SELECT                                                          \
+    "SELECT c.id, c.teacher_id, c.student_id, tu.display_name, su.display_name," \
+    " c.status, c.requested_at, c.accepted_at, c.ended_at, c.end_reason"       \
+    " FROM consultations c JOIN users tu ON tu.id = c.teacher_id"              \
+    " JOIN users su ON su.id = c.student_id"
+
+static StoreConsultation *
+consult_from_row(sqlite3_stmt *st)
+{
+    StoreConsultation *c = g_new0(StoreConsultation, 1);
+    c->id = sqlite3_column_int64(st, 0);
+    c->teacher_id = sqlite3_column_int64(st, 1);
+    c->student_id = sqlite3_column_int64(st, 2);
+    c->teacher_name = store_col_strdup(st, 3);
+    c->student_name = store_col_strdup(st, 4);
+    c->status = (StoreConsultStatus)MAX(0, store_consult_status_parse(
+                                               (const char *)sqlite3_column_text(st, 5)));
+    c->requested_at = sqlite3_column_int64(st, 6);
+    c->accepted_at = sqlite3_column_int64(st, 7);
+    c->ended_at = sqlite3_column_int64(st, 8);
+    c->end_reason = store_col_strdup(st, 9);
+    return c;
+}
+
+StoreConsultation *
+store_consultation_get(Store *s, gint64 id, GError **error)
+{
+    sqlite3_stmt *st = store_stmt(s, CONSULT_SELECT " WHERE c.id = ?1");
+    sqlite3_bind_int64(st, 1, id);
+    StoreConsultation *c = NULL;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        c = consult_from_row(st);
+    else
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND,
+                    "no consultation %" G_GINT64_FORMAT, id);
+    sqlite3_reset(st);
+    return c;
+}
+
+GPtrArray *
+store_consultation_list(Store *s, gint64 teacher, int status, guint limit,
+                        GError **error)
+{
+    sqlite3_stmt *st = store_stmt(s, CONSULT_SELECT
+        " WHERE (?1 = 0 OR c.teacher_id = ?1) AND (?2 IS NULL OR c.status = ?2)"
+        " ORDER BY c.id DESC LIMIT ?3");
+    sqlite3_bind_int64(st, 1, teacher);
+    if (status >= 0)
+        sqlite3_bind_text(st, 2, store_consult_status_name(status), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, limit);
+    GPtrArray *out =
+        g_ptr_array_new_with_free_func((GDestroyNotify)store_consultation_free);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        g_ptr_array_add(out, consult_from_row(st));
+    if (rc != SQLITE_DONE) {
+        store_set_error(s, error, "list consultations");
+        g_clear_pointer(&out, g_ptr_array_unref);
+    }
+    sqlite3_reset(st);
+    return out;
+}
+
+gint64
+store_consultation_count(Store *s, StoreConsultStatus status)
+{
+    sqlite3_stmt *st = store_stmt(s, "SELECT count(*) FROM consultations WHERE status = ?1");
+    sqlite3_bind_text(st, 1, store_consult_status_name(status), -1, SQLITE_STATIC);
+    gint64 n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    return n;
+}
+
+GArray *
+store_consultations_requested_before(Store *s, gint64 before_ms)
+{
+    sqlite3_stmt *st = store_stmt(s,
+        "SELECT id FROM consultations WHERE status = 'requested' AND requested_at < ?1");
+    sqlite3_bind_int64(st, 1, before_ms);
+    return id_column(s, st);
+}
+
+static char *
+consult_payload(gint64 id, gint64 teacher, gint64 student, StoreConsultStatus st,
+                const char *reason)
+{
+    /* REASON is one of our own fixed words (no escaping needed); assert so. */
+    g_assert(!reason || strpbrk(reason, "\"\\") == NULL);
+    return g_strdup_printf("{\"consultation_id\":%" G_GINT64_FORMAT
+                           ",\"teacher_id\":%" G_GINT64_FORMAT
+                           ",\"student_id\":%" G_GINT64_FORMAT
+                           ",\"status\":\"%s\",\"reason\":\"%s\"}",
+                           id, teacher, student, store_consult_status_name(st),
+                           reason ? reason : "");
+}
+
+StoreConsultation *
+store_consultation_request(Store *s, gint64 student, gint64 teacher, GError **error)
+{
+    gboolean began;
+    if (!store_autobegin(s, &began, error))
+        return NULL;
+    gboolean ok = TRUE;
+    gint64 id = 0;
+    int now = teacher_status(s, teacher);
+    if (now < 0) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND,
+                    "no teacher %" G_GINT64_FORMAT, teacher);
+        ok = FALSE;
+    } else if (now == STORE_PRESENCE_OFFLINE) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_TEACHER_OFFLINE, "the teacher is offline");
+        ok = FALSE;
+    } else if (now == STORE_PRESENCE_BUSY) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_TEACHER_BUSY, "the teacher is busy");
+        ok = FALSE;
+    }
+    if (ok) {
+        sqlite3_stmt *st = store_stmt(s,
+            "INSERT INTO consultations (teacher_id, student_id, status, requested_at)"
+            " VALUES (?1, ?2, 'requested', ?3)");
+        sqlite3_bind_int64(st, 1, teacher);
+        sqlite3_bind_int64(st, 2, student);
+        sqlite3_bind_int64(st, 3, store_now_ms());
+        ok = store_step_done(s, st, error, "request consultation");
+        id = ok ? sqlite3_last_insert_rowid(s->db) : 0;
+    }
+    if (ok) {
+        g_autofree char *payload =
+            consult_payload(id, teacher, student, STORE_CONSULT_REQUESTED, NULL);
+        ok = store_event_append(s, "consultation.requested", teacher, student, id,
+                                payload, error) &&
+             teacher_move(s, teacher, STORE_PRESENCE_BUSY, id, error);
+    }
+    if (ok)
+        check_teacher_consistent(s, teacher);
+    if (!store_autocommit(s, began, ok, error))
+        return NULL;
+    return store_consultation_get(s, id, error);
+}
+
+gboolean
+store_consultation_transition(Store *s, gint64 id, StoreConsultStatus to,
+                              const char *reason, GError **error)
+{
+    gboolean began;
+    if (!store_autobegin(s, &began, error))
+        return FALSE;
+    g_autoptr(StoreConsultation) c = store_consultation_get(s, id, error);
+    gboolean ok = c != NULL;
+    if (ok && !consult_legal(c->status, to)) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_BAD_STATE,
+                    "consultation %" G_GINT64_FORMAT " is %s; it cannot become %s", id,
+                    store_consult_status_name(c->status), store_consult_status_name(to));
+        ok = FALSE;
+    }
+    if (ok) {
+        gint64 now = store_now_ms();
+        sqlite3_stmt *st = store_stmt(s,
+            "UPDATE consultations SET status = ?2,"
+            " accepted_at = CASE WHEN ?2 = 'live' AND accepted_at = 0 THEN ?3"
+            "               ELSE accepted_at END,"
+            " ended_at = CASE WHEN ?4 THEN ?3 ELSE ended_at END,"
+            " end_reason = CASE WHEN ?4 THEN ?5 ELSE end_reason END"
+            " WHERE id = ?1");
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_text(st, 2, store_consult_status_name(to), -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, now);
+        sqlite3_bind_int(st, 4, !consult_open(to));
+        sqlite3_bind_text(st, 5, reason ? reason : "", -1, SQLITE_TRANSIENT);
+        ok = store_step_done(s, st, error, "consultation transition");
+    }
+    if (ok) {
+        g_autofree char *payload =
+            consult_payload(id, c->teacher_id, c->student_id, to, reason);
+        ok = store_event_append(s, consult_event(c->status, to), c->teacher_id,
+                                c->student_id, id, payload, error);
+    }
+    if (ok && !consult_open(to))
+        ok = teacher_move(s, c->teacher_id, STORE_PRESENCE_ONLINE, id, error);
+    if (ok)
+        check_teacher_consistent(s, c->teacher_id);
+    return store_autocommit(s, began, ok, error);
+}

@@ -1,0 +1,401 @@
+/* store_events.c - the event log, the read models fed from it, the webhook
+ * queue.
+ *
+ * Design notes
+ * - events is append-only; seq (AUTOINCREMENT, never reused) is the order
+ *   and the id clients see (SSE "id:", webhook event ids).
+ * - Two cursors: "projections" (read models) and "notify" (webhook queue and
+ *   live streams).  store_dispatch() moves both in the same transaction as
+ *   the work they stand for, so a crash never applies an event twice and
+ *   never loses one.  Rebuilding the read models resets only the first.
+ * - The read models are teacher_stats (popularity, consultation count) and
+ *   mypage (a student's consultations).  They may lag the write model by one
+ *   dispatcher step: that is the eventual consistency the API documents.
+ */
+#include "store_private.h"
+
+#include <string.h>
+
+gboolean
+store_event_append(Store *s, const char *type, gint64 teacher, gint64 student,
+                   gint64 consultation, const char *payload, GError **error)
+{
+    g_return_val_if_fail(s->in_tx, FALSE);
+    sqlite3_stmt *st = store_stmt(s,
+        "INSERT INTO events (type, teacher_id, student_id, consultation_id, payload,"
+        " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, teacher);
+    sqlite3_bind_int64(st, 3, student);
+    sqlite3_bind_int64(st, 4, consultation);
+    sqlite3_bind_text(st, 5, payload, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 6, store_now_ms());
+    return store_step_done(s, st, error, "append event");
+}
+
+void
+store_event_free(StoreEvent *e)
+{
+    if (!e)
+        return;
+    g_free(e->type);
+    g_free(e->payload);
+    g_free(e);
+}
+
+#define EVENT_COLS "seq, type, teacher_id, student_id, consultation_id, payload, created_at"
+
+static StoreEvent *
+event_from_row(sqlite3_stmt *st)
+{
+    StoreEvent *e = g_new0(StoreEvent, 1);
+    e->seq = sqlite3_column_int64(st, 0);
+    e->type = store_col_strdup(st, 1);
+    e->teacher_id = sqlite3_column_int64(st, 2);
+    e->student_id = sqlite3_column_int64(st, 3);
+    e->consultation_id = sqlite3_column_int64(st, 4);
+    e->payload = store_col_strdup(st, 5);
+    e->created_at = sqlite3_column_int64(st, 6);
+    return e;
+}
+
+GPtrArray *
+store_events_range(Store *s, gint64 after, gint64 upto, guint limit, GError **error)
+{
+    sqlite3_stmt *st = store_stmt(s,
+        "SELECT " EVENT_COLS " FROM events WHERE seq > ?1 AND (?2 = 0 OR seq <= ?2)"
+        " ORDER BY seq LIMIT ?3");
+    sqlite3_bind_int64(st, 1, after);
+    sqlite3_bind_int64(st, 2, upto);
+    sqlite3_bind_int64(st, 3, limit);
+    GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)store_event_free);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        g_ptr_array_add(out, event_from_row(st));
+    if (rc != SQLITE_DONE) {
+        store_set_error(s, error, "read events");
+        g_clear_pointer(&out, g_ptr_array_unref);
+    }
+    sqlite3_reset(st);
+    return out;
+}
+
+StoreEvent *
+store_event_get(Store *s, gint64 seq)
+{
+    sqlite3_stmt *st = store_stmt(s, "SELECT " EVENT_COLS " FROM events WHERE seq = ?1");
+    sqlite3_bind_int64(st, 1, seq);
+    StoreEvent *e = sqlite3_step(st) == SQLITE_ROW ? event_from_row(st) : NULL;
+    sqlite3_reset(st);
+    return e;
+}
+
+gint64
+store_events_last_seq(Store *s)
+{
+    sqlite3_stmt *st = store_stmt(s, "SELECT coalesce(max(seq), 0) FROM events");
+    gint64 v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    return v;
+}
+
+gint64
+store_cursor(Store *s, const char *name)
+{
+    sqlite3_stmt *st = store_stmt(s, "SELECT seq FROM cursors WHERE name = ?1");
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    gint64 v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    return v;
+}
+
+static gboolean
+cursor_set(Store *s, const char *name, gint64 seq, GError **error)
+{
+    sqlite3_stmt *st = store_stmt(s, "UPDATE cursors SET seq = ?2 WHERE name = ?1");
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, seq);
+    return store_step_done(s, st, error, "move cursor");
+}
+
+/* ---------------------------------------------------------- projections */
+
+static gboolean
+stats_add(Store *s, gint64 teacher, int popularity, int count, GError **error)
+{
+    sqlite3_stmt *st = store_stmt(s,
+        "INSERT INTO teacher_stats (teacher_id, popularity, consultation_count)"
+        " VALUES (?1, max(?2, 0), ?3) ON CONFLICT (teacher_id) DO UPDATE SET"
+        " popularity = max(popularity + ?2, 0),"
+        " consultation_count = consultation_count + ?3");
+    sqlite3_bind_int64(st, 1, teacher);
+    sqlite3_bind_int(st, 2, popularity);
+    sqlite3_bind_int(st, 3, count);
+    return store_step_done(s, st, error, "teacher stats");
+}
+
+static gboolean
+mypage_insert(Store *s, const StoreEvent *e, GError **error)
+{
+    sqlite3_stmt *st = store_stmt(s,
+        "INSERT OR REPLACE INTO mypage (consultation_id, student_id, teacher_id,"
+        " teacher_name, status, requested_at)"
+        " SELECT ?1, ?2, ?3, coalesce((SELECT display_name FROM users WHERE id = ?3), ''),"
+        " 'requested', ?4");
+    sqlite3_bind_int64(st, 1, e->consultation_id);
+    sqlite3_bind_int64(st, 2, e->student_id);
+    sqlite3_bind_int64(st, 3, e->teacher_id);
+    sqlite3_bind_int64(st, 4, e->created_at);
+    return store_step_done(s, st, error, "mypage insert");
+}
+
+static gboolean
+mypage_update(Store *s, const StoreEvent *e, gboolean started, gboolean ended,
+              GError **error)
+{
+    sqlite3_stmt *st = store_stmt(s,
+        "UPDATE mypage SET status = json_extract(?2, '$.status'),"
+        " started_at = CASE WHEN ?3 AND started_at = 0 THEN ?5 ELSE started_at END,"
+        " ended_at = CASE WHEN ?4 THEN ?5 ELSE ended_at END,"
+        " end_reason = CASE WHEN ?4 THEN coalesce(json_extract(?2, '$.reason'), '')"
+        "              ELSE end_reason END"
+        " WHERE consultation_id = ?1");
+    sqlite3_bind_int64(st, 1, e->consultation_id);
+    sqlite3_bind_text(st, 2, e->payload, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, started);
+    sqlite3_bind_int(st, 4, ended);
+    sqlite3_bind_int64(st, 5, e->created_at);
+    return store_step_done(s, st, error, "mypage update");
+}
+
+/* Applies one event to the read models.  Unknown types are skipped, so an
+ * older build can replay a newer log. */
+static gboolean
+project(Store *s, const StoreEvent *e, GError **error)
+{
+    const char *t = e->type;
+    if (!strcmp(t, "teacher.favorited"))
+        return stats_add(s, e->teacher_id, 1, 0, error);
+    if (!strcmp(t, "teacher.unfavorited"))
+        return stats_add(s, e->teacher_id, -1, 0, error);
+    if (!strcmp(t, "consultation.requested"))
+        return mypage_insert(s, e, error);
+    if (!strcmp(t, "consultation.accepted") || !strcmp(t, "consultation.resumed"))
+        return mypage_update(s, e, TRUE, FALSE, error);
+    if (!strcmp(t, "consultation.interrupted"))
+        return mypage_update(s, e, FALSE, FALSE, error);
+    if (!strcmp(t, "consultation.ended"))
+        return mypage_update(s, e, FALSE, TRUE, error) &&
+               stats_add(s, e->teacher_id, 0, 1, error);
+    if (!strcmp(t, "consultation.declined") || !strcmp(t, "consultation.canceled") ||
+        !strcmp(t, "consultation.expired"))
+        return mypage_update(s, e, FALSE, TRUE, error);
+    return TRUE;
+}
+
+static gboolean
+enqueue_webhooks(Store *s, const StoreEvent *e, const char *const *urls,
+                 GError **error)
+{
+    for (guint i = 0; urls && urls[i]; i++) {
+        sqlite3_stmt *st = store_stmt(s,
+            "INSERT OR IGNORE INTO webhook_deliveries (event_seq, url, next_attempt_at)"
+            " VALUES (?1, ?2, ?3)");
+        sqlite3_bind_int64(st, 1, e->seq);
+        sqlite3_bind_text(st, 2, urls[i], -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, store_now_ms());
+        if (!store_step_done(s, st, error, "queue webhook"))
+            return FALSE;
+    }
+    return TRUE;
+}
+
+GPtrArray *
+store_dispatch(Store *s, guint limit, const char *const *webhook_urls, GError **error)
+{
+    if (!store_begin(s, error))
+        return NULL;
+    gint64 proj = store_cursor(s, "projections");
+    gint64 notify = store_cursor(s, "notify");
+    gint64 from = MIN(proj, notify);
+    g_autoptr(GPtrArray) evs = store_events_range(s, from, 0, limit, error);
+    GPtrArray *notified = g_ptr_array_new_with_free_func((GDestroyNotify)store_event_free);
+    gboolean ok = evs != NULL;
+    gint64 last = 0;
+    for (guint i = 0; ok && i < evs->len; i++) {
+        StoreEvent *e = evs->pdata[i];
+        last = e->seq;
+        if (e->seq > proj)
+            ok = project(s, e, error);
+        if (ok && e->seq > notify) {
+            ok = enqueue_webhooks(s, e, webhook_urls, error);
+            g_ptr_array_add(notified, g_steal_pointer(&evs->pdata[i]));
+        }
+    }
+    if (ok && last)
+        ok = cursor_set(s, "projections", MAX(proj, last), error) &&
+             cursor_set(s, "notify", MAX(notify, last), error);
+    if (!ok || !store_commit(s, error)) {
+        store_rollback(s);
+        g_ptr_array_unref(notified);
+        return NULL;
+    }
+    return notified;
+}
+
+gboolean
+store_rebuild_projections(Store *s, GError **error)
+{
+    if (!store_begin(s, error))
+        return FALSE;
+    gboolean ok = TRUE;
+    const char *clear[] = {"DELETE FROM teacher_stats", "DELETE FROM mypage"};
+    for (guint i = 0; ok && i < G_N_ELEMENTS(clear); i++)
+        ok = store_step_done(s, store_stmt(s, clear[i]), error, "clear projection");
+    gint64 after = 0;
+    while (ok) {
+        g_autoptr(GPtrArray) evs = store_events_range(s, after, 0, 1000, error);
+        if (!evs) {
+            ok = FALSE;
+            break;
+        }
+        if (evs->len == 0)
+            break;
+        for (guint i = 0; ok && i < evs->len; i++)
+            ok = project(s, evs->pdata[i], error);
+        after = ((StoreEvent *)evs->pdata[evs->len - 1])->seq;
+    }
+    ok = ok && cursor_set(s, "projections", after, error);
+    if (!ok) {
+        store_rollback(s);
+        return FALSE;
+    }
+    return store_commit(s, error);
+}
+
+/* --------------------------------------------------------------- my page */
+
+void
+store_mypage_row_free(StoreMyPageRow *r)
+{
+    if (!r)
+        return;
+    g_free(r->teacher_name);
+    g_free(r->end_reason);
+    g_free(r);
+}
+
+GPtrArray *
+store_mypage(Store *s, gint64 student, GError **error)
+{
+    sqlite3_stmt *st = store_stmt(s,
+        "SELECT consultation_id, teacher_id, teacher_name, status, requested_at,"
+        " started_at, ended_at, end_reason FROM mypage WHERE student_id = ?1"
+        " ORDER BY requested_at DESC, consultation_id DESC");
+    sqlite3_bind_int64(st, 1, student);
+    GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)store_mypage_row_free);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        StoreMyPageRow *r = g_new0(StoreMyPageRow, 1);
+        r->consultation_id = sqlite3_column_int64(st, 0);
+        r->teacher_id = sqlite3_column_int64(st, 1);
+        r->teacher_name = store_col_strdup(st, 2);
+        r->status = (StoreConsultStatus)MAX(0, store_consult_status_parse(
+                                                   (const char *)sqlite3_column_text(st, 3)));
+        r->requested_at = sqlite3_column_int64(st, 4);
+        r->started_at = sqlite3_column_int64(st, 5);
+        r->ended_at = sqlite3_column_int64(st, 6);
+        r->end_reason = store_col_strdup(st, 7);
+        g_ptr_array_add(out, r);
+    }
+    if (rc != SQLITE_DONE) {
+        store_set_error(s, error, "my page");
+        g_clear_pointer(&out, g_ptr_array_unref);
+    }
+    sqlite3_reset(st);
+    return out;
+}
+
+/* -------------------------------------------------------------- webhooks */
+
+void
+store_delivery_free(StoreDelivery *d)
+{
+    if (!d)
+        return;
+    g_free(d->url);
+    g_free(d->state);
+    g_free(d->last_error);
+    g_free(d);
+}
+
+#define DELIVERY_COLS \
+    "id, event_seq, url, state, attempts, next_attempt_at, last_error, delivered_at"
+
+static GPtrArray *
+deliveries(Store *s, sqlite3_stmt *st, GError **error)
+{
+    GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)store_delivery_free);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        StoreDelivery *d = g_new0(StoreDelivery, 1);
+        d->id = sqlite3_column_int64(st, 0);
+        d->event_seq = sqlite3_column_int64(st, 1);
+        d->url = store_col_strdup(st, 2);
+        d->state = store_col_strdup(st, 3);
+        d->attempts = sqlite3_column_int64(st, 4);
+        d->next_attempt_at = sqlite3_column_int64(st, 5);
+        d->last_error = store_col_strdup(st, 6);
+        d->delivered_at = sqlite3_column_int64(st, 7);
+        g_ptr_array_add(out, d);
+    }
+    if (rc != SQLITE_DONE) {
+        store_set_error(s, error, "webhook deliveries");
+        g_clear_pointer(&out, g_ptr_array_unref);
+    }
+    sqlite3_reset(st);
+    return out;
+}
+
+GPtrArray *
+store_deliveries_due(Store *s, gint64 now_ms, guint limit)
+{
+    sqlite3_stmt *st = store_stmt(s,
+        "SELECT " DELIVERY_COLS " FROM webhook_deliveries"
+        " WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2");
+    sqlite3_bind_int64(st, 1, now_ms);
+    sqlite3_bind_int64(st, 2, limit);
+    return deliveries(s, st, NULL);
+}
+
+GPtrArray *
+store_deliveries_list(Store *s, guint limit, GError **error)
+{
+    sqlite3_stmt *st = store_stmt(s,
+        "SELECT " DELIVERY_COLS " FROM webhook_deliveries ORDER BY id DESC LIMIT ?1");
+    sqlite3_bind_int64(st, 1, limit);
+    return deliveries(s, st, error);
+}
+
+gboolean
+store_delivery_result(Store *s, gint64 id, gboolean delivered, const char *error_text,
+                      gint64 next_at_ms, GError **err)
+{
+    sqlite3_stmt *st = store_stmt(s,
+        "UPDATE webhook_deliveries SET attempts = attempts + 1,"
+        " state = CASE WHEN ?2 THEN 'delivered' WHEN ?4 = 0 THEN 'failed'"
+        "         ELSE 'pending' END,"
+        " delivered_at = CASE WHEN ?2 THEN ?5 ELSE 0 END,"
+        " next_attempt_at = CASE WHEN ?4 = 0 THEN next_attempt_at ELSE ?4 END,"
+        " last_error = ?3 WHERE id = ?1");
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int(st, 2, delivered);
+    sqlite3_bind_text(st, 3, error_text ? error_text : "", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 4, delivered ? 1 : next_at_ms);
+    sqlite3_bind_int64(st, 5, store_now_ms());
+    gboolean began;
+    if (!store_autobegin(s, &began, err))
+        return FALSE;
+    gboolean ok = store_step_done(s, st, err, "webhook result");
+    return store_autocommit(s, began, ok, err);
+}
