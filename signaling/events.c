@@ -16,6 +16,7 @@
  */
 #include "events.h"
 
+#include <glib-unix.h>
 #include <string.h>
 
 #include "metrics.h"
@@ -33,6 +34,7 @@ typedef struct {
     GString *buf;
     gint64 last_seq;
     gboolean suspended, closing;
+    guint hangup_watch; /* while suspended: the client's socket */
 } Stream;
 
 typedef struct {
@@ -95,6 +97,7 @@ stream_wake(Stream *s)
 {
     if (!s->suspended)
         return;
+    g_clear_handle_id(&s->hangup_watch, g_source_remove);
     s->suspended = FALSE;
     MHD_resume_connection(s->conn);
     sig_http_kick(s->ev->app->http);
@@ -119,6 +122,22 @@ stream_push_event(Stream *s, const StoreEvent *e)
     stream_wake(s);
 }
 
+/* A suspended connection is not polled by MHD, so a client that goes away
+ * would only be noticed at the next heartbeat write.  Watching the socket
+ * ourselves notices at once: an SSE client sends nothing after its request,
+ * so readability means EOF (or a misbehaving client): end the stream. */
+static gboolean
+on_hangup(int fd, GIOCondition cond, gpointer data)
+{
+    Stream *s = data;
+    s->hangup_watch = 0;
+    s->closing = TRUE;
+    s->suspended = FALSE;
+    MHD_resume_connection(s->conn);
+    sig_http_kick(s->ev->app->http);
+    return G_SOURCE_REMOVE;
+}
+
 static ssize_t
 stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
@@ -128,6 +147,11 @@ stream_read(void *cls, uint64_t pos, char *buf, size_t max)
             return MHD_CONTENT_READER_END_OF_STREAM;
         s->suspended = TRUE;
         MHD_suspend_connection(s->conn);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(s->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci)
+            s->hangup_watch = g_unix_fd_add(ci->connect_fd, G_IO_IN | G_IO_HUP | G_IO_ERR,
+                                            on_hangup, s);
         return 0;
     }
     size_t n = MIN(max, s->buf->len);
@@ -153,6 +177,7 @@ stream_free(void *cls)
 {
     Stream *s = cls;
     SigEvents *ev = s->ev;
+    g_clear_handle_id(&s->hangup_watch, g_source_remove);
     if (s->user->role == STORE_ROLE_TEACHER) {
         Presence *p = presence_of(ev, s->user->id);
         p->streams--;
@@ -239,6 +264,8 @@ sig_h_events(SigReq *r)
                                           stream_free);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    /* When a stream ends (shutdown, a slow reader), the connection goes too. */
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     sig_reply_response(r, 200, resp);
 }
 

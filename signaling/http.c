@@ -36,6 +36,7 @@ struct SigHttp {
     const SigRoute *routes;
     guint n_routes;
     guint16 port;
+    guint in_flight; /* requests begun and not completed */
     gboolean kick; /* a connection was resumed: run MHD once, now */
 };
 
@@ -512,6 +513,7 @@ on_access(void *cls, struct MHD_Connection *c, const char *url,
     if (!r) {
         r = req_new(h, c, url, method);
         *con_cls = r;
+        h->in_flight++;
         req_begin(h, r);
         return r->response ? queue(r) : MHD_YES;
     }
@@ -560,6 +562,7 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (!r)
         return;
     *con_cls = NULL;
+    h->in_flight--;
     double secs = (g_get_monotonic_time() - r->t_start) / 1e6;
     const char *pattern = r->route ? r->route->pattern : "unmatched";
     guint flags = r->route ? r->route->flags : 0;
@@ -661,6 +664,12 @@ sig_http_connections(SigHttp *h)
     const union MHD_DaemonInfo *i =
         MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
     return i ? i->num_connections : 0;
+}
+
+guint
+sig_http_in_flight(SigHttp *h)
+{
+    return h->in_flight;
 }
 
 guint16

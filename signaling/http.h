@@ -66,6 +66,9 @@ SigHttp *sig_http_start(SigApp *app, const SigRoute *routes, guint n_routes,
 void sig_http_quiesce(SigHttp *h);
 /* Connections currently open (suspended ones included). */
 guint sig_http_connections(SigHttp *h);
+/* Requests begun and not yet completed (idle keep-alive connections are
+ * not counted). */
+guint sig_http_in_flight(SigHttp *h);
 void sig_http_stop(SigHttp *h); /* NULL-safe; closes everything. */
 /* The port actually bound (useful with port 0). */
 guint16 sig_http_port(SigHttp *h);

@@ -83,10 +83,10 @@ shutdown_poll(gpointer data)
     static gint64 deadline;
     if (!deadline)
         deadline = g_get_monotonic_time() + app->cfg->shutdown_grace * G_USEC_PER_SEC;
-    guint open = sig_http_connections(app->http);
+    guint open = sig_http_in_flight(app->http);
     if (open == 0 || g_get_monotonic_time() >= deadline) {
         if (open)
-            g_warning("shutdown: %u connection(s) still open after %" G_GINT64_FORMAT
+            g_warning("shutdown: %u request(s) still in flight after %" G_GINT64_FORMAT
                       " s; closing them", open, app->cfg->shutdown_grace);
         g_main_loop_quit(app->loop);
         return G_SOURCE_REMOVE;

@@ -216,3 +216,93 @@ def parallel(fns):
     for t in ts:
         t.join()
     return results
+
+
+class SSE:
+    """A Server-Sent Events client reading in a background thread."""
+
+    def __init__(self, server, token, last_event_id=None, timeout=60):
+        self.events = []
+        self.comments = 0
+        self.cond = threading.Condition()
+        self.closed = False
+        self.conn = http.client.HTTPConnection(server.host, server.port, timeout=timeout)
+        h = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+        if last_event_id is not None:
+            h["Last-Event-ID"] = str(last_event_id)
+        self.conn.request("GET", "/api/events", headers=h)
+        self.sock = self.conn.sock  # getresponse() drops conn.sock for Connection: close
+        self.resp = self.conn.getresponse()
+        self.status = self.resp.status
+        if self.status != 200:
+            self.body = self.resp.read().decode()
+            self.conn.close()
+            return
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        cur = {}
+        try:
+            while True:
+                line = self.resp.fp.readline()
+                if not line:
+                    break
+                line = line.decode().rstrip("\n")
+                if line == "":
+                    if "data" in cur:
+                        with self.cond:
+                            ev = {"id": int(cur.get("id", 0)), "event": cur.get("event"),
+                                  "data": json.loads(cur["data"])}
+                            self.events.append(ev)
+                            self.cond.notify_all()
+                    cur = {}
+                elif line.startswith(":"):
+                    with self.cond:
+                        self.comments += 1
+                        self.cond.notify_all()
+                else:
+                    k, _, v = line.partition(":")
+                    cur[k] = v[1:] if v.startswith(" ") else v
+        except (OSError, ValueError):
+            pass
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+    def wait(self, pred, timeout=30, what="event"):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for e in self.events:
+                    if pred(e):
+                        return e
+                left = deadline - time.monotonic()
+                if left <= 0 or self.closed:
+                    raise AssertionError(f"no {what} within {timeout}s; got {[e['event'] for e in self.events]}")
+                self.cond.wait(left)
+
+    def wait_type(self, type_, timeout=30, **match):
+        return self.wait(lambda e: e["event"] == type_ and all(e["data"]["data"].get(k) == v for k, v in match.items()),
+                         timeout, what=f"{type_} {match}")
+
+    def types(self):
+        with self.cond:
+            return [e["event"] for e in self.events]
+
+    def wait_closed(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not self.closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("stream did not close")
+                self.cond.wait(left)
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.conn.close()
