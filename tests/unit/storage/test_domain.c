@@ -1,0 +1,213 @@
+/* Unit tests for storage/store_domain.c and store_events.c: the state
+ * machines, their events, the dispatcher and the read models. */
+#include <glib/gstdio.h>
+#include <string.h>
+
+#include "store.h"
+
+typedef struct {
+    char *dir;
+    Store *s;
+    gint64 teacher, student, student2;
+} Fx;
+
+static void
+setup(Fx *f, gconstpointer data)
+{
+    f->dir = g_dir_make_tmp("domain-test-XXXXXX", NULL);
+    f->s = store_open(f->dir, NULL);
+    g_assert_nonnull(f->s);
+    f->teacher = store_user_add(f->s, "t", STORE_ROLE_TEACHER, "Teacher", "", "h", NULL);
+    f->student = store_user_add(f->s, "s", STORE_ROLE_STUDENT, "Student", "", "h", NULL);
+    f->student2 = store_user_add(f->s, "s2", STORE_ROLE_STUDENT, "Student2", "", "h", NULL);
+}
+
+static void
+teardown(Fx *f, gconstpointer data)
+{
+    store_close(f->s);
+    g_autoptr(GDir) d = g_dir_open(f->dir, 0, NULL);
+    const char *n;
+    while ((n = g_dir_read_name(d))) {
+        g_autofree char *p = g_build_filename(f->dir, n, NULL);
+        g_unlink(p);
+    }
+    g_rmdir(f->dir);
+    g_free(f->dir);
+}
+
+/* The types of all events, space-separated. */
+static char *
+event_types(Store *s)
+{
+    g_autoptr(GPtrArray) evs = store_events_range(s, 0, 0, 1000, NULL);
+    GString *out = g_string_new(NULL);
+    for (guint i = 0; i < evs->len; i++)
+        g_string_append_printf(out, "%s%s", i ? " " : "", ((StoreEvent *)evs->pdata[i])->type);
+    return g_string_free(out, FALSE);
+}
+
+static void
+online(Fx *f)
+{
+    gboolean changed;
+    g_assert_true(store_teacher_set_presence(f->s, f->teacher, STORE_PRESENCE_ONLINE,
+                                             &changed, NULL));
+}
+
+static void
+test_request_needs_online_teacher(Fx *f, gconstpointer data)
+{
+    g_autoptr(GError) err = NULL;
+    g_assert_null(store_consultation_request(f->s, f->student, f->teacher, &err));
+    g_assert_error(err, STORE_ERROR, STORE_ERROR_TEACHER_OFFLINE);
+    g_clear_error(&err);
+    g_assert_null(store_consultation_request(f->s, f->student, 9999, &err));
+    g_assert_error(err, STORE_ERROR, STORE_ERROR_NOT_FOUND);
+    g_clear_error(&err);
+    online(f);
+    g_autoptr(StoreConsultation) c = store_consultation_request(f->s, f->student, f->teacher, &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(c->status, ==, STORE_CONSULT_REQUESTED);
+    g_assert_null(store_consultation_request(f->s, f->student2, f->teacher, &err));
+    g_assert_error(err, STORE_ERROR, STORE_ERROR_TEACHER_BUSY);
+    g_clear_error(&err);
+    g_autofree char *types = event_types(f->s);
+    g_assert_cmpstr(types, ==, "teacher.online consultation.requested teacher.busy");
+}
+
+static void
+test_transition_table(Fx *f, gconstpointer data)
+{
+    /* Every (from, to) pair: legal ones succeed with the right event, the
+     * rest fail with BAD_STATE and change nothing. */
+    static const struct {
+        StoreConsultStatus to;
+        const char *path; /* the transitions to reach FROM first */
+    } froms[] = {{STORE_CONSULT_REQUESTED, ""}, {STORE_CONSULT_LIVE, "L"},
+                 {STORE_CONSULT_INTERRUPTED, "LI"}, {STORE_CONSULT_ENDED, "LE"},
+                 {STORE_CONSULT_DECLINED, "D"}, {STORE_CONSULT_CANCELED, "C"},
+                 {STORE_CONSULT_EXPIRED, "X"}};
+    const char *legal[] = {"requested>live", "requested>declined", "requested>canceled",
+                           "requested>expired", "live>ended", "live>interrupted",
+                           "interrupted>live", "interrupted>ended", NULL};
+    for (guint i = 0; i < G_N_ELEMENTS(froms); i++) {
+        for (int to = 0; to <= STORE_CONSULT_INTERRUPTED; to++) {
+            online(f);
+            g_autoptr(StoreConsultation) c =
+                store_consultation_request(f->s, f->student, f->teacher, NULL);
+            g_assert_nonnull(c);
+            for (const char *p = froms[i].path; *p; p++) {
+                StoreConsultStatus st = *p == 'L' ? STORE_CONSULT_LIVE
+                                      : *p == 'I' ? STORE_CONSULT_INTERRUPTED
+                                      : *p == 'E' ? STORE_CONSULT_ENDED
+                                      : *p == 'D' ? STORE_CONSULT_DECLINED
+                                      : *p == 'C' ? STORE_CONSULT_CANCELED
+                                                  : STORE_CONSULT_EXPIRED;
+                g_assert_true(store_consultation_transition(f->s, c->id, st, "x", NULL));
+            }
+            g_autofree char *pair = g_strdup_printf("%s>%s",
+                store_consult_status_name(froms[i].to), store_consult_status_name(to));
+            gint64 seq = store_events_last_seq(f->s);
+            g_autoptr(GError) err = NULL;
+            gboolean ok = store_consultation_transition(f->s, c->id, to, "x", &err);
+            g_assert_cmpint(ok, ==, g_strv_contains(legal, pair));
+            if (!ok) {
+                g_assert_error(err, STORE_ERROR, STORE_ERROR_BAD_STATE);
+                g_assert_cmpint(store_events_last_seq(f->s), ==, seq);
+            }
+            /* Close it so the teacher is free for the next round. */
+            g_autoptr(StoreConsultation) now = store_consultation_get(f->s, c->id, NULL);
+            if (now->status == STORE_CONSULT_REQUESTED)
+                store_consultation_transition(f->s, c->id, STORE_CONSULT_CANCELED, "x", NULL);
+            else if (now->status == STORE_CONSULT_LIVE || now->status == STORE_CONSULT_INTERRUPTED)
+                store_consultation_transition(f->s, c->id, STORE_CONSULT_ENDED, "x", NULL);
+            g_autoptr(StoreTeacher) t = store_teacher_get(f->s, f->teacher, 0, NULL);
+            g_assert_cmpint(t->status, ==, STORE_PRESENCE_ONLINE);
+        }
+    }
+}
+
+static void
+test_dispatch_projects_once(Fx *f, gconstpointer data)
+{
+    gboolean changed;
+    const char *urls[] = {"http://127.0.0.1:1/a", "http://127.0.0.1:1/b", NULL};
+    g_assert_true(store_favorite_set(f->s, f->student, f->teacher, TRUE, &changed, NULL));
+    g_assert_true(changed);
+    g_assert_true(store_favorite_set(f->s, f->student, f->teacher, TRUE, &changed, NULL));
+    g_assert_false(changed); /* idempotent: no second event */
+    online(f);
+    g_autoptr(StoreConsultation) c = store_consultation_request(f->s, f->student, f->teacher, NULL);
+    store_consultation_transition(f->s, c->id, STORE_CONSULT_LIVE, NULL, NULL);
+    store_consultation_transition(f->s, c->id, STORE_CONSULT_ENDED, "done", NULL);
+
+    g_autoptr(StoreTeacher) before = store_teacher_get(f->s, f->teacher, f->student, NULL);
+    g_assert_cmpint(before->popularity, ==, 0); /* read model not yet fed */
+    g_assert_true(before->favorite);            /* write model is immediate */
+
+    g_autoptr(GPtrArray) evs = store_dispatch(f->s, 3, urls, NULL);
+    g_assert_cmpuint(evs->len, ==, 3);
+    g_autoptr(GPtrArray) rest = store_dispatch(f->s, 100, urls, NULL);
+    g_autoptr(GPtrArray) none = store_dispatch(f->s, 100, urls, NULL);
+    g_assert_cmpuint(none->len, ==, 0);
+    gint64 last = store_events_last_seq(f->s);
+    g_assert_cmpint(evs->len + rest->len, ==, last);
+    g_assert_cmpint(store_cursor(f->s, "projections"), ==, last);
+    g_assert_cmpint(store_cursor(f->s, "notify"), ==, last);
+
+    g_autoptr(StoreTeacher) t = store_teacher_get(f->s, f->teacher, 0, NULL);
+    g_assert_cmpint(t->popularity, ==, 1);
+    g_assert_cmpint(t->consultation_count, ==, 1);
+    g_autoptr(GPtrArray) page = store_mypage(f->s, f->student, NULL);
+    g_assert_cmpuint(page->len, ==, 1);
+    StoreMyPageRow *row = page->pdata[0];
+    g_assert_cmpint(row->status, ==, STORE_CONSULT_ENDED);
+    g_assert_cmpstr(row->end_reason, ==, "done");
+    g_assert_cmpint(row->started_at, >, 0);
+    g_autoptr(GPtrArray) ds = store_deliveries_due(f->s, store_now_ms() + 1, 1000);
+    g_assert_cmpint(ds->len, ==, 2 * last); /* one per event per URL */
+
+    /* Rebuilding gives the same read model and queues no webhook again. */
+    g_assert_true(store_rebuild_projections(f->s, NULL));
+    g_autoptr(StoreTeacher) t2 = store_teacher_get(f->s, f->teacher, 0, NULL);
+    g_assert_cmpint(t2->popularity, ==, 1);
+    g_assert_cmpint(t2->consultation_count, ==, 1);
+    g_autoptr(GPtrArray) ds2 = store_deliveries_due(f->s, store_now_ms() + 1, 1000);
+    g_assert_cmpuint(ds2->len, ==, ds->len);
+}
+
+static void
+test_delivery_results(Fx *f, gconstpointer data)
+{
+    const char *urls[] = {"http://127.0.0.1:1/a", NULL};
+    online(f);
+    g_autoptr(GPtrArray) evs = store_dispatch(f->s, 10, urls, NULL);
+    g_autoptr(GPtrArray) ds = store_deliveries_due(f->s, store_now_ms() + 1, 10);
+    g_assert_cmpuint(ds->len, ==, 1);
+    gint64 id = ((StoreDelivery *)ds->pdata[0])->id;
+    gint64 later = store_now_ms() + 60000;
+    g_assert_true(store_delivery_result(f->s, id, FALSE, "HTTP 500", later, NULL));
+    g_autoptr(GPtrArray) none = store_deliveries_due(f->s, store_now_ms() + 1, 10);
+    g_assert_cmpuint(none->len, ==, 0); /* backing off */
+    g_autoptr(GPtrArray) due = store_deliveries_due(f->s, later, 10);
+    g_assert_cmpuint(due->len, ==, 1);
+    g_assert_true(store_delivery_result(f->s, id, TRUE, NULL, 0, NULL));
+    g_autoptr(GPtrArray) all = store_deliveries_list(f->s, 10, NULL);
+    StoreDelivery *d = all->pdata[0];
+    g_assert_cmpstr(d->state, ==, "delivered");
+    g_assert_cmpint(d->attempts, ==, 2);
+}
+
+int
+main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+#define T(name, fn) g_test_add("/domain/" name, Fx, NULL, setup, fn, teardown)
+    T("request-needs-online-teacher", test_request_needs_online_teacher);
+    T("transition-table", test_transition_table);
+    T("dispatch-projects-once", test_dispatch_projects_once);
+    T("delivery-results", test_delivery_results);
+#undef T
+    return g_test_run();
+}
