@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh build
 [ -f build/build.ninja ] || meson setup build --buildtype=debugoptimized
 ninja -C build
-exec build/signaling/consultd --demo "$@"
+exec build/consultd --demo "$@"

@@ -18,6 +18,7 @@ typedef struct SigAuth SigAuth;
 typedef struct SigConsult SigConsult;
 typedef struct SigEvents SigEvents;
 typedef struct SigWebhooks SigWebhooks;
+typedef struct SigMedia SigMedia;
 
 typedef struct SigApp {
     SigConfig *cfg;
@@ -28,6 +29,7 @@ typedef struct SigApp {
     SigConsult *consult;
     SigEvents *events;
     SigWebhooks *webhooks;
+    SigMedia *media;
     GMainLoop *loop;
     gint64 started_at; /* monotonic, microseconds */
     gboolean stopping;

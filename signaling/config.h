@@ -32,6 +32,14 @@ typedef struct SigConfig {
     char *webhook_secret;
     gint64 webhook_max_attempts;
     gint64 webhook_retry_ms;  /* first retry delay; doubles, capped at 5 min */
+    gint64 media_workers;     /* media worker processes; 0 disables media */
+    gboolean media_ice_loopback;
+    char *media_ice_addresses;
+    gint64 media_port_min, media_port_max;
+    char *media_public_ip;
+    char *media_stun;
+    gint64 media_timeout;     /* seconds without RTP: a participant is gone */
+    gint64 media_end_grace;   /* seconds a live consultation may be empty */
     gboolean demo;
     char *config_file;
 } SigConfig;

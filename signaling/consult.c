@@ -12,6 +12,7 @@
 #include "consult.h"
 
 #include "events.h"
+#include "media.h"
 #include "ratelimit.h"
 
 struct SigConsult {
@@ -361,6 +362,8 @@ transition(SigReq *r, StoreConsultStatus to, Who who, const char *reason)
         return;
     }
     sig_events_kick(r->app);
+    if (to != STORE_CONSULT_LIVE)
+        sig_media_end(r->app, c->id); /* a closed consultation has no media */
     g_autoptr(StoreConsultation) now = store_consultation_get(r->app->store, c->id, NULL);
     sig_reply_json(r, 200, sig_consultation_json(now));
 }

@@ -21,6 +21,7 @@
 #include "auth.h"
 #include "consult.h"
 #include "events.h"
+#include "media.h"
 #include "ops.h"
 #include "webhooks.h"
 #include "build-config.h"
@@ -169,6 +170,9 @@ serve(SigApp *app)
     sig_events_new(app);
     sig_webhooks_new(app);
     app->consult = sig_consult_new(app);
+    sig_media_new(app);
+    sig_ops_add_ready_check("media", sig_media_ready);
+    sig_ops_add_metrics(sig_media_metrics);
     sig_ops_add_metrics(domain_metrics);
     if (app->cfg->demo && !sig_auth_seed_demo(app, &err)) {
         g_critical("demo seed: %s", err->message);
@@ -185,6 +189,7 @@ serve(SigApp *app)
     g_source_remove(sig_int);
     g_source_remove(purge);
     g_clear_pointer(&app->consult, sig_consult_free);
+    g_clear_pointer(&app->media, sig_media_free);
     g_clear_pointer(&app->http, sig_http_stop);
     g_clear_pointer(&app->webhooks, sig_webhooks_free);
     g_clear_pointer(&app->events, sig_events_free);

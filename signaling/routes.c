@@ -10,6 +10,7 @@
 
 #include "auth.h"
 #include "consult.h"
+#include "media.h"
 #include "events.h"
 #include "ops.h"
 #include "webhooks.h"
@@ -51,6 +52,20 @@ static const SigRoute routes[] = {
     {"GET", "/api/mypage", sig_h_mypage, STUDENT, 0},
     {"GET", "/api/events", sig_h_events, ANY, SIG_ROUTE_STREAM},
     {"GET", "/api/admin/webhook-deliveries", sig_h_webhook_deliveries, ADMIN, 0},
+    {"GET", "/api/admin/media-workers", sig_h_media_worker_pids, ADMIN, 0},
+
+    {"POST", "/whip/consultations/{id}", sig_h_whip_post, TEACHER | STUDENT, 0},
+    {"OPTIONS", "/whip/consultations/{id}", sig_h_whip_options, 0, PUB},
+    {"PATCH", "/whip/consultations/{id}/sessions/{sid}", sig_h_media_session_patch,
+     TEACHER | STUDENT, 0},
+    {"DELETE", "/whip/consultations/{id}/sessions/{sid}", sig_h_media_session_delete,
+     TEACHER | STUDENT, 0},
+    {"POST", "/whep/consultations/{id}", sig_h_whep_post, TEACHER | STUDENT, 0},
+    {"OPTIONS", "/whep/consultations/{id}", sig_h_whip_options, 0, PUB},
+    {"PATCH", "/whep/consultations/{id}/sessions/{sid}", sig_h_media_session_patch,
+     TEACHER | STUDENT, 0},
+    {"DELETE", "/whep/consultations/{id}/sessions/{sid}", sig_h_media_session_delete,
+     TEACHER | STUDENT, 0},
 };
 
 const SigRoute *

@@ -208,6 +208,12 @@ gint64 store_consultation_count(Store *s, StoreConsultStatus status);
 /* Ids of requested consultations older than BEFORE_MS. */
 GArray *store_consultations_requested_before(Store *s, gint64 before_ms);
 
+/* participant.joined / participant.left for consultation ID (ROLE is
+ * "teacher" or "student"; REASON a fixed word or NULL).  Not a state
+ * change of the consultation: a fact the participants are told about. */
+gboolean store_participant_event(Store *s, gint64 id, const char *role, gboolean joined,
+                                 const char *reason, GError **error);
+
 /* ---- event log, projections, webhook queue (store_events.c) ---- */
 
 typedef struct {

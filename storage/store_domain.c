@@ -549,3 +549,25 @@ store_consultation_transition(Store *s, gint64 id, StoreConsultStatus to,
         check_teacher_consistent(s, c->teacher_id);
     return store_autocommit(s, began, ok, error);
 }
+
+gboolean
+store_participant_event(Store *s, gint64 id, const char *role, gboolean joined,
+                        const char *reason, GError **error)
+{
+    g_return_val_if_fail(!g_strcmp0(role, "teacher") || !g_strcmp0(role, "student"), FALSE);
+    gboolean began;
+    if (!store_autobegin(s, &began, error))
+        return FALSE;
+    g_autoptr(StoreConsultation) c = store_consultation_get(s, id, error);
+    gboolean ok = c != NULL;
+    if (ok) {
+        g_assert(!reason || strpbrk(reason, "\"\\") == NULL);
+        g_autofree char *payload = g_strdup_printf(
+            "{\"consultation_id\":%" G_GINT64_FORMAT ",\"teacher_id\":%" G_GINT64_FORMAT
+            ",\"student_id\":%" G_GINT64_FORMAT ",\"role\":\"%s\",\"reason\":\"%s\"}",
+            id, c->teacher_id, c->student_id, role, reason ? reason : "");
+        ok = store_event_append(s, joined ? "participant.joined" : "participant.left",
+                                c->teacher_id, c->student_id, id, payload, error);
+    }
+    return store_autocommit(s, began, ok, error);
+}

@@ -21,7 +21,7 @@ import time
 import traceback
 import urllib.parse
 
-BIN = os.environ.get("CONSULTD_BIN", os.path.join(os.path.dirname(__file__), "../../build/signaling/consultd"))
+BIN = os.environ.get("CONSULTD_BIN", os.path.join(os.path.dirname(__file__), "../../build/consultd"))
 _tests = []
 
 

@@ -1,0 +1,838 @@
+/* room.c - see room.h.
+ *
+ * Pipeline of one consultation
+ *
+ *   publisher webrtcbin (role R) src pads --> tee[R][kind] (allow-not-linked)
+ *        tee[R][kind] --> appsink ~~(callback)~~> appsrc --> subscriber webrtcbin sink
+ *                                       ^ payload type rewritten, extensions dropped
+ *
+ * The four tees exist from the start, so a publisher that (re)joins and a
+ * subscriber that joins first or later all meet at a fixed point.
+ *
+ * Isolation: a relay branch ends in an appsink whose callback pushes into the
+ * subscriber's appsrc and ignores the result.  Whatever fails on the sending
+ * side (not-negotiated, a flushing webrtcbin) is never returned to the tee,
+ * so a subscriber can never stop a publisher's ingest, nor the recorder's
+ * branch (WEBRTC-NOTES: "A failing branch kills the ingest").  Keyframe
+ * requests travel the other way: an upstream force-key-unit event reaching
+ * the appsrc is re-sent upstream from the appsink into the tee, and webrtcbin
+ * turns it into a PLI to the publisher.
+ *
+ * Threads: webrtcbin signals and promise callbacks run on GStreamer threads.
+ * They only read immutable fields, touch atomics, or hop to the main loop
+ * with g_main_context_invoke() holding a session reference.  Sessions and
+ * rooms are reference counted (g_atomic_rc_box) for that reason; the main
+ * loop is the only writer of their state.
+ *
+ * Teardown order of a session: remove probes' reasons (relays detached),
+ * webrtcbin to NULL (joins its threads), remove from the bin, drop the ref.
+ */
+#include "room.h"
+
+#define GST_USE_UNSTABLE_API
+#include <gst/app/gstappsink.h>
+#include <gst/app/gstappsrc.h>
+#include <gst/gst.h>
+#include <gst/rtp/gstrtpbuffer.h>
+#include <gst/sdp/sdp.h>
+#include <gst/video/video.h>
+#include <gst/webrtc/webrtc.h>
+#include <string.h>
+
+G_DEFINE_QUARK(media-error-quark, media_error)
+
+/* Process-wide counters, bumped on streaming threads. */
+static guint64 packets_in_total, packets_out_total, keyframe_requests_total;
+
+guint64
+media_packets_in(void)
+{
+    return __atomic_load_n(&packets_in_total, __ATOMIC_RELAXED);
+}
+
+guint64
+media_packets_out(void)
+{
+    return __atomic_load_n(&packets_out_total, __ATOMIC_RELAXED);
+}
+
+guint64
+media_keyframe_requests(void)
+{
+    return __atomic_load_n(&keyframe_requests_total, __ATOMIC_RELAXED);
+}
+
+static void
+count(guint64 *counter)
+{
+    __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+}
+
+static const char *const role_names[] = {"teacher", "student"};
+static const char *const kind_names[] = {"video", "audio"};
+
+typedef struct Session Session;
+
+typedef struct {
+    MediaRoom *room;
+    Session *sub;        /* the subscriber this relay feeds (not a ref) */
+    int from_role, kind;
+    guint8 pt;           /* the subscriber's payload type */
+    GstElement *appsrc;  /* linked to the subscriber's webrtcbin sink pad */
+    GstElement *appsink; /* linked to the tee, while attached */
+    GstPad *tee_pad;
+    GstPad *sink_pad;    /* webrtcbin request pad */
+} Relay;
+
+struct Session {
+    MediaRoom *room;      /* not a ref: the room outlives its sessions */
+    char *id;
+    int role;
+    gboolean publish;
+    guint32 req;
+    GstElement *webrtc;
+    gboolean answered, joined, closed;
+    gint packets;         /* publisher: RTP packets seen (atomic) */
+    gint last_packets;
+    gint64 progress_at;   /* monotonic us of the last change of packets */
+    gint64 started_at;
+    Relay *relay[MEDIA_N_KINDS];
+};
+
+struct MediaRoom {
+    gint64 id;
+    GstElement *pipe;
+    guint bus_watch;
+    MediaIceConfig ice;   /* borrowed strings: the worker's config outlives rooms */
+    MediaRoomHooks hooks;
+    GstElement *tee[MEDIA_N_ROLES][MEDIA_N_KINDS];
+    Session *pub[MEDIA_N_ROLES];
+    Session *sub[MEDIA_N_ROLES];
+    GHashTable *sessions; /* id -> Session * (a ref) */
+};
+
+static Session *
+session_ref(Session *s)
+{
+    return g_atomic_rc_box_acquire(s);
+}
+
+static void
+session_clear(Session *s)
+{
+    g_free(s->id);
+    if (s->webrtc)
+        gst_object_unref(s->webrtc);
+}
+
+static void
+session_unref(Session *s)
+{
+    g_atomic_rc_box_release_full(s, (GDestroyNotify)session_clear);
+}
+
+static void
+session_unref_closure(gpointer data, GClosure *closure)
+{
+    session_unref(data);
+}
+
+/* ------------------------------------------------------------- SDP, caps */
+
+typedef struct {
+    gboolean present;
+    char *codec; /* "VP8", "H264", "OPUS" */
+    guint pt;
+    guint mline; /* index of its m-line in the offer */
+} OfferTrack;
+
+/* Picks, per kind, the codec we relay: VP8 (then H.264) for video, Opus for
+ * audio, with the offer's payload type. */
+static gboolean
+inspect_offer(const GstSDPMessage *sdp, OfferTrack tracks[MEDIA_N_KINDS], GError **error)
+{
+    gboolean ufrag = gst_sdp_message_get_attribute_val(sdp, "ice-ufrag") != NULL;
+    gboolean fingerprint = gst_sdp_message_get_attribute_val(sdp, "fingerprint") != NULL;
+    guint usable = 0;
+    for (guint i = 0; i < gst_sdp_message_medias_len(sdp); i++) {
+        const GstSDPMedia *m = gst_sdp_message_get_media(sdp, i);
+        ufrag |= gst_sdp_media_get_attribute_val(m, "ice-ufrag") != NULL;
+        fingerprint |= gst_sdp_media_get_attribute_val(m, "fingerprint") != NULL;
+        const char *media = gst_sdp_media_get_media(m);
+        int kind = !g_strcmp0(media, "video") ? MEDIA_KIND_VIDEO
+                 : !g_strcmp0(media, "audio") ? MEDIA_KIND_AUDIO : -1;
+        /* Port 0 rejects an m-line, unless it is bundle-only (RFC 8843). */
+        gboolean rejected = gst_sdp_media_get_port(m) == 0 &&
+                            !gst_sdp_media_get_attribute_val(m, "bundle-only");
+        if (kind < 0 || tracks[kind].present || rejected)
+            continue;
+        static const char *const prefs[][3] = {{"VP8", "H264", NULL}, {"OPUS", NULL, NULL}};
+        for (guint p = 0; !tracks[kind].present && prefs[kind][p]; p++) {
+            for (guint f = 0; f < gst_sdp_media_formats_len(m); f++) {
+                guint pt = (guint)g_ascii_strtoull(gst_sdp_media_get_format(m, f), NULL, 10);
+                const GstCaps *dummy = NULL;
+                (void)dummy;
+                /* rtpmap: "<pt> <codec>/<rate>[/<channels>]" */
+                for (guint a = 0; a < gst_sdp_media_attributes_len(m); a++) {
+                    const GstSDPAttribute *at = gst_sdp_media_get_attribute(m, a);
+                    if (g_strcmp0(at->key, "rtpmap") || !at->value)
+                        continue;
+                    char *end;
+                    guint apt = (guint)g_ascii_strtoull(at->value, &end, 10);
+                    if (apt != pt || *end != ' ')
+                        continue;
+                    g_autofree char *name = g_strndup(end + 1, strcspn(end + 1, "/"));
+                    if (g_ascii_strcasecmp(name, prefs[kind][p]))
+                        continue;
+                    if (kind == MEDIA_KIND_VIDEO && p == 1) {
+                        /* H.264: only packetization-mode=1, the one browsers use. */
+                        const char *fmtp = NULL;
+                        for (guint b = 0; b < gst_sdp_media_attributes_len(m); b++) {
+                            const GstSDPAttribute *fa = gst_sdp_media_get_attribute(m, b);
+                            if (!g_strcmp0(fa->key, "fmtp") && fa->value &&
+                                (guint)g_ascii_strtoull(fa->value, NULL, 10) == pt)
+                                fmtp = fa->value;
+                        }
+                        if (!fmtp || !strstr(fmtp, "packetization-mode=1"))
+                            continue;
+                    }
+                    tracks[kind].present = TRUE;
+                    tracks[kind].mline = i;
+                    tracks[kind].codec = g_strdup(prefs[kind][p]);
+                    tracks[kind].pt = pt;
+                    break;
+                }
+                if (tracks[kind].present)
+                    break;
+            }
+        }
+        if (tracks[kind].present)
+            usable++;
+    }
+    if (!ufrag || !fingerprint) {
+        g_set_error(error, MEDIA_ERROR, MEDIA_ERROR_BAD_OFFER,
+                    "the offer has no %s", ufrag ? "a=fingerprint" : "a=ice-ufrag");
+        return FALSE;
+    }
+    if (!usable) {
+        g_set_error(error, MEDIA_ERROR, MEDIA_ERROR_NO_CODEC,
+                    "the offer has no usable codec (VP8 or H.264 video, Opus audio)");
+        return FALSE;
+    }
+    return TRUE;
+}
+
+static GstCaps *
+track_caps(int kind, const OfferTrack *t)
+{
+    if (kind == MEDIA_KIND_AUDIO)
+        return gst_caps_new_simple("application/x-rtp", "media", G_TYPE_STRING, "audio",
+                                   "encoding-name", G_TYPE_STRING, "OPUS", "payload",
+                                   G_TYPE_INT, (int)t->pt, "clock-rate", G_TYPE_INT, 48000,
+                                   "encoding-params", G_TYPE_STRING, "2", NULL);
+    GstCaps *c = gst_caps_new_simple("application/x-rtp", "media", G_TYPE_STRING, "video",
+                                     "encoding-name", G_TYPE_STRING, t->codec, "payload",
+                                     G_TYPE_INT, (int)t->pt, "clock-rate", G_TYPE_INT, 90000,
+                                     "rtcp-fb-nack-pli", G_TYPE_BOOLEAN, TRUE,
+                                     "rtcp-fb-ccm-fir", G_TYPE_BOOLEAN, TRUE, NULL);
+    if (!strcmp(t->codec, "H264"))
+        gst_caps_set_simple(c, "packetization-mode", G_TYPE_STRING, "1", NULL);
+    return c;
+}
+
+/* ---------------------------------------------------------------- relays */
+
+/* Copies an RTP packet with payload type PT and without header extensions:
+ * the publisher's extension ids mean nothing in the subscriber's session. */
+static GstBuffer *
+rewrite_rtp(GstBuffer *in, guint8 pt)
+{
+    GstMapInfo mi;
+    if (!gst_buffer_map(in, &mi, GST_MAP_READ))
+        return NULL;
+    const guint8 *d = mi.data;
+    gsize n = mi.size;
+    GstBuffer *out = NULL;
+    if (n >= 12 && (d[0] >> 6) == 2) {
+        gsize hdr = 12 + 4 * (d[0] & 0x0f);
+        gsize skip = 0;
+        if ((d[0] & 0x10) && n >= hdr + 4)
+            skip = 4 + 4 * (gsize)((d[hdr + 2] << 8) | d[hdr + 3]);
+        if (hdr + skip <= n) {
+            guint8 *o = g_malloc(n - skip);
+            memcpy(o, d, hdr);
+            memcpy(o + hdr, d + hdr + skip, n - hdr - skip);
+            o[0] &= ~0x10;
+            o[1] = (guint8)((o[1] & 0x80) | (pt & 0x7f));
+            out = gst_buffer_new_wrapped(o, n - skip);
+            gst_buffer_copy_into(out, in, GST_BUFFER_COPY_TIMESTAMPS | GST_BUFFER_COPY_FLAGS,
+                                 0, -1);
+        }
+    }
+    gst_buffer_unmap(in, &mi);
+    return out;
+}
+
+static GstFlowReturn
+relay_sample(GstAppSink *sink, gpointer data)
+{
+    Relay *r = data;
+    g_autoptr(GstSample) sample = gst_app_sink_pull_sample(sink);
+    if (!sample)
+        return GST_FLOW_OK;
+    GstBuffer *out = rewrite_rtp(gst_sample_get_buffer(sample), r->pt);
+    if (out) {
+        /* The result is deliberately ignored: see "Isolation" above. */
+        gst_app_src_push_buffer(GST_APP_SRC(r->appsrc), out);
+        count(&packets_out_total);
+    }
+    return GST_FLOW_OK;
+}
+
+/* Upstream events on the appsrc (keyframe requests from the subscriber's
+ * receiver) are sent on into the tee, towards the publisher. */
+static GstPadProbeReturn
+relay_upstream(GstPad *pad, GstPadProbeInfo *info, gpointer data)
+{
+    Relay *r = data;
+    GstEvent *ev = GST_PAD_PROBE_INFO_EVENT(info);
+    if (!gst_video_event_is_force_key_unit(ev))
+        return GST_PAD_PROBE_OK;
+    GstElement *sink = r->appsink ? gst_object_ref(r->appsink) : NULL;
+    if (sink) {
+        GstPad *sp = gst_element_get_static_pad(sink, "sink");
+        gst_pad_push_event(sp, gst_event_ref(ev));
+        gst_object_unref(sp);
+        gst_object_unref(sink);
+        count(&keyframe_requests_total);
+    }
+    return GST_PAD_PROBE_OK;
+}
+
+static void
+request_keyframe(Relay *r)
+{
+    if (!r->appsink)
+        return;
+    GstPad *sp = gst_element_get_static_pad(r->appsink, "sink");
+    gst_pad_push_event(sp, gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE,
+                                                                       TRUE, 0));
+    gst_object_unref(sp);
+    count(&keyframe_requests_total);
+}
+
+/* Connects relay R to its publisher's tee; only once the subscriber's
+ * answer is set (before that its webrtcbin refuses data). */
+static void
+relay_attach(Relay *r)
+{
+    MediaRoom *room = r->room;
+    if (r->appsink || !r->sub->answered)
+        return;
+    GstElement *tee = room->tee[r->from_role][r->kind];
+    r->appsink = gst_element_factory_make("appsink", NULL);
+    g_object_set(r->appsink, "sync", FALSE, "async", FALSE, "max-buffers", 64, "drop", TRUE,
+                 "enable-last-sample", FALSE, NULL);
+    GstAppSinkCallbacks cb = {.new_sample = relay_sample};
+    gst_app_sink_set_callbacks(GST_APP_SINK(r->appsink), &cb, r, NULL);
+    gst_bin_add(GST_BIN(room->pipe), r->appsink);
+    gst_element_sync_state_with_parent(r->appsink);
+    r->tee_pad = gst_element_request_pad_simple(tee, "src_%u");
+    GstPad *sp = gst_element_get_static_pad(r->appsink, "sink");
+    gst_pad_link(r->tee_pad, sp);
+    gst_object_unref(sp);
+    request_keyframe(r);
+}
+
+static void
+relay_detach(Relay *r)
+{
+    if (!r->appsink)
+        return;
+    GstElement *tee = r->room->tee[r->from_role][r->kind];
+    GstPad *sp = gst_element_get_static_pad(r->appsink, "sink");
+    gst_pad_unlink(r->tee_pad, sp);
+    gst_object_unref(sp);
+    gst_element_release_request_pad(tee, r->tee_pad);
+    g_clear_object(&r->tee_pad);
+    gst_element_set_state(r->appsink, GST_STATE_NULL);
+    gst_bin_remove(GST_BIN(r->room->pipe), r->appsink);
+    r->appsink = NULL;
+}
+
+static Relay *
+relay_new(MediaRoom *room, Session *sub, int kind, const OfferTrack *t)
+{
+    Relay *r = g_new0(Relay, 1);
+    r->room = room;
+    r->sub = sub;
+    r->kind = kind;
+    r->from_role = 1 - sub->role;
+    r->pt = (guint8)t->pt;
+    g_autoptr(GstCaps) caps = track_caps(kind, t);
+    GstPadTemplate *templ =
+        gst_element_class_get_pad_template(GST_ELEMENT_GET_CLASS(sub->webrtc), "sink_%u");
+    /* Naming the pad after the offer's m-line binds its transceiver to it;
+     * without a name webrtcbin 1.22 may answer the m-line with a fresh,
+     * inactive transceiver instead. */
+    g_autofree char *pad_name = g_strdup_printf("sink_%u", t->mline);
+    r->sink_pad = gst_element_request_pad(sub->webrtc, templ, pad_name, caps);
+    GstWebRTCRTPTransceiver *trans = NULL;
+    g_object_get(r->sink_pad, "transceiver", &trans, NULL);
+    g_object_set(trans, "direction", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY,
+                 "codec-preferences", caps, NULL);
+    gst_object_unref(trans);
+    r->appsrc = gst_element_factory_make("appsrc", NULL);
+    g_object_set(r->appsrc, "caps", caps, "is-live", TRUE, "format", GST_FORMAT_TIME,
+                 "do-timestamp", FALSE, "max-buffers", (guint64)128, "leaky-type", 2 /* downstream */,
+                 "block", FALSE, NULL);
+    gst_bin_add(GST_BIN(room->pipe), r->appsrc);
+    GstPad *src = gst_element_get_static_pad(r->appsrc, "src");
+    gst_pad_link(src, r->sink_pad);
+    gst_pad_add_probe(src, GST_PAD_PROBE_TYPE_EVENT_UPSTREAM, relay_upstream, r, NULL);
+    gst_object_unref(src);
+    gst_element_sync_state_with_parent(r->appsrc);
+    return r;
+}
+
+static void
+relay_free(Relay *r)
+{
+    if (!r)
+        return;
+    relay_detach(r);
+    gst_element_set_state(r->appsrc, GST_STATE_NULL);
+    gst_bin_remove(GST_BIN(r->room->pipe), r->appsrc);
+    g_clear_object(&r->sink_pad);
+    g_free(r);
+}
+
+/* ------------------------------------------------------------- sessions */
+
+static GstPadProbeReturn
+count_in(GstPad *pad, GstPadProbeInfo *info, gpointer data)
+{
+    Session *s = data;
+    g_atomic_int_inc(&s->packets);
+    count(&packets_in_total);
+    return GST_PAD_PROBE_OK;
+}
+
+/* Streaming thread: a publisher's track appeared; feed it to its tee.  Only
+ * immutable state is read here (the tees never change). */
+static void
+on_pad_added(GstElement *webrtc, GstPad *pad, gpointer data)
+{
+    Session *s = data;
+    if (GST_PAD_DIRECTION(pad) != GST_PAD_SRC)
+        return;
+    g_autoptr(GstCaps) caps = gst_pad_get_current_caps(pad);
+    if (!caps)
+        caps = gst_pad_query_caps(pad, NULL);
+    const GstStructure *st = gst_caps_get_structure(caps, 0);
+    const char *media = gst_structure_get_string(st, "media");
+    int kind = !g_strcmp0(media, "audio") ? MEDIA_KIND_AUDIO : MEDIA_KIND_VIDEO;
+    GstElement *tee = s->room->tee[s->role][kind];
+    GstPad *tsink = gst_element_get_static_pad(tee, "sink");
+    GstPad *old = gst_pad_get_peer(tsink);
+    if (old) {
+        gst_pad_unlink(old, tsink);
+        gst_object_unref(old);
+    }
+    gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, count_in, s, NULL);
+    if (gst_pad_link(pad, tsink) != GST_PAD_LINK_OK)
+        g_warning("room %" G_GINT64_FORMAT ": cannot link %s %s", s->room->id,
+                  role_names[s->role], kind_names[kind]);
+    gst_object_unref(tsink);
+}
+
+typedef struct {
+    Session *s;
+    char *sdp;   /* answer text, or NULL on error */
+    char *error;
+} Reply;
+
+static gboolean
+reply_on_loop(gpointer data)
+{
+    Reply *rp = data;
+    Session *s = rp->s;
+    MediaRoom *room = s->room;
+    if (!s->closed && !s->answered) {
+        if (rp->sdp) {
+            s->answered = TRUE;
+            room->hooks.answer(room->hooks.data, s->req, s->id, rp->sdp);
+            for (int k = 0; k < MEDIA_N_KINDS; k++)
+                if (s->relay[k])
+                    relay_attach(s->relay[k]);
+        } else {
+            room->hooks.error(room->hooks.data, s->req, s->id, "bad_offer",
+                              rp->error ? rp->error : "negotiation failed");
+            media_room_close_session(room, s->id);
+        }
+    }
+    session_unref(s);
+    g_free(rp->sdp);
+    g_free(rp->error);
+    g_free(rp);
+    return G_SOURCE_REMOVE;
+}
+
+static void
+reply(Session *s, char *sdp, const char *error)
+{
+    Reply *rp = g_new0(Reply, 1);
+    rp->s = session_ref(s);
+    rp->sdp = sdp;
+    rp->error = g_strdup(error);
+    g_main_context_invoke(NULL, reply_on_loop, rp);
+}
+
+/* Rewrites host candidates to the advertised public address (1:1 NAT). */
+static char *
+advertise(const MediaIceConfig *ice, char *sdp)
+{
+    if (!ice->public_ip || !*ice->public_ip)
+        return sdp;
+    g_auto(GStrv) lines = g_strsplit(sdp, "\r\n", -1);
+    for (guint i = 0; lines[i]; i++) {
+        if (!g_str_has_prefix(lines[i], "a=candidate:") || !strstr(lines[i], " typ host"))
+            continue;
+        g_auto(GStrv) f = g_strsplit(lines[i], " ", -1);
+        if (g_strv_length(f) > 5 && strcmp(f[4], "127.0.0.1")) {
+            g_free(f[4]);
+            f[4] = g_strdup(ice->public_ip);
+            g_free(lines[i]);
+            lines[i] = g_strjoinv(" ", f);
+        }
+    }
+    g_free(sdp);
+    return g_strjoinv("\r\n", lines);
+}
+
+static void
+on_gathering(GstElement *webrtc, GParamSpec *ps, gpointer data)
+{
+    Session *s = data;
+    GstWebRTCICEGatheringState st;
+    g_object_get(webrtc, "ice-gathering-state", &st, NULL);
+    if (st != GST_WEBRTC_ICE_GATHERING_STATE_COMPLETE)
+        return;
+    GstWebRTCSessionDescription *local = NULL;
+    g_object_get(webrtc, "local-description", &local, NULL);
+    if (!local) {
+        reply(s, NULL, "no local description");
+        return;
+    }
+    char *text = gst_sdp_message_as_text(local->sdp);
+    gst_webrtc_session_description_free(local);
+    reply(s, advertise(&s->room->ice, text), NULL);
+}
+
+static void
+on_answer_created(GstPromise *p, gpointer data)
+{
+    Session *s = data;
+    const GstStructure *r = gst_promise_get_reply(p);
+    GstWebRTCSessionDescription *answer = NULL;
+    GError *err = NULL;
+    if (r)
+        gst_structure_get(r, "answer", GST_TYPE_WEBRTC_SESSION_DESCRIPTION, &answer, NULL);
+    if (r && !answer)
+        gst_structure_get(r, "error", G_TYPE_ERROR, &err, NULL);
+    gst_promise_unref(p);
+    if (!answer) {
+        reply(s, NULL, err ? err->message : "webrtcbin created no answer");
+        g_clear_error(&err);
+        return;
+    }
+    g_signal_emit_by_name(s->webrtc, "set-local-description", answer, NULL);
+    gst_webrtc_session_description_free(answer);
+}
+
+static void
+on_remote_set(GstPromise *p, gpointer data)
+{
+    Session *s = data;
+    const GstStructure *r = gst_promise_get_reply(p);
+    GError *err = NULL;
+    if (r && gst_structure_has_field(r, "error"))
+        gst_structure_get(r, "error", G_TYPE_ERROR, &err, NULL);
+    gst_promise_unref(p);
+    if (err) {
+        reply(s, NULL, err->message);
+        g_error_free(err);
+        return;
+    }
+    if (s->closed)
+        return;
+    GstPromise *next = gst_promise_new_with_change_func(on_answer_created, session_ref(s),
+                                                        (GDestroyNotify)session_unref);
+    g_signal_emit_by_name(s->webrtc, "create-answer", NULL, next);
+}
+
+static void
+configure_ice(MediaRoom *room, GstElement *webrtc)
+{
+    GObject *ice = NULL;
+    /* webrtcbin 1.22 hands out its own reference here: keep one for it. */
+    g_object_get(webrtc, "ice-agent", &ice, NULL);
+    if (!ice)
+        return;
+    g_object_ref(ice);
+    if (room->ice.min_port && room->ice.max_port)
+        g_object_set(ice, "min-rtp-port", room->ice.min_port, "max-rtp-port",
+                     room->ice.max_port, NULL);
+    g_object_set(ice, "ice-tcp", FALSE, NULL);
+    GObject *agent = NULL;
+    g_object_get(ice, "agent", &agent, NULL);
+    if (agent) {
+        g_object_set(agent, "upnp", FALSE, NULL);
+        g_object_unref(agent);
+    }
+    gboolean ok;
+    for (guint i = 0; room->ice.addresses && room->ice.addresses[i]; i++)
+        g_signal_emit_by_name(ice, "add-local-ip-address", room->ice.addresses[i], &ok);
+    if (room->ice.loopback)
+        g_signal_emit_by_name(ice, "add-local-ip-address", "127.0.0.1", &ok);
+    g_object_unref(ice);
+    if (room->ice.stun && *room->ice.stun)
+        g_object_set(webrtc, "stun-server", room->ice.stun, NULL);
+}
+
+static void
+session_stop(Session *s)
+{
+    MediaRoom *room = s->room;
+    if (s->closed)
+        return;
+    s->closed = TRUE;
+    for (int k = 0; k < MEDIA_N_KINDS; k++)
+        g_clear_pointer(&s->relay[k], relay_free);
+    /* Handlers hold session refs; dropping them breaks the cycle with our
+     * own ref on the element, which stays valid for late promise callbacks. */
+    g_signal_handlers_disconnect_by_data(s->webrtc, s);
+    gst_element_set_state(s->webrtc, GST_STATE_NULL);
+    gst_bin_remove(GST_BIN(room->pipe), s->webrtc);
+    if (s->publish && room->pub[s->role] == s)
+        room->pub[s->role] = NULL;
+    if (!s->publish && room->sub[s->role] == s)
+        room->sub[s->role] = NULL;
+}
+
+gboolean
+media_room_offer(MediaRoom *room, guint32 req, const char *session, int role,
+                 gboolean publish, const char *sdp_text, GError **error)
+{
+    g_return_val_if_fail(role >= 0 && role < MEDIA_N_ROLES, FALSE);
+    GstSDPMessage *sdp = NULL;
+    if (gst_sdp_message_new_from_text(sdp_text, &sdp) != GST_SDP_OK ||
+        gst_sdp_message_medias_len(sdp) == 0) {
+        if (sdp)
+            gst_sdp_message_free(sdp);
+        g_set_error(error, MEDIA_ERROR, MEDIA_ERROR_BAD_OFFER, "the offer is not valid SDP");
+        return FALSE;
+    }
+    OfferTrack tracks[MEDIA_N_KINDS] = {{0}};
+    if (!inspect_offer(sdp, tracks, error)) {
+        gst_sdp_message_free(sdp);
+        for (int k = 0; k < MEDIA_N_KINDS; k++)
+            g_free(tracks[k].codec);
+        return FALSE;
+    }
+    /* A new session of the same role and direction replaces the old one. */
+    Session *old = publish ? room->pub[role] : room->sub[role];
+    if (old)
+        media_room_close_session(room, old->id);
+
+    Session *s = g_atomic_rc_box_new0(Session);
+    s->room = room;
+    s->id = g_strdup(session);
+    s->role = role;
+    s->publish = publish;
+    s->req = req;
+    s->started_at = s->progress_at = g_get_monotonic_time();
+    g_autofree char *name = g_strdup_printf("%s-%s-%s", publish ? "pub" : "sub",
+                                            role_names[role], session);
+    s->webrtc = gst_object_ref_sink(gst_element_factory_make("webrtcbin", name));
+    g_object_set(s->webrtc, "bundle-policy", GST_WEBRTC_BUNDLE_POLICY_MAX_BUNDLE,
+                 "latency", 50, NULL);
+    configure_ice(room, s->webrtc);
+    gst_bin_add(GST_BIN(room->pipe), s->webrtc);
+    if (publish)
+        g_signal_connect_data(s->webrtc, "pad-added", G_CALLBACK(on_pad_added),
+                              session_ref(s), session_unref_closure, 0);
+    g_signal_connect_data(s->webrtc, "notify::ice-gathering-state", G_CALLBACK(on_gathering),
+                          session_ref(s), session_unref_closure, 0);
+    for (int k = 0; k < MEDIA_N_KINDS; k++) {
+        if (!tracks[k].present)
+            continue;
+        if (publish) {
+            g_autoptr(GstCaps) caps = track_caps(k, &tracks[k]);
+            GstWebRTCRTPTransceiver *t = NULL;
+            g_signal_emit_by_name(s->webrtc, "add-transceiver",
+                                  GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_RECVONLY, caps, &t);
+            if (t)
+                gst_object_unref(t);
+        } else {
+            s->relay[k] = relay_new(room, s, k, &tracks[k]);
+        }
+        g_free(tracks[k].codec);
+    }
+    gst_element_sync_state_with_parent(s->webrtc);
+    g_hash_table_insert(room->sessions, g_strdup(session), s);
+    if (publish)
+        room->pub[role] = s;
+    else
+        room->sub[role] = s;
+
+    GstWebRTCSessionDescription *offer =
+        gst_webrtc_session_description_new(GST_WEBRTC_SDP_TYPE_OFFER, sdp);
+    GstPromise *p = gst_promise_new_with_change_func(on_remote_set, session_ref(s),
+                                                     (GDestroyNotify)session_unref);
+    g_signal_emit_by_name(s->webrtc, "set-remote-description", offer, p);
+    gst_webrtc_session_description_free(offer);
+    g_info("room %" G_GINT64_FORMAT ": %s %s session %s", room->id, role_names[role],
+           publish ? "publishes" : "receives", session);
+    return TRUE;
+}
+
+gboolean
+media_room_trickle(MediaRoom *room, const char *session, guint mline, const char *cand)
+{
+    Session *s = g_hash_table_lookup(room->sessions, session);
+    if (!s || s->closed)
+        return FALSE;
+    g_signal_emit_by_name(s->webrtc, "add-ice-candidate", mline, cand);
+    return TRUE;
+}
+
+gboolean
+media_room_close_session(MediaRoom *room, const char *session)
+{
+    Session *s = g_hash_table_lookup(room->sessions, session);
+    if (!s)
+        return FALSE;
+    session_stop(s);
+    g_hash_table_remove(room->sessions, session); /* drops the table's ref */
+    return TRUE;
+}
+
+gboolean
+media_room_has_session(MediaRoom *room, const char *session)
+{
+    return g_hash_table_contains(room->sessions, session);
+}
+
+guint
+media_room_session_count(MediaRoom *room)
+{
+    return g_hash_table_size(room->sessions);
+}
+
+void
+media_room_tick(MediaRoom *room)
+{
+    gint64 now = g_get_monotonic_time();
+    gint64 timeout = (gint64)room->ice.media_timeout_s * G_USEC_PER_SEC;
+    g_autoptr(GPtrArray) gone = g_ptr_array_new_with_free_func(g_free);
+    GHashTableIter it;
+    Session *s;
+    g_hash_table_iter_init(&it, room->sessions);
+    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&s)) {
+        if (!s->publish || s->closed)
+            continue;
+        gint n = g_atomic_int_get(&s->packets);
+        if (n != s->last_packets) {
+            s->last_packets = n;
+            s->progress_at = now;
+            if (!s->joined) {
+                s->joined = TRUE;
+                room->hooks.joined(room->hooks.data, room->id, s->role, s->id);
+                /* A subscriber waiting for this publisher wants a keyframe. */
+                Session *sub = room->sub[1 - s->role];
+                for (int k = 0; sub && k < MEDIA_N_KINDS; k++)
+                    if (sub->relay[k])
+                        request_keyframe(sub->relay[k]);
+            }
+        } else if (now - s->progress_at > timeout) {
+            g_ptr_array_add(gone, g_strdup(s->id));
+        }
+    }
+    for (guint i = 0; i < gone->len; i++) {
+        s = g_hash_table_lookup(room->sessions, gone->pdata[i]);
+        room->hooks.left(room->hooks.data, room->id, s->role, s->id,
+                         s->joined ? "media-timeout" : "no-media");
+        media_room_close_session(room, gone->pdata[i]);
+    }
+}
+
+/* ------------------------------------------------------------------ room */
+
+static gboolean
+on_bus(GstBus *bus, GstMessage *msg, gpointer data)
+{
+    MediaRoom *room = data;
+    if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) {
+        g_autoptr(GError) err = NULL;
+        g_autofree char *dbg = NULL;
+        gst_message_parse_error(msg, &err, &dbg);
+        /* Logged, never fatal: branches are isolated, and a session whose
+         * webrtcbin failed is found by the liveness check. */
+        g_warning("room %" G_GINT64_FORMAT ": %s: %s", room->id,
+                  GST_OBJECT_NAME(GST_MESSAGE_SRC(msg)), err->message);
+    } else if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_WARNING) {
+        g_autoptr(GError) err = NULL;
+        gst_message_parse_warning(msg, &err, NULL);
+        g_debug("room %" G_GINT64_FORMAT ": %s: %s", room->id,
+                GST_OBJECT_NAME(GST_MESSAGE_SRC(msg)), err->message);
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+static void
+session_table_free(gpointer p)
+{
+    Session *s = p;
+    session_stop(s);
+    session_unref(s);
+}
+
+MediaRoom *
+media_room_new(gint64 consultation, const MediaIceConfig *ice, const MediaRoomHooks *hooks)
+{
+    MediaRoom *room = g_new0(MediaRoom, 1);
+    room->id = consultation;
+    room->ice = *ice;
+    room->hooks = *hooks;
+    room->sessions = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                           session_table_free);
+    g_autofree char *name = g_strdup_printf("consultation-%" G_GINT64_FORMAT, consultation);
+    room->pipe = gst_pipeline_new(name);
+    for (int r = 0; r < MEDIA_N_ROLES; r++) {
+        for (int k = 0; k < MEDIA_N_KINDS; k++) {
+            g_autofree char *tn = g_strdup_printf("tee-%s-%s", role_names[r], kind_names[k]);
+            room->tee[r][k] = gst_element_factory_make("tee", tn);
+            g_object_set(room->tee[r][k], "allow-not-linked", TRUE, NULL);
+            gst_bin_add(GST_BIN(room->pipe), room->tee[r][k]);
+        }
+    }
+    GstBus *bus = gst_pipeline_get_bus(GST_PIPELINE(room->pipe));
+    room->bus_watch = gst_bus_add_watch(bus, on_bus, room);
+    gst_object_unref(bus);
+    gst_element_set_state(room->pipe, GST_STATE_PLAYING);
+    return room;
+}
+
+void
+media_room_free(MediaRoom *room)
+{
+    if (!room)
+        return;
+    /* Sessions first (each to NULL and out of the bin), then the pipeline. */
+    g_hash_table_destroy(room->sessions);
+    gst_element_set_state(room->pipe, GST_STATE_NULL);
+    g_source_remove(room->bus_watch);
+    gst_object_unref(room->pipe);
+    g_free(room);
+}

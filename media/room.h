@@ -1,0 +1,67 @@
+/* room.h - one consultation's media: a GStreamer pipeline holding every
+ * participant's webrtcbin, relaying each publisher to the other participant
+ * without decoding.
+ *
+ * Lives in the media worker process only.  All functions are called on the
+ * worker's main loop; GStreamer threads hop to it with
+ * g_main_context_invoke() before touching room state.
+ */
+#pragma once
+
+#include <glib.h>
+
+enum { MEDIA_ROLE_TEACHER, MEDIA_ROLE_STUDENT, MEDIA_N_ROLES };
+enum { MEDIA_KIND_VIDEO, MEDIA_KIND_AUDIO, MEDIA_N_KINDS };
+
+typedef struct {
+    char **addresses;      /* local addresses for ICE (NULL: all but loopback) */
+    gboolean loopback;     /* also offer 127.0.0.1 (tests, single-host setups) */
+    guint min_port, max_port;
+    char *public_ip;       /* advertised instead of host addresses (1:1 NAT) */
+    char *stun;            /* stun://host:port for server reflexive candidates */
+    guint media_timeout_s; /* no RTP this long: the participant is gone */
+} MediaIceConfig;
+
+/* What a room reports, always on the main loop. */
+typedef struct {
+    void (*answer)(gpointer data, guint32 req, const char *session, const char *sdp);
+    void (*error)(gpointer data, guint32 req, const char *session, const char *code,
+                  const char *message);
+    void (*joined)(gpointer data, gint64 consultation, int role, const char *session);
+    void (*left)(gpointer data, gint64 consultation, int role, const char *session,
+                 const char *reason);
+    gpointer data;
+} MediaRoomHooks;
+
+typedef struct MediaRoom MediaRoom;
+
+MediaRoom *media_room_new(gint64 consultation, const MediaIceConfig *ice,
+                          const MediaRoomHooks *hooks);
+/* Tears the pipeline down (to NULL, which joins its threads) and frees. */
+void media_room_free(MediaRoom *room); /* NULL-safe */
+
+/* Starts session SESSION for ROLE from an SDP offer: publish (WHIP) or
+ * receive the other role's media (WHEP).  The answer or an error comes back
+ * through the hooks with REQ.  A new publish session of a role replaces the
+ * previous one; so does a new receive session.  FALSE (and ERROR set, code in
+ * its message prefix) if the offer is refused before any work starts. */
+gboolean media_room_offer(MediaRoom *room, guint32 req, const char *session, int role,
+                          gboolean publish, const char *sdp, GError **error);
+/* Adds a remote ICE candidate to SESSION.  FALSE if there is no session. */
+gboolean media_room_trickle(MediaRoom *room, const char *session, guint mline,
+                            const char *candidate);
+/* Ends SESSION; FALSE if there is none. */
+gboolean media_room_close_session(MediaRoom *room, const char *session);
+gboolean media_room_has_session(MediaRoom *room, const char *session);
+guint media_room_session_count(MediaRoom *room);
+/* Checks liveness (called every second by the worker). */
+void media_room_tick(MediaRoom *room);
+
+/* Packets received from publishers / sent to subscribers, all rooms. */
+guint64 media_packets_in(void);
+guint64 media_packets_out(void);
+guint64 media_keyframe_requests(void);
+
+#define MEDIA_ERROR (media_error_quark())
+GQuark media_error_quark(void);
+enum { MEDIA_ERROR_BAD_OFFER, MEDIA_ERROR_NO_CODEC, MEDIA_ERROR_FAILED };

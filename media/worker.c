@@ -1,0 +1,246 @@
+/* worker.c - consultd-media: a media worker process.
+ *
+ * Started by consultd with one end of a SOCK_SEQPACKET socketpair on the fd
+ * given by --fd.  It owns the GStreamer pipelines (one MediaRoom per
+ * consultation) and answers the main process's messages (proto.h).  It
+ * holds no database and makes no decisions about who may do what: the main
+ * process checked that before sending an offer.  When the main process goes
+ * away (EOF on the socket) the worker exits; when the worker dies, the main
+ * process notices and restarts it.
+ */
+#include <gst/gst.h>
+#include <locale.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proto.h"
+#include "room.h"
+
+typedef struct {
+    GMainLoop *loop;
+    MediaChan *chan;
+    MediaIceConfig ice;
+    GHashTable *rooms;    /* gint64 *consultation -> MediaRoom * */
+    GHashTable *sessions; /* char *session -> gint64 *consultation */
+} Worker;
+
+static const char *const roles[] = {"teacher", "student"};
+
+static void
+send_error(Worker *w, guint32 req, const char *session, const char *code, const char *msg)
+{
+    media_chan_send(w->chan, media_msg("error", "req", "u", req, "session", "s",
+                                       session ? session : "", "code", "s", code,
+                                       "message", "s", msg, NULL));
+}
+
+static void
+hook_answer(gpointer data, guint32 req, const char *session, const char *sdp)
+{
+    Worker *w = data;
+    media_chan_send(w->chan, media_msg("answer", "req", "u", req, "session", "s", session,
+                                       "sdp", "s", sdp, NULL));
+}
+
+static void
+hook_error(gpointer data, guint32 req, const char *session, const char *code,
+           const char *message)
+{
+    send_error(data, req, session, code, message);
+}
+
+static void
+hook_joined(gpointer data, gint64 consultation, int role, const char *session)
+{
+    Worker *w = data;
+    media_chan_send(w->chan, media_msg("joined", "consultation", "x", consultation, "role",
+                                       "s", roles[role], "session", "s", session, NULL));
+}
+
+static void
+hook_left(gpointer data, gint64 consultation, int role, const char *session,
+          const char *reason)
+{
+    Worker *w = data;
+    media_chan_send(w->chan, media_msg("left", "consultation", "x", consultation, "role", "s",
+                                       roles[role], "session", "s", session, "reason", "s",
+                                       reason, NULL));
+    g_hash_table_remove(w->sessions, session);
+}
+
+static MediaRoom *
+room_for(Worker *w, gint64 consultation, gboolean create)
+{
+    MediaRoom *room = g_hash_table_lookup(w->rooms, &consultation);
+    if (!room && create) {
+        MediaRoomHooks hooks = {hook_answer, hook_error, hook_joined, hook_left, w};
+        room = media_room_new(consultation, &w->ice, &hooks);
+        g_hash_table_insert(w->rooms, g_memdup2(&consultation, sizeof consultation), room);
+    }
+    return room;
+}
+
+static void
+on_offer(Worker *w, GVariant *m)
+{
+    guint32 req = 0;
+    gint64 consultation = 0;
+    const char *session = NULL, *role = NULL, *dir = NULL, *sdp = NULL;
+    g_variant_lookup(m, "req", "u", &req);
+    if (!g_variant_lookup(m, "consultation", "x", &consultation) ||
+        !g_variant_lookup(m, "session", "&s", &session) ||
+        !g_variant_lookup(m, "role", "&s", &role) || !g_variant_lookup(m, "dir", "&s", &dir) ||
+        !g_variant_lookup(m, "sdp", "&s", &sdp)) {
+        send_error(w, req, session, "bad_message", "offer: missing fields");
+        return;
+    }
+    int r = !strcmp(role, "teacher") ? MEDIA_ROLE_TEACHER
+          : !strcmp(role, "student") ? MEDIA_ROLE_STUDENT : -1;
+    if (r < 0) {
+        send_error(w, req, session, "bad_message", "offer: unknown role");
+        return;
+    }
+    MediaRoom *room = room_for(w, consultation, TRUE);
+    g_autoptr(GError) err = NULL;
+    if (!media_room_offer(room, req, session, r, !strcmp(dir, "publish"), sdp, &err)) {
+        send_error(w, req, session, err->code == MEDIA_ERROR_NO_CODEC ? "no_codec" : "bad_offer",
+                   err->message);
+        if (media_room_session_count(room) == 0)
+            g_hash_table_remove(w->rooms, &consultation);
+        return;
+    }
+    g_hash_table_insert(w->sessions, g_strdup(session),
+                        g_memdup2(&consultation, sizeof consultation));
+}
+
+static MediaRoom *
+room_of_session(Worker *w, const char *session)
+{
+    gint64 *c = g_hash_table_lookup(w->sessions, session);
+    return c ? g_hash_table_lookup(w->rooms, c) : NULL;
+}
+
+static void
+on_message(MediaChan *ch, GVariant *m, gpointer data)
+{
+    Worker *w = data;
+    const char *op = media_msg_op(m);
+    const char *session = "";
+    g_variant_lookup(m, "session", "&s", &session);
+    if (!strcmp(op, "offer")) {
+        on_offer(w, m);
+    } else if (!strcmp(op, "trickle")) {
+        guint32 mline = 0;
+        const char *cand = NULL;
+        MediaRoom *room = room_of_session(w, session);
+        if (room && g_variant_lookup(m, "mline", "u", &mline) &&
+            g_variant_lookup(m, "candidate", "&s", &cand))
+            media_room_trickle(room, session, mline, cand);
+    } else if (!strcmp(op, "close")) {
+        MediaRoom *room = room_of_session(w, session);
+        if (room)
+            media_room_close_session(room, session);
+        g_hash_table_remove(w->sessions, session);
+    } else if (!strcmp(op, "end")) {
+        gint64 c = 0;
+        if (g_variant_lookup(m, "consultation", "x", &c)) {
+            GHashTableIter it;
+            gint64 *sc;
+            g_hash_table_iter_init(&it, w->sessions);
+            while (g_hash_table_iter_next(&it, NULL, (gpointer *)&sc))
+                if (*sc == c)
+                    g_hash_table_iter_remove(&it);
+            g_hash_table_remove(w->rooms, &c);
+        }
+    } else {
+        g_warning("media worker: unknown message '%s'", op);
+    }
+}
+
+static void
+on_closed(MediaChan *ch, gpointer data)
+{
+    Worker *w = data;
+    g_message("media worker: main process gone; exiting");
+    g_main_loop_quit(w->loop);
+}
+
+static gboolean
+tick(gpointer data)
+{
+    Worker *w = data;
+    GHashTableIter it;
+    MediaRoom *room;
+    g_autoptr(GPtrArray) empty = g_ptr_array_new_with_free_func(g_free);
+    g_hash_table_iter_init(&it, w->rooms);
+    guint sessions = 0;
+    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&room)) {
+        media_room_tick(room);
+        sessions += media_room_session_count(room);
+    }
+    media_chan_send(w->chan, media_msg("stats", "rooms", "u", g_hash_table_size(w->rooms),
+                                       "sessions", "u", sessions, "packets_in", "t",
+                                       media_packets_in(), "packets_out", "t",
+                                       media_packets_out(), "keyframe_requests", "t",
+                                       media_keyframe_requests(), NULL));
+    return G_SOURCE_CONTINUE;
+}
+
+static void
+room_free_cb(gpointer p)
+{
+    media_room_free(p);
+}
+
+int
+main(int argc, char **argv)
+{
+    setlocale(LC_ALL, "");
+    gst_init(&argc, &argv);
+    int fd = -1;
+    gint min_port = 0, max_port = 0, timeout = 15;
+    gboolean loopback = FALSE;
+    g_autofree char *addresses = NULL, *public_ip = NULL, *stun = NULL;
+    GOptionEntry entries[] = {
+        {"fd", 0, 0, G_OPTION_ARG_INT, &fd, "socket to the main process", "FD"},
+        {"ice-loopback", 0, 0, G_OPTION_ARG_NONE, &loopback, "offer 127.0.0.1", NULL},
+        {"ice-addresses", 0, 0, G_OPTION_ARG_STRING, &addresses, "comma-separated", "A"},
+        {"min-port", 0, 0, G_OPTION_ARG_INT, &min_port, "lowest UDP port", "P"},
+        {"max-port", 0, 0, G_OPTION_ARG_INT, &max_port, "highest UDP port", "P"},
+        {"public-ip", 0, 0, G_OPTION_ARG_STRING, &public_ip, "advertised address", "IP"},
+        {"stun", 0, 0, G_OPTION_ARG_STRING, &stun, "stun://host:port", "URL"},
+        {"media-timeout", 0, 0, G_OPTION_ARG_INT, &timeout, "seconds without RTP", "S"},
+        G_OPTION_ENTRY_NULL};
+    g_autoptr(GOptionContext) ctx = g_option_context_new("- consultd media worker");
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    g_autoptr(GError) err = NULL;
+    if (!g_option_context_parse(ctx, &argc, &argv, &err) || fd < 0) {
+        fprintf(stderr, "consultd-media: %s\n", err ? err->message : "--fd is required");
+        return 2;
+    }
+    Worker w = {0};
+    w.ice.loopback = loopback;
+    w.ice.min_port = (guint)MAX(0, min_port);
+    w.ice.max_port = (guint)MAX(0, max_port);
+    w.ice.public_ip = public_ip;
+    w.ice.stun = stun;
+    w.ice.media_timeout_s = (guint)MAX(1, timeout);
+    g_auto(GStrv) addr = addresses && *addresses ? g_strsplit(addresses, ",", -1) : NULL;
+    w.ice.addresses = addr;
+    w.loop = g_main_loop_new(NULL, FALSE);
+    w.rooms = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, room_free_cb);
+    w.sessions = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    w.chan = media_chan_new(fd, on_message, on_closed, &w);
+    guint t = g_timeout_add_seconds(1, tick, &w);
+    media_chan_send(w.chan, media_msg("ready", "pid", "x", (gint64)getpid(), NULL));
+    g_main_loop_run(w.loop);
+    g_source_remove(t);
+    g_hash_table_destroy(w.sessions);
+    g_hash_table_destroy(w.rooms);
+    media_chan_free(w.chan);
+    g_main_loop_unref(w.loop);
+    gst_deinit();
+    return 0;
+}

@@ -1,0 +1,30 @@
+/* media.h - the main process's side of the media workers: spawning and
+ * supervising consultd-media processes, routing offers to them, turning
+ * their reports into domain events, and the WHIP/WHEP endpoints.
+ *
+ * signaling/ never includes GStreamer: everything media goes through
+ * media/proto.h messages to a worker process.
+ */
+#pragma once
+
+#include "http.h"
+
+typedef struct SigMedia SigMedia;
+
+/* Starts cfg->media_workers workers (0: media disabled). */
+SigMedia *sig_media_new(SigApp *app);
+void sig_media_free(SigMedia *m); /* NULL-safe; stops the workers */
+
+/* Readiness (for /readyz) and gauges (for /metrics). */
+gboolean sig_media_ready(SigApp *app, char **why);
+void sig_media_metrics(SigApp *app, GString *out);
+
+/* Consultation ID closed: its media (and its sessions) go. */
+void sig_media_end(SigApp *app, gint64 consultation);
+
+void sig_h_whip_post(SigReq *r);
+void sig_h_whep_post(SigReq *r);
+void sig_h_whip_options(SigReq *r);
+void sig_h_media_session_patch(SigReq *r);
+void sig_h_media_session_delete(SigReq *r);
+void sig_h_media_worker_pids(SigReq *r);

@@ -1,0 +1,345 @@
+/* webrtc-peer - a WHIP/WHEP test client built on GStreamer's webrtcbin.
+ *
+ *   webrtc-peer --url http://127.0.0.1:PORT/whip/consultations/7 --token T \
+ *               --mode publish|receive --seconds 8 [--min-frames 30]
+ *
+ * publish: sends test video (VP8, or H.264 with --codec h264 if x264 exists)
+ *          and Opus audio, or a pre-encoded WebM file (--file), over WHIP.
+ * receive: offers recvonly video+audio over WHEP and decodes what arrives,
+ *          counting decoded video frames and audio buffers.
+ * Both add 127.0.0.1 as an ICE address (loopback tests) and, at the end,
+ * DELETE their session.  One JSON line on stdout says what happened; the exit
+ * status is 0 if the HTTP exchange worked and (receive) at least --min-frames
+ * video frames were decoded.
+ */
+#define GST_USE_UNSTABLE_API
+#include <gst/gst.h>
+#include <gst/sdp/sdp.h>
+#include <gst/webrtc/webrtc.h>
+#include <libsoup/soup.h>
+#include <stdio.h>
+#include <string.h>
+
+static char *url, *token, *mode = "publish", *file;
+static int seconds = 8, min_frames = 1;
+static GMainLoop *loop;
+static GstElement *pipeline, *webrtc;
+static SoupSession *soup;
+static char *location, *etag;
+static guint http_status;
+static gint video_frames, audio_buffers;
+static gboolean failed;
+static char *why;
+
+static void
+fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_free(why);
+    why = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    failed = TRUE;
+    g_main_loop_quit(loop);
+}
+
+static gboolean
+post_offer(gpointer data)
+{
+    char *sdp = data;
+    SoupMessage *msg = soup_message_new("POST", url);
+    SoupMessageHeaders *h = soup_message_get_request_headers(msg);
+    g_autofree char *auth = g_strdup_printf("Bearer %s", token);
+    soup_message_headers_replace(h, "Authorization", auth);
+    g_autoptr(GBytes) body = g_bytes_new_take(sdp, strlen(sdp));
+    soup_message_set_request_body_from_bytes(msg, "application/sdp", body);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GBytes) reply = soup_session_send_and_read(soup, msg, NULL, &err);
+    http_status = soup_message_get_status(msg);
+    if (!reply || http_status != 201) {
+        fail("POST answered %u: %.*s", http_status, reply ? (int)g_bytes_get_size(reply) : 0,
+             reply ? (const char *)g_bytes_get_data(reply, NULL) : "");
+        g_object_unref(msg);
+        return G_SOURCE_REMOVE;
+    }
+    SoupMessageHeaders *rh = soup_message_get_response_headers(msg);
+    location = g_strdup(soup_message_headers_get_one(rh, "Location"));
+    etag = g_strdup(soup_message_headers_get_one(rh, "ETag"));
+    g_autofree char *text = g_strndup(g_bytes_get_data(reply, NULL), g_bytes_get_size(reply));
+    if (g_getenv("PEER_DEBUG"))
+        g_printerr("answer:\n%s\n", text);
+    GstSDPMessage *sdpm;
+    if (gst_sdp_message_new_from_text(text, &sdpm) != GST_SDP_OK) {
+        fail("the answer is not SDP");
+        g_object_unref(msg);
+        return G_SOURCE_REMOVE;
+    }
+    GstWebRTCSessionDescription *answer =
+        gst_webrtc_session_description_new(GST_WEBRTC_SDP_TYPE_ANSWER, sdpm);
+    g_signal_emit_by_name(webrtc, "set-remote-description", answer, NULL);
+    gst_webrtc_session_description_free(answer);
+    g_object_unref(msg);
+    return G_SOURCE_REMOVE;
+}
+
+static void
+on_gathering(GstElement *w, GParamSpec *ps, gpointer data)
+{
+    GstWebRTCICEGatheringState st;
+    g_object_get(w, "ice-gathering-state", &st, NULL);
+    if (st != GST_WEBRTC_ICE_GATHERING_STATE_COMPLETE)
+        return;
+    GstWebRTCSessionDescription *local = NULL;
+    g_object_get(w, "local-description", &local, NULL);
+    if (!local)
+        return;
+    char *text = gst_sdp_message_as_text(local->sdp);
+    gst_webrtc_session_description_free(local);
+    g_main_context_invoke(NULL, post_offer, text);
+}
+
+static void
+on_offer(GstPromise *p, gpointer data)
+{
+    const GstStructure *r = gst_promise_get_reply(p);
+    GstWebRTCSessionDescription *offer = NULL;
+    if (r)
+        gst_structure_get(r, "offer", GST_TYPE_WEBRTC_SESSION_DESCRIPTION, &offer, NULL);
+    gst_promise_unref(p);
+    if (!offer) {
+        g_printerr("webrtc-peer: no offer\n");
+        return;
+    }
+    g_signal_emit_by_name(webrtc, "set-local-description", offer, NULL);
+    gst_webrtc_session_description_free(offer);
+}
+
+static void
+on_negotiation_needed(GstElement *w, gpointer data)
+{
+    static gboolean done;
+    if (done)
+        return;
+    done = TRUE;
+    g_signal_emit_by_name(w, "create-offer", NULL,
+                          gst_promise_new_with_change_func(on_offer, NULL, NULL));
+}
+
+static GstPadProbeReturn
+count_probe(GstPad *pad, GstPadProbeInfo *info, gpointer data)
+{
+    g_atomic_int_inc((gint *)data);
+    return GST_PAD_PROBE_OK;
+}
+
+static void
+on_pad_added(GstElement *w, GstPad *pad, gpointer data)
+{
+    if (GST_PAD_DIRECTION(pad) != GST_PAD_SRC)
+        return;
+    g_autoptr(GstCaps) caps = gst_pad_get_current_caps(pad);
+    const GstStructure *s = gst_caps_get_structure(caps, 0);
+    const char *media = gst_structure_get_string(s, "media");
+    const char *enc = gst_structure_get_string(s, "encoding-name");
+    const char *desc;
+    gint *counter;
+    if (!g_strcmp0(media, "video")) {
+        desc = !g_strcmp0(enc, "H264") ? "rtph264depay ! avdec_h264 ! fakesink sync=false"
+                                       : "rtpvp8depay ! vp8dec ! fakesink sync=false";
+        counter = &video_frames;
+    } else {
+        desc = "rtpopusdepay ! opusdec ! fakesink sync=false";
+        counter = &audio_buffers;
+    }
+    g_autoptr(GError) err = NULL;
+    GstElement *bin = gst_parse_bin_from_description(desc, TRUE, &err);
+    if (!bin) {
+        g_printerr("webrtc-peer: %s\n", err->message);
+        return;
+    }
+    gst_bin_add(GST_BIN(pipeline), bin);
+    gst_element_sync_state_with_parent(bin);
+    GstPad *sink = gst_element_get_static_pad(bin, "sink");
+    gst_pad_link(pad, sink);
+    gst_object_unref(sink);
+    /* Count what the decoder produces: the last element's sink pad. */
+    GstIterator *it = gst_bin_iterate_sinks(GST_BIN(bin));
+    GValue v = G_VALUE_INIT;
+    if (gst_iterator_next(it, &v) == GST_ITERATOR_OK) {
+        GstPad *fp = gst_element_get_static_pad(g_value_get_object(&v), "sink");
+        gst_pad_add_probe(fp, GST_PAD_PROBE_TYPE_BUFFER, count_probe, counter, NULL);
+        gst_object_unref(fp);
+        g_value_unset(&v);
+    }
+    gst_iterator_free(it);
+}
+
+static void
+configure_ice(GstElement *w)
+{
+    GObject *ice = NULL;
+    g_object_get(w, "ice-agent", &ice, NULL);
+    g_object_ref(ice); /* webrtcbin 1.22 hands out its own reference */
+    GObject *agent = NULL;
+    g_object_get(ice, "agent", &agent, NULL);
+    g_object_set(agent, "upnp", FALSE, NULL);
+    g_object_unref(agent);
+    g_object_set(ice, "ice-tcp", FALSE, NULL);
+    gboolean ok;
+    g_signal_emit_by_name(ice, "add-local-ip-address", "127.0.0.1", &ok);
+    g_object_unref(ice);
+}
+
+static gboolean
+on_bus(GstBus *bus, GstMessage *msg, gpointer data)
+{
+    if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) {
+        g_autoptr(GError) err = NULL;
+        gst_message_parse_error(msg, &err, NULL);
+        fail("%s: %s", GST_OBJECT_NAME(GST_MESSAGE_SRC(msg)), err->message);
+    } else if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_EOS && file) {
+        /* A pre-encoded file ended: loop it by seeking to the start. */
+        gst_element_seek_simple(pipeline, GST_FORMAT_TIME, GST_SEEK_FLAG_FLUSH, 0);
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+done(gpointer data)
+{
+    g_main_loop_quit(loop);
+    return G_SOURCE_REMOVE;
+}
+
+static void
+delete_session(void)
+{
+    if (!location)
+        return;
+    SoupMessage *msg = soup_message_new("DELETE", location);
+    if (!msg)
+        return;
+    SoupMessageHeaders *h = soup_message_get_request_headers(msg);
+    g_autofree char *auth = g_strdup_printf("Bearer %s", token);
+    soup_message_headers_replace(h, "Authorization", auth);
+    if (etag)
+        soup_message_headers_replace(h, "If-Match", etag);
+    g_autoptr(GBytes) b = soup_session_send_and_read(soup, msg, NULL, NULL);
+    guint st = soup_message_get_status(msg);
+    if (st != 200)
+        g_printerr("webrtc-peer: DELETE answered %u\n", st);
+    g_object_unref(msg);
+}
+
+int
+main(int argc, char **argv)
+{
+    g_autofree char *codec = NULL;
+    GOptionEntry entries[] = {
+        {"url", 0, 0, G_OPTION_ARG_STRING, &url, "WHIP or WHEP endpoint", "URL"},
+        {"token", 0, 0, G_OPTION_ARG_STRING, &token, "bearer token", "T"},
+        {"mode", 0, 0, G_OPTION_ARG_STRING, &mode, "publish or receive", "M"},
+        {"seconds", 0, 0, G_OPTION_ARG_INT, &seconds, "how long to run", "S"},
+        {"min-frames", 0, 0, G_OPTION_ARG_INT, &min_frames, "receive: success threshold", "N"},
+        {"codec", 0, 0, G_OPTION_ARG_STRING, &codec, "publish: vp8 (default) or h264", "C"},
+        {"file", 0, 0, G_OPTION_ARG_FILENAME, &file, "publish: a VP8+Opus WebM file", "F"},
+        G_OPTION_ENTRY_NULL};
+    g_autoptr(GOptionContext) ctx = g_option_context_new("");
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    g_option_context_add_group(ctx, gst_init_get_option_group());
+    g_autoptr(GError) err = NULL;
+    if (!g_option_context_parse(ctx, &argc, &argv, &err) || !url || !token) {
+        g_printerr("webrtc-peer: %s\n", err ? err->message : "--url and --token are required");
+        return 2;
+    }
+    gboolean publish = !strcmp(mode, "publish");
+    const char *desc;
+    g_autofree char *fdesc = NULL;
+    if (publish && file) {
+        fdesc = g_strdup_printf(
+            "webrtcbin name=w bundle-policy=max-bundle "
+            "filesrc location=%s ! matroskademux name=d "
+            "d.video_0 ! queue ! rtpvp8pay pt=96 ! "
+            "application/x-rtp,media=video,encoding-name=VP8,payload=96 ! w. "
+            "d.audio_0 ! queue ! rtpopuspay pt=111 ! "
+            "application/x-rtp,media=audio,encoding-name=OPUS,payload=111 ! w.", file);
+        desc = fdesc;
+    } else if (publish && codec && !strcmp(codec, "h264")) {
+        desc = "webrtcbin name=w bundle-policy=max-bundle "
+               "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1 ! "
+               "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! "
+               "video/x-h264,profile=constrained-baseline ! rtph264pay pt=102 config-interval=-1 ! "
+               "application/x-rtp,media=video,encoding-name=H264,payload=102 ! w. "
+               "audiotestsrc is-live=true wave=sine ! audioconvert ! audioresample ! opusenc ! "
+               "rtpopuspay pt=111 ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111 ! w.";
+    } else if (publish) {
+        desc = "webrtcbin name=w bundle-policy=max-bundle "
+               "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1 ! "
+               "vp8enc deadline=1 keyframe-max-dist=30 ! rtpvp8pay pt=96 ! "
+               "application/x-rtp,media=video,encoding-name=VP8,payload=96 ! w. "
+               "audiotestsrc is-live=true wave=sine ! audioconvert ! audioresample ! opusenc ! "
+               "rtpopuspay pt=111 ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111 ! w.";
+    } else {
+        desc = "webrtcbin name=w bundle-policy=max-bundle";
+    }
+    pipeline = gst_parse_launch(desc, &err);
+    if (!pipeline) {
+        g_printerr("webrtc-peer: %s\n", err->message);
+        return 2;
+    }
+    if (!GST_IS_PIPELINE(pipeline)) {
+        /* A lone element comes back as itself: put it in a pipeline. */
+        GstElement *only = pipeline;
+        pipeline = gst_pipeline_new(NULL);
+        gst_bin_add(GST_BIN(pipeline), only);
+    }
+    webrtc = gst_bin_get_by_name(GST_BIN(pipeline), "w");
+    configure_ice(webrtc);
+    soup = soup_session_new_with_options("timeout", 30, NULL);
+    loop = g_main_loop_new(NULL, FALSE);
+    g_signal_connect(webrtc, "notify::ice-gathering-state", G_CALLBACK(on_gathering), NULL);
+    g_signal_connect(webrtc, "on-negotiation-needed", G_CALLBACK(on_negotiation_needed), NULL);
+    g_signal_connect(webrtc, "pad-added", G_CALLBACK(on_pad_added), NULL);
+    if (!publish) {
+        const char *caps[] = {
+            "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000",
+            "application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000,encoding-params=(string)2"};
+        for (guint i = 0; i < 2; i++) {
+            GstCaps *c = gst_caps_from_string(caps[i]);
+            GstWebRTCRTPTransceiver *t = NULL;
+            g_signal_emit_by_name(webrtc, "add-transceiver",
+                                  GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_RECVONLY, c, &t);
+            gst_caps_unref(c);
+            gst_object_unref(t);
+        }
+    }
+    GstBus *bus = gst_pipeline_get_bus(GST_PIPELINE(pipeline));
+    gst_bus_add_watch(bus, on_bus, NULL);
+    gst_object_unref(bus);
+    gst_element_set_state(pipeline, GST_STATE_PLAYING);
+    if (publish) {
+        /* Send only: the transceivers made for our sink pads. */
+        GArray *ts = NULL;
+        g_signal_emit_by_name(webrtc, "get-transceivers", &ts);
+        for (guint i = 0; ts && i < ts->len; i++)
+            g_object_set(g_array_index(ts, GstWebRTCRTPTransceiver *, i), "direction",
+                         GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY, NULL);
+        if (ts)
+            g_array_unref(ts);
+    }
+    g_timeout_add_seconds(seconds, done, NULL);
+    g_main_loop_run(loop);
+    delete_session();
+    gst_element_set_state(pipeline, GST_STATE_NULL);
+    int v = g_atomic_int_get(&video_frames), a = g_atomic_int_get(&audio_buffers);
+    g_autofree char *why_json = g_strescape(why ? why : "", NULL);
+    printf("{\"mode\":\"%s\",\"status\":%u,\"location\":\"%s\",\"video_frames\":%d,"
+           "\"audio_buffers\":%d,\"error\":\"%s\"}\n",
+           mode, http_status, location ? location : "", v, a, why_json);
+    gst_object_unref(webrtc);
+    gst_object_unref(pipeline);
+    g_object_unref(soup);
+    if (failed || http_status != 201)
+        return 1;
+    return publish || v >= min_frames ? 0 : 1;
+}
