@@ -383,6 +383,12 @@ relay_new(MediaRoom *room, Session *sub, int kind, const OfferTrack *t)
                  "codec-preferences", caps, NULL);
     gst_object_unref(trans);
     r->appsrc = gst_element_factory_make("appsrc", NULL);
+    /* Fault injection for the isolation test: a relay whose caps the
+     * subscriber's webrtcbin refuses (not-negotiated on every push). */
+    if (!g_strcmp0(g_getenv("CONSULTD_MEDIA_FAULT"), "break-relay")) {
+        caps = gst_caps_make_writable(caps);
+        gst_caps_set_simple(caps, "clock-rate", G_TYPE_INT, 12345, NULL);
+    }
     g_object_set(r->appsrc, "caps", caps, "is-live", TRUE, "format", GST_FORMAT_TIME,
                  "do-timestamp", FALSE, "max-buffers", (guint64)128, "leaky-type", 2 /* downstream */,
                  "block", FALSE, NULL);
@@ -779,8 +785,8 @@ on_bus(GstBus *bus, GstMessage *msg, gpointer data)
         gst_message_parse_error(msg, &err, &dbg);
         /* Logged, never fatal: branches are isolated, and a session whose
          * webrtcbin failed is found by the liveness check. */
-        g_warning("room %" G_GINT64_FORMAT ": %s: %s", room->id,
-                  GST_OBJECT_NAME(GST_MESSAGE_SRC(msg)), err->message);
+        g_warning("room %" G_GINT64_FORMAT ": %s: %s (%s)", room->id,
+                  GST_OBJECT_NAME(GST_MESSAGE_SRC(msg)), err->message, dbg ? dbg : "");
     } else if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_WARNING) {
         g_autoptr(GError) err = NULL;
         gst_message_parse_warning(msg, &err, NULL);

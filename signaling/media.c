@@ -54,6 +54,7 @@ typedef struct {
     GPtrArray *mids;   /* mid of each m-line of the offer, in order */
     Worker *w;
     gboolean answered;
+    gboolean joined;   /* publish: media has arrived (counted in present) */
 } MSession;
 
 struct Worker {
@@ -232,6 +233,19 @@ on_joined_left(SigMedia *m, GVariant *msg, gboolean joined)
     if (strcmp(role, "teacher") && strcmp(role, "student"))
         return;
     SigApp *app = m->app;
+    MSession *ms = g_hash_table_lookup(m->sessions, session);
+    if (!ms || ms->consultation != c)
+        return; /* dropped already (DELETE, replaced, worker lost) */
+    gboolean was_joined = ms->joined;
+    if (!joined) {
+        g_hash_table_remove(m->sessions, session);
+        if (!was_joined)
+            return; /* never had media: nobody to say goodbye for */
+    } else if (was_joined) {
+        return;
+    } else {
+        ms->joined = TRUE;
+    }
     g_autoptr(StoreConsultation) cons = store_consultation_get(app->store, c, NULL);
     if (!cons)
         return;
@@ -240,8 +254,6 @@ on_joined_left(SigMedia *m, GVariant *msg, gboolean joined)
                                        !strcmp(reason, "no-media")) ? reason : NULL, NULL);
     if (joined && cons->status == STORE_CONSULT_INTERRUPTED)
         store_consultation_transition(app->store, c, STORE_CONSULT_LIVE, NULL, NULL);
-    if (!joined)
-        g_hash_table_remove(m->sessions, session);
     presence_change(m, c, joined ? 1 : -1);
     sig_metrics_add(app->metrics, "consultd_media_participant_events_total",
                     "Participants joining and leaving media", joined ? "kind=\"joined\""
@@ -500,11 +512,14 @@ sig_media_free(SigMedia *m)
         g_clear_pointer(&w->chan, media_chan_free);
         if (w->proc) {
             gint64 deadline = g_get_monotonic_time() + 3 * G_USEC_PER_SEC;
-            while (!g_subprocess_get_if_exited(w->proc) &&
-                   !g_subprocess_get_if_signaled(w->proc) &&
-                   g_get_monotonic_time() < deadline)
-                g_main_context_iteration(NULL, FALSE), g_usleep(10000);
-            g_subprocess_force_exit(w->proc);
+            /* GSubprocess reaps on GLib's worker thread: the identifier
+             * turns NULL once the child has exited. */
+            while (g_subprocess_get_identifier(w->proc) && g_get_monotonic_time() < deadline)
+                g_usleep(10000);
+            if (g_subprocess_get_identifier(w->proc)) {
+                g_warning("media worker %u did not exit; killing it", w->index);
+                g_subprocess_force_exit(w->proc);
+            }
             g_subprocess_wait(w->proc, NULL, NULL);
             g_clear_object(&w->proc);
         }
@@ -603,6 +618,26 @@ sig_media_end(SigApp *app, gint64 c)
     end_timer_fire_cancel(m, c);
 }
 
+/* Forgets session S, which the client ended (DELETE) or replaced (a new
+ * POST of the same role and direction).  A publisher that had joined
+ * leaves: on DELETE with an event, on replacement silently (they are still
+ * there, on the new session). */
+static void
+session_drop(SigMedia *m, MSession *s, gboolean replaced)
+{
+    if (s->w->chan)
+        media_chan_send(s->w->chan, media_msg("close", "session", "s", s->id, NULL));
+    if (s->publish && s->joined) {
+        if (!replaced) {
+            store_participant_event(m->app->store, s->consultation, role_names[s->role],
+                                    FALSE, "deleted", NULL);
+            sig_events_kick(m->app);
+        }
+        presence_change(m, s->consultation, -1);
+    }
+    g_hash_table_remove(m->sessions, s->id);
+}
+
 /* ------------------------------------------------------------- endpoints */
 
 /* Collects the offer's ufrag and the mid of each m-line (for trickle). */
@@ -688,6 +723,17 @@ media_post(SigReq *r, gboolean publish)
         sig_req_header(r, "Retry-After", "2");
         sig_reply_error(r, 503, "media_unavailable", "no media worker is available; retry");
         return;
+    }
+    /* Publishing (or receiving) again replaces the participant's previous
+     * session of that direction. */
+    GHashTableIter it;
+    MSession *old;
+    g_hash_table_iter_init(&it, m->sessions);
+    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&old)) {
+        if (old->consultation == id && old->role == role && old->publish == publish) {
+            session_drop(m, old, TRUE);
+            break;
+        }
     }
     s->id = random_hex(16);
     s->etag = random_hex(8);
@@ -803,9 +849,7 @@ sig_h_media_session_delete(SigReq *r)
     MSession *s = own_session(r);
     if (!s)
         return;
-    if (s->w->chan)
-        media_chan_send(s->w->chan, media_msg("close", "session", "s", s->id, NULL));
-    g_hash_table_remove(r->app->media->sessions, s->id);
+    session_drop(r->app->media, s, FALSE);
     sig_reply_json(r, 200, json_pack("{s:b}", "ok", 1));
 }
 

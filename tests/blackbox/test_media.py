@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""Media: WHIP/WHEP against the real consultd and its real media worker, with
+real webrtcbin peers (tests/media/webrtc-peer.c) on loopback."""
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+from harness import SSE, Server, run, test, wait_for
+
+PEER = os.environ.get("WEBRTC_PEER", os.path.join(os.path.dirname(__file__), "../../build/tests/webrtc-peer"))
+T1, T2 = 2, 3
+FP = ":".join(["AB"] * 32)
+
+
+def media_server(*args, **kw):
+    return Server("--media-ice-loopback", *args, **kw)
+
+
+def live_consultation(s, teacher="teacher1", tid=T1, student="student1"):
+    tt, st = s.login(teacher), s.login(student)
+    assert s.request("PUT", f"/api/teachers/{tid}/presence", {"status": "online"}, token=tt).status == 200
+    r = s.post("/api/consultations", {"teacher_id": tid}, token=st)
+    assert r.status == 201, r
+    cid = r.json["id"]
+    assert s.post(f"/api/consultations/{cid}/accept", token=tt).status == 200
+    return cid, tt, st
+
+
+def peer(s, kind, cid, token, mode, seconds, min_frames=1):
+    return subprocess.Popen([PEER, "--url", f"{s.url}/{kind}/consultations/{cid}", "--token", token,
+                             "--mode", mode, "--seconds", str(seconds), "--min-frames", str(min_frames)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def result(p, timeout=120):
+    out, err = p.communicate(timeout=timeout)
+    lines = [l for l in out.decode().splitlines() if l.startswith("{")]
+    assert lines, (p.returncode, err.decode()[-2000:])
+    return p.returncode, json.loads(lines[-1]), err.decode()
+
+
+def metric(s, name):
+    m = re.search(rf"^{name} (\d+)", s.get("/metrics").body, re.M)
+    return int(m.group(1)) if m else None
+
+
+def offer(codecs="VP8", fingerprint=True, ufrag=True):
+    lines = ["v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=-", "t=0 0", "a=group:BUNDLE 0"]
+    if codecs == "VP8":
+        lines += ["m=video 9 UDP/TLS/RTP/SAVPF 96", "c=IN IP4 0.0.0.0", "a=mid:0"]
+    else:
+        lines += ["m=audio 9 UDP/TLS/RTP/SAVPF 0", "c=IN IP4 0.0.0.0", "a=mid:0"]
+    if ufrag:
+        lines += ["a=ice-ufrag:abcd", "a=ice-pwd:abcdefghijklmnopqrstuvwx"]
+    if fingerprint:
+        lines += [f"a=fingerprint:sha-256 {FP}"]
+    lines += ["a=setup:actpass", "a=sendonly", "a=rtcp-mux"]
+    lines += ["a=rtpmap:96 VP8/90000"] if codecs == "VP8" else ["a=rtpmap:0 PCMU/8000"]
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def post_sdp(s, path, token, body, ctype="application/sdp"):
+    return s.request("POST", path, raw=body, token=token, headers={"Content-Type": ctype})
+
+
+def worker(s):
+    adm = s.login("admin")
+    return s.get("/api/admin/media-workers", token=adm).json["workers"][0]
+
+
+@test
+def both_directions_relay_real_media():
+    s = media_server()
+    cid, tt, st = live_consultation(s)
+    sse = SSE(s, st)
+    pubs = [peer(s, "whip", cid, tt, "publish", 14), peer(s, "whip", cid, st, "publish", 14)]
+    # The receivers may join before or after the publishers' media: both work.
+    recv = [peer(s, "whep", cid, st, "receive", 9, 20), peer(s, "whep", cid, tt, "receive", 9, 20)]
+    for p in recv:
+        rc, res, err = result(p)
+        assert rc == 0 and res["status"] == 201, (res, err[-1500:])
+        assert res["video_frames"] >= 20 and res["audio_buffers"] >= 20, res
+        assert res["location"].startswith(f"{s.url}/whep/consultations/{cid}/sessions/"), res
+    for p in pubs:
+        rc, res, err = result(p)
+        assert rc == 0 and res["status"] == 201, (res, err[-1500:])
+    sse.wait_type("participant.joined", role="teacher")
+    sse.wait_type("participant.joined", role="student")
+    sse.wait_type("participant.left", role="teacher", reason="deleted")
+    wait_for(lambda: metric(s, "consultd_media_sessions") == 0, 20, what="sessions gone")
+    assert metric(s, "consultd_media_packets_out_total") > 100
+    assert metric(s, "consultd_media_keyframe_requests_total") >= 1
+    tt_end = s.post(f"/api/consultations/{cid}/end", token=tt)
+    assert tt_end.status == 200
+    wait_for(lambda: metric(s, "consultd_media_rooms") == 0, 20, what="room torn down")
+    assert worker(s)["ready"]
+
+
+@test
+def who_may_publish():
+    s = media_server()
+    cid, tt, st = live_consultation(s)
+    other = s.login("student2")
+    assert post_sdp(s, f"/whip/consultations/{cid}", other, offer()).status == 403
+    assert post_sdp(s, f"/whep/consultations/{cid}", other, offer()).status == 403
+    assert post_sdp(s, f"/whip/consultations/{cid}", None, offer()).status == 401
+    assert post_sdp(s, f"/whip/consultations/{cid}", s.login("admin"), offer()).status == 403
+    assert post_sdp(s, "/whip/consultations/9999", tt, offer()).status == 404
+    # Not live yet: a request that was not accepted.
+    t2 = s.login("teacher2")
+    s.request("PUT", f"/api/teachers/{T2}/presence", {"status": "online"}, token=t2)
+    c2 = s.post("/api/consultations", {"teacher_id": T2}, token=other).json["id"]
+    r = post_sdp(s, f"/whip/consultations/{c2}", other, offer())
+    assert r.status == 409 and r.json["error"] == "not_live", r
+    s.post(f"/api/consultations/{cid}/end", token=tt)
+    assert post_sdp(s, f"/whip/consultations/{cid}", tt, offer()).status == 409
+
+
+@test
+def bad_offers_get_4xx_and_the_worker_lives():
+    s = media_server("--max-body", str(1 << 20))
+    cid, tt, st = live_consultation(s)
+    pid = wait_for(lambda: worker(s)["ready"] and worker(s)["pid"], 20)
+    path = f"/whip/consultations/{cid}"
+    cases = [
+        (post_sdp(s, path, tt, offer(), "application/json"), 415, None),
+        (post_sdp(s, path, tt, b"hello, this is not SDP"), 400, "bad_sdp"),
+        (post_sdp(s, path, tt, b"v=0\r\nthis is broken\r\n"), 400, "bad_sdp"),
+        (post_sdp(s, path, tt, offer(fingerprint=False)), 400, "bad_sdp"),
+        (post_sdp(s, path, tt, offer(ufrag=False)), 400, "bad_sdp"),
+        (post_sdp(s, path, tt, offer() + b"a=x:" + b"y" * 70000 + b"\r\n"), 413, None),
+        (post_sdp(s, path, tt, offer(codecs="PCMU")), 400, "no_usable_codec"),
+        (post_sdp(s, path, tt, b"v=0\x00\xff\xfe"), 400, "bad_sdp"),
+    ]
+    for r, status, code in cases:
+        assert r.status == status, r
+        if code:
+            assert r.json["error"] == code, r
+    assert s.request("OPTIONS", path).status == 204
+    assert s.request("OPTIONS", path).header("Accept-Post") == "application/sdp"
+    assert worker(s)["pid"] == pid and worker(s)["ready"], "the worker survived"
+    assert s.get("/readyz").status == 200
+
+
+@test
+def patch_and_delete_rules():
+    s = media_server()
+    cid, tt, st = live_consultation(s)
+    r = post_sdp(s, f"/whip/consultations/{cid}", tt, offer())
+    assert r.status == 201 and r.header("Content-Type") == "application/sdp", r
+    assert "a=candidate:" in r.body and "127.0.0.1" in r.body, "answer carries every candidate"
+    loc, etag = r.header("Location"), r.header("ETag")
+    assert loc.startswith("http://") and etag.startswith('"'), (loc, etag)
+    rel = loc[len(s.url):]
+    frag = b"a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\n" \
+           b"a=candidate:1 1 UDP 2130706431 127.0.0.1 9999 typ host\r\na=end-of-candidates\r\n"
+    h = {"Content-Type": "application/trickle-ice-sdpfrag", "If-Match": etag}
+    assert s.request("PATCH", rel, raw=frag, token=tt, headers=h).status == 204
+    assert s.request("PATCH", rel, raw=frag, token=tt,
+                     headers={**h, "If-Match": '"stale"'}).status == 412
+    assert s.request("PATCH", rel, raw=frag, token=tt,
+                     headers={**h, "Content-Type": "text/plain"}).status == 415
+    restart = frag.replace(b"ice-ufrag:abcd", b"ice-ufrag:zzzz")
+    assert s.request("PATCH", rel, raw=restart, token=tt, headers=h).status == 422
+    assert s.request("PATCH", rel, raw=frag, token=st, headers=h).status == 404  # not theirs
+    assert s.request("PATCH", rel.replace(rel.split("/")[-1], "0" * 32), raw=frag, token=tt,
+                     headers=h).status == 404
+    assert s.request("DELETE", rel, token=tt, headers={"If-Match": '"stale"'}).status == 412
+    assert s.request("DELETE", rel, token=tt, headers={"If-Match": etag}).status == 200
+    assert s.request("DELETE", rel, token=tt).status == 404
+    # Publishing again replaces the previous session.
+    a = post_sdp(s, f"/whip/consultations/{cid}", tt, offer()).header("Location")[len(s.url):]
+    b = post_sdp(s, f"/whip/consultations/{cid}", tt, offer()).header("Location")[len(s.url):]
+    assert a != b
+    assert s.request("DELETE", a, token=tt).status == 404
+    assert s.request("DELETE", b, token=tt).status == 200
+
+
+@test
+def a_failing_relay_branch_never_stops_the_publisher():
+    s = media_server(env={"CONSULTD_MEDIA_FAULT": "break-relay"})
+    cid, tt, st = live_consultation(s)
+    sse = SSE(s, st)
+    pub = peer(s, "whip", cid, tt, "publish", 16)
+    wait_for(lambda: (metric(s, "consultd_media_packets_in_total") or 0) > 50, 30, what="ingest")
+    rcv = peer(s, "whep", cid, st, "receive", 5, 1)
+    rc, res, _ = result(rcv)
+    assert res["status"] == 201 and res["video_frames"] == 0, res  # the branch is broken...
+    assert "not-negotiated" in s.logtext() or "not negotiated" in s.logtext().lower()
+    before = metric(s, "consultd_media_packets_in_total")
+    wait_for(lambda: metric(s, "consultd_media_packets_in_total") > before + 50, 20,
+             what="ingest going on after the branch failed")  # ...the ingest is not
+    assert "participant.left" not in sse.types(), sse.types()
+    rc, res, err = result(pub)
+    assert rc == 0, (res, err[-1000:])
+
+
+@test
+def dead_publisher_is_noticed_and_empty_consultation_ends():
+    s = media_server("--media-timeout", "3", "--media-end-grace", "2")
+    cid, tt, st = live_consultation(s)
+    sse = SSE(s, st)
+    pub = peer(s, "whip", cid, tt, "publish", 60)
+    sse.wait_type("participant.joined", role="teacher", timeout=30)
+    pub.send_signal(signal.SIGKILL)  # vanishes without DELETE
+    pub.wait()
+    e = sse.wait_type("participant.left", role="teacher", timeout=30)
+    assert e["data"]["data"]["reason"] == "media-timeout"
+    sse.wait_type("consultation.ended", consultation_id=cid, timeout=30)
+    c = s.get(f"/api/consultations/{cid}", token=st).json
+    assert c["status"] == "ended" and c["end_reason"] == "participants_left", c
+    assert len([x for x in sse.events if x["event"] == "participant.left"]) == 1
+
+
+@test
+def worker_crash_interrupts_and_recovers():
+    s = media_server()
+    cid, tt, st = live_consultation(s)
+    sse_t, sse_s = SSE(s, tt), SSE(s, st)
+    pub = peer(s, "whip", cid, tt, "publish", 40)
+    sse_s.wait_type("participant.joined", role="teacher", timeout=30)
+    old = worker(s)["pid"]
+    os.kill(old, signal.SIGKILL)
+    # The API keeps answering while the worker is down.
+    assert s.get("/api/teachers", token=st).status == 200
+    for sse in (sse_t, sse_s):
+        sse.wait_type("consultation.interrupted", consultation_id=cid, timeout=30)
+    assert s.get(f"/api/consultations/{cid}", token=st).json["status"] == "interrupted"
+    new = wait_for(lambda: worker(s)["ready"] and worker(s)["pid"] != old and worker(s)["pid"], 30,
+                   what="worker restarted")
+    assert new != old
+    assert metric(s, "consultd_media_worker_restarts_total") == 1
+    pub.kill()
+    pub.wait()
+    # Publishing again resumes the interrupted consultation.
+    pub2 = peer(s, "whip", cid, tt, "publish", 8)
+    sse_s.wait_type("consultation.resumed", consultation_id=cid, timeout=30)
+    result(pub2)
+    # And a new consultation's media works end to end.
+    c2, t2, s2 = live_consultation(s, "teacher2", T2, "student2")
+    p = peer(s, "whip", c2, t2, "publish", 10)
+    rc, res, err = result(peer(s, "whep", c2, s2, "receive", 7, 10))
+    assert rc == 0 and res["video_frames"] >= 10, (res, err[-1000:])
+    result(p)
+
+
+@test
+def media_disabled_requests_still_work():
+    s = Server("--media-workers", "0")
+    cid, tt, st = live_consultation(s)
+    r = post_sdp(s, f"/whip/consultations/{cid}", tt, offer())
+    assert r.status == 503 and r.header("Retry-After"), r
+    assert s.post(f"/api/consultations/{cid}/end", token=tt).status == 200
+
+
+if __name__ == "__main__":
+    run()
