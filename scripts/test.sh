@@ -6,6 +6,11 @@ set -u
 cd "$(dirname "$0")/.."
 scripts/deps.sh test || exit 1
 status=0
+# Browser tests: playwright-core from npm drives Debian's chromium (no browser
+# is downloaded).
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  (cd tests/browser && npm ci --no-audit --no-fund) || exit 1
+fi
 if [ ! -f build-test/build.ninja ]; then
   meson setup build-test -Dwerror=true --buildtype=debugoptimized || exit 1
 fi
