@@ -10,9 +10,15 @@ from mediahelp import (FP, PEER, T1, T2, live_consultation, media_server, metric
                        post_sdp, result, worker)
 
 
+def proc_counts(pid):
+    return len(os.listdir(f"/proc/{pid}/fd")), len(os.listdir(f"/proc/{pid}/task"))
+
+
 @test
 def both_directions_relay_real_media():
     s = media_server()
+    pid = wait_for(lambda: worker(s)["ready"] and worker(s)["pid"], 20)
+    base_fds, base_threads = proc_counts(pid)
     cid, tt, st = live_consultation(s)
     sse = SSE(s, st)
     pubs = [peer(s, "whip", cid, tt, "publish", 14), peer(s, "whip", cid, st, "publish", 14)]
@@ -35,7 +41,12 @@ def both_directions_relay_real_media():
     tt_end = s.post(f"/api/consultations/{cid}/end", token=tt)
     assert tt_end.status == 200
     wait_for(lambda: metric(s, "consultd_media_rooms") == 0, 20, what="room torn down")
-    assert worker(s)["ready"]
+    assert worker(s)["pid"] == pid
+    # Nothing left behind in the worker: every socket, main context and thread
+    # of the two webrtcbin pairs is gone (GStreamer's clock thread and GLib's
+    # thread pool may stay: at most two more threads than at start).
+    wait_for(lambda: proc_counts(pid)[0] == base_fds, 20, what=f"worker fds back to {base_fds}")
+    assert proc_counts(pid)[1] <= base_threads + 2, (proc_counts(pid), base_threads)
 
 
 @test

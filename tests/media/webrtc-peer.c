@@ -179,7 +179,6 @@ configure_ice(GstElement *w)
 {
     GObject *ice = NULL;
     g_object_get(w, "ice-agent", &ice, NULL);
-    g_object_ref(ice); /* webrtcbin 1.22 hands out its own reference */
     GObject *agent = NULL;
     g_object_get(ice, "agent", &agent, NULL);
     g_object_set(agent, "upnp", FALSE, NULL);
