@@ -29,6 +29,8 @@
  */
 #include "room.h"
 
+#include "recorder.h"
+
 #define GST_USE_UNSTABLE_API
 #include <gst/app/gstappsink.h>
 #include <gst/app/gstappsrc.h>
@@ -109,6 +111,7 @@ struct MediaRoom {
     Session *pub[MEDIA_N_ROLES];
     Session *sub[MEDIA_N_ROLES];
     GHashTable *sessions; /* id -> Session * (a ref) */
+    RecRecording *rec[MEDIA_N_ROLES];
 };
 
 static Session *
@@ -413,6 +416,73 @@ relay_free(Relay *r)
     g_free(r);
 }
 
+/* ------------------------------------------------------------ recording */
+
+typedef struct {
+    MediaRoomHooks hooks;
+    gint64 consultation;
+    int role;
+    gint64 started_at;
+} RecReport;
+
+static void
+rec_done(gpointer data, const char *path, const char *state, const char *reason,
+         gint64 duration_ms, gint64 size)
+{
+    RecReport *rr = data;
+    g_autofree char *file = g_path_get_basename(path);
+    rr->hooks.recording(rr->hooks.data, rr->consultation, rr->role, file, state, reason,
+                        rr->started_at, duration_ms, size);
+    g_free(rr);
+}
+
+/* Starts recording ROLE's media into the first free name of its series:
+ * teacher.webm, then teacher-2.webm, ... (a rejoin never overwrites). */
+static void
+recording_start(MediaRoom *room, int role)
+{
+    if (!room->ice.recordings_dir || room->rec[role])
+        return;
+    g_autofree char *dir = g_strdup_printf("%s/%" G_GINT64_FORMAT, room->ice.recordings_dir,
+                                           room->id);
+    g_autofree char *path = NULL;
+    for (guint n = 1; !path || g_file_test(path, G_FILE_TEST_EXISTS); n++) {
+        g_free(path);
+        path = n == 1 ? g_strdup_printf("%s/%s.webm", dir, role_names[role])
+                      : g_strdup_printf("%s/%s-%u.webm", dir, role_names[role], n);
+    }
+    g_autoptr(GError) err = NULL;
+    room->rec[role] = rec_start(room->pipe, room->tee[role][MEDIA_KIND_VIDEO],
+                                room->tee[role][MEDIA_KIND_AUDIO], path, &err);
+    g_autofree char *file = g_path_get_basename(path);
+    if (!room->rec[role]) {
+        g_warning("room %" G_GINT64_FORMAT ": cannot record %s: %s", room->id,
+                  role_names[role], err->message);
+        room->hooks.recording(room->hooks.data, room->id, role, file, "failed",
+                              err->message, 0, 0, 0);
+        return;
+    }
+    room->hooks.recording(room->hooks.data, room->id, role, file, "recording", NULL,
+                          g_get_real_time() / 1000, 0, 0);
+}
+
+static void
+recording_stop(MediaRoom *room, int role)
+{
+    RecRecording *rec = g_steal_pointer(&room->rec[role]);
+    if (!rec)
+        return;
+    RecReport *rr = g_new0(RecReport, 1);
+    rr->hooks = room->hooks;
+    rr->consultation = room->id;
+    rr->role = role;
+    rr->started_at = rec_started_at(rec);
+    g_autofree char *file = g_path_get_basename(rec_path(rec));
+    room->hooks.recording(room->hooks.data, room->id, role, file, "processing", NULL,
+                          rr->started_at, 0, 0);
+    rec_stop(rec, 5000, rec_done, rr);
+}
+
 /* ------------------------------------------------------------- sessions */
 
 static GstPadProbeReturn
@@ -452,6 +522,8 @@ on_pad_added(GstElement *webrtc, GstPad *pad, gpointer data)
     gst_object_unref(tsink);
 }
 
+static void recording_start(MediaRoom *room, int role);
+
 typedef struct {
     Session *s;
     char *sdp;   /* answer text, or NULL on error */
@@ -468,6 +540,10 @@ reply_on_loop(gpointer data)
         if (rp->sdp) {
             s->answered = TRUE;
             room->hooks.answer(room->hooks.data, s->req, s->id, rp->sdp);
+            /* Record from the start: the file begins with the first
+             * keyframe, and a publisher that never sends leaves "empty". */
+            if (s->publish)
+                recording_start(room, s->role);
             for (int k = 0; k < MEDIA_N_KINDS; k++)
                 if (s->relay[k])
                     relay_attach(s->relay[k]);
@@ -621,8 +697,10 @@ session_stop(Session *s)
     g_signal_handlers_disconnect_by_data(s->webrtc, s);
     gst_element_set_state(s->webrtc, GST_STATE_NULL);
     gst_bin_remove(GST_BIN(room->pipe), s->webrtc);
-    if (s->publish && room->pub[s->role] == s)
+    if (s->publish && room->pub[s->role] == s) {
         room->pub[s->role] = NULL;
+        recording_stop(room, s->role);
+    }
     if (!s->publish && room->sub[s->role] == s)
         room->sub[s->role] = NULL;
 }
@@ -836,8 +914,12 @@ media_room_free(MediaRoom *room)
 {
     if (!room)
         return;
-    /* Sessions first (each to NULL and out of the bin), then the pipeline. */
+    /* Sessions first (each to NULL and out of the bin, which also stops its
+     * recording: that goes on by itself and reports through a copy of the
+     * hooks), then the pipeline. */
     g_hash_table_destroy(room->sessions);
+    for (int r = 0; r < MEDIA_N_ROLES; r++)
+        recording_stop(room, r);
     gst_element_set_state(room->pipe, GST_STATE_NULL);
     g_source_remove(room->bus_watch);
     gst_object_unref(room->pipe);

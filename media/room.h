@@ -20,6 +20,7 @@ typedef struct {
     char *public_ip;       /* advertised instead of host addresses (1:1 NAT) */
     char *stun;            /* stun://host:port for server reflexive candidates */
     guint media_timeout_s; /* no RTP this long: the participant is gone */
+    char *recordings_dir;  /* NULL: do not record */
 } MediaIceConfig;
 
 /* What a room reports, always on the main loop. */
@@ -30,6 +31,11 @@ typedef struct {
     void (*joined)(gpointer data, gint64 consultation, int role, const char *session);
     void (*left)(gpointer data, gint64 consultation, int role, const char *session,
                  const char *reason);
+    /* A recording changed state: "recording", "processing", "ready", "failed"
+     * or "empty".  FILE is its name in the consultation's directory. */
+    void (*recording)(gpointer data, gint64 consultation, int role, const char *file,
+                      const char *state, const char *reason, gint64 started_at,
+                      gint64 duration_ms, gint64 size);
     gpointer data;
 } MediaRoomHooks;
 

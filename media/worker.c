@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "proto.h"
+#include "recorder.h"
 #include "room.h"
 
 typedef struct {
@@ -70,12 +71,26 @@ hook_left(gpointer data, gint64 consultation, int role, const char *session,
     g_hash_table_remove(w->sessions, session);
 }
 
+static void
+hook_recording(gpointer data, gint64 consultation, int role, const char *file,
+               const char *state, const char *reason, gint64 started_at, gint64 duration_ms,
+               gint64 size)
+{
+    Worker *w = data;
+    media_chan_send(w->chan, media_msg("recording", "consultation", "x", consultation, "role", "s",
+                                       roles[role], "file", "s", file, "state", "s", state,
+                                       "reason", "s", reason ? reason : "", "started_at", "x",
+                                       started_at, "duration_ms", "x", duration_ms, "size", "x",
+                                       size, NULL));
+}
+
 static MediaRoom *
 room_for(Worker *w, gint64 consultation, gboolean create)
 {
     MediaRoom *room = g_hash_table_lookup(w->rooms, &consultation);
     if (!room && create) {
-        MediaRoomHooks hooks = {hook_answer, hook_error, hook_joined, hook_left, w};
+        MediaRoomHooks hooks = {hook_answer, hook_error, hook_joined, hook_left,
+                                hook_recording, w};
         room = media_room_new(consultation, &w->ice, &hooks);
         g_hash_table_insert(w->rooms, g_memdup2(&consultation, sizeof consultation), room);
     }
@@ -188,6 +203,25 @@ tick(gpointer data)
     return G_SOURCE_CONTINUE;
 }
 
+/* consultd-media --finalize FILE: the repair step the main process runs for
+ * recordings a crash left unfinished.  One line on stdout:
+ * "<state> <duration_ms> <size> <reason>". */
+static int
+finalize_one(const char *path)
+{
+    g_autofree char *out = g_strconcat(path, ".final", NULL);
+    gint64 duration = 0, size = 0;
+    g_autoptr(GError) err = NULL;
+    const char *state = rec_finalize_file(path, out, &duration, &size, &err);
+    if (!strcmp(state, "ready") && rename(out, path) != 0)
+        state = "failed";
+    if (strcmp(state, "ready"))
+        unlink(out);
+    printf("%s %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %s\n", state, duration, size,
+           err ? err->message : "");
+    return 0;
+}
+
 static void
 room_free_cb(gpointer p)
 {
@@ -203,6 +237,7 @@ main(int argc, char **argv)
     gint min_port = 0, max_port = 0, timeout = 15;
     gboolean loopback = FALSE;
     g_autofree char *addresses = NULL, *public_ip = NULL, *stun = NULL;
+    g_autofree char *recordings = NULL, *finalize = NULL;
     GOptionEntry entries[] = {
         {"fd", 0, 0, G_OPTION_ARG_INT, &fd, "socket to the main process", "FD"},
         {"ice-loopback", 0, 0, G_OPTION_ARG_NONE, &loopback, "offer 127.0.0.1", NULL},
@@ -212,11 +247,17 @@ main(int argc, char **argv)
         {"public-ip", 0, 0, G_OPTION_ARG_STRING, &public_ip, "advertised address", "IP"},
         {"stun", 0, 0, G_OPTION_ARG_STRING, &stun, "stun://host:port", "URL"},
         {"media-timeout", 0, 0, G_OPTION_ARG_INT, &timeout, "seconds without RTP", "S"},
+        {"recordings-dir", 0, 0, G_OPTION_ARG_FILENAME, &recordings, "where to record", "DIR"},
+        {"finalize", 0, 0, G_OPTION_ARG_FILENAME, &finalize,
+         "repair and finalize one recording, print the outcome, exit", "FILE"},
         G_OPTION_ENTRY_NULL};
     g_autoptr(GOptionContext) ctx = g_option_context_new("- consultd media worker");
     g_option_context_add_main_entries(ctx, entries, NULL);
     g_autoptr(GError) err = NULL;
-    if (!g_option_context_parse(ctx, &argc, &argv, &err) || fd < 0) {
+    gboolean parsed = g_option_context_parse(ctx, &argc, &argv, &err);
+    if (parsed && finalize)
+        return finalize_one(finalize);
+    if (!parsed || fd < 0) {
         fprintf(stderr, "consultd-media: %s\n", err ? err->message : "--fd is required");
         return 2;
     }
@@ -227,6 +268,7 @@ main(int argc, char **argv)
     w.ice.public_ip = public_ip;
     w.ice.stun = stun;
     w.ice.media_timeout_s = (guint)MAX(1, timeout);
+    w.ice.recordings_dir = recordings;
     g_auto(GStrv) addr = addresses && *addresses ? g_strsplit(addresses, ",", -1) : NULL;
     w.ice.addresses = addr;
     w.loop = g_main_loop_new(NULL, FALSE);

@@ -87,6 +87,8 @@ static const CfgOpt opts[] = {
      "seconds without RTP after which a participant counts as gone"},
     {"media-end-grace", CFG_INT, OFF(media_end_grace), "60", 1, 86400,
      "seconds a live consultation may have nobody publishing before it ends itself"},
+    {"record", CFG_BOOL, OFF(record), "true", 0, 0,
+     "record every consultation to WebM files under data-dir/recordings"},
     {"demo", CFG_BOOL, OFF(demo), "false", 0, 0,
      "seed and print demo accounts (password 'demo'); never in production"},
 };

@@ -40,6 +40,7 @@ typedef struct SigConfig {
     char *media_stun;
     gint64 media_timeout;     /* seconds without RTP: a participant is gone */
     gint64 media_end_grace;   /* seconds a live consultation may be empty */
+    gboolean record;          /* record every consultation */
     gboolean demo;
     char *config_file;
 } SigConfig;

@@ -13,6 +13,7 @@
 
 #include "events.h"
 #include "media.h"
+#include "recordings.h"
 #include "ratelimit.h"
 
 struct SigConsult {
@@ -404,12 +405,21 @@ sig_h_mypage(SigReq *r)
         sig_reply_store_error(r, err);
         return;
     }
+    g_autoptr(GPtrArray) recs = store_mypage_recordings(r->app->store, r->user->id, NULL);
     json_t *arr = json_array();
     for (guint i = 0; i < rows->len; i++) {
         StoreMyPageRow *m = rows->pdata[i];
+        json_t *rj = json_array();
+        for (guint k = 0; recs && k < recs->len; k++) {
+            StoreMyRecording *x = recs->pdata[k];
+            if (x->consultation_id == m->consultation_id)
+                json_array_append_new(rj, sig_recording_json(x->consultation_id, x->file,
+                                                             x->role, "ready", x->duration_ms,
+                                                             x->size, x->offset_ms));
+        }
         gint64 dur = m->started_at && m->ended_at ? (m->ended_at - m->started_at) : 0;
         json_array_append_new(arr, json_pack(
-            "{s:I, s:{s:I, s:s}, s:s, s:o, s:o, s:o, s:f, s:s?, s:[]}",
+            "{s:I, s:{s:I, s:s}, s:s, s:o, s:o, s:o, s:f, s:s?, s:o}",
             "consultation_id", (json_int_t)m->consultation_id,
             "teacher", "id", (json_int_t)m->teacher_id, "display_name", m->teacher_name,
             "status", store_consult_status_name(m->status),
@@ -418,7 +428,7 @@ sig_h_mypage(SigReq *r)
             "ended_at", sig_json_time(m->ended_at),
             "duration_seconds", dur / 1000.0,
             "end_reason", *m->end_reason ? m->end_reason : NULL,
-            "recordings"));
+            "recordings", rj));
     }
     sig_reply_json(r, 200, json_pack("{s:o, s:I}", "consultations", arr, "as_of_event",
                                      (json_int_t)store_cursor(r->app->store, "projections")));

@@ -22,6 +22,7 @@
 #include "consult.h"
 #include "events.h"
 #include "media.h"
+#include "recordings.h"
 #include "ops.h"
 #include "webhooks.h"
 #include "build-config.h"
@@ -171,6 +172,7 @@ serve(SigApp *app)
     sig_webhooks_new(app);
     app->consult = sig_consult_new(app);
     sig_media_new(app);
+    sig_recordings_repair(app, NULL); /* whatever a crash left unfinished */
     sig_ops_add_ready_check("media", sig_media_ready);
     sig_ops_add_metrics(sig_media_metrics);
     sig_ops_add_metrics(domain_metrics);

@@ -30,6 +30,7 @@
 #include "events.h"
 #include "metrics.h"
 #include "proto.h"
+#include "recordings.h"
 
 #define SDP_MAX (64 * 1024)
 #define OFFER_TIMEOUT_S 20
@@ -285,6 +286,19 @@ on_worker_message(MediaChan *ch, GVariant *msg, gpointer data)
         on_joined_left(m, msg, TRUE);
     } else if (!strcmp(op, "left")) {
         on_joined_left(m, msg, FALSE);
+    } else if (!strcmp(op, "recording")) {
+        gint64 c = 0, started = 0, duration = 0, size = 0;
+        const char *role = "", *file = "", *state = "", *reason = "";
+        g_variant_lookup(msg, "consultation", "x", &c);
+        g_variant_lookup(msg, "role", "&s", &role);
+        g_variant_lookup(msg, "file", "&s", &file);
+        g_variant_lookup(msg, "state", "&s", &state);
+        g_variant_lookup(msg, "reason", "&s", &reason);
+        g_variant_lookup(msg, "started_at", "x", &started);
+        g_variant_lookup(msg, "duration_ms", "x", &duration);
+        g_variant_lookup(msg, "size", "x", &size);
+        sig_recording_report(m->app, c, role, file, state, *reason ? reason : NULL, started,
+                             duration, size);
     } else if (!strcmp(op, "stats")) {
         g_variant_lookup(msg, "packets_in", "t", &w->packets_in);
         g_variant_lookup(msg, "packets_out", "t", &w->packets_out);
@@ -343,10 +357,13 @@ worker_lost(Worker *w)
             g_hash_table_iter_remove(&it);
     gint64 *c;
     Worker *pw;
+    g_autoptr(GHashTable) lost_ids = g_hash_table_new_full(g_int64_hash, g_int64_equal,
+                                                           g_free, NULL);
     g_hash_table_iter_init(&it, m->placement);
     while (g_hash_table_iter_next(&it, (gpointer *)&c, (gpointer *)&pw)) {
         if (pw != w)
             continue;
+        g_hash_table_add(lost_ids, g_memdup2(c, sizeof *c));
         g_autoptr(StoreConsultation) cons = store_consultation_get(app->store, *c, NULL);
         if (cons && cons->status == STORE_CONSULT_LIVE)
             store_consultation_transition(app->store, *c, STORE_CONSULT_INTERRUPTED,
@@ -356,6 +373,8 @@ worker_lost(Worker *w)
         g_hash_table_iter_remove(&it);
     }
     w->consultations = 0;
+    /* Its recordings were cut short: repair what was written. */
+    sig_recordings_repair(app, lost_ids);
     sig_events_kick(app);
     m->restarts++;
     if (app->stopping)
@@ -415,6 +434,11 @@ worker_start(Worker *w)
         g_ptr_array_add(argv, g_strdup_printf("--public-ip=%s", cfg->media_public_ip));
     if (*cfg->media_stun)
         g_ptr_array_add(argv, g_strdup_printf("--stun=%s", cfg->media_stun));
+    if (cfg->record) {
+        g_autofree char *dir = g_build_filename(cfg->data_dir, "recordings", NULL);
+        g_autofree char *abs = g_canonicalize_filename(dir, NULL);
+        g_ptr_array_add(argv, g_strdup_printf("--recordings-dir=%s", abs));
+    }
     g_ptr_array_add(argv, NULL);
     g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_NONE);
     g_subprocess_launcher_take_fd(l, sv[1], 3);
@@ -540,6 +564,12 @@ sig_media_free(SigMedia *m)
     g_free(m->worker_bin);
     m->app->media = NULL;
     g_free(m);
+}
+
+const char *
+sig_media_worker_bin(SigApp *app)
+{
+    return app->media ? app->media->worker_bin : "consultd-media";
 }
 
 gboolean

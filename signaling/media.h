@@ -19,6 +19,9 @@ void sig_media_free(SigMedia *m); /* NULL-safe; stops the workers */
 gboolean sig_media_ready(SigApp *app, char **why);
 void sig_media_metrics(SigApp *app, GString *out);
 
+/* The consultd-media executable (also used for repairs). */
+const char *sig_media_worker_bin(SigApp *app);
+
 /* Consultation ID closed: its media (and its sessions) go. */
 void sig_media_end(SigApp *app, gint64 consultation);
 

@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "consult.h"
 #include "media.h"
+#include "recordings.h"
 #include "events.h"
 #include "ops.h"
 #include "webhooks.h"
@@ -48,6 +49,9 @@ static const SigRoute routes[] = {
     {"POST", "/api/consultations/{id}/decline", sig_h_consultation_decline, TEACHER, 0},
     {"POST", "/api/consultations/{id}/cancel", sig_h_consultation_cancel, STUDENT, 0},
     {"POST", "/api/consultations/{id}/end", sig_h_consultation_end, TEACHER | ADMIN, 0},
+
+    {"GET", "/api/consultations/{id}/recordings", sig_h_recordings_list, ANY, 0},
+    {"GET", "/recordings/{id}/{file}", sig_h_recording_file, ANY, 0},
 
     {"GET", "/api/mypage", sig_h_mypage, STUDENT, 0},
     {"GET", "/api/events", sig_h_events, ANY, SIG_ROUTE_STREAM},

@@ -109,6 +109,32 @@ static const char *const migrations[] = {
     "  delivered_at INTEGER NOT NULL DEFAULT 0,"
     "  UNIQUE (event_seq, url));"
     "CREATE INDEX webhook_due ON webhook_deliveries(state, next_attempt_at);",
+
+    /* 3: recordings, and the my page's view of them */
+    "CREATE TABLE recordings ("
+    "  id INTEGER PRIMARY KEY,"
+    "  consultation_id INTEGER NOT NULL REFERENCES consultations(id),"
+    "  role TEXT NOT NULL CHECK (role IN ('teacher','student')),"
+    "  file TEXT NOT NULL,"
+    "  state TEXT NOT NULL CHECK (state IN ('recording','processing','ready',"
+    "    'failed','empty','deleted')),"
+    "  reason TEXT NOT NULL DEFAULT '',"
+    "  started_at INTEGER NOT NULL DEFAULT 0,"
+    "  duration_ms INTEGER NOT NULL DEFAULT 0,"
+    "  size INTEGER NOT NULL DEFAULT 0,"
+    "  offset_ms INTEGER NOT NULL DEFAULT 0,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  UNIQUE (consultation_id, file));"
+    "CREATE INDEX recordings_state ON recordings(state);"
+    "CREATE TABLE mypage_recordings ("
+    "  consultation_id INTEGER NOT NULL,"
+    "  file TEXT NOT NULL,"
+    "  role TEXT NOT NULL,"
+    "  duration_ms INTEGER NOT NULL,"
+    "  size INTEGER NOT NULL,"
+    "  offset_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (consultation_id, file)) WITHOUT ROWID;",
 };
 G_STATIC_ASSERT(G_N_ELEMENTS(migrations) == STORE_SCHEMA_VERSION);
 

@@ -30,7 +30,7 @@ typedef enum {
 } StoreErrorCode;
 
 /* The schema version this build migrates to; PRAGMA user_version. */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 typedef struct Store Store;
 
@@ -213,6 +213,39 @@ GArray *store_consultations_requested_before(Store *s, gint64 before_ms);
  * change of the consultation: a fact the participants are told about. */
 gboolean store_participant_event(Store *s, gint64 id, const char *role, gboolean joined,
                                  const char *reason, GError **error);
+
+/* ---- recordings (store_recordings.c) ---- */
+
+typedef struct {
+    gint64 id, consultation_id;
+    char *role, *file, *state, *reason;
+    gint64 started_at, duration_ms, size, offset_ms, created_at;
+} StoreRecording;
+void store_recording_free(StoreRecording *r);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(StoreRecording, store_recording_free)
+
+/* Records a recording's new STATE (recording -> processing -> ready | failed
+ * | empty), creating the row on first sight.  Becoming ready appends
+ * recording.ready (with the file's offset from the consultation's start),
+ * becoming failed recording.failed.  A terminal state is never left. */
+gboolean store_recording_update(Store *s, gint64 consultation, const char *role,
+                                const char *file, const char *state, const char *reason,
+                                gint64 started_at, gint64 duration_ms, gint64 size,
+                                GError **error);
+GPtrArray *store_recordings_list(Store *s, gint64 consultation, GError **error);
+/* The ready recording FILE of CONSULTATION, or NULL. */
+StoreRecording *store_recording_get_ready(Store *s, gint64 consultation, const char *file);
+/* Recordings left in recording/processing (by a crash). */
+GPtrArray *store_recordings_unfinished(Store *s);
+
+typedef struct {
+    gint64 consultation_id;
+    char *file, *role;
+    gint64 duration_ms, size, offset_ms;
+} StoreMyRecording;
+void store_my_recording_free(StoreMyRecording *r);
+/* Ready recordings of STUDENT's consultations (read model), by consultation. */
+GPtrArray *store_mypage_recordings(Store *s, gint64 student, GError **error);
 
 /* ---- event log, projections, webhook queue (store_events.c) ---- */
 

@@ -168,6 +168,19 @@ mypage_update(Store *s, const StoreEvent *e, gboolean started, gboolean ended,
     return store_step_done(s, st, error, "mypage update");
 }
 
+static gboolean
+project_recording(Store *s, const StoreEvent *e, GError **error)
+{
+    sqlite3_stmt *st = store_stmt(s,
+        "INSERT OR REPLACE INTO mypage_recordings (consultation_id, file, role, duration_ms,"
+        " size, offset_ms) VALUES (?1, json_extract(?2, '$.file'), json_extract(?2, '$.role'),"
+        " json_extract(?2, '$.duration_ms'), json_extract(?2, '$.size'),"
+        " json_extract(?2, '$.offset_ms'))");
+    sqlite3_bind_int64(st, 1, e->consultation_id);
+    sqlite3_bind_text(st, 2, e->payload, -1, SQLITE_STATIC);
+    return store_step_done(s, st, error, "mypage recording");
+}
+
 /* Applies one event to the read models.  Unknown types are skipped, so an
  * older build can replay a newer log. */
 static gboolean
@@ -187,6 +200,8 @@ project(Store *s, const StoreEvent *e, GError **error)
     if (!strcmp(t, "consultation.ended"))
         return mypage_update(s, e, FALSE, TRUE, error) &&
                stats_add(s, e->teacher_id, 0, 1, error);
+    if (!strcmp(t, "recording.ready"))
+        return project_recording(s, e, error);
     if (!strcmp(t, "consultation.declined") || !strcmp(t, "consultation.canceled") ||
         !strcmp(t, "consultation.expired"))
         return mypage_update(s, e, FALSE, TRUE, error);
@@ -249,7 +264,8 @@ store_rebuild_projections(Store *s, GError **error)
     if (!store_begin(s, error))
         return FALSE;
     gboolean ok = TRUE;
-    const char *clear[] = {"DELETE FROM teacher_stats", "DELETE FROM mypage"};
+    const char *clear[] = {"DELETE FROM teacher_stats", "DELETE FROM mypage",
+                           "DELETE FROM mypage_recordings"};
     for (guint i = 0; ok && i < G_N_ELEMENTS(clear); i++)
         ok = store_step_done(s, store_stmt(s, clear[i]), error, "clear projection");
     gint64 after = 0;

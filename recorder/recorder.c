@@ -1,0 +1,448 @@
+/* recorder.c - see recorder.h.
+ *
+ * Timestamps: buffers arrive stamped with the room pipeline's running time.
+ * The first buffer of either kind fixes the recording's base; both streams
+ * are rebased on it, so the file starts at 0 and audio and video stay in
+ * step.  Buffers from before the base are dropped.
+ *
+ * Threads: appsink callbacks run on the room's streaming threads and touch
+ * only the appsrcs and atomics.  Everything else (EOS wait, finalizing
+ * hand-off, DONE) happens on the main loop; the remux itself runs on a GTask
+ * thread so a long file never stalls the worker's control plane.
+ */
+#include "recorder.h"
+
+#include <gio/gio.h>
+#include <glib/gstdio.h>
+#include <gst/app/gstappsink.h>
+#include <gst/app/gstappsrc.h>
+#include <gst/pbutils/pbutils.h>
+#include <gst/video/video.h>
+#include <string.h>
+
+enum { KIND_VIDEO, KIND_AUDIO, N_KINDS };
+
+typedef struct {
+    RecRecording *rec;
+    int kind;
+    GstElement *tee;
+    GstPad *tee_pad;
+    GstElement *appsink; /* in the room pipeline */
+    GstElement *appsrc;  /* in the recording pipeline */
+    gint caps_set;
+} Branch;
+
+struct RecRecording {
+    char *path;
+    GstElement *room_pipe;
+    GstElement *pipe;
+    Branch br[N_KINDS];
+    gint64 base;       /* first PTS (ns), -1 until set; atomic */
+    gint64 started_at; /* wall ms of the first buffer; atomic */
+    guint bus_watch, eos_timer;
+    RecDone done;
+    gpointer done_data;
+    gboolean stopping;
+    char *error;
+};
+
+const char *
+rec_path(RecRecording *rec)
+{
+    return rec->path;
+}
+
+gint64
+rec_started_at(RecRecording *rec)
+{
+    return __atomic_load_n(&rec->started_at, __ATOMIC_ACQUIRE);
+}
+
+static GstFlowReturn
+on_sample(GstAppSink *sink, gpointer data)
+{
+    Branch *b = data;
+    RecRecording *rec = b->rec;
+    g_autoptr(GstSample) sample = gst_app_sink_pull_sample(sink);
+    if (!sample)
+        return GST_FLOW_OK;
+    GstBuffer *in = gst_sample_get_buffer(sample);
+    GstClockTime pts = GST_BUFFER_PTS(in);
+    if (!GST_CLOCK_TIME_IS_VALID(pts))
+        return GST_FLOW_OK;
+    gint64 expect = -1;
+    if (__atomic_compare_exchange_n(&rec->base, &expect, (gint64)pts, FALSE,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        __atomic_store_n(&rec->started_at, g_get_real_time() / 1000, __ATOMIC_RELEASE);
+    gint64 base = __atomic_load_n(&rec->base, __ATOMIC_ACQUIRE);
+    if ((gint64)pts < base)
+        return GST_FLOW_OK;
+    if (!g_atomic_int_get(&b->caps_set)) {
+        GstCaps *caps = gst_sample_get_caps(sample);
+        if (caps) {
+            gst_app_src_set_caps(GST_APP_SRC(b->appsrc), caps);
+            g_atomic_int_set(&b->caps_set, 1);
+        }
+    }
+    GstBuffer *out = gst_buffer_copy(in); /* metadata copy; memory shared */
+    GST_BUFFER_PTS(out) = pts - base;
+    GST_BUFFER_DTS(out) = GST_CLOCK_TIME_NONE;
+    /* Ignoring the result is the isolation: see the top of recorder.h. */
+    gst_app_src_push_buffer(GST_APP_SRC(b->appsrc), out);
+    return GST_FLOW_OK;
+}
+
+static void
+branch_attach(RecRecording *rec, Branch *b)
+{
+    b->appsink = gst_element_factory_make("appsink", NULL);
+    g_object_set(b->appsink, "sync", FALSE, "async", FALSE, "max-buffers", 256, "drop", TRUE,
+                 "enable-last-sample", FALSE, NULL);
+    GstAppSinkCallbacks cb = {.new_sample = on_sample};
+    gst_app_sink_set_callbacks(GST_APP_SINK(b->appsink), &cb, b, NULL);
+    gst_bin_add(GST_BIN(rec->room_pipe), b->appsink);
+    gst_element_sync_state_with_parent(b->appsink);
+    b->tee_pad = gst_element_request_pad_simple(b->tee, "src_%u");
+    GstPad *sp = gst_element_get_static_pad(b->appsink, "sink");
+    gst_pad_link(b->tee_pad, sp);
+    gst_object_unref(sp);
+}
+
+static void
+branch_detach(RecRecording *rec, Branch *b)
+{
+    if (!b->appsink)
+        return;
+    GstPad *sp = gst_element_get_static_pad(b->appsink, "sink");
+    gst_pad_unlink(b->tee_pad, sp);
+    gst_object_unref(sp);
+    gst_element_release_request_pad(b->tee, b->tee_pad);
+    g_clear_object(&b->tee_pad);
+    gst_element_set_state(b->appsink, GST_STATE_NULL);
+    gst_bin_remove(GST_BIN(rec->room_pipe), b->appsink);
+    b->appsink = NULL;
+}
+
+void
+rec_request_keyframe(RecRecording *rec)
+{
+    Branch *b = &rec->br[KIND_VIDEO];
+    if (!b->appsink)
+        return;
+    GstPad *sp = gst_element_get_static_pad(b->appsink, "sink");
+    gst_pad_push_event(sp, gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE,
+                                                                       TRUE, 0));
+    gst_object_unref(sp);
+}
+
+static gboolean
+on_bus(GstBus *bus, GstMessage *msg, gpointer data);
+
+RecRecording *
+rec_start(GstElement *room_pipe, GstElement *tee_video, GstElement *tee_audio,
+          const char *path, GError **error)
+{
+    g_autofree char *dir = g_path_get_dirname(path);
+    if (g_mkdir_with_parents(dir, 0750) != 0) {
+        g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot create %s", dir);
+        return NULL;
+    }
+    g_autofree char *esc = g_strescape(path, NULL);
+    g_autofree char *desc = g_strdup_printf(
+        "appsrc name=v is-live=true format=time do-timestamp=false block=false "
+        "  max-buffers=2000 leaky-type=downstream "
+        "! rtpvp8depay wait-for-keyframe=true request-keyframe=true ! queue ! mux. "
+        "appsrc name=a is-live=true format=time do-timestamp=false block=false "
+        "  max-buffers=2000 leaky-type=downstream "
+        "! rtpopusdepay ! opusparse ! queue ! mux. "
+        "webmmux name=mux streamable=false ! filesink location=\"%s\" buffer-mode=unbuffered "
+        "  async=false sync=false", esc);
+    GError *perr = NULL;
+    GstElement *pipe = gst_parse_launch(desc, &perr);
+    if (!pipe) {
+        g_propagate_error(error, perr);
+        return NULL;
+    }
+    if (perr)
+        g_clear_error(&perr);
+    RecRecording *rec = g_new0(RecRecording, 1);
+    rec->path = g_strdup(path);
+    rec->room_pipe = room_pipe;
+    rec->pipe = pipe;
+    rec->base = -1;
+    GstElement *tees[N_KINDS] = {tee_video, tee_audio};
+    const char *names[N_KINDS] = {"v", "a"};
+    for (int k = 0; k < N_KINDS; k++) {
+        Branch *b = &rec->br[k];
+        b->rec = rec;
+        b->kind = k;
+        b->tee = tees[k];
+        b->appsrc = gst_bin_get_by_name(GST_BIN(pipe), names[k]); /* a ref */
+    }
+    GstBus *bus = gst_pipeline_get_bus(GST_PIPELINE(pipe));
+    rec->bus_watch = gst_bus_add_watch(bus, on_bus, rec);
+    gst_object_unref(bus);
+    if (gst_element_set_state(pipe, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
+        g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot open %s for writing", path);
+        g_source_remove(rec->bus_watch);
+        gst_element_set_state(pipe, GST_STATE_NULL);
+        for (int k = 0; k < N_KINDS; k++)
+            gst_object_unref(rec->br[k].appsrc);
+        gst_object_unref(pipe);
+        g_free(rec->path);
+        g_free(rec);
+        return NULL;
+    }
+    for (int k = 0; k < N_KINDS; k++)
+        branch_attach(rec, &rec->br[k]);
+    rec_request_keyframe(rec);
+    return rec;
+}
+
+/* ------------------------------------------------------------- stopping */
+
+typedef struct {
+    char *in, *out;
+    RecDone done;
+    gpointer data;
+    const char *state;
+    char *reason;
+    gint64 duration_ms, size;
+} Finish;
+
+static void
+finish_thread(GTask *task, gpointer src, gpointer data, GCancellable *c)
+{
+    Finish *f = data;
+    g_autoptr(GError) err = NULL;
+    f->state = rec_finalize_file(f->in, f->out, &f->duration_ms, &f->size, &err);
+    if (err)
+        f->reason = g_strdup(err->message);
+    g_task_return_boolean(task, TRUE);
+}
+
+static void
+finish_done(GObject *src, GAsyncResult *res, gpointer data)
+{
+    Finish *f = data;
+    if (!strcmp(f->state, "ready")) {
+        /* The finalized file replaces the raw one under the final name. */
+        if (g_rename(f->out, f->in) != 0) {
+            f->state = "failed";
+            g_free(f->reason);
+            f->reason = g_strdup("cannot rename the finalized file");
+        }
+    } else {
+        g_unlink(f->out);
+        if (!strcmp(f->state, "empty"))
+            g_unlink(f->in);
+    }
+    f->done(f->data, f->in, f->state, f->reason, f->duration_ms, f->size);
+    g_free(f->in);
+    g_free(f->out);
+    g_free(f->reason);
+    g_free(f);
+}
+
+static void
+rec_finish(RecRecording *rec)
+{
+    g_clear_handle_id(&rec->eos_timer, g_source_remove);
+    g_clear_handle_id(&rec->bus_watch, g_source_remove);
+    gst_element_set_state(rec->pipe, GST_STATE_NULL);
+    gboolean got_media = rec_started_at(rec) != 0;
+    Finish *f = g_new0(Finish, 1);
+    f->in = g_strdup(rec->path);
+    f->out = g_strconcat(rec->path, ".final", NULL);
+    f->done = rec->done;
+    f->data = rec->done_data;
+    for (int k = 0; k < N_KINDS; k++)
+        gst_object_unref(rec->br[k].appsrc);
+    gst_object_unref(rec->pipe);
+    g_free(rec->error);
+    g_free(rec->path);
+    g_free(rec);
+    if (!got_media) {
+        f->state = "empty";
+        finish_done(NULL, NULL, f);
+        return;
+    }
+    GTask *task = g_task_new(NULL, NULL, finish_done, f);
+    g_task_set_task_data(task, f, NULL);
+    g_task_run_in_thread(task, finish_thread);
+    g_object_unref(task);
+}
+
+static gboolean
+on_bus(GstBus *bus, GstMessage *msg, gpointer data)
+{
+    RecRecording *rec = data;
+    switch (GST_MESSAGE_TYPE(msg)) {
+    case GST_MESSAGE_EOS:
+        if (rec->stopping) {
+            rec->bus_watch = 0;
+            rec_finish(rec);
+            return G_SOURCE_REMOVE;
+        }
+        break;
+    case GST_MESSAGE_ERROR: {
+        g_autoptr(GError) err = NULL;
+        gst_message_parse_error(msg, &err, NULL);
+        /* The recording stops writing; the live consultation goes on. */
+        g_warning("recording %s: %s", rec->path, err->message);
+        if (!rec->error)
+            rec->error = g_strdup(err->message);
+        if (rec->stopping) {
+            rec->bus_watch = 0;
+            rec_finish(rec);
+            return G_SOURCE_REMOVE;
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+eos_timeout(gpointer data)
+{
+    RecRecording *rec = data;
+    rec->eos_timer = 0;
+    g_warning("recording %s: no EOS in time; finalizing what was written", rec->path);
+    rec_finish(rec);
+    return G_SOURCE_REMOVE;
+}
+
+void
+rec_stop(RecRecording *rec, guint timeout_ms, RecDone done, gpointer data)
+{
+    g_return_if_fail(!rec->stopping);
+    rec->stopping = TRUE;
+    rec->done = done;
+    rec->done_data = data;
+    for (int k = 0; k < N_KINDS; k++) {
+        branch_detach(rec, &rec->br[k]);
+        gst_app_src_end_of_stream(GST_APP_SRC(rec->br[k].appsrc));
+    }
+    if (rec->error) {
+        rec_finish(rec); /* a failed pipeline will not deliver EOS */
+        return;
+    }
+    rec->eos_timer = g_timeout_add(timeout_ms, eos_timeout, rec);
+}
+
+/* ----------------------------------------------------------- finalizing */
+
+static void
+on_demux_pad(GstElement *demux, GstPad *pad, gpointer data)
+{
+    GstElement *mux = data;
+    GstElement *pipe = GST_ELEMENT(gst_element_get_parent(demux));
+    g_autoptr(GstCaps) caps = gst_pad_get_current_caps(pad);
+    const char *name = caps ? gst_structure_get_name(gst_caps_get_structure(caps, 0)) : "";
+    const char *templ = g_str_has_prefix(name, "video/") ? "video_%u"
+                      : g_str_has_prefix(name, "audio/") ? "audio_%u" : NULL;
+    if (templ) {
+        /* Unbounded: the muxer waits for data on every pad, and a stream
+         * that starts later than the other (video waits for a keyframe)
+         * would otherwise fill a bounded queue and deadlock the remux. */
+        GstElement *q = gst_element_factory_make("queue", NULL);
+        g_object_set(q, "max-size-buffers", 0, "max-size-bytes", 0, "max-size-time",
+                     (guint64)0, NULL);
+        gst_bin_add(GST_BIN(pipe), q);
+        gst_element_sync_state_with_parent(q);
+        GstPad *qs = gst_element_get_static_pad(q, "sink");
+        gst_pad_link(pad, qs);
+        gst_object_unref(qs);
+        GstPad *mp = gst_element_request_pad_simple(mux, templ);
+        GstPad *qo = gst_element_get_static_pad(q, "src");
+        gst_pad_link(qo, mp);
+        gst_object_unref(qo);
+        gst_object_unref(mp);
+    }
+    gst_object_unref(pipe);
+}
+
+static void
+on_no_more_pads(GstElement *demux, gpointer data)
+{
+    (void)demux;
+    (void)data;
+}
+
+/* Runs PIPE to EOS or error; TRUE on EOS. */
+static gboolean
+run_to_eos(GstElement *pipe, GError **error)
+{
+    GstBus *bus = gst_pipeline_get_bus(GST_PIPELINE(pipe));
+    gst_element_set_state(pipe, GST_STATE_PLAYING);
+    GstMessage *msg = gst_bus_timed_pop_filtered(bus, 300 * GST_SECOND,
+                                                 GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+    gboolean ok = msg && GST_MESSAGE_TYPE(msg) == GST_MESSAGE_EOS;
+    if (!ok) {
+        GError *e = NULL;
+        if (msg)
+            gst_message_parse_error(msg, &e, NULL);
+        g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "%s",
+                    e ? e->message : "timed out");
+        g_clear_error(&e);
+    }
+    if (msg)
+        gst_message_unref(msg);
+    gst_element_set_state(pipe, GST_STATE_NULL);
+    gst_object_unref(bus);
+    return ok;
+}
+
+const char *
+rec_finalize_file(const char *in, const char *out, gint64 *duration_ms, gint64 *size,
+                  GError **error)
+{
+    *duration_ms = *size = 0;
+    GStatBuf st;
+    if (g_stat(in, &st) != 0 || st.st_size < 64)
+        return "empty"; /* nothing, or not even a header */
+    GstElement *pipe = gst_pipeline_new("finalize");
+    GstElement *src = gst_element_factory_make("filesrc", NULL);
+    GstElement *demux = gst_element_factory_make("matroskademux", NULL);
+    GstElement *mux = gst_element_factory_make("webmmux", NULL);
+    GstElement *sink = gst_element_factory_make("filesink", NULL);
+    g_object_set(src, "location", in, NULL);
+    g_object_set(sink, "location", out, NULL);
+    gst_bin_add_many(GST_BIN(pipe), src, demux, mux, sink, NULL);
+    gst_element_link(src, demux);
+    gst_element_link(mux, sink);
+    g_signal_connect(demux, "pad-added", G_CALLBACK(on_demux_pad), mux);
+    g_signal_connect(demux, "no-more-pads", G_CALLBACK(on_no_more_pads), NULL);
+    g_autoptr(GError) err = NULL;
+    gboolean ok = run_to_eos(pipe, &err);
+    gst_object_unref(pipe);
+    /* A file cut short by a crash ends in an error after its last complete
+     * cluster; what was remuxed up to there is still good. */
+    GStatBuf ost;
+    if (!ok && (g_stat(out, &ost) != 0 || ost.st_size < 64)) {
+        g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "remux failed: %s",
+                    err ? err->message : "no output");
+        return "failed";
+    }
+    /* Check the result decodes and read its duration and streams. */
+    g_autoptr(GstDiscoverer) disc = gst_discoverer_new(30 * GST_SECOND, error);
+    if (!disc)
+        return "failed";
+    g_autofree char *uri = gst_filename_to_uri(out, NULL);
+    g_autoptr(GstDiscovererInfo) info = gst_discoverer_discover_uri(disc, uri, error);
+    if (!info || gst_discoverer_info_get_result(info) != GST_DISCOVERER_OK) {
+        if (error && !*error)
+            g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "the remuxed file does not decode");
+        return "failed";
+    }
+    GstClockTime d = gst_discoverer_info_get_duration(info);
+    *duration_ms = GST_CLOCK_TIME_IS_VALID(d) ? (gint64)(d / GST_MSECOND) : 0;
+    g_stat(out, &ost);
+    *size = ost.st_size;
+    if (*duration_ms == 0)
+        return "empty";
+    return "ready";
+}

@@ -1,0 +1,220 @@
+/* store_recordings.c - recording files and their states.
+ *
+ * State machine of a recording file (one row per file):
+ *
+ *     recording --> processing --> ready | failed | empty
+ *     recording --> ready | failed | empty        (repaired after a crash)
+ *
+ * Terminal states are never left; a report that would leave one is ignored
+ * (a late message from a worker that was already given up on).  Becoming
+ * ready appends recording.ready, which feeds the my page read model and the
+ * notifications; becoming failed appends recording.failed.
+ */
+#include "store_private.h"
+
+#include <string.h>
+
+static const char *const states[] = {"recording", "processing", "ready", "failed",
+                                     "empty", NULL};
+
+static gboolean
+terminal(const char *st)
+{
+    return !g_strcmp0(st, "ready") || !g_strcmp0(st, "failed") || !g_strcmp0(st, "empty");
+}
+
+void
+store_recording_free(StoreRecording *r)
+{
+    if (!r)
+        return;
+    g_free(r->role);
+    g_free(r->file);
+    g_free(r->state);
+    g_free(r->reason);
+    g_free(r);
+}
+
+#define REC_COLS                                                                 \
+    "id, consultation_id, role, file, state, reason, started_at, duration_ms, size," \
+    " offset_ms, created_at"
+
+static StoreRecording *
+rec_from_row(sqlite3_stmt *st)
+{
+    StoreRecording *r = g_new0(StoreRecording, 1);
+    r->id = sqlite3_column_int64(st, 0);
+    r->consultation_id = sqlite3_column_int64(st, 1);
+    r->role = store_col_strdup(st, 2);
+    r->file = store_col_strdup(st, 3);
+    r->state = store_col_strdup(st, 4);
+    r->reason = store_col_strdup(st, 5);
+    r->started_at = sqlite3_column_int64(st, 6);
+    r->duration_ms = sqlite3_column_int64(st, 7);
+    r->size = sqlite3_column_int64(st, 8);
+    r->offset_ms = sqlite3_column_int64(st, 9);
+    r->created_at = sqlite3_column_int64(st, 10);
+    return r;
+}
+
+static GPtrArray *
+rec_rows(Store *s, sqlite3_stmt *st, GError **error)
+{
+    GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)store_recording_free);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        g_ptr_array_add(out, rec_from_row(st));
+    if (rc != SQLITE_DONE) {
+        store_set_error(s, error, "recordings");
+        g_clear_pointer(&out, g_ptr_array_unref);
+    }
+    sqlite3_reset(st);
+    return out;
+}
+
+/* Escapes nothing: FILE and ROLE are checked to be plain names first. */
+static gboolean
+plain(const char *v)
+{
+    for (const char *p = v; p && *p; p++)
+        if (!g_ascii_isalnum(*p) && *p != '-' && *p != '.' && *p != '_')
+            return FALSE;
+    return v && *v;
+}
+
+gboolean
+store_recording_update(Store *s, gint64 consultation, const char *role, const char *file,
+                       const char *state, const char *reason, gint64 started_at,
+                       gint64 duration_ms, gint64 size, GError **error)
+{
+    if (!plain(file) || !plain(role) || !g_strv_contains(states, state)) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_CONFLICT, "bad recording report");
+        return FALSE;
+    }
+    gboolean began;
+    if (!store_autobegin(s, &began, error))
+        return FALSE;
+    g_autoptr(StoreConsultation) c = store_consultation_get(s, consultation, error);
+    gboolean ok = c != NULL;
+    g_autofree char *was = NULL;
+    if (ok) {
+        sqlite3_stmt *st = store_stmt(s,
+            "SELECT state FROM recordings WHERE consultation_id = ?1 AND file = ?2");
+        sqlite3_bind_int64(st, 1, consultation);
+        sqlite3_bind_text(st, 2, file, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            was = store_col_strdup(st, 0);
+        sqlite3_reset(st);
+    }
+    if (ok && terminal(was)) /* never leave a terminal state */
+        return store_autocommit(s, began, TRUE, error);
+    gint64 now = store_now_ms();
+    gint64 offset = started_at && c && c->accepted_at ? MAX(0, started_at - c->accepted_at) : 0;
+    if (ok) {
+        sqlite3_stmt *st = store_stmt(s,
+            "INSERT INTO recordings (consultation_id, role, file, state, reason, started_at,"
+            " duration_ms, size, offset_ms, created_at, updated_at)"
+            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)"
+            " ON CONFLICT (consultation_id, file) DO UPDATE SET state = ?4, reason = ?5,"
+            " started_at = CASE WHEN ?6 THEN ?6 ELSE started_at END,"
+            " duration_ms = ?7, size = ?8,"
+            " offset_ms = CASE WHEN ?6 THEN ?9 ELSE offset_ms END, updated_at = ?10");
+        sqlite3_bind_int64(st, 1, consultation);
+        sqlite3_bind_text(st, 2, role, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 3, file, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 4, state, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 5, reason ? reason : "", -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 6, started_at);
+        sqlite3_bind_int64(st, 7, duration_ms);
+        sqlite3_bind_int64(st, 8, size);
+        sqlite3_bind_int64(st, 9, offset);
+        sqlite3_bind_int64(st, 10, now);
+        ok = store_step_done(s, st, error, "recording");
+    }
+    if (ok && (!strcmp(state, "ready") || !strcmp(state, "failed"))) {
+        sqlite3_stmt *st = store_stmt(s,
+            "SELECT offset_ms FROM recordings WHERE consultation_id = ?1 AND file = ?2");
+        sqlite3_bind_int64(st, 1, consultation);
+        sqlite3_bind_text(st, 2, file, -1, SQLITE_TRANSIENT);
+        gint64 off = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+        sqlite3_reset(st);
+        g_autofree char *payload = g_strdup_printf(
+            "{\"consultation_id\":%" G_GINT64_FORMAT ",\"teacher_id\":%" G_GINT64_FORMAT
+            ",\"student_id\":%" G_GINT64_FORMAT ",\"role\":\"%s\",\"file\":\"%s\","
+            "\"duration_ms\":%" G_GINT64_FORMAT ",\"size\":%" G_GINT64_FORMAT
+            ",\"offset_ms\":%" G_GINT64_FORMAT "}",
+            consultation, c->teacher_id, c->student_id, role, file, duration_ms, size, off);
+        ok = store_event_append(s, !strcmp(state, "ready") ? "recording.ready"
+                                                           : "recording.failed",
+                                c->teacher_id, c->student_id, consultation, payload, error);
+    }
+    return store_autocommit(s, began, ok, error);
+}
+
+GPtrArray *
+store_recordings_list(Store *s, gint64 consultation, GError **error)
+{
+    sqlite3_stmt *st = store_stmt(s, "SELECT " REC_COLS " FROM recordings"
+                                     " WHERE consultation_id = ?1 ORDER BY role DESC, id");
+    sqlite3_bind_int64(st, 1, consultation);
+    return rec_rows(s, st, error);
+}
+
+StoreRecording *
+store_recording_get_ready(Store *s, gint64 consultation, const char *file)
+{
+    sqlite3_stmt *st = store_stmt(s, "SELECT " REC_COLS " FROM recordings"
+                                     " WHERE consultation_id = ?1 AND file = ?2"
+                                     " AND state = 'ready'");
+    sqlite3_bind_int64(st, 1, consultation);
+    sqlite3_bind_text(st, 2, file, -1, SQLITE_TRANSIENT);
+    StoreRecording *r = sqlite3_step(st) == SQLITE_ROW ? rec_from_row(st) : NULL;
+    sqlite3_reset(st);
+    return r;
+}
+
+GPtrArray *
+store_recordings_unfinished(Store *s)
+{
+    return rec_rows(s, store_stmt(s, "SELECT " REC_COLS " FROM recordings"
+                                     " WHERE state IN ('recording','processing') ORDER BY id"),
+                    NULL);
+}
+
+void
+store_my_recording_free(StoreMyRecording *r)
+{
+    if (!r)
+        return;
+    g_free(r->file);
+    g_free(r->role);
+    g_free(r);
+}
+
+GPtrArray *
+store_mypage_recordings(Store *s, gint64 student, GError **error)
+{
+    sqlite3_stmt *st = store_stmt(s,
+        "SELECT r.consultation_id, r.file, r.role, r.duration_ms, r.size, r.offset_ms"
+        " FROM mypage_recordings r JOIN mypage m ON m.consultation_id = r.consultation_id"
+        " WHERE m.student_id = ?1 ORDER BY r.consultation_id, r.role DESC, r.file");
+    sqlite3_bind_int64(st, 1, student);
+    GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)store_my_recording_free);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        StoreMyRecording *r = g_new0(StoreMyRecording, 1);
+        r->consultation_id = sqlite3_column_int64(st, 0);
+        r->file = store_col_strdup(st, 1);
+        r->role = store_col_strdup(st, 2);
+        r->duration_ms = sqlite3_column_int64(st, 3);
+        r->size = sqlite3_column_int64(st, 4);
+        r->offset_ms = sqlite3_column_int64(st, 5);
+        g_ptr_array_add(out, r);
+    }
+    if (rc != SQLITE_DONE) {
+        store_set_error(s, error, "my page recordings");
+        g_clear_pointer(&out, g_ptr_array_unref);
+    }
+    sqlite3_reset(st);
+    return out;
+}
