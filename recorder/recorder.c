@@ -1,9 +1,10 @@
 /* recorder.c - see recorder.h.
  *
  * Timestamps: buffers arrive stamped with the room pipeline's running time.
- * The first buffer of either kind fixes the recording's base; both streams
- * are rebased on it, so the file starts at 0 and audio and video stay in
- * step.  Buffers from before the base are dropped.
+ * The first video keyframe fixes the recording's base; both streams are
+ * rebased on it, so the file starts at 0 with a keyframe and audio and video
+ * stay in step.  Buffers from before the base are dropped.  (A publisher
+ * without video is therefore not recorded: see docs/recording.md.)
  *
  * Threads: appsink callbacks run on the room's streaming threads and touch
  * only the appsrcs and atomics.  Everything else (EOS wait, finalizing
@@ -17,6 +18,7 @@
 #include <gst/app/gstappsink.h>
 #include <gst/app/gstappsrc.h>
 #include <gst/pbutils/pbutils.h>
+#include <gst/rtp/gstrtpbuffer.h>
 #include <gst/video/video.h>
 #include <string.h>
 
@@ -58,6 +60,35 @@ rec_started_at(RecRecording *rec)
     return __atomic_load_n(&rec->started_at, __ATOMIC_ACQUIRE);
 }
 
+/* TRUE if RTP packet BUF starts a VP8 keyframe (RFC 7741: S=1, PID=0 and
+ * the P bit of the VP8 payload header clear). */
+static gboolean
+vp8_keyframe_start(GstBuffer *buf)
+{
+    GstRTPBuffer rtp = GST_RTP_BUFFER_INIT;
+    if (!gst_rtp_buffer_map(buf, GST_MAP_READ, &rtp))
+        return FALSE;
+    const guint8 *p = gst_rtp_buffer_get_payload(&rtp);
+    guint n = gst_rtp_buffer_get_payload_len(&rtp);
+    gboolean key = FALSE;
+    if (n >= 1 && (p[0] & 0x10) && (p[0] & 0x07) == 0) {
+        guint off = 1;
+        if (p[0] & 0x80) { /* X: extension byte */
+            guint8 x = n > 1 ? p[1] : 0;
+            off = 2;
+            if (x & 0x80) /* I: picture id, 7 or 15 bits */
+                off += n > off && (p[off] & 0x80) ? 2 : 1;
+            if (x & 0x40) /* L: TL0PICIDX */
+                off++;
+            if (x & 0x30) /* T or K */
+                off++;
+        }
+        key = n > off && (p[off] & 0x01) == 0;
+    }
+    gst_rtp_buffer_unmap(&rtp);
+    return key;
+}
+
 static GstFlowReturn
 on_sample(GstAppSink *sink, gpointer data)
 {
@@ -70,12 +101,16 @@ on_sample(GstAppSink *sink, gpointer data)
     GstClockTime pts = GST_BUFFER_PTS(in);
     if (!GST_CLOCK_TIME_IS_VALID(pts))
         return GST_FLOW_OK;
+    /* The file starts at the first video keyframe: audio before it would
+     * make a file whose video begins late, which Chromium seeks badly in. */
     gint64 expect = -1;
-    if (__atomic_compare_exchange_n(&rec->base, &expect, (gint64)pts, FALSE,
+    if (b->kind == KIND_VIDEO && __atomic_load_n(&rec->base, __ATOMIC_ACQUIRE) < 0 &&
+        vp8_keyframe_start(in) &&
+        __atomic_compare_exchange_n(&rec->base, &expect, (gint64)pts, FALSE,
                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
         __atomic_store_n(&rec->started_at, g_get_real_time() / 1000, __ATOMIC_RELEASE);
     gint64 base = __atomic_load_n(&rec->base, __ATOMIC_ACQUIRE);
-    if ((gint64)pts < base)
+    if (base < 0 || (gint64)pts < base)
         return GST_FLOW_OK;
     if (!g_atomic_int_get(&b->caps_set)) {
         GstCaps *caps = gst_sample_get_caps(sample);

@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Recording and replay: real consultations recorded by the real worker, the
+files checked with GStreamer, served with byte ranges, played and seeked in
+headless Chromium, and repaired after a kill -9 of the worker."""
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import time
+
+from harness import SSE, run, test, wait_for
+from mediahelp import live_consultation, media_server, peer, result, worker
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BROWSER = os.path.join(HERE, "..", "browser")
+
+
+def discover(path):
+    """Duration (s) and stream kinds of PATH, as GStreamer decodes it."""
+    p = subprocess.run(["gst-discoverer-1.0", "-v", path], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    m = re.search(r"Duration: (\d+):(\d+):([\d.]+)", p.stdout)
+    assert m, p.stdout
+    dur = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+    kinds = set(re.findall(r"^\s*(video|audio) #\d+", p.stdout, re.M)) or \
+        set(k for k in ("video", "audio") if f"{k}:" in p.stdout.lower())
+    return dur, p.stdout
+
+
+def recordings(s, cid, token):
+    return s.get(f"/api/consultations/{cid}/recordings", token=token).json["recordings"]
+
+
+def db_recording(s, cid, file):
+    db = sqlite3.connect(os.path.join(s.data_dir, "consultd.db"), timeout=10)
+    row = db.execute("SELECT started_at, state FROM recordings WHERE consultation_id = ? AND file = ?",
+                     (cid, file)).fetchone()
+    db.close()
+    return row
+
+
+def record_one(s, seconds=8):
+    """A consultation where both publish SECONDS; returns ids, tokens, and the
+    wall time (ms) each publisher stopped."""
+    cid, tt, st = live_consultation(s)
+    pubs = {"teacher": peer(s, "whip", cid, tt, "publish", seconds),
+            "student": peer(s, "whip", cid, st, "publish", seconds)}
+    stopped = {}
+    for role, p in pubs.items():
+        rc, res, err = result(p)
+        stopped[role] = time.time() * 1000
+        assert rc == 0, (res, err[-1000:])
+    return cid, tt, st, stopped
+
+
+@test
+def consultation_is_recorded_and_replayable():
+    s = media_server()
+    sse = SSE(s, s.login("student1"))
+    cid, tt, st, stopped = record_one(s, 8)
+    assert s.post(f"/api/consultations/{cid}/end", token=tt).status == 200
+    for role in ("teacher", "student"):
+        sse.wait_type("recording.ready", role=role, timeout=60)
+    recs = {r["role"]: r for r in recordings(s, cid, st)}
+    assert set(recs) == {"teacher", "student"}, recs
+    for role, r in recs.items():
+        assert r["state"] == "ready" and r["url"] == f"/recordings/{cid}/{role}.webm", r
+        path = os.path.join(s.data_dir, "recordings", str(cid), r["file"])
+        assert os.path.getsize(path) == r["size"] > 10000
+        dur, info = discover(path)
+        assert "video" in info.lower() and "audio" in info.lower() and "vp8" in info.lower() \
+            and "opus" in info.lower(), info
+        started, state = db_recording(s, cid, r["file"])
+        expected = (stopped[role] - started) / 1000.0
+        assert abs(dur - expected) <= 0.5, f"{role}: {dur:.2f}s recorded, {expected:.2f}s expected"
+        assert abs(r["duration_seconds"] - dur) < 0.1, (r, dur)
+        assert 0 <= r["offset_seconds"] < 5, r
+    page = s.get("/api/mypage", token=st).json["consultations"][0]
+    assert sorted(x["role"] for x in page["recordings"]) == ["student", "teacher"], page
+    assert not os.path.exists(path + ".final")
+
+
+@test
+def byte_ranges_and_access():
+    s = media_server()
+    cid, tt, st, _ = record_one(s, 4)
+    s.post(f"/api/consultations/{cid}/end", token=tt)
+    wait_for(lambda: [r["state"] for r in recordings(s, cid, st)] == ["ready", "ready"], 60,
+             what="recordings ready")
+    url = f"/recordings/{cid}/teacher.webm"
+    data = open(os.path.join(s.data_dir, "recordings", str(cid), "teacher.webm"), "rb").read()
+    n = len(data)
+
+    def get(headers=None, token=st, path=url, method="GET"):
+        import http.client
+        c = http.client.HTTPConnection(s.host, s.port, timeout=30)
+        h = {"Authorization": f"Bearer {token}"} if token else {}
+        h.update(headers or {})
+        c.request(method, path, headers=h)
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        return r.status, dict((k.lower(), v) for k, v in r.getheaders()), body
+
+    st_, h, body = get()
+    assert st_ == 200 and body == data and h["accept-ranges"] == "bytes", (st_, h)
+    assert h["content-type"] == "video/webm"
+    etag = h["etag"]
+    st_, h, body = get({"Range": "bytes=0-99"})
+    assert st_ == 206 and body == data[:100] and h["content-range"] == f"bytes 0-99/{n}", (st_, h)
+    st_, h, body = get({"Range": f"bytes=100-"})
+    assert st_ == 206 and body == data[100:], st_
+    st_, h, body = get({"Range": "bytes=-50"})
+    assert st_ == 206 and body == data[-50:] and h["content-range"] == f"bytes {n-50}-{n-1}/{n}"
+    st_, h, body = get({"Range": f"bytes={n//2}-{n//2 + 999}"})
+    assert st_ == 206 and body == data[n // 2:n // 2 + 1000]
+    st_, h, body = get({"Range": f"bytes={n}-"})
+    assert st_ == 416 and h["content-range"] == f"bytes */{n}", (st_, h)
+    st_, h, body = get({"Range": f"bytes=0-99", "If-Range": '"stale"'})
+    assert st_ == 200 and body == data
+    st_, h, body = get({"Range": f"bytes=0-99", "If-Range": etag})
+    assert st_ == 206 and body == data[:100]
+    st_, h, body = get({"Range": "bytes=0-1,5-6"})
+    assert st_ == 200 and body == data  # several ranges: the whole file
+    st_, h, body = get({"Range": "lines=1-2"})
+    assert st_ == 200
+    st_, h, body = get(method="HEAD")
+    assert st_ == 200 and int(h["content-length"]) == n and body == b""
+    assert get(token=tt)[0] == 200
+    assert get(token=s.login("admin"))[0] == 200
+    assert get(token=s.login("student2"))[0] == 404
+    assert get(token=s.login("teacher2"))[0] == 404
+    assert get(token=None)[0] == 401
+    for bad in [f"/recordings/{cid}/..%2F..%2Fconsultd.db", f"/recordings/{cid}/%2Fetc%2Fpasswd",
+                f"/recordings/{cid}/../../consultd.db", f"/recordings/{cid}/teacher.webm.final",
+                f"/recordings/{cid}/nothing.webm", f"/recordings/{cid}/%2e%2e",
+                "/recordings/999/teacher.webm", f"/recordings/{cid}//etc/passwd"]:
+        code = get(path=bad)[0]
+        assert code in (400, 404), (bad, code)
+
+
+@test
+def chromium_plays_and_seeks_both_recordings():
+    s = media_server()
+    cid, tt, st, _ = record_one(s, 8)
+    s.post(f"/api/consultations/{cid}/end", token=tt)
+    wait_for(lambda: [r["state"] for r in recordings(s, cid, st)] == ["ready", "ready"], 60,
+             what="recordings ready")
+    opts = {"base": s.url, "username": "student1", "password": "demo",
+            "urls": [f"/recordings/{cid}/teacher.webm", f"/recordings/{cid}/student.webm"]}
+    p = subprocess.run(["node", os.path.join(BROWSER, "replay.mjs"), json.dumps(opts)],
+                       capture_output=True, timeout=180, cwd=BROWSER)
+    lines = [l for l in p.stdout.decode().splitlines() if l.startswith("{")]
+    assert lines, p.stderr.decode()[-3000:]
+    res = json.loads(lines[-1])
+    assert "error" not in res, res
+    for v in res["videos"]:
+        assert v["error"] is None, v
+        assert v["duration"] > 5 and v["videoWidth"] > 0, v
+        assert v["advanced"] > 0.3, v  # playback moved forward
+        assert abs(v["seekedTo"] - v["duration"] / 2) < 1.0, v  # the seek to the middle landed
+
+
+@test
+def worker_kill_mid_recording_is_repaired():
+    s = media_server()
+    cid, tt, st = live_consultation(s)
+    pub = peer(s, "whip", cid, tt, "publish", 60)
+    wait_for(lambda: (db_recording(s, cid, "teacher.webm") or (0,))[0], 30, what="recording started")
+    path = os.path.join(s.data_dir, "recordings", str(cid), "teacher.webm")
+    wait_for(lambda: os.path.getsize(path) > 90000, 60, what="a few seconds recorded")
+    started = db_recording(s, cid, "teacher.webm")[0]
+    os.kill(worker(s)["pid"], signal.SIGKILL)
+    killed = time.time() * 1000
+    pub.kill()
+    pub.wait()
+    wait_for(lambda: db_recording(s, cid, "teacher.webm")[1] in ("ready", "failed", "empty"), 60,
+             what="repair")
+    r = [x for x in recordings(s, cid, st) if x["file"] == "teacher.webm"][0]
+    assert r["state"] == "ready", r
+    dur, info = discover(os.path.join(s.data_dir, "recordings", str(cid), "teacher.webm"))
+    covered = (killed - started) / 1000.0
+    assert dur >= covered - 1.5, f"repaired file covers {dur:.2f}s of {covered:.2f}s"
+
+
+@test
+def repair_at_start_up_after_main_process_kill():
+    s = media_server()
+    cid, tt, st = live_consultation(s)
+    pub = peer(s, "whip", cid, tt, "publish", 60)
+    wait_for(lambda: (db_recording(s, cid, "teacher.webm") or (0,))[0], 30, what="recording started")
+    path = os.path.join(s.data_dir, "recordings", str(cid), "teacher.webm")
+    wait_for(lambda: os.path.getsize(path) > 50000, 60, what="a few seconds recorded")
+    s.kill()  # the main process dies; its worker follows (EOF on its channel)
+    pub.kill()
+    pub.wait()
+    assert db_recording(s, cid, "teacher.webm")[1] == "recording"
+    s.start()
+    wait_for(lambda: db_recording(s, cid, "teacher.webm")[1] == "ready", 60, what="start-up repair")
+    dur, _ = discover(os.path.join(s.data_dir, "recordings", str(cid), "teacher.webm"))
+    assert dur > 2.0, dur
+    db = sqlite3.connect(os.path.join(s.data_dir, "consultd.db"))
+    stuck = db.execute("SELECT count(*) FROM recordings WHERE state IN ('recording','processing')").fetchone()[0]
+    assert stuck == 0
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,57 @@
+// Plays recordings in headless Chromium's <video>: logs in on consultd's
+// origin (the session cookie then authorizes the media requests), plays
+// each URL, checks time advances, seeks to the middle and waits for it.
+//   node replay.mjs '{"base": "...", "username": "...", "password": "...", "urls": [...]}'
+import { launch } from './chromium.mjs';
+
+const opts = JSON.parse(process.argv[2]);
+const { context, close } = await launch();
+const out = { videos: [] };
+try {
+  const page = await context.newPage();
+  await page.route(opts.base + '/__replay', r => r.fulfill({
+    body: '<!doctype html><meta charset="utf-8"><title>replay</title><body></body>',
+    contentType: 'text/html' }));
+  await page.goto(opts.base + '/__replay');
+  const login = await page.evaluate(async ({ username, password }) => {
+    const r = await fetch('/api/login', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ username, password }) });
+    return r.status;
+  }, opts);
+  if (login !== 200) throw new Error('login ' + login);
+  for (const url of opts.urls) {
+    const v = await page.evaluate(async (url) => {
+      const v = document.createElement('video');
+      v.muted = true;
+      document.body.appendChild(v);
+      const once = (ev, ms) => new Promise((ok, no) => {
+        const t = setTimeout(() => no(new Error('timeout waiting for ' + ev)), ms);
+        v.addEventListener(ev, () => { clearTimeout(t); ok(); }, { once: true });
+        v.addEventListener('error', () => { clearTimeout(t); no(new Error('media error ' + (v.error && v.error.message))); }, { once: true });
+      });
+      try {
+        v.src = url;
+        await once('loadedmetadata', 30000);
+        await v.play();
+        const t0 = v.currentTime;
+        await new Promise(ok => setTimeout(ok, 1500));
+        const advanced = v.currentTime - t0;
+        const target = v.duration / 2;
+        v.currentTime = target;
+        await once('seeked', 30000);
+        const seekedTo = v.currentTime;
+        await new Promise(ok => setTimeout(ok, 800));
+        return { url, duration: v.duration, videoWidth: v.videoWidth, advanced, seekedTo,
+                 afterSeek: v.currentTime, error: v.error ? v.error.message : null };
+      } catch (e) {
+        return { url, error: String(e), duration: v.duration, videoWidth: v.videoWidth };
+      }
+    }, url);
+    out.videos.push(v);
+  }
+} catch (e) {
+  out.error = String(e && e.stack || e);
+} finally {
+  await close();
+}
+console.log(JSON.stringify(out));
