@@ -8,7 +8,7 @@ libsqlite3-dev libjansson-dev libsodium-dev libsoup-3.0-dev
 libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 gstreamer1.0-nice"
-test_extra="python3 sqlite3 curl chromium nodejs npm gstreamer1.0-plugins-base-apps"
+test_extra="python3 sqlite3 curl chromium gstreamer1.0-plugins-base-apps"
 want="$build"
 [ "${1:-build}" = test ] && want="$build $test_extra"
 
@@ -16,6 +16,11 @@ missing=""
 for p in $want; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
+# Node.js may come from elsewhere (with its own npm, which conflicts with
+# Debian's package): only ask Debian for it when there is no npm at all.
+if [ "${1:-build}" = test ] && ! command -v npm >/dev/null 2>&1; then
+  missing="$missing nodejs npm"
+fi
 [ -z "$missing" ] && exit 0
 
 echo "deps: installing$missing" >&2

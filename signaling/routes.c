@@ -12,6 +12,7 @@
 #include "consult.h"
 #include "media.h"
 #include "recordings.h"
+#include "web.h"
 #include "events.h"
 #include "ops.h"
 #include "webhooks.h"
@@ -23,6 +24,8 @@
 #define STUDENT STORE_ROLE_STUDENT
 
 static const SigRoute routes[] = {
+    {"GET", "/", sig_h_web_index, 0, PUB},
+    {"GET", "/static/{file}", sig_h_web_static, 0, PUB},
     {"GET", "/healthz", sig_h_healthz, 0, PUB | SIG_ROUTE_NO_LOG},
     {"GET", "/readyz", sig_h_readyz, 0, PUB | SIG_ROUTE_NO_LOG},
     {"GET", "/metrics", sig_h_metrics, 0, PUB | SIG_ROUTE_NO_LOG},

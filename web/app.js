@@ -1,0 +1,391 @@
+// consultd pages: login, student, teacher, call, my page, replay, admin.
+// Plain DOM, no framework, no build step.  User text (names, intros) only ever
+// goes into textContent, never innerHTML; the server's CSP forbids inline
+// script as a second line of defence.
+'use strict';
+
+const view = document.getElementById('view');
+let me = null;          // the logged-in user
+let events = null;      // the EventSource
+let call = null;        // the active call, if any
+const handlers = new Set();
+
+// ---------------------------------------------------------------- helpers
+function h(tag, attrs = {}, ...kids) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k === 'text') el.textContent = v;
+    else if (v === true) el.setAttribute(k, '');
+    else if (v !== false && v != null) el.setAttribute(k, v);
+  }
+  for (const kid of kids.flat()) if (kid != null) el.append(kid instanceof Node ? kid : String(kid));
+  return el;
+}
+
+async function api(method, path, body) {
+  const opts = { method, headers: {} };
+  if (body !== undefined) { opts.headers['Content-Type'] = 'application/json'; opts.body = JSON.stringify(body); }
+  const r = await fetch(path, opts);
+  let data = null;
+  try { data = await r.json(); } catch (e) { data = null; }
+  return { status: r.status, ok: r.ok, data: data || {}, retryAfter: Number(r.headers.get('Retry-After')) || 0 };
+}
+
+function toast(text) {
+  const el = h('div', { class: 'toast', text });
+  document.getElementById('toasts').append(el);
+  setTimeout(() => el.remove(), 8000);
+}
+
+function fmtTime(s) { return s ? new Date(s).toLocaleString(LANG) : '—'; }
+function fmtDur(sec) { const s = Math.round(sec || 0); return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`; }
+function statusBadge(st) { return h('span', { class: 'status ' + st, 'data-status': st, text: t('status_' + st) }); }
+function on(type, fn) { handlers.add({ type, fn }); }
+
+// ----------------------------------------------------------------- events
+function connectEvents() {
+  if (events) events.close();
+  events = new EventSource('/api/events');
+  const kinds = ['teacher.online', 'teacher.offline', 'teacher.busy', 'teacher.available',
+    'teacher.favorited', 'teacher.unfavorited', 'teacher.profile_updated',
+    'consultation.requested', 'consultation.accepted', 'consultation.declined',
+    'consultation.canceled', 'consultation.expired', 'consultation.ended',
+    'consultation.interrupted', 'consultation.resumed', 'participant.joined',
+    'participant.left', 'recording.ready', 'recording.failed'];
+  for (const k of kinds) {
+    events.addEventListener(k, ev => {
+      const e = JSON.parse(ev.data);
+      for (const hd of handlers) if (hd.type === k || hd.type === '*') hd.fn(e);
+    });
+  }
+}
+
+// ---------------------------------------------------------------- routing
+async function route() {
+  handlers.clear();
+  globalHandlers();
+  if (call && !location.hash.startsWith('#/call/')) await endCall(false);
+  const hash = location.hash || '#/';
+  if (!me) {
+    const r = await api('GET', '/api/me');
+    if (r.ok) { me = r.data; connectEvents(); }
+  }
+  document.getElementById('logout').hidden = !me;
+  document.getElementById('who').textContent = me ? `${me.display_name} (${me.username})` : '';
+  view.replaceChildren();
+  if (!me) return loginView();
+  const m = hash.match(/^#\/(call|replay)\/(\d+)$/);
+  if (m && m[1] === 'call') return callView(Number(m[2]));
+  if (m && m[1] === 'replay') return replayView(Number(m[2]));
+  if (hash === '#/mypage' && me.role === 'student') return myPageView();
+  if (me.role === 'student') return studentView();
+  if (me.role === 'teacher') return teacherView();
+  return adminView();
+}
+
+function globalHandlers() {
+  // A favored teacher coming online is news wherever the student is.
+  on('teacher.online', async e => {
+    if (!me || me.role !== 'student') return;
+    const r = await api('GET', `/api/teachers/${e.data.teacher_id}`);
+    if (r.ok && r.data.favorite) toast(t('fav_online', { name: r.data.display_name }));
+  });
+  on('consultation.accepted', e => {
+    if (me && me.role === 'student' && e.data.student_id === me.id) location.hash = `#/call/${e.data.consultation_id}`;
+  });
+  for (const [k, msg] of [['consultation.declined', 'declined'], ['consultation.expired', 'expired']]) {
+    on(k, e => { if (me && me.role === 'student') toast(t(msg)); });
+  }
+  on('consultation.requested', async e => {
+    if (me && me.role === 'teacher' && e.data.teacher_id === me.id) toast(t('new_request', { name: '#' + e.data.student_id }));
+  });
+}
+
+// ------------------------------------------------------------------ login
+function loginView() {
+  const tpl = document.getElementById('t-login').content.cloneNode(true);
+  view.append(tpl);
+  applyI18n(view);
+  const form = document.getElementById('login-form');
+  form.addEventListener('submit', async ev => {
+    ev.preventDefault();
+    const fd = new FormData(form);
+    const r = await api('POST', '/api/login', { username: fd.get('username'), password: fd.get('password') });
+    const err = document.getElementById('login-error');
+    if (r.status === 429) { err.textContent = t('rate_limited', { s: r.retryAfter }); return; }
+    if (!r.ok) { err.textContent = t('login_failed'); return; }
+    me = r.data.user;
+    connectEvents();
+    location.hash = '#/';
+    route();
+  });
+  form.querySelector('input').focus();
+}
+
+// ---------------------------------------------------------------- student
+async function studentView() {
+  const list = h('div', { class: 'grid', id: 'teachers' });
+  const notice = h('p', { class: 'error', id: 'request-msg', role: 'alert' });
+  view.append(h('div', { class: 'row' }, h('h1', { text: t('teachers') }), h('span', { class: 'spacer' }),
+    h('a', { href: '#/mypage', id: 'mypage-link', text: t('my_page') })), notice, list);
+  let pending = null;
+  async function render() {
+    const r = await api('GET', '/api/teachers');
+    if (!r.ok) return;
+    list.replaceChildren(...r.data.teachers.map(tc => {
+      const fav = h('button', { type: 'button', class: 'secondary fav', 'aria-pressed': String(tc.favorite),
+        text: tc.favorite ? '★ ' + t('unfavorite') : '☆ ' + t('favorite'),
+        onclick: async () => { await api(tc.favorite ? 'DELETE' : 'POST', `/api/teachers/${tc.id}/favorite`); render(); } });
+      const req = h('button', { type: 'button', class: 'request', text: t('request'),
+        onclick: () => request(tc) });
+      return h('article', { class: 'card teacher', 'data-teacher': tc.id },
+        h('h3', { text: tc.display_name }), statusBadge(tc.status),
+        h('p', { class: 'intro', text: tc.intro }),
+        h('p', { class: 'muted', text: `${t('popularity', { n: tc.popularity })} · ${t('consultations_done', { n: tc.consultation_count })}` }),
+        h('div', { class: 'row' }, req, fav));
+    }));
+  }
+  async function request(tc) {
+    notice.textContent = '';
+    const r = await api('POST', '/api/consultations', { teacher_id: tc.id });
+    if (r.status === 201) {
+      pending = r.data.id;
+      notice.replaceChildren(t('request_sent'), ' ',
+        h('button', { type: 'button', class: 'secondary', text: t('cancel'),
+          onclick: async () => { await api('POST', `/api/consultations/${pending}/cancel`); notice.textContent = t('canceled'); render(); } }));
+    } else if (r.data.error === 'teacher_offline') notice.textContent = t('teacher_offline');
+    else if (r.data.error === 'teacher_busy') notice.textContent = t('teacher_busy');
+    else if (r.status === 503 || r.status === 429) notice.textContent = t('over_capacity', { s: r.retryAfter || 10 });
+    else notice.textContent = t('error', { m: r.data.message || r.status });
+    render();
+  }
+  for (const k of ['teacher.online', 'teacher.offline', 'teacher.busy', 'teacher.available', 'teacher.favorited', 'teacher.unfavorited']) on(k, render);
+  await render();
+  // Teachers the student does not favor change status too: refresh now and then.
+  const timer = setInterval(() => { if (document.getElementById('teachers') === list) render(); else clearInterval(timer); }, 10000);
+}
+
+async function myPageView() {
+  const body = h('tbody');
+  view.append(h('h1', { text: t('my_page') }),
+    h('table', {}, h('thead', {}, h('tr', {}, ...['teacher', 'status', 'when', 'duration', 'recordings'].map(k => h('th', { text: t(k) })))), body));
+  async function render() {
+    const r = await api('GET', '/api/mypage');
+    if (!r.ok) return;
+    body.replaceChildren(...r.data.consultations.map(c => h('tr', { 'data-consultation': c.consultation_id },
+      h('td', { text: c.teacher.display_name }), h('td', { text: c.status }), h('td', { text: fmtTime(c.requested_at) }),
+      h('td', { text: fmtDur(c.duration_seconds) }),
+      h('td', {}, c.recordings.length ? h('a', { href: `#/replay/${c.consultation_id}`, class: 'replay-link', text: t('replay') })
+        : (c.status === 'ended' ? t('processing') : '—')))));
+  }
+  on('*', render);
+  await render();
+}
+
+// ---------------------------------------------------------------- teacher
+async function teacherView() {
+  const state = h('p', { id: 'presence-state' });
+  const toggle = h('button', { type: 'button', id: 'presence-toggle' });
+  const intro = h('textarea', { id: 'intro', maxlength: '2000', 'aria-label': t('intro') });
+  const saved = h('span', { class: 'muted', role: 'status' });
+  const incoming = h('div', { id: 'incoming' });
+  const hist = h('tbody');
+  view.append(h('h1', { text: me.display_name }), h('div', { class: 'card' }, state, toggle),
+    h('div', { class: 'card' }, h('label', {}, h('span', { text: t('intro') }), intro),
+      h('div', { class: 'row' }, h('button', { type: 'button', id: 'save-intro', text: t('save'), onclick: async () => {
+        const r = await api('PUT', `/api/teachers/${me.id}/profile`, { intro: intro.value });
+        saved.textContent = r.ok ? t('saved') : t('error', { m: r.data.message });
+      } }), saved)),
+    h('h2', { text: t('incoming') }), incoming,
+    h('h2', { text: t('history') }),
+    h('table', {}, h('thead', {}, h('tr', {}, ...['student', 'status', 'when', 'recordings'].map(k => h('th', { text: t(k) })))), hist));
+  let status = 'offline';
+  async function renderMe() {
+    const r = await api('GET', `/api/teachers/${me.id}`);
+    if (!r.ok) return;
+    status = r.data.status;
+    state.replaceChildren(t('you_are', { status: t('status_' + status) }), ' ', statusBadge(status),
+      h('span', { class: 'muted', id: 'my-count', 'data-count': r.data.consultation_count, text: ' · ' + t('consultations_done', { n: r.data.consultation_count }) }));
+    toggle.textContent = status === 'offline' ? t('go_online') : t('go_offline');
+    toggle.disabled = status === 'busy';
+    if (document.activeElement !== intro) intro.value = r.data.intro;
+  }
+  toggle.onclick = async () => {
+    await api('PUT', `/api/teachers/${me.id}/presence`, { status: status === 'offline' ? 'online' : 'offline' });
+    renderMe();
+  };
+  async function renderLists() {
+    const r = await api('GET', '/api/consultations');
+    if (!r.ok) return;
+    const req = r.data.consultations.filter(c => c.status === 'requested');
+    incoming.replaceChildren(...(req.length ? req.map(c => h('div', { class: 'card row', 'data-consultation': c.id },
+      h('strong', { text: c.student.display_name }), h('span', { class: 'muted', text: fmtTime(c.requested_at) }),
+      h('span', { class: 'spacer' }),
+      h('button', { type: 'button', class: 'accept', text: t('accept'), onclick: async () => {
+        const a = await api('POST', `/api/consultations/${c.id}/accept`);
+        if (a.ok) location.hash = `#/call/${c.id}`; else toast(t('error', { m: a.data.message }));
+      } }),
+      h('button', { type: 'button', class: 'secondary', text: t('decline'), onclick: async () => {
+        await api('POST', `/api/consultations/${c.id}/decline`); renderLists(); renderMe();
+      } }))) : [h('p', { class: 'muted', text: t('none') })]));
+    hist.replaceChildren(...r.data.consultations.filter(c => c.status !== 'requested').map(c => h('tr', {},
+      h('td', { text: c.student.display_name }), h('td', { text: c.status }), h('td', { text: fmtTime(c.requested_at) }),
+      h('td', {}, c.status === 'live' ? h('a', { href: `#/call/${c.id}`, text: t('connected') })
+        : h('a', { href: `#/replay/${c.id}`, text: t('replay') })))));
+  }
+  on('*', () => { renderMe(); renderLists(); });
+  await renderMe();
+  // Opening the console is going online (explicitly, through the API).
+  if (status === 'offline' && !sessionStorage.getItem('stayed-offline')) {
+    await api('PUT', `/api/teachers/${me.id}/presence`, { status: 'online' });
+    await renderMe();
+  }
+  toggle.addEventListener('click', () => sessionStorage.setItem('stayed-offline', status === 'online' ? '1' : ''));
+  await renderLists();
+}
+
+// ------------------------------------------------------------------- call
+async function callView(id) {
+  const c = await api('GET', `/api/consultations/${id}`);
+  if (!c.ok) { view.append(h('p', { class: 'error', text: t('not_allowed') })); return; }
+  const remote = h('video', { class: 'remote', id: 'remote-video', autoplay: true, playsinline: true });
+  const local = h('video', { class: 'local', id: 'local-video', autoplay: true, playsinline: true, muted: true });
+  const state = h('span', { class: 'state', id: 'call-state', role: 'status', 'aria-live': 'polite', text: t('connecting') });
+  const other = me.role === 'teacher' ? c.data.student.display_name : c.data.teacher.display_name;
+  const mute = h('button', { type: 'button', class: 'secondary', id: 'mute', 'aria-pressed': 'false', text: t('mute') });
+  const cam = h('button', { type: 'button', class: 'secondary', id: 'camera', 'aria-pressed': 'false', text: t('camera_off') });
+  const end = me.role === 'teacher'
+    ? h('button', { type: 'button', class: 'danger', id: 'end-call', text: t('end'), onclick: async () => {
+        await api('POST', `/api/consultations/${id}/end`); await endCall(true);
+      } })
+    : h('button', { type: 'button', class: 'danger', id: 'leave-call', text: t('leave'), onclick: () => endCall(true) });
+  view.append(h('h1', { text: other }), h('div', { class: 'call' }, remote, local, state), h('div', { class: 'row' }, mute, cam, end));
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true });
+  } catch (e) {
+    state.textContent = t('error', { m: e.message });
+    return;
+  }
+  local.srcObject = stream;
+  mute.onclick = () => { const a = stream.getAudioTracks()[0]; if (a) { a.enabled = !a.enabled; mute.setAttribute('aria-pressed', String(!a.enabled)); mute.textContent = a.enabled ? t('mute') : t('unmute'); } };
+  cam.onclick = () => { const v = stream.getVideoTracks()[0]; if (v) { v.enabled = !v.enabled; cam.setAttribute('aria-pressed', String(!v.enabled)); cam.textContent = v.enabled ? t('camera_off') : t('camera_on'); } };
+  const setState = (s, msg) => { state.dataset.state = s; state.textContent = s === 'failed' ? t('error', { m: msg }) : t(s); };
+  const pub = new MediaLink(`/whip/consultations/${id}`, { stream, onstate: setState });
+  const sub = new MediaLink(`/whep/consultations/${id}`, { onstate: () => {}, ontrack: ms => { remote.srcObject = ms; } });
+  call = { id, pub, sub, stream };
+  window.consultdCall = call; // for tests and debugging
+  pub.start();
+  sub.start();
+  on('consultation.ended', e => { if (e.data.consultation_id === id) { toast(t('ended')); endCall(true); } });
+  on('consultation.interrupted', e => { if (e.data.consultation_id === id) { setState('reconnecting'); pub._retry(); sub._retry(); } });
+}
+
+async function endCall(navigate) {
+  const c = call;
+  call = null;
+  if (!c) return;
+  await Promise.all([c.pub.close(), c.sub.close()]);
+  for (const tr of c.stream.getTracks()) tr.stop();
+  if (navigate) location.hash = me.role === 'student' ? '#/mypage' : '#/';
+}
+
+// ----------------------------------------------------------------- replay
+async function replayView(id) {
+  const r = await api('GET', `/api/consultations/${id}/recordings`);
+  if (!r.ok) { view.append(h('h1', { text: t('replay') }), h('p', { class: 'error', id: 'replay-error', text: t('not_allowed') })); return; }
+  const ready = r.data.recordings.filter(x => x.state === 'ready');
+  const vids = ready.map(x => Object.assign(h('video', { preload: 'auto', playsinline: true, 'data-role': x.role, 'aria-label': t(x.role) }),
+    { src: x.url, _offset: x.offset_seconds, _duration: x.duration_seconds }));
+  const total = Math.max(0, ...ready.map(x => x.offset_seconds + x.duration_seconds));
+  const play = h('button', { type: 'button', id: 'replay-play', text: t('play') });
+  const bar = h('input', { type: 'range', id: 'timeline', min: '0', max: String(total), step: '0.1', value: '0', 'aria-label': t('timeline') });
+  const clock = h('span', { id: 'replay-clock', text: '0:00' });
+  view.append(h('h1', { text: t('replay_title', { id }) }),
+    h('div', { class: 'replay' }, ...vids.map((v, i) => h('figure', {}, v, h('figcaption', { text: t(ready[i].role) })))),
+    h('div', { class: 'row' }, play, bar, clock));
+  // One timeline: each video shows timeline time minus its start offset.
+  let playing = false, t0 = 0, base = 0;
+  const now = () => playing ? base + (performance.now() - t0) / 1000 : base;
+  function place(time) {
+    for (const v of vids) {
+      const local = time - v._offset;
+      if (local < 0 || local > v._duration) { v.pause(); if (local < 0) v.currentTime = 0; continue; }
+      if (Math.abs(v.currentTime - local) > 0.3) v.currentTime = local;
+      if (playing && v.paused) v.play().catch(() => {});
+      if (!playing && !v.paused) v.pause();
+    }
+  }
+  function tick() {
+    const time = Math.min(now(), total);
+    bar.value = String(time);
+    clock.textContent = fmtDur(time);
+    place(time);
+    if (time >= total) { playing = false; base = total; play.textContent = t('play'); }
+    if (playing) requestAnimationFrame(tick);
+  }
+  play.onclick = () => {
+    if (playing) { base = now(); playing = false; play.textContent = t('play'); place(base); return; }
+    if (base >= total) base = 0;
+    playing = true; t0 = performance.now(); play.textContent = t('pause'); tick();
+  };
+  bar.oninput = () => { base = Number(bar.value); t0 = performance.now(); place(base); clock.textContent = fmtDur(base); };
+  window.consultdReplay = { vids, total, seek: s => { bar.value = String(s); bar.oninput(); }, play: () => { if (!playing) play.onclick(); } };
+}
+
+// ------------------------------------------------------------------ admin
+async function adminView() {
+  const users = h('tbody'), live = h('tbody'), hooks = h('tbody'), workers = h('tbody');
+  const form = h('form', { class: 'row', id: 'new-user' },
+    h('input', { name: 'username', placeholder: t('username'), 'aria-label': t('username'), required: true }),
+    h('input', { name: 'password', type: 'password', placeholder: t('password'), 'aria-label': t('password'), required: true }),
+    h('input', { name: 'display_name', placeholder: t('display_name'), 'aria-label': t('display_name') }),
+    h('select', { name: 'role', 'aria-label': t('role') }, ...['student', 'teacher', 'admin'].map(r => h('option', { value: r, text: r }))),
+    h('button', { type: 'submit', text: t('create') }));
+  const msg = h('p', { class: 'error', role: 'alert' });
+  const table = (cols, body) => h('table', {}, h('thead', {}, h('tr', {}, ...cols.map(c => h('th', { text: c })))), body);
+  view.append(h('h1', { text: t('users') }), form, msg, table(['id', t('username'), t('role'), t('display_name'), ''], users),
+    h('h2', { text: t('live') }), table(['id', t('teacher'), t('student'), t('when')], live),
+    h('h2', { text: t('media_workers') }), table(['#', 'pid', 'ready', 'consultations'], workers),
+    h('h2', { text: t('webhooks') }), table(['event', 'url', 'state', 'attempts', 'error'], hooks));
+  form.addEventListener('submit', async ev => {
+    ev.preventDefault();
+    const fd = new FormData(form);
+    const r = await api('POST', '/api/users', Object.fromEntries(fd.entries()));
+    msg.textContent = r.ok ? '' : t('error', { m: r.data.message });
+    if (r.ok) form.reset();
+    render();
+  });
+  async function render() {
+    const [u, l, w, d] = await Promise.all([api('GET', '/api/users'), api('GET', '/api/consultations?status=live'),
+      api('GET', '/api/admin/media-workers'), api('GET', '/api/admin/webhook-deliveries')]);
+    users.replaceChildren(...(u.data.users || []).map(x => h('tr', {}, h('td', { text: x.id }), h('td', { text: x.username }),
+      h('td', { text: x.role }), h('td', { text: x.display_name }),
+      h('td', {}, x.id === me.id ? '' : h('button', { type: 'button', class: 'danger', text: t('delete'),
+        onclick: async () => { await api('DELETE', `/api/users/${x.id}`); render(); } })))));
+    live.replaceChildren(...(l.data.consultations || []).map(c => h('tr', {}, h('td', { text: c.id }),
+      h('td', { text: c.teacher.display_name }), h('td', { text: c.student.display_name }), h('td', { text: fmtTime(c.started_at) }))));
+    workers.replaceChildren(...(w.data.workers || []).map(x => h('tr', {}, h('td', { text: x.index }), h('td', { text: x.pid }),
+      h('td', { text: String(x.ready) }), h('td', { text: x.consultations }))));
+    hooks.replaceChildren(...(d.data.deliveries || []).slice(0, 50).map(x => h('tr', {}, h('td', { text: x.event_id }),
+      h('td', { text: x.url }), h('td', { text: x.state }), h('td', { text: x.attempts }), h('td', { text: x.last_error }))));
+  }
+  on('*', render);
+  await render();
+}
+
+// ------------------------------------------------------------------ start
+document.getElementById('lang').value = LANG;
+document.getElementById('lang').addEventListener('change', e => { setLang(e.target.value); applyI18n(); route(); });
+document.getElementById('logout').addEventListener('click', async () => {
+  await endCall(false);
+  await api('POST', '/api/logout');
+  me = null;
+  if (events) events.close();
+  location.hash = '#/';
+  route();
+});
+window.addEventListener('hashchange', route);
+applyI18n();
+route();
