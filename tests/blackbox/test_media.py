@@ -43,10 +43,12 @@ def both_directions_relay_real_media():
     wait_for(lambda: metric(s, "consultd_media_rooms") == 0, 20, what="room torn down")
     assert worker(s)["pid"] == pid
     # Nothing left behind in the worker: every socket, main context and thread
-    # of the two webrtcbin pairs is gone (GStreamer's clock thread and GLib's
-    # thread pool may stay: at most two more threads than at start).
-    wait_for(lambda: proc_counts(pid)[0] == base_fds, 20, what=f"worker fds back to {base_fds}")
-    assert proc_counts(pid)[1] <= base_threads + 2, (proc_counts(pid), base_threads)
+    # of the four webrtcbins is gone.  What GLib and GStreamer create once and
+    # keep (the system clock thread, GLib's worker thread and its eventfd, a
+    # thread pool thread) is allowed for: a leak per session would be 8 fds
+    # and 2 threads each (measured when the ICE agent leaked).
+    wait_for(lambda: proc_counts(pid)[0] <= base_fds + 2, 20, what=f"worker fds back to ~{base_fds}")
+    assert proc_counts(pid)[1] <= base_threads + 3, (proc_counts(pid), base_threads)
 
 
 @test

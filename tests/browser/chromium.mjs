@@ -27,3 +27,21 @@ export async function launch() {
   };
   return { context, close };
 }
+
+// A browser for several independent users: one context each.
+export async function launchBrowser() {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+      '--allow-loopback-in-peer-connection',
+      '--disable-features=WebRtcHideLocalIpsWithMdns',
+      '--autoplay-policy=no-user-gesture-required',
+    ],
+  });
+  const user = () => browser.newContext({ permissions: ['camera', 'microphone'], viewport: { width: 1100, height: 800 } });
+  return { browser, user };
+}

@@ -28,6 +28,9 @@ static SoupSession *soup;
 static char *location, *etag;
 static guint http_status;
 static gint video_frames, audio_buffers;
+static gint64 t_start, t_first_frame; /* monotonic us */
+static gint64 packets_lost, packets_received;
+static double jitter_max;
 static gboolean failed;
 static char *why;
 
@@ -128,8 +131,45 @@ on_negotiation_needed(GstElement *w, gpointer data)
 static GstPadProbeReturn
 count_probe(GstPad *pad, GstPadProbeInfo *info, gpointer data)
 {
-    g_atomic_int_inc((gint *)data);
+    if (g_atomic_int_add((gint *)data, 1) == 0 && data == &video_frames)
+        t_first_frame = g_get_monotonic_time();
     return GST_PAD_PROBE_OK;
+}
+
+static gboolean
+stat_field(GQuark id, const GValue *v, gpointer data)
+{
+    if (!GST_VALUE_HOLDS_STRUCTURE(v))
+        return TRUE;
+    const GstStructure *s = gst_value_get_structure(v);
+    GstWebRTCStatsType type;
+    if (!gst_structure_get(s, "type", GST_TYPE_WEBRTC_STATS_TYPE, &type, NULL) ||
+        type != GST_WEBRTC_STATS_INBOUND_RTP)
+        return TRUE;
+    gint64 lost = 0;
+    guint64 recv = 0;
+    double jitter = 0;
+    gst_structure_get_int64(s, "packets-lost", &lost);
+    gst_structure_get_uint64(s, "packets-received", &recv);
+    gst_structure_get_double(s, "jitter", &jitter);
+    packets_lost += MAX(lost, 0);
+    packets_received += (gint64)recv;
+    jitter_max = MAX(jitter_max, jitter);
+    return TRUE;
+}
+
+/* Loss and jitter of what we received, from webrtcbin's own statistics. */
+static void
+collect_stats(void)
+{
+    GstPromise *p = gst_promise_new();
+    g_signal_emit_by_name(webrtc, "get-stats", NULL, p);
+    if (gst_promise_wait(p) == GST_PROMISE_RESULT_REPLIED) {
+        const GstStructure *r = gst_promise_get_reply(p);
+        if (r)
+            gst_structure_foreach(r, stat_field, NULL);
+    }
+    gst_promise_unref(p);
 }
 
 static void
@@ -327,14 +367,21 @@ main(int argc, char **argv)
             g_array_unref(ts);
     }
     g_timeout_add_seconds(seconds, done, NULL);
+    t_start = g_get_monotonic_time();
     g_main_loop_run(loop);
+    if (!publish)
+        collect_stats();
     delete_session();
     gst_element_set_state(pipeline, GST_STATE_NULL);
     int v = g_atomic_int_get(&video_frames), a = g_atomic_int_get(&audio_buffers);
     g_autofree char *why_json = g_strescape(why ? why : "", NULL);
     printf("{\"mode\":\"%s\",\"status\":%u,\"location\":\"%s\",\"video_frames\":%d,"
-           "\"audio_buffers\":%d,\"error\":\"%s\"}\n",
-           mode, http_status, location ? location : "", v, a, why_json);
+           "\"audio_buffers\":%d,\"first_frame_ms\":%" G_GINT64_FORMAT ","
+           "\"packets_received\":%" G_GINT64_FORMAT ",\"packets_lost\":%" G_GINT64_FORMAT ","
+           "\"jitter_max\":%.4f,\"error\":\"%s\"}\n",
+           mode, http_status, location ? location : "", v, a,
+           t_first_frame ? (t_first_frame - t_start) / 1000 : -1, packets_received,
+           packets_lost, jitter_max, why_json);
     gst_object_unref(webrtc);
     gst_object_unref(pipeline);
     g_object_unref(soup);

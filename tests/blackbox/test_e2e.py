@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""End to end in a real browser: the whole consultation through the pages,
+plus the refusals a user can meet (another student's replay, a busy
+teacher).  Screenshots of every step are kept in the build's meson-logs."""
+import json
+import os
+import subprocess
+
+from harness import run, test
+from mediahelp import media_server
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BROWSER = os.path.join(HERE, "..", "browser")
+ARTIFACTS = os.environ.get("E2E_ARTIFACTS", os.path.join(os.getcwd(), "e2e-screenshots"))
+
+
+@test
+def consultation_through_the_pages():
+    s = media_server()
+    # Make teacher2 busy with someone else, for the busy message.
+    t2, s3 = s.login("teacher2"), s.login("student3")
+    assert s.request("PUT", "/api/teachers/3/presence", {"status": "online"}, token=t2).status == 200
+    assert s.post("/api/consultations", {"teacher_id": 3}, token=s3).status == 201
+    p = subprocess.run(["node", os.path.join(BROWSER, "e2e.mjs"),
+                        json.dumps({"base": s.url, "artifacts": ARTIFACTS, "busyTeacher": "Lee Junho"})],
+                       capture_output=True, timeout=400, cwd=BROWSER)
+    lines = [l for l in p.stdout.decode().splitlines() if l.startswith("{")]
+    assert lines, p.stderr.decode()[-3000:]
+    out = json.loads(lines[-1])
+    assert "error" not in out, json.dumps(out, indent=1)
+    assert not out.get("pageErrors"), out["pageErrors"]
+    assert "Kim Minji" in out["notification"], out
+    for who in ("teacherMedia", "studentMedia"):
+        m = out[who]
+        assert m["videoWidth"] > 0 and m["timeAdvanced"] > 0.3 and m["framesGrew"] > 5, (who, m)
+    assert "Consultations: 1" in out["teacherAfter"], out["teacherAfter"]
+    assert "ended" in out["mypageRow"], out["mypageRow"]
+    for v in out["replayPlaying"]:
+        assert v["err"] is None and v["w"] > 0 and v["t"] > 0.3, out["replayPlaying"]
+    # Seeked to the middle of the timeline while playing (1.5 s before the
+    # reading): both videos are there, and together (one timeline).
+    at, mid = out["replaySeek"]["at"], out["replaySeek"]["mid"]
+    assert all(mid - 0.5 <= x <= mid + 2.5 for x in at), out["replaySeek"]
+    assert max(at) - min(at) < 0.4, out["replaySeek"]
+    assert out["otherReplay"], out
+    assert "busy" in out["busyMessage"], out
+    assert len(out["steps"]) >= 12, out["steps"]
+    c = s.get(f"/api/consultations/{out['consultation']}", token=s.login("admin")).json
+    assert c["status"] == "ended", c
+
+
+if __name__ == "__main__":
+    run()
