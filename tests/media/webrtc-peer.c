@@ -21,6 +21,7 @@
 #include <string.h>
 
 static char *url, *token, *mode = "publish", *file;
+static gboolean no_decode;
 static int seconds = 8, min_frames = 1;
 static GMainLoop *loop;
 static GstElement *pipeline, *webrtc;
@@ -185,10 +186,12 @@ on_pad_added(GstElement *w, GstPad *pad, gpointer data)
     gint *counter;
     if (!g_strcmp0(media, "video")) {
         desc = !g_strcmp0(enc, "H264") ? "rtph264depay ! avdec_h264 ! fakesink sync=false"
-                                       : "rtpvp8depay ! vp8dec ! fakesink sync=false";
+               : no_decode ? "rtpvp8depay wait-for-keyframe=true ! fakesink sync=false"
+                           : "rtpvp8depay ! vp8dec ! fakesink sync=false";
         counter = &video_frames;
     } else {
-        desc = "rtpopusdepay ! opusdec ! fakesink sync=false";
+        desc = no_decode ? "rtpopusdepay ! fakesink sync=false"
+                         : "rtpopusdepay ! opusdec ! fakesink sync=false";
         counter = &audio_buffers;
     }
     g_autoptr(GError) err = NULL;
@@ -282,6 +285,8 @@ main(int argc, char **argv)
         {"min-frames", 0, 0, G_OPTION_ARG_INT, &min_frames, "receive: success threshold", "N"},
         {"codec", 0, 0, G_OPTION_ARG_STRING, &codec, "publish: vp8 (default) or h264", "C"},
         {"file", 0, 0, G_OPTION_ARG_FILENAME, &file, "publish: a VP8+Opus WebM file", "F"},
+        {"no-decode", 0, 0, G_OPTION_ARG_NONE, &no_decode,
+         "receive: depayload only (count frames without decoding; for load tests)", NULL},
         G_OPTION_ENTRY_NULL};
     g_autoptr(GOptionContext) ctx = g_option_context_new("");
     g_option_context_add_main_entries(ctx, entries, NULL);
@@ -298,9 +303,9 @@ main(int argc, char **argv)
         fdesc = g_strdup_printf(
             "webrtcbin name=w bundle-policy=max-bundle "
             "filesrc location=%s ! matroskademux name=d "
-            "d.video_0 ! queue ! rtpvp8pay pt=96 ! "
+            "d.video_0 ! queue ! clocksync ! rtpvp8pay pt=96 ! "
             "application/x-rtp,media=video,encoding-name=VP8,payload=96 ! w. "
-            "d.audio_0 ! queue ! rtpopuspay pt=111 ! "
+            "d.audio_0 ! queue ! clocksync ! rtpopuspay pt=111 ! "
             "application/x-rtp,media=audio,encoding-name=OPUS,payload=111 ! w.", file);
         desc = fdesc;
     } else if (publish && codec && !strcmp(codec, "h264")) {

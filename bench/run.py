@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""The load benchmark: N synthetic consultations through the real API.
+
+For each consultation: log in both users, request, accept, then WHIP and
+WHEP for both participants with tests/media/webrtc-peer (C, GStreamer),
+publishing the pre-encoded clip (bench/make-media.sh) so the generator pays
+no encoding cost; receivers depayload without decoding (--no-decode) unless
+--decode.  Join time is request -> first remote video frame; loss and jitter
+come from webrtcbin's receiver statistics.  The server's CPU (% of one core,
+consultd plus its media workers, from /proc), RSS, threads and fds are
+sampled over a steady window.
+
+  bench/run.py --n 1,4,8,16 [--seconds 20] [--out docs/benchmarks.md]
+  bench/run.py --n 1 --seconds 4 --smoke      (CI: proves it still works)
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "blackbox"))
+from harness import Server, wait_for  # noqa: E402
+
+BUILD = os.environ.get("BUILD", os.path.join(ROOT, "build"))
+PEER = os.environ.get("WEBRTC_PEER", os.path.join(BUILD, "tests", "webrtc-peer"))
+CLIP = os.path.join(ROOT, "bench", "media", "clip.webm")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    cpu = int(parts[11]) + int(parts[12])  # utime + stime, in ticks
+    rss = int(parts[21]) * os.sysconf("SC_PAGE_SIZE")
+    threads = int(parts[17])
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    return cpu, rss, threads, fds
+
+
+def server_pids(s, admin):
+    ws = s.get("/api/admin/media-workers", token=admin).json["workers"]
+    return [s.proc.pid] + [w["pid"] for w in ws if w["pid"]]
+
+
+def sample(pids):
+    tot = [0, 0, 0, 0]
+    for p in pids:
+        for i, v in enumerate(proc_stat(p)):
+            tot[i] += v
+    return tot
+
+
+def run_n(n, seconds, decode, warm=6):
+    s = Server("--media-ice-loopback", "--max-live", "1000", "--max-pending", "1000",
+               "--request-rate-per-min", "100000", "--login-ip-per-min", "100000",
+               "--log-level", "warning")
+    admin = s.login("admin")
+    pairs = []
+    for i in range(n):
+        for role in ("teacher", "student"):
+            r = s.post("/api/users", {"username": f"b{role}{i}", "password": "benchpass",
+                                       "role": role, "display_name": f"{role} {i}"}, token=admin)
+            assert r.status == 201, r
+    users = {u["username"]: u["id"] for u in s.get("/api/users", token=admin).json["users"]}
+    for i in range(n):
+        tt, st = s.login(f"bteacher{i}", "benchpass"), s.login(f"bstudent{i}", "benchpass")
+        tid = users[f"bteacher{i}"]
+        assert s.request("PUT", f"/api/teachers/{tid}/presence", {"status": "online"}, token=tt).status == 200
+        pairs.append((tid, tt, st))
+    peers = []
+    total = warm + seconds + 4
+    for tid, tt, st in pairs:
+        t0 = time.time()
+        cid = s.post("/api/consultations", {"teacher_id": tid}, token=st).json["id"]
+        assert s.post(f"/api/consultations/{cid}/accept", token=tt).status == 200
+        for tok in (tt, st):
+            peers.append(("pub", t0, subprocess.Popen(
+                [PEER, "--url", f"{s.url}/whip/consultations/{cid}", "--token", tok, "--mode", "publish",
+                 "--file", CLIP, "--seconds", str(total)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)))
+            args = [PEER, "--url", f"{s.url}/whep/consultations/{cid}", "--token", tok, "--mode", "receive",
+                    "--seconds", str(total - 1)]
+            if not decode:
+                args.append("--no-decode")
+            start = time.time()
+            peers.append(("sub", t0, subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL),
+                          start))
+    time.sleep(warm)  # everyone joined and media steady: the measuring window starts
+    pids = server_pids(s, admin)
+    c0, _, _, _ = sample(pids)
+    w0 = time.monotonic()
+    time.sleep(seconds)
+    c1, rss, threads, fds = sample(pids)
+    w1 = time.monotonic()
+    cpu_pct = 100.0 * (c1 - c0) / TICK / (w1 - w0)
+    joins, lost, recv, jit, frames = [], 0, 0, [], []
+    for p in peers:
+        out = p[2].communicate(timeout=total + 60)[0].decode()
+        lines = [l for l in out.splitlines() if l.startswith("{")]
+        if not lines:
+            continue
+        res = json.loads(lines[-1])
+        if p[0] == "sub":
+            if res["first_frame_ms"] >= 0:
+                joins.append((p[3] - p[1]) * 1000 + res["first_frame_ms"])
+            lost += res["packets_lost"]
+            recv += res["packets_received"]
+            jit.append(res["jitter_max"])
+            frames.append(res["video_frames"])
+    s.stop()
+    joins.sort()
+    q = lambda a, f: a[min(len(a) - 1, int(f * len(a)))] if a else float("nan")
+    return {
+        "n": n, "cpu_pct": cpu_pct, "cpu_per_consultation": cpu_pct / n, "rss_mb": rss / 2**20,
+        "threads": threads, "fds": fds, "join_p50_ms": q(joins, 0.5), "join_p95_ms": q(joins, 0.95),
+        "joined": len(joins), "receivers": 2 * n, "packets_received": recv, "packets_lost": lost,
+        "loss_pct": 100.0 * lost / max(1, recv + lost), "jitter_max_ms": 1000 * max(jit or [0]),
+        "fps_min": min(frames or [0]) / (total - 1),
+    }
+
+
+def api_bench(seconds=10):
+    s = Server("--log-level", "warning", "--login-ip-per-min", "100000")
+    st = s.login("student1")
+    out = {}
+    for path in ("/api/teachers", "/api/mypage"):
+        p = subprocess.run(["wrk", "-t2", "-c64", f"-d{seconds}s", "--latency", "-H",
+                            f"Authorization: Bearer {st}", f"{s.url}{path}"], capture_output=True, text=True)
+        rps = float(p.stdout.split("Requests/sec:")[1].split()[0])
+        p99 = p.stdout.split(" 99%")[1].split()[0]
+        non2xx = "Non-2xx" in p.stdout
+        out[path] = {"rps": rps, "p99": p99, "errors": non2xx}
+    s.stop()
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", default="1,4,8,16")
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--decode", action="store_true")
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--api", action="store_true")
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    subprocess.run([os.path.join(ROOT, "bench", "make-media.sh"), CLIP], check=True)
+    results = []
+    for n in [int(x) for x in a.n.split(",")]:
+        r = run_n(n, a.seconds, a.decode, warm=3 if a.smoke else 6)
+        print(json.dumps(r), flush=True)
+        results.append(r)
+    if a.smoke:
+        r = results[0]
+        ok = r["joined"] == r["receivers"] and r["packets_received"] > 100 and r["cpu_pct"] > 0
+        print(f"{int(ok)} passed, {int(not ok)} failed")
+        sys.exit(0 if ok else 1)
+    api = api_bench() if a.api else None
+    if api:
+        print(json.dumps(api), flush=True)
+    if a.out:
+        with open(a.out + ".json", "w") as f:
+            json.dump({"media": results, "api": api}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
