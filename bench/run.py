@@ -54,8 +54,9 @@ def sample(pids):
     return tot
 
 
-def run_n(n, seconds, decode, warm=6):
+def run_n(n, seconds, decode, warm=6, record=True):
     s = Server("--media-ice-loopback", "--max-live", "1000", "--max-pending", "1000",
+               "--record", "true" if record else "false",
                "--request-rate-per-min", "100000", "--login-ip-per-min", "100000",
                "--log-level", "warning")
     admin = s.login("admin")
@@ -144,12 +145,14 @@ def main():
     ap.add_argument("--decode", action="store_true")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--api", action="store_true")
+    ap.add_argument("--no-record", action="store_true", help="measure the relay without recording")
     ap.add_argument("--out")
     a = ap.parse_args()
     subprocess.run([os.path.join(ROOT, "bench", "make-media.sh"), CLIP], check=True)
     results = []
     for n in [int(x) for x in a.n.split(",")]:
-        r = run_n(n, a.seconds, a.decode, warm=3 if a.smoke else 6)
+        r = run_n(n, a.seconds, a.decode, warm=3 if a.smoke else 6, record=not a.no_record)
+        r["record"] = not a.no_record
         print(json.dumps(r), flush=True)
         results.append(r)
     if a.smoke:

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "consult.h"
+#include "events.h"
 #include "ratelimit.h"
 
 #define COOKIE "consultd_session"
@@ -418,6 +419,7 @@ job_done_hash(HashJob *j)
     }
     g_message("user %s (%s) created by %s", n->username, store_role_name(n->role),
               r->user->username);
+    sig_events_kick(r->app); /* readers' caches: a new teacher may be listed */
     g_autoptr(StoreUser) u = store_user_get(r->app->store, id, NULL);
     g_autofree char *loc = g_strdup_printf("/api/users/%" G_GINT64_FORMAT, id);
     sig_req_header(r, MHD_HTTP_HEADER_LOCATION, loc);
@@ -443,6 +445,7 @@ sig_h_users_delete(SigReq *r)
         return;
     }
     g_message("user %" G_GINT64_FORMAT " deleted by %s", id, r->user->username);
+    sig_events_kick(r->app);
     sig_reply_json(r, 200, json_pack("{s:b}", "ok", 1));
 }
 

@@ -14,16 +14,23 @@
 #include "events.h"
 #include "media.h"
 #include "recordings.h"
+
+#include <string.h>
 #include "ratelimit.h"
 
 struct SigConsult {
     SigApp *app;
     SigLimiter *request_limit;
+    json_t *teachers;        /* cached list without "favorite", or NULL */
+    guint64 teachers_gen;    /* sig_events_generation() it was built at */
+    gint64 teachers_at;      /* monotonic us; changes made by other processes
+                              * (the CLI) show within TEACHERS_TTL */
     guint expiry_timer;
     guint presence_timer;
 };
 
 #define INTRO_MAX 2000
+#define TEACHERS_TTL (5 * G_USEC_PER_SEC)
 
 /* ------------------------------------------------------------------ JSON */
 
@@ -66,26 +73,62 @@ is_student(SigReq *r)
 
 /* -------------------------------------------------------------- teachers */
 
+/* The teacher list is the hottest read of all (every student page polls
+ * it): it is built once per state change (sig_events_generation) and kept;
+ * each request then only looks up the student's favorites. */
+static json_t *
+teachers_cached(SigApp *app, GError **error)
+{
+    SigConsult *c = app->consult;
+    guint64 gen = sig_events_generation(app);
+    gint64 now = g_get_monotonic_time();
+    if (c->teachers && c->teachers_gen == gen && now - c->teachers_at < TEACHERS_TTL)
+        return c->teachers;
+    g_autoptr(GPtrArray) ts = store_teacher_list(app->store, 0, -1, error);
+    if (!ts)
+        return NULL;
+    json_t *arr = json_array();
+    for (guint i = 0; i < ts->len; i++)
+        json_array_append_new(arr, teacher_json(ts->pdata[i], FALSE));
+    json_decref(c->teachers);
+    c->teachers = arr;
+    c->teachers_gen = gen;
+    c->teachers_at = now;
+    return arr;
+}
+
 void
 sig_h_teachers_list(SigReq *r)
 {
-    int status = -1;
     const char *q = sig_req_query(r, "status");
-    if (q && (status = store_presence_parse(q)) < 0) {
+    if (q && store_presence_parse(q) < 0) {
         sig_reply_error(r, 400, "bad_query", "status must be offline, online or busy");
         return;
     }
     g_autoptr(GError) err = NULL;
-    g_autoptr(GPtrArray) ts = store_teacher_list(r->app->store,
-                                                 is_student(r) ? r->user->id : 0,
-                                                 status, &err);
-    if (!ts) {
+    json_t *all = teachers_cached(r->app, &err);
+    g_autoptr(GArray) favs = is_student(r) ? store_favorites_of(r->app->store, r->user->id)
+                                           : NULL;
+    if (!all) {
         sig_reply_store_error(r, err);
         return;
     }
     json_t *arr = json_array();
-    for (guint i = 0; i < ts->len; i++)
-        json_array_append_new(arr, teacher_json(ts->pdata[i], is_student(r)));
+    size_t i;
+    json_t *t;
+    json_array_foreach(all, i, t) {
+        if (q && strcmp(json_string_value(json_object_get(t, "status")), q))
+            continue;
+        json_t *copy = json_copy(t); /* shallow: members are shared, not changed */
+        if (favs) {
+            gint64 id = json_integer_value(json_object_get(t, "id"));
+            gboolean fav = FALSE;
+            for (guint k = 0; k < favs->len && !fav; k++)
+                fav = g_array_index(favs, gint64, k) == id;
+            json_object_set_new(copy, "favorite", json_boolean(fav));
+        }
+        json_array_append_new(arr, copy);
+    }
     sig_reply_json(r, 200, json_pack("{s:o}", "teachers", arr));
 }
 
@@ -496,5 +539,6 @@ sig_consult_free(SigConsult *c)
     g_source_remove(c->expiry_timer);
     g_source_remove(c->presence_timer);
     sig_limiter_free(c->request_limit);
+    json_decref(c->teachers);
     g_free(c);
 }

@@ -47,6 +47,7 @@ struct SigEvents {
     GPtrArray *streams;     /* Stream *, not owned */
     GHashTable *presence;   /* gint64 *teacher -> Presence * */
     guint dispatch_idle;
+    guint64 generation;
     guint retry_timer;
     guint heartbeat_timer;
     guint poll_timer;
@@ -358,6 +359,8 @@ dispatch(gpointer data)
             ev->retry_timer = g_timeout_add(200, retry_dispatch, ev);
         return G_SOURCE_REMOVE;
     }
+    if (evs->len)
+        ev->generation++; /* the read models moved */
     for (guint i = 0; i < evs->len; i++)
         fan_out(ev, evs->pdata[i]);
     if (evs->len) {
@@ -370,10 +373,18 @@ dispatch(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
+guint64
+sig_events_generation(SigApp *app)
+{
+    return app->events ? app->events->generation : 0;
+}
+
 void
 sig_events_kick(SigApp *app)
 {
     SigEvents *ev = app->events;
+    if (ev)
+        ev->generation++;
     if (ev && !ev->dispatch_idle)
         ev->dispatch_idle = g_idle_add(dispatch, ev);
 }

@@ -15,6 +15,9 @@ void sig_events_free(SigEvents *ev); /* NULL-safe; streams must be closed */
 
 /* Schedules a dispatcher run on the loop (cheap; coalesces). */
 void sig_events_kick(SigApp *app);
+/* A counter that moves whenever state visible to readers may have changed
+ * (a command ran, the read models moved): caches compare it. */
+guint64 sig_events_generation(SigApp *app);
 /* Ends every stream (at shutdown) so their connections can close. */
 void sig_events_close_all(SigApp *app);
 guint sig_events_stream_count(SigApp *app);

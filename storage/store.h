@@ -162,6 +162,8 @@ gboolean store_favorite_set(Store *s, gint64 student, gint64 teacher, gboolean o
                             gboolean *changed, GError **error);
 /* Students who favor TEACHER now (user ids). */
 GArray *store_favorers(Store *s, gint64 teacher);
+/* Teacher ids STUDENT favors. */
+GArray *store_favorites_of(Store *s, gint64 student);
 /* Teacher ids currently online (not busy), for the presence sweeper. */
 GArray *store_teachers_online(Store *s);
 

@@ -347,6 +347,14 @@ store_favorers(Store *s, gint64 teacher)
 }
 
 GArray *
+store_favorites_of(Store *s, gint64 student)
+{
+    sqlite3_stmt *st = store_stmt(s, "SELECT teacher_id FROM favorites WHERE student_id = ?1");
+    sqlite3_bind_int64(st, 1, student);
+    return id_column(s, st);
+}
+
+GArray *
 store_teachers_online(Store *s)
 {
     return id_column(s, store_stmt(s,
