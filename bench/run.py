@@ -56,7 +56,7 @@ def sample(pids):
 
 def run_n(n, seconds, decode, warm=6, record=True):
     s = Server("--media-ice-loopback", "--max-live", "1000", "--max-pending", "1000",
-               "--record", "true" if record else "false",
+               "--record=" + ("true" if record else "false"),
                "--request-rate-per-min", "100000", "--login-ip-per-min", "100000",
                "--log-level", "warning")
     admin = s.login("admin")

@@ -185,12 +185,30 @@ derive(SigConfig *cfg, GError **error)
     return TRUE;
 }
 
+/* Boolean flags take an optional value: --demo, --demo=true, --record=false.
+ * GOption hands the callback the flag's name; its value lands in
+ * bool_vals[] at the option's index. */
+static char **bool_vals;
+
+static gboolean
+bool_flag(const char *name, const char *value, gpointer data, GError **error)
+{
+    for (guint i = 0; i < G_N_ELEMENTS(opts); i++) {
+        if (opts[i].type == CFG_BOOL && !strcmp(name + 2, opts[i].key)) {
+            g_free(bool_vals[i]);
+            bool_vals[i] = g_strdup(value ? value : "true");
+            return TRUE;
+        }
+    }
+    return FALSE;
+}
+
 SigConfig *
 sig_config_load(int *argc, char ***argv, GError **error)
 {
     g_autoptr(SigConfig) cfg = g_new0(SigConfig, 1);
     g_autofree char **flag_vals = g_new0(char *, G_N_ELEMENTS(opts));
-    g_autofree gboolean *flag_bools = g_new0(gboolean, G_N_ELEMENTS(opts));
+    bool_vals = g_new0(char *, G_N_ELEMENTS(opts));
     gboolean version = FALSE;
     g_autofree char *config_file = NULL;
     GOptionEntry *entries = g_new0(GOptionEntry, G_N_ELEMENTS(opts) + 3);
@@ -200,8 +218,9 @@ sig_config_load(int *argc, char ***argv, GError **error)
         if (!apply(cfg, &opts[i], opts[i].def, "default", error))
             g_assert_not_reached();
         if (opts[i].type == CFG_BOOL)
-            entries[e++] = (GOptionEntry){opts[i].key, 0, 0, G_OPTION_ARG_NONE,
-                                          &flag_bools[i], opts[i].help, NULL};
+            entries[e++] = (GOptionEntry){opts[i].key, 0, G_OPTION_FLAG_OPTIONAL_ARG,
+                                          G_OPTION_ARG_CALLBACK, (gpointer)bool_flag,
+                                          opts[i].help, "[true|false]"};
         else
             entries[e++] = (GOptionEntry){opts[i].key, 0, 0, G_OPTION_ARG_STRING,
                                           &flag_vals[i], opts[i].help,
@@ -225,8 +244,11 @@ sig_config_load(int *argc, char ***argv, GError **error)
     g_option_context_add_main_entries(ctx, entries, NULL);
     gboolean parsed = g_option_context_parse(ctx, argc, argv, error);
     if (!parsed) {
-        for (guint i = 0; i < G_N_ELEMENTS(opts); i++)
+        for (guint i = 0; i < G_N_ELEMENTS(opts); i++) {
             g_free(flag_vals[i]);
+            g_free(bool_vals[i]);
+        }
+        g_clear_pointer(&bool_vals, g_free);
         g_free(entries);
         return NULL;
     }
@@ -250,10 +272,12 @@ sig_config_load(int *argc, char ***argv, GError **error)
     for (guint i = 0; i < G_N_ELEMENTS(opts); i++) {
         if (ok && flag_vals[i])
             ok = apply(cfg, &opts[i], flag_vals[i], "command line", error);
-        if (ok && flag_bools[i])
-            ok = apply(cfg, &opts[i], "true", "command line", error);
+        if (ok && bool_vals[i])
+            ok = apply(cfg, &opts[i], bool_vals[i], "command line", error);
         g_free(flag_vals[i]);
+        g_free(bool_vals[i]);
     }
+    g_clear_pointer(&bool_vals, g_free);
     if (!ok || !derive(cfg, error))
         return NULL;
     return g_steal_pointer(&cfg);

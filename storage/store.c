@@ -198,6 +198,22 @@ store_step_done(Store *s, sqlite3_stmt *st, GError **error, const char *what)
     return FALSE;
 }
 
+GPtrArray *
+store_collect(Store *s, sqlite3_stmt *st, gpointer (*row)(sqlite3_stmt *),
+              GDestroyNotify free_fn, const char *what, GError **error)
+{
+    GPtrArray *out = g_ptr_array_new_with_free_func(free_fn);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        g_ptr_array_add(out, row(st));
+    if (rc != SQLITE_DONE) {
+        store_set_error(s, error, what);
+        g_clear_pointer(&out, g_ptr_array_unref);
+    }
+    sqlite3_reset(st);
+    return out;
+}
+
 char *
 store_col_strdup(sqlite3_stmt *st, int col)
 {

@@ -149,16 +149,7 @@ store_teacher_list(Store *s, gint64 viewer, int status, GError **error)
     sqlite3_bind_int64(st, 1, viewer);
     if (status >= 0)
         sqlite3_bind_text(st, 2, store_presence_name(status), -1, SQLITE_STATIC);
-    GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)store_teacher_free);
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        g_ptr_array_add(out, teacher_from_row(st));
-    if (rc != SQLITE_DONE) {
-        store_set_error(s, error, "list teachers");
-        g_clear_pointer(&out, g_ptr_array_unref);
-    }
-    sqlite3_reset(st);
-    return out;
+    return STORE_COLLECT(s, st, teacher_from_row, store_teacher_free, "list teachers", error);
 }
 
 StoreTeacher *
@@ -424,17 +415,8 @@ store_consultation_list(Store *s, gint64 teacher, int status, guint limit,
     if (status >= 0)
         sqlite3_bind_text(st, 2, store_consult_status_name(status), -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, limit);
-    GPtrArray *out =
-        g_ptr_array_new_with_free_func((GDestroyNotify)store_consultation_free);
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        g_ptr_array_add(out, consult_from_row(st));
-    if (rc != SQLITE_DONE) {
-        store_set_error(s, error, "list consultations");
-        g_clear_pointer(&out, g_ptr_array_unref);
-    }
-    sqlite3_reset(st);
-    return out;
+    return STORE_COLLECT(s, st, consult_from_row, store_consultation_free,
+                         "list consultations", error);
 }
 
 gint64

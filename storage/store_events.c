@@ -68,16 +68,7 @@ store_events_range(Store *s, gint64 after, gint64 upto, guint limit, GError **er
     sqlite3_bind_int64(st, 1, after);
     sqlite3_bind_int64(st, 2, upto);
     sqlite3_bind_int64(st, 3, limit);
-    GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)store_event_free);
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        g_ptr_array_add(out, event_from_row(st));
-    if (rc != SQLITE_DONE) {
-        store_set_error(s, error, "read events");
-        g_clear_pointer(&out, g_ptr_array_unref);
-    }
-    sqlite3_reset(st);
-    return out;
+    return STORE_COLLECT(s, st, event_from_row, store_event_free, "read events", error);
 }
 
 StoreEvent *
@@ -301,6 +292,22 @@ store_mypage_row_free(StoreMyPageRow *r)
     g_free(r);
 }
 
+static StoreMyPageRow *
+mypage_from_row(sqlite3_stmt *st)
+{
+    StoreMyPageRow *r = g_new0(StoreMyPageRow, 1);
+    r->consultation_id = sqlite3_column_int64(st, 0);
+    r->teacher_id = sqlite3_column_int64(st, 1);
+    r->teacher_name = store_col_strdup(st, 2);
+    r->status = (StoreConsultStatus)MAX(0, store_consult_status_parse(
+                                               (const char *)sqlite3_column_text(st, 3)));
+    r->requested_at = sqlite3_column_int64(st, 4);
+    r->started_at = sqlite3_column_int64(st, 5);
+    r->ended_at = sqlite3_column_int64(st, 6);
+    r->end_reason = store_col_strdup(st, 7);
+    return r;
+}
+
 GPtrArray *
 store_mypage(Store *s, gint64 student, GError **error)
 {
@@ -309,27 +316,7 @@ store_mypage(Store *s, gint64 student, GError **error)
         " started_at, ended_at, end_reason FROM mypage WHERE student_id = ?1"
         " ORDER BY requested_at DESC, consultation_id DESC");
     sqlite3_bind_int64(st, 1, student);
-    GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)store_mypage_row_free);
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        StoreMyPageRow *r = g_new0(StoreMyPageRow, 1);
-        r->consultation_id = sqlite3_column_int64(st, 0);
-        r->teacher_id = sqlite3_column_int64(st, 1);
-        r->teacher_name = store_col_strdup(st, 2);
-        r->status = (StoreConsultStatus)MAX(0, store_consult_status_parse(
-                                                   (const char *)sqlite3_column_text(st, 3)));
-        r->requested_at = sqlite3_column_int64(st, 4);
-        r->started_at = sqlite3_column_int64(st, 5);
-        r->ended_at = sqlite3_column_int64(st, 6);
-        r->end_reason = store_col_strdup(st, 7);
-        g_ptr_array_add(out, r);
-    }
-    if (rc != SQLITE_DONE) {
-        store_set_error(s, error, "my page");
-        g_clear_pointer(&out, g_ptr_array_unref);
-    }
-    sqlite3_reset(st);
-    return out;
+    return STORE_COLLECT(s, st, mypage_from_row, store_mypage_row_free, "my page", error);
 }
 
 /* -------------------------------------------------------------- webhooks */
@@ -348,29 +335,26 @@ store_delivery_free(StoreDelivery *d)
 #define DELIVERY_COLS \
     "id, event_seq, url, state, attempts, next_attempt_at, last_error, delivered_at"
 
+static StoreDelivery *
+delivery_from_row(sqlite3_stmt *st)
+{
+    StoreDelivery *d = g_new0(StoreDelivery, 1);
+    d->id = sqlite3_column_int64(st, 0);
+    d->event_seq = sqlite3_column_int64(st, 1);
+    d->url = store_col_strdup(st, 2);
+    d->state = store_col_strdup(st, 3);
+    d->attempts = sqlite3_column_int64(st, 4);
+    d->next_attempt_at = sqlite3_column_int64(st, 5);
+    d->last_error = store_col_strdup(st, 6);
+    d->delivered_at = sqlite3_column_int64(st, 7);
+    return d;
+}
+
 static GPtrArray *
 deliveries(Store *s, sqlite3_stmt *st, GError **error)
 {
-    GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)store_delivery_free);
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        StoreDelivery *d = g_new0(StoreDelivery, 1);
-        d->id = sqlite3_column_int64(st, 0);
-        d->event_seq = sqlite3_column_int64(st, 1);
-        d->url = store_col_strdup(st, 2);
-        d->state = store_col_strdup(st, 3);
-        d->attempts = sqlite3_column_int64(st, 4);
-        d->next_attempt_at = sqlite3_column_int64(st, 5);
-        d->last_error = store_col_strdup(st, 6);
-        d->delivered_at = sqlite3_column_int64(st, 7);
-        g_ptr_array_add(out, d);
-    }
-    if (rc != SQLITE_DONE) {
-        store_set_error(s, error, "webhook deliveries");
-        g_clear_pointer(&out, g_ptr_array_unref);
-    }
-    sqlite3_reset(st);
-    return out;
+    return STORE_COLLECT(s, st, delivery_from_row, store_delivery_free, "webhook deliveries",
+                         error);
 }
 
 GPtrArray *

@@ -30,3 +30,11 @@ char *store_col_strdup(sqlite3_stmt *st, int col);
 gboolean store_event_append(Store *s, const char *type, gint64 teacher,
                             gint64 student, gint64 consultation,
                             const char *payload, GError **error);
+/* Steps ST to the end, building one element per row with ROW; returns the
+ * array (freeing elements with FREE_FN), or NULL and ERROR (mentioning WHAT)
+ * if stepping failed.  Resets ST either way. */
+GPtrArray *store_collect(Store *s, sqlite3_stmt *st, gpointer (*row)(sqlite3_stmt *),
+                         GDestroyNotify free_fn, const char *what, GError **error);
+#define STORE_COLLECT(s, st, row, free_fn, what, error)                          \
+    store_collect((s), (st), (gpointer (*)(sqlite3_stmt *))(row),                 \
+                  (GDestroyNotify)(free_fn), (what), (error))

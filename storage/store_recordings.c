@@ -60,16 +60,7 @@ rec_from_row(sqlite3_stmt *st)
 static GPtrArray *
 rec_rows(Store *s, sqlite3_stmt *st, GError **error)
 {
-    GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)store_recording_free);
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        g_ptr_array_add(out, rec_from_row(st));
-    if (rc != SQLITE_DONE) {
-        store_set_error(s, error, "recordings");
-        g_clear_pointer(&out, g_ptr_array_unref);
-    }
-    sqlite3_reset(st);
-    return out;
+    return STORE_COLLECT(s, st, rec_from_row, store_recording_free, "recordings", error);
 }
 
 /* Escapes nothing: FILE and ROLE are checked to be plain names first. */
@@ -191,6 +182,19 @@ store_my_recording_free(StoreMyRecording *r)
     g_free(r);
 }
 
+static StoreMyRecording *
+my_recording_from_row(sqlite3_stmt *st)
+{
+    StoreMyRecording *r = g_new0(StoreMyRecording, 1);
+    r->consultation_id = sqlite3_column_int64(st, 0);
+    r->file = store_col_strdup(st, 1);
+    r->role = store_col_strdup(st, 2);
+    r->duration_ms = sqlite3_column_int64(st, 3);
+    r->size = sqlite3_column_int64(st, 4);
+    r->offset_ms = sqlite3_column_int64(st, 5);
+    return r;
+}
+
 GPtrArray *
 store_mypage_recordings(Store *s, gint64 student, GError **error)
 {
@@ -199,22 +203,6 @@ store_mypage_recordings(Store *s, gint64 student, GError **error)
         " FROM mypage_recordings r JOIN mypage m ON m.consultation_id = r.consultation_id"
         " WHERE m.student_id = ?1 ORDER BY r.consultation_id, r.role DESC, r.file");
     sqlite3_bind_int64(st, 1, student);
-    GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)store_my_recording_free);
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        StoreMyRecording *r = g_new0(StoreMyRecording, 1);
-        r->consultation_id = sqlite3_column_int64(st, 0);
-        r->file = store_col_strdup(st, 1);
-        r->role = store_col_strdup(st, 2);
-        r->duration_ms = sqlite3_column_int64(st, 3);
-        r->size = sqlite3_column_int64(st, 4);
-        r->offset_ms = sqlite3_column_int64(st, 5);
-        g_ptr_array_add(out, r);
-    }
-    if (rc != SQLITE_DONE) {
-        store_set_error(s, error, "my page recordings");
-        g_clear_pointer(&out, g_ptr_array_unref);
-    }
-    sqlite3_reset(st);
-    return out;
+    return STORE_COLLECT(s, st, my_recording_from_row, store_my_recording_free,
+                         "my page recordings", error);
 }

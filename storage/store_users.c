@@ -121,16 +121,7 @@ store_user_list(Store *s, GError **error)
 {
     sqlite3_stmt *st = store_stmt(s,
         "SELECT " USER_COLS " FROM users WHERE deleted_at IS NULL ORDER BY id");
-    GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)store_user_free);
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        g_ptr_array_add(out, user_from_row(st));
-    if (rc != SQLITE_DONE) {
-        store_set_error(s, error, "list users");
-        g_clear_pointer(&out, g_ptr_array_unref);
-    }
-    sqlite3_reset(st);
-    return out;
+    return STORE_COLLECT(s, st, user_from_row, store_user_free, "list users", error);
 }
 
 gint64

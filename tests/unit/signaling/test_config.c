@@ -79,6 +79,20 @@ test_bad_values(void)
 }
 
 static void
+test_bool_flags(void)
+{
+    g_autoptr(GError) err = NULL;
+    const char *a1[] = {"--demo", "--record=false", NULL};
+    g_autoptr(SigConfig) c = load(a1, &err);
+    g_assert_no_error(err);
+    g_assert_true(c->demo);
+    g_assert_false(c->record);
+    const char *a2[] = {"--record=perhaps", NULL};
+    g_assert_null(load(a2, &err));
+    g_assert_nonnull(err);
+}
+
+static void
 test_public_url_trailing_slash(void)
 {
     g_autoptr(GError) err = NULL;
@@ -96,5 +110,6 @@ main(int argc, char **argv)
     g_test_add_func("/config/precedence", test_precedence);
     g_test_add_func("/config/bad-values", test_bad_values);
     g_test_add_func("/config/public-url-trailing-slash", test_public_url_trailing_slash);
+    g_test_add_func("/config/bool-flags", test_bool_flags);
     return g_test_run();
 }
