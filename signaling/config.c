@@ -89,6 +89,10 @@ static const CfgOpt opts[] = {
      "seconds a live consultation may have nobody publishing before it ends itself"},
     {"record", CFG_BOOL, OFF(record), "true", 0, 0,
      "record every consultation to WebM files under data-dir/recordings"},
+    {"retention-days", CFG_INT, OFF(retention_days), "0", 0, 36500,
+     "delete recordings older than this many days (0 keeps them)"},
+    {"retention-max-bytes", CFG_INT, OFF(retention_max_bytes), "0", 0, G_MAXINT64,
+     "delete the oldest recordings while they take more than this (0: no quota)"},
     {"demo", CFG_BOOL, OFF(demo), "false", 0, 0,
      "seed and print demo accounts (password 'demo'); never in production"},
 };
@@ -238,7 +242,8 @@ sig_config_load(int *argc, char ***argv, GError **error)
         "Subcommands:\n"
         "  user add --role ROLE --username U [--display-name N]  (password on stdin)\n"
         "  user list\n"
-        "  rebuild-projections\n\n"
+        "  rebuild-projections\n"
+        "  prune-recordings   (apply retention-days / retention-max-bytes now)\n\n"
         "Every option can also be set as CONSULTD_<NAME> in the environment\n"
         "or as NAME=VALUE in group [consultd] of the config file.");
     g_option_context_add_main_entries(ctx, entries, NULL);

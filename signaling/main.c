@@ -145,6 +145,13 @@ domain_metrics(SigApp *app, GString *out)
                                store_consultation_count(app->store, sts[i]));
 }
 
+static gboolean
+retention_tick(gpointer data)
+{
+    sig_recordings_prune(data);
+    return G_SOURCE_CONTINUE;
+}
+
 static int
 serve(SigApp *app)
 {
@@ -183,6 +190,8 @@ serve(SigApp *app)
     guint sig_term = g_unix_signal_add(SIGTERM, on_signal, app);
     guint sig_int = g_unix_signal_add(SIGINT, on_signal, app);
     guint purge = g_timeout_add_seconds(600, purge_sessions, app);
+    guint retention = g_timeout_add_seconds(3600, retention_tick, app);
+    sig_recordings_prune(app);
     fprintf(stderr, "consultd %s: listening on %s (data dir %s)\n", CONSULTD_VERSION,
             app->cfg->public_url, app->cfg->data_dir);
     g_main_loop_run(app->loop);
@@ -190,6 +199,7 @@ serve(SigApp *app)
     g_source_remove(sig_term);
     g_source_remove(sig_int);
     g_source_remove(purge);
+    g_source_remove(retention);
     g_clear_pointer(&app->consult, sig_consult_free);
     g_clear_pointer(&app->media, sig_media_free);
     g_clear_pointer(&app->http, sig_http_stop);
@@ -357,6 +367,11 @@ main(int argc, char **argv)
         app.loop = g_main_loop_new(NULL, FALSE);
         rc = serve(&app);
         g_main_loop_unref(app.loop);
+    } else if (!strcmp(sub, "prune-recordings")) {
+        guint n = sig_recordings_prune(&app);
+        printf("deleted %u recording(s); %" G_GINT64_FORMAT " bytes kept\n", n,
+               store_recordings_bytes(app.store));
+        rc = 0;
     } else if (!strcmp(sub, "rebuild-projections")) {
         if (store_rebuild_projections(app.store, &err)) {
             printf("rebuilt the read models from %" G_GINT64_FORMAT " events\n",

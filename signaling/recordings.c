@@ -15,8 +15,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <gio/gio.h>
+#include <glib/gstdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "events.h"
@@ -305,4 +307,83 @@ sig_h_recording_file(SigReq *r)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
     }
     sig_reply_response(r, rr > 0 ? 206 : 200, resp);
+}
+
+/* --------------------------------------------------------------- retention */
+
+guint
+sig_recordings_prune(SigApp *app)
+{
+    const SigConfig *cfg = app->cfg;
+    if (!cfg->retention_days && !cfg->retention_max_bytes)
+        return 0;
+    g_autoptr(GPtrArray) rows = store_recordings_ready_oldest(app->store, NULL);
+    gint64 total = store_recordings_bytes(app->store);
+    gint64 cutoff = cfg->retention_days ? store_now_ms() - cfg->retention_days * 86400000LL : 0;
+    guint n = 0;
+    for (guint i = 0; rows && i < rows->len; i++) {
+        StoreRecording *r = rows->pdata[i];
+        const char *why = r->created_at < cutoff ? "max_age"
+                        : cfg->retention_max_bytes && total > cfg->retention_max_bytes ? "quota"
+                                                                                       : NULL;
+        if (!why)
+            continue;
+        g_autofree char *path = recording_path(app, r->consultation_id, r->file);
+        if (g_unlink(path) != 0 && errno != ENOENT) {
+            g_warning("retention: cannot delete %s: %s", path, g_strerror(errno));
+            continue;
+        }
+        g_autoptr(GError) err = NULL;
+        if (!store_recording_deleted(app->store, r->id, why, &err)) {
+            g_warning("retention: %s", err->message);
+            continue;
+        }
+        total -= r->size;
+        n++;
+        g_message("retention: deleted recording %" G_GINT64_FORMAT "/%s (%s)",
+                  r->consultation_id, r->file, why);
+    }
+    if (n)
+        sig_events_kick(app);
+    return n;
+}
+
+void
+sig_h_retention_run(SigReq *r)
+{
+    guint n = sig_recordings_prune(r->app);
+    sig_reply_json(r, 200, json_pack("{s:I, s:I}", "deleted", (json_int_t)n, "bytes",
+                                     (json_int_t)store_recordings_bytes(r->app->store)));
+}
+
+void
+sig_h_admin_recordings(SigReq *r)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GPtrArray) rows = store_recordings_all(r->app->store, 500, &err);
+    if (!rows) {
+        sig_reply_store_error(r, err);
+        return;
+    }
+    json_t *arr = json_array();
+    for (guint i = 0; i < rows->len; i++) {
+        StoreRecording *x = rows->pdata[i];
+        json_t *j = sig_recording_json(x->consultation_id, x->file, x->role, x->state,
+                                       x->duration_ms, x->size, x->offset_ms);
+        json_object_set_new(j, "consultation_id", json_integer(x->consultation_id));
+        json_object_set_new(j, "created_at", sig_json_time(x->created_at));
+        if (*x->reason)
+            json_object_set_new(j, "reason", json_string(x->reason));
+        json_array_append_new(arr, j);
+    }
+    struct statvfs vfs;
+    json_t *disk = json_null();
+    if (statvfs(r->app->cfg->data_dir, &vfs) == 0)
+        disk = json_pack("{s:I, s:I}", "free_bytes", (json_int_t)vfs.f_bavail * vfs.f_frsize,
+                         "total_bytes", (json_int_t)vfs.f_blocks * vfs.f_frsize);
+    sig_reply_json(r, 200, json_pack("{s:o, s:I, s:o, s:{s:I, s:I}}", "recordings", arr,
+                                     "bytes", (json_int_t)store_recordings_bytes(r->app->store),
+                                     "disk", disk, "retention", "days",
+                                     (json_int_t)r->app->cfg->retention_days, "max_bytes",
+                                     (json_int_t)r->app->cfg->retention_max_bytes));
 }

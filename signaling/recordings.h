@@ -20,5 +20,12 @@ json_t *sig_recording_json(gint64 consultation, const char *file, const char *ro
  * 0 to serve everything, -1 when unsatisfiable. */
 int sig_parse_range(const char *header, gint64 size, gint64 *from, gint64 *to);
 
+/* Applies retention (retention-days, retention-max-bytes): deletes the
+ * oldest ready recordings that are too old or over the quota, with a
+ * recording.deleted event each.  Returns how many were deleted. */
+guint sig_recordings_prune(SigApp *app);
+
 void sig_h_recordings_list(SigReq *r);
+void sig_h_retention_run(SigReq *r);
+void sig_h_admin_recordings(SigReq *r);
 void sig_h_recording_file(SigReq *r);

@@ -239,6 +239,15 @@ GPtrArray *store_recordings_list(Store *s, gint64 consultation, GError **error);
 StoreRecording *store_recording_get_ready(Store *s, gint64 consultation, const char *file);
 /* Recordings left in recording/processing (by a crash). */
 GPtrArray *store_recordings_unfinished(Store *s);
+/* Every recording, newest first (admin view); ready ones oldest first
+ * (retention). */
+GPtrArray *store_recordings_all(Store *s, guint limit, GError **error);
+GPtrArray *store_recordings_ready_oldest(Store *s, GError **error);
+/* Bytes held by ready recordings. */
+gint64 store_recordings_bytes(Store *s);
+/* Marks a ready recording deleted (the caller removed the file) and appends
+ * recording.deleted with REASON (a fixed word). */
+gboolean store_recording_deleted(Store *s, gint64 id, const char *reason, GError **error);
 
 typedef struct {
     gint64 consultation_id;

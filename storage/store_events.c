@@ -193,6 +193,13 @@ project(Store *s, const StoreEvent *e, GError **error)
                stats_add(s, e->teacher_id, 0, 1, error);
     if (!strcmp(t, "recording.ready"))
         return project_recording(s, e, error);
+    if (!strcmp(t, "recording.deleted")) {
+        sqlite3_stmt *st = store_stmt(s, "DELETE FROM mypage_recordings WHERE"
+                                         " consultation_id = ?1 AND file = json_extract(?2, '$.file')");
+        sqlite3_bind_int64(st, 1, e->consultation_id);
+        sqlite3_bind_text(st, 2, e->payload, -1, SQLITE_STATIC);
+        return store_step_done(s, st, error, "mypage recording deleted");
+    }
     if (!strcmp(t, "consultation.declined") || !strcmp(t, "consultation.canceled") ||
         !strcmp(t, "consultation.expired"))
         return mypage_update(s, e, FALSE, TRUE, error);

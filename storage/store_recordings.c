@@ -17,6 +17,9 @@
 static const char *const states[] = {"recording", "processing", "ready", "failed",
                                      "empty", NULL};
 
+/* A ready recording may later be deleted by retention:
+ *     ready --retention--> deleted      (recording.deleted) */
+
 static gboolean
 terminal(const char *st)
 {
@@ -205,4 +208,68 @@ store_mypage_recordings(Store *s, gint64 student, GError **error)
     sqlite3_bind_int64(st, 1, student);
     return STORE_COLLECT(s, st, my_recording_from_row, store_my_recording_free,
                          "my page recordings", error);
+}
+
+GPtrArray *
+store_recordings_all(Store *s, guint limit, GError **error)
+{
+    sqlite3_stmt *st = store_stmt(s, "SELECT " REC_COLS " FROM recordings ORDER BY id DESC"
+                                     " LIMIT ?1");
+    sqlite3_bind_int64(st, 1, limit);
+    return rec_rows(s, st, error);
+}
+
+GPtrArray *
+store_recordings_ready_oldest(Store *s, GError **error)
+{
+    return rec_rows(s, store_stmt(s, "SELECT " REC_COLS " FROM recordings"
+                                     " WHERE state = 'ready' ORDER BY created_at, id"), error);
+}
+
+gint64
+store_recordings_bytes(Store *s)
+{
+    sqlite3_stmt *st = store_stmt(s, "SELECT coalesce(sum(size), 0) FROM recordings"
+                                     " WHERE state = 'ready'");
+    gint64 n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    return n;
+}
+
+gboolean
+store_recording_deleted(Store *s, gint64 id, const char *reason, GError **error)
+{
+    g_return_val_if_fail(plain(reason), FALSE);
+    gboolean began;
+    if (!store_autobegin(s, &began, error))
+        return FALSE;
+    sqlite3_stmt *st = store_stmt(s, "SELECT " REC_COLS " FROM recordings WHERE id = ?1"
+                                     " AND state = 'ready'");
+    sqlite3_bind_int64(st, 1, id);
+    g_autoptr(StoreRecording) r = sqlite3_step(st) == SQLITE_ROW ? rec_from_row(st) : NULL;
+    sqlite3_reset(st);
+    g_autoptr(StoreConsultation) c = r ? store_consultation_get(s, r->consultation_id, NULL)
+                                       : NULL;
+    gboolean ok = c != NULL;
+    if (!ok)
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "no ready recording %"
+                    G_GINT64_FORMAT, id);
+    if (ok) {
+        st = store_stmt(s, "UPDATE recordings SET state = 'deleted', reason = ?2,"
+                           " updated_at = ?3 WHERE id = ?1");
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_text(st, 2, reason, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, store_now_ms());
+        ok = store_step_done(s, st, error, "recording deleted");
+    }
+    if (ok) {
+        g_autofree char *payload = g_strdup_printf(
+            "{\"consultation_id\":%" G_GINT64_FORMAT ",\"teacher_id\":%" G_GINT64_FORMAT
+            ",\"student_id\":%" G_GINT64_FORMAT ",\"role\":\"%s\",\"file\":\"%s\","
+            "\"size\":%" G_GINT64_FORMAT ",\"reason\":\"%s\"}",
+            c->id, c->teacher_id, c->student_id, r->role, r->file, r->size, reason);
+        ok = store_event_append(s, "recording.deleted", c->teacher_id, c->student_id, c->id,
+                                payload, error);
+    }
+    return store_autocommit(s, began, ok, error);
 }

@@ -336,7 +336,8 @@ async function replayView(id) {
 
 // ------------------------------------------------------------------ admin
 async function adminView() {
-  const users = h('tbody'), live = h('tbody'), hooks = h('tbody'), workers = h('tbody');
+  const users = h('tbody'), live = h('tbody'), hooks = h('tbody'), workers = h('tbody'), recs = h('tbody');
+  const disk = h('p', { id: 'disk-use', class: 'muted' });
   const form = h('form', { class: 'row', id: 'new-user' },
     h('input', { name: 'username', placeholder: t('username'), 'aria-label': t('username'), required: true }),
     h('input', { name: 'password', type: 'password', placeholder: t('password'), 'aria-label': t('password'), required: true }),
@@ -348,6 +349,7 @@ async function adminView() {
   view.append(h('h1', { text: t('users') }), form, msg, table(['id', t('username'), t('role'), t('display_name'), ''], users),
     h('h2', { text: t('live') }), table(['id', t('teacher'), t('student'), t('when')], live),
     h('h2', { text: t('media_workers') }), table(['#', 'pid', 'ready', 'consultations'], workers),
+    h('h2', { text: t('recordings') }), disk, table(['#', 'file', t('status'), 'MB', t('duration')], recs),
     h('h2', { text: t('webhooks') }), table(['event', 'url', 'state', 'attempts', 'error'], hooks));
   form.addEventListener('submit', async ev => {
     ev.preventDefault();
@@ -358,8 +360,14 @@ async function adminView() {
     render();
   });
   async function render() {
-    const [u, l, w, d] = await Promise.all([api('GET', '/api/users'), api('GET', '/api/consultations?status=live'),
-      api('GET', '/api/admin/media-workers'), api('GET', '/api/admin/webhook-deliveries')]);
+    const [u, l, w, d, rc] = await Promise.all([api('GET', '/api/users'), api('GET', '/api/consultations?status=live'),
+      api('GET', '/api/admin/media-workers'), api('GET', '/api/admin/webhook-deliveries'),
+      api('GET', '/api/admin/recordings')]);
+    const mb = b => (b / 1048576).toFixed(1);
+    disk.textContent = rc.ok ? t('disk_use', { used: mb(rc.data.bytes), free: rc.data.disk ? mb(rc.data.disk.free_bytes) : '?' }) : '';
+    recs.replaceChildren(...(rc.data.recordings || []).slice(0, 100).map(x => h('tr', {},
+      h('td', { text: x.consultation_id }), h('td', {}, x.url ? h('a', { href: `#/replay/${x.consultation_id}`, text: x.file }) : x.file),
+      h('td', { text: x.state }), h('td', { text: mb(x.size) }), h('td', { text: fmtDur(x.duration_seconds) }))));
     users.replaceChildren(...(u.data.users || []).map(x => h('tr', {}, h('td', { text: x.id }), h('td', { text: x.username }),
       h('td', { text: x.role }), h('td', { text: x.display_name }),
       h('td', {}, x.id === me.id ? '' : h('button', { type: 'button', class: 'danger', text: t('delete'),

@@ -25,6 +25,7 @@ const I18N = {
     live: 'Live consultations', webhooks: 'Webhook deliveries', media_workers: 'Media workers',
     not_allowed: 'You may not see this.', play: 'Play', pause: 'Pause', timeline: 'Timeline',
     replay_title: 'Replay of consultation {id}', back: 'Back', error: 'Something went wrong: {m}',
+    disk_use: 'Recordings use {used} MB; {free} MB free on the disk.',
   },
   ko: {
     app_name: '상담', language: '언어', logout: '로그아웃', login: '로그인',
@@ -49,6 +50,7 @@ const I18N = {
     live: '진행 중인 상담', webhooks: '웹훅 전송', media_workers: '미디어 워커',
     not_allowed: '볼 수 없는 페이지입니다.', play: '재생', pause: '일시정지', timeline: '타임라인',
     replay_title: '상담 {id} 다시 보기', back: '뒤로', error: '문제가 생겼습니다: {m}',
+    disk_use: '녹화가 {used} MB를 사용 중이며, 디스크 여유 공간은 {free} MB입니다.',
   },
 };
 let LANG = localStorage.getItem('lang') || (navigator.language || 'en').slice(0, 2);

@@ -206,5 +206,29 @@ def repair_at_start_up_after_main_process_kill():
     assert stuck == 0
 
 
+@test
+def retention_deletes_oldest_with_events():
+    s = media_server("--retention-max-bytes", "1")  # any recording is over this quota
+    sse = SSE(s, s.login("student1"))
+    cid, tt, st, _ = record_one(s, 4)
+    s.post(f"/api/consultations/{cid}/end", token=tt)
+    wait_for(lambda: [r["state"] for r in recordings(s, cid, st)] == ["ready", "ready"], 60,
+             what="recordings ready")
+    adm = s.login("admin")
+    before = s.get("/api/admin/recordings", token=adm).json
+    assert before["bytes"] > 0 and before["disk"]["free_bytes"] > 0, before
+    assert s.get("/api/admin/recordings", token=st).status == 403
+    r = s.post("/api/admin/retention/run", token=adm)
+    assert r.status == 200 and r.json["deleted"] == 2 and r.json["bytes"] == 0, r
+    for role in ("teacher", "student"):
+        e = sse.wait_type("recording.deleted", role=role)
+        assert e["data"]["data"]["reason"] == "quota"
+        assert not os.path.exists(os.path.join(s.data_dir, "recordings", str(cid), f"{role}.webm"))
+    assert s.get(f"/recordings/{cid}/teacher.webm", token=st).status == 404
+    wait_for(lambda: s.get("/api/mypage", token=st).json["consultations"][0]["recordings"] == [], 10,
+             what="my page without the deleted recordings")
+    assert {x["state"] for x in recordings(s, cid, st)} == {"deleted"}
+
+
 if __name__ == "__main__":
     run()
