@@ -20,7 +20,9 @@ from run import CLIP, PEER, sample, server_pids  # noqa: E402
 
 
 def one(s, tid, tt, st, seconds):
-    cid = s.post("/api/consultations", {"teacher_id": tid}, token=st).json["id"]
+    r = s.post("/api/consultations", {"teacher_id": tid}, token=st)
+    assert r.status == 201, r
+    cid = r.json["id"]
     assert s.post(f"/api/consultations/{cid}/accept", token=tt).status == 200
     ps = []
     for tok in (tt, st):
@@ -38,7 +40,8 @@ def main():
     ap.add_argument("--minutes", type=float, default=10)
     a = ap.parse_args()
     subprocess.run([os.path.join(ROOT, "bench", "make-media.sh"), CLIP], check=True)
-    s = Server("--media-ice-loopback", "--log-level", "warning", "--request-rate-per-min", "100000")
+    s = Server("--media-ice-loopback", "--log-level", "warning", "--request-rate-per-min", "100000",
+               "--presence-grace", "86400", "--compose=false")
     admin = s.login("admin")
     pairs = [(2, s.login("teacher1"), s.login("student1")), (3, s.login("teacher2"), s.login("student2"))]
     for tid, tt, _ in pairs:

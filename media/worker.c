@@ -223,6 +223,46 @@ finalize_one(const char *path)
 }
 
 static void
+print_progress(int percent, gpointer data)
+{
+    printf("progress %d\n", percent);
+    fflush(stdout);
+}
+
+/* consultd-media --compose OUT --input A@0 --input B@1200: the background
+ * combined file.  Lines on stdout: "progress N" as it goes, then
+ * "ready <duration_ms> <size>" or "failed 0 0 <reason>". */
+static int
+compose_one(const char *out, char **inputs)
+{
+    guint n = inputs ? g_strv_length(inputs) : 0;
+    g_autofree const char **files = g_new0(const char *, n + 1);
+    g_autofree gint64 *offsets = g_new0(gint64, n + 1);
+    for (guint i = 0; i < n; i++) {
+        char *at = strrchr(inputs[i], '@');
+        if (at) {
+            *at = '\0';
+            offsets[i] = g_ascii_strtoll(at + 1, NULL, 10);
+        }
+        files[i] = inputs[i];
+    }
+    g_autofree char *tmp = g_strconcat(out, ".part", NULL);
+    gint64 duration = 0, size = 0;
+    g_autoptr(GError) err = NULL;
+    gboolean ok = n > 0 && rec_compose(files, offsets, n, tmp, print_progress, NULL, &duration,
+                                       &size, &err);
+    if (ok && rename(tmp, out) != 0)
+        ok = FALSE;
+    if (!ok)
+        unlink(tmp);
+    if (ok)
+        printf("ready %" G_GINT64_FORMAT " %" G_GINT64_FORMAT "\n", duration, size);
+    else
+        printf("failed 0 0 %s\n", err ? err->message : "no inputs");
+    return 0;
+}
+
+static void
 room_free_cb(gpointer p)
 {
     media_room_free(p);
@@ -237,7 +277,8 @@ main(int argc, char **argv)
     gint min_port = 0, max_port = 0, timeout = 15;
     gboolean loopback = FALSE;
     g_autofree char *addresses = NULL, *public_ip = NULL, *stun = NULL;
-    g_autofree char *recordings = NULL, *finalize = NULL;
+    g_autofree char *recordings = NULL, *finalize = NULL, *compose = NULL;
+    g_auto(GStrv) inputs = NULL;
     GOptionEntry entries[] = {
         {"fd", 0, 0, G_OPTION_ARG_INT, &fd, "socket to the main process", "FD"},
         {"ice-loopback", 0, 0, G_OPTION_ARG_NONE, &loopback, "offer 127.0.0.1", NULL},
@@ -250,6 +291,10 @@ main(int argc, char **argv)
         {"recordings-dir", 0, 0, G_OPTION_ARG_FILENAME, &recordings, "where to record", "DIR"},
         {"finalize", 0, 0, G_OPTION_ARG_FILENAME, &finalize,
          "repair and finalize one recording, print the outcome, exit", "FILE"},
+        {"compose", 0, 0, G_OPTION_ARG_FILENAME, &compose,
+         "compose --input files side by side into FILE, print progress, exit", "FILE"},
+        {"input", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &inputs, "with --compose: FILE@OFFSET_MS",
+         "F@MS"},
         G_OPTION_ENTRY_NULL};
     g_autoptr(GOptionContext) ctx = g_option_context_new("- consultd media worker");
     g_option_context_add_main_entries(ctx, entries, NULL);
@@ -257,6 +302,8 @@ main(int argc, char **argv)
     gboolean parsed = g_option_context_parse(ctx, &argc, &argv, &err);
     if (parsed && finalize)
         return finalize_one(finalize);
+    if (parsed && compose)
+        return compose_one(compose, inputs);
     if (!parsed || fd < 0) {
         fprintf(stderr, "consultd-media: %s\n", err ? err->message : "--fd is required");
         return 2;

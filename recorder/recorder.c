@@ -481,3 +481,118 @@ rec_finalize_file(const char *in, const char *out, gint64 *duration_ms, gint64 *
         return "empty";
     return "ready";
 }
+
+/* ------------------------------------------------------------ composing */
+
+typedef struct {
+    GstElement *pipe, *vmix, *amix;
+    gint64 offset_ns;
+    guint index;
+} ComposeInput;
+
+static void
+on_decoded_pad(GstElement *dec, GstPad *pad, gpointer data)
+{
+    ComposeInput *in = data;
+    g_autoptr(GstCaps) caps = gst_pad_get_current_caps(pad);
+    if (!caps)
+        caps = gst_pad_query_caps(pad, NULL);
+    const char *name = gst_structure_get_name(gst_caps_get_structure(caps, 0));
+    gboolean video = g_str_has_prefix(name, "video/");
+    if (!video && !g_str_has_prefix(name, "audio/"))
+        return;
+    const char *chain = video
+        ? "videoconvert ! videoscale ! videorate ! video/x-raw,width=640,height=480,framerate=30/1"
+        : "audioconvert ! audioresample ! audio/x-raw,rate=48000,channels=2";
+    GstElement *bin = gst_parse_bin_from_description(chain, TRUE, NULL);
+    gst_bin_add(GST_BIN(in->pipe), bin);
+    gst_element_sync_state_with_parent(bin);
+    GstPad *sink = gst_element_get_static_pad(bin, "sink");
+    gst_pad_link(pad, sink);
+    gst_object_unref(sink);
+    GstPad *src = gst_element_get_static_pad(bin, "src");
+    /* Place this participant on the common timeline. */
+    gst_pad_set_offset(src, in->offset_ns);
+    GstPad *mp = gst_element_request_pad_simple(video ? in->vmix : in->amix, "sink_%u");
+    if (video)
+        g_object_set(mp, "xpos", (int)(640 * in->index), "ypos", 0, NULL);
+    gst_pad_link(src, mp);
+    gst_object_unref(src);
+    gst_object_unref(mp);
+}
+
+gboolean
+rec_compose(const char *const *inputs, const gint64 *offsets_ms, guint n_inputs,
+            const char *out, void (*progress)(int percent, gpointer data), gpointer data,
+            gint64 *duration_ms, gint64 *size, GError **error)
+{
+    *duration_ms = *size = 0;
+    g_autofree char *esc = g_strescape(out, NULL);
+    g_autofree char *desc = g_strdup_printf(
+        "compositor name=vmix background=black ! video/x-raw,width=%u,height=480 ! "
+        "videoconvert ! vp8enc deadline=1 cpu-used=8 target-bitrate=1200000 threads=1 ! "
+        "queue ! mux. audiomixer name=amix ! audioconvert ! opusenc ! queue ! mux. "
+        "webmmux name=mux ! filesink location=\"%s\"", 640 * MAX(n_inputs, 1), esc);
+    GError *perr = NULL;
+    GstElement *pipe = gst_parse_launch(desc, &perr);
+    if (!pipe) {
+        g_propagate_error(error, perr);
+        return FALSE;
+    }
+    g_clear_error(&perr);
+    GstElement *vmix = gst_bin_get_by_name(GST_BIN(pipe), "vmix");
+    GstElement *amix = gst_bin_get_by_name(GST_BIN(pipe), "amix");
+    ComposeInput *ins = g_new0(ComposeInput, n_inputs);
+    gint64 total_ms = 0;
+    for (guint i = 0; i < n_inputs; i++) {
+        ins[i] = (ComposeInput){pipe, vmix, amix, offsets_ms[i] * GST_MSECOND, i};
+        GstElement *src = gst_element_factory_make("filesrc", NULL);
+        GstElement *dec = gst_element_factory_make("decodebin", NULL);
+        g_object_set(src, "location", inputs[i], NULL);
+        gst_bin_add_many(GST_BIN(pipe), src, dec, NULL);
+        gst_element_link(src, dec);
+        g_signal_connect(dec, "pad-added", G_CALLBACK(on_decoded_pad), &ins[i]);
+    }
+    GstBus *bus = gst_pipeline_get_bus(GST_PIPELINE(pipe));
+    gst_element_set_state(pipe, GST_STATE_PLAYING);
+    gboolean ok = FALSE, done = FALSE;
+    while (!done) {
+        GstMessage *msg = gst_bus_timed_pop_filtered(bus, GST_SECOND,
+                                                     GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+        if (msg && GST_MESSAGE_TYPE(msg) == GST_MESSAGE_EOS) {
+            ok = done = TRUE;
+        } else if (msg) {
+            GError *e = NULL;
+            gst_message_parse_error(msg, &e, NULL);
+            g_propagate_error(error, e);
+            done = TRUE;
+        } else if (progress) {
+            gint64 pos = 0, dur = 0;
+            if (gst_element_query_position(pipe, GST_FORMAT_TIME, &pos) &&
+                gst_element_query_duration(pipe, GST_FORMAT_TIME, &dur) && dur > 0) {
+                total_ms = dur / GST_MSECOND;
+                progress((int)MIN(99, 100 * pos / dur), data);
+            }
+        }
+        if (msg)
+            gst_message_unref(msg);
+    }
+    gst_element_set_state(pipe, GST_STATE_NULL);
+    gst_object_unref(bus);
+    gst_object_unref(vmix);
+    gst_object_unref(amix);
+    gst_object_unref(pipe);
+    g_free(ins);
+    if (!ok)
+        return FALSE;
+    GStatBuf st;
+    if (g_stat(out, &st) == 0)
+        *size = st.st_size;
+    g_autoptr(GstDiscoverer) disc = gst_discoverer_new(30 * GST_SECOND, NULL);
+    g_autofree char *uri = gst_filename_to_uri(out, NULL);
+    g_autoptr(GstDiscovererInfo) info = disc ? gst_discoverer_discover_uri(disc, uri, NULL) : NULL;
+    *duration_ms = info ? (gint64)(gst_discoverer_info_get_duration(info) / GST_MSECOND) : total_ms;
+    if (progress)
+        progress(100, data);
+    return TRUE;
+}

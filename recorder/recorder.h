@@ -45,3 +45,12 @@ void rec_stop(RecRecording *rec, guint timeout_ms, RecDone done, gpointer data);
  * "failed" (with ERROR set); fills DURATION_MS and SIZE for "ready". */
 const char *rec_finalize_file(const char *in, const char *out, gint64 *duration_ms,
                               gint64 *size, GError **error);
+
+/* Composes a consultation's recordings into one file for download: videos
+ * side by side (each scaled to 640x480, placed by its offset), audio mixed,
+ * re-encoded to VP8/Opus WebM.  N_INPUTS files with their start offsets in
+ * ms.  PROGRESS (0-100) is called from the calling thread as it goes.
+ * Returns TRUE and fills DURATION_MS and SIZE, or FALSE with ERROR. */
+gboolean rec_compose(const char *const *inputs, const gint64 *offsets_ms, guint n_inputs,
+                     const char *out, void (*progress)(int percent, gpointer data),
+                     gpointer data, gint64 *duration_ms, gint64 *size, GError **error);

@@ -89,6 +89,8 @@ static const CfgOpt opts[] = {
      "seconds a live consultation may have nobody publishing before it ends itself"},
     {"record", CFG_BOOL, OFF(record), "true", 0, 0,
      "record every consultation to WebM files under data-dir/recordings"},
+    {"compose", CFG_BOOL, OFF(compose), "true", 0, 0,
+     "after a consultation, make one side-by-side file of it (nice'd, one at a time)"},
     {"retention-days", CFG_INT, OFF(retention_days), "0", 0, 36500,
      "delete recordings older than this many days (0 keeps them)"},
     {"retention-max-bytes", CFG_INT, OFF(retention_max_bytes), "0", 0, G_MAXINT64,

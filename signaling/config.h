@@ -41,6 +41,7 @@ typedef struct SigConfig {
     gint64 media_timeout;     /* seconds without RTP: a participant is gone */
     gint64 media_end_grace;   /* seconds a live consultation may be empty */
     gboolean record;          /* record every consultation */
+    gboolean compose;         /* make a combined side-by-side file afterwards */
     gint64 retention_days;    /* delete recordings older than this (0: never) */
     gint64 retention_max_bytes; /* keep recordings under this total (0: no cap) */
     gboolean demo;

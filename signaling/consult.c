@@ -406,8 +406,10 @@ transition(SigReq *r, StoreConsultStatus to, Who who, const char *reason)
         return;
     }
     sig_events_kick(r->app);
-    if (to != STORE_CONSULT_LIVE)
+    if (to != STORE_CONSULT_LIVE) {
         sig_media_end(r->app, c->id); /* a closed consultation has no media */
+        sig_recordings_compose_maybe(r->app, c->id);
+    }
     g_autoptr(StoreConsultation) now = store_consultation_get(r->app->store, c->id, NULL);
     sig_reply_json(r, 200, sig_consultation_json(now));
 }

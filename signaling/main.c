@@ -180,6 +180,7 @@ serve(SigApp *app)
     app->consult = sig_consult_new(app);
     sig_media_new(app);
     sig_recordings_repair(app, NULL); /* whatever a crash left unfinished */
+    sig_recordings_compose_resume(app);
     sig_ops_add_ready_check("media", sig_media_ready);
     sig_ops_add_metrics(sig_media_metrics);
     sig_ops_add_metrics(domain_metrics);

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "events.h"
@@ -62,6 +63,8 @@ sig_recording_report(SigApp *app, gint64 consultation, const char *role, const c
     g_info("recording %" G_GINT64_FORMAT "/%s: %s%s%s", consultation, file, state,
            reason && *reason ? ": " : "", reason ? reason : "");
     sig_events_kick(app);
+    if (strcmp(role, "combined") && strcmp(state, "recording") && strcmp(state, "processing"))
+        sig_recordings_compose_maybe(app, consultation);
 }
 
 static void repair_next(SigApp *app);
@@ -132,6 +135,8 @@ sig_recordings_repair(SigApp *app, GHashTable *only)
         StoreRecording *rec = rows->pdata[i];
         if (only && !g_hash_table_contains(only, &rec->consultation_id))
             continue;
+        if (!strcmp(rec->role, "combined"))
+            continue; /* composing is redone, not repaired: see compose_resume() */
         gboolean queued = FALSE;
         for (GList *l = repairs.head; l; l = l->next) {
             Repair *q = l->data;
@@ -200,6 +205,9 @@ sig_h_recordings_list(SigReq *r)
                                        x->size, x->offset_ms);
         if (*x->reason)
             json_object_set_new(j, "reason", json_string(x->reason));
+        if (!strcmp(x->role, "combined") && !strcmp(x->state, "processing"))
+            json_object_set_new(j, "progress",
+                                json_integer(MAX(0, sig_recordings_compose_progress(c->id))));
         json_array_append_new(arr, j);
     }
     sig_reply_json(r, 200, json_pack("{s:I, s:o}", "consultation_id", (json_int_t)c->id,
@@ -386,4 +394,172 @@ sig_h_admin_recordings(SigReq *r)
                                      "disk", disk, "retention", "days",
                                      (json_int_t)r->app->cfg->retention_days, "max_bytes",
                                      (json_int_t)r->app->cfg->retention_max_bytes));
+}
+
+/* ----------------------------------------------------------- composing */
+
+/* The combined file: once a consultation is closed and its participants'
+ * recordings are settled, `consultd-media --compose` runs as a child at the
+ * lowest CPU priority, one at a time, so it never takes CPU from live
+ * consultations.  Its progress lines are kept in memory for the API. */
+
+typedef struct {
+    SigApp *app;
+    gint64 consultation;
+    GSubprocess *proc;
+    GDataInputStream *out;
+    char *last;
+} Compose;
+
+static GQueue composes = G_QUEUE_INIT; /* gint64 * consultation ids */
+static Compose *composing;
+static int compose_progress = -1;
+static gint64 compose_id;
+
+int
+sig_recordings_compose_progress(gint64 consultation)
+{
+    return composing && compose_id == consultation ? compose_progress : -1;
+}
+
+static void compose_next(SigApp *app);
+
+static void
+compose_finish(Compose *c)
+{
+    SigApp *app = c->app;
+    char state[16] = "failed", reason[256] = "the composer stopped";
+    gint64 duration = 0, size = 0;
+    if (c->last)
+        sscanf(c->last, "%15s %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %255[^\n]", state,
+               &duration, &size, reason);
+    if (strcmp(state, "ready"))
+        g_strlcpy(state, "failed", sizeof state);
+    sig_recording_report(app, c->consultation, "combined", "combined.webm", state,
+                         strcmp(state, "ready") ? reason : NULL, 0, duration, size);
+    g_clear_object(&c->out);
+    g_clear_object(&c->proc);
+    g_free(c->last);
+    g_free(c);
+    composing = NULL;
+    compose_progress = -1;
+    compose_next(app);
+}
+
+static void
+compose_line(GObject *src, GAsyncResult *res, gpointer data)
+{
+    Compose *c = data;
+    g_autofree char *line = g_data_input_stream_read_line_finish(G_DATA_INPUT_STREAM(src), res,
+                                                                 NULL, NULL);
+    if (!line) {
+        compose_finish(c);
+        return;
+    }
+    if (g_str_has_prefix(line, "progress "))
+        compose_progress = atoi(line + 9);
+    else {
+        g_free(c->last);
+        c->last = g_steal_pointer(&line);
+    }
+    g_data_input_stream_read_line_async(c->out, G_PRIORITY_LOW, NULL, compose_line, c);
+}
+
+static void
+lowest_priority(gpointer data)
+{
+    /* In the child, before exec: the composer only gets idle CPU. */
+    if (nice(19) == -1)
+        return;
+}
+
+static void
+compose_next(SigApp *app)
+{
+    if (composing || g_queue_is_empty(&composes) || app->stopping)
+        return;
+    gint64 *id = g_queue_pop_head(&composes);
+    gint64 cid = *id;
+    g_free(id);
+    g_autoptr(GPtrArray) recs = store_recordings_list(app->store, cid, NULL);
+    g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
+    g_ptr_array_add(argv, g_strdup(sig_media_worker_bin(app)));
+    g_ptr_array_add(argv, g_strdup("--compose"));
+    g_ptr_array_add(argv, recording_path(app, cid, "combined.webm"));
+    gint64 base = G_MAXINT64;
+    for (guint i = 0; recs && i < recs->len; i++) {
+        StoreRecording *r = recs->pdata[i];
+        if (!strcmp(r->state, "ready") && strcmp(r->role, "combined"))
+            base = MIN(base, r->offset_ms);
+    }
+    /* Teacher first: the left half of the picture. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (guint i = 0; recs && i < recs->len; i++) {
+            StoreRecording *r = recs->pdata[i];
+            if (strcmp(r->state, "ready") || strcmp(r->role, pass ? "student" : "teacher"))
+                continue;
+            g_autofree char *p = recording_path(app, cid, r->file);
+            g_ptr_array_add(argv, g_strdup("--input"));
+            g_ptr_array_add(argv, g_strdup_printf("%s@%" G_GINT64_FORMAT, p, r->offset_ms - base));
+            break; /* the first file of each participant */
+        }
+    }
+    g_ptr_array_add(argv, NULL);
+    g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE);
+    g_subprocess_launcher_set_child_setup(l, lowest_priority, NULL, NULL);
+    g_autoptr(GError) err = NULL;
+    GSubprocess *p = g_subprocess_launcher_spawnv(l, (const char *const *)argv->pdata, &err);
+    if (!p) {
+        sig_recording_report(app, cid, "combined", "combined.webm", "failed", err->message, 0, 0, 0);
+        compose_next(app);
+        return;
+    }
+    Compose *c = g_new0(Compose, 1);
+    c->app = app;
+    c->consultation = cid;
+    c->proc = p;
+    c->out = g_data_input_stream_new(g_subprocess_get_stdout_pipe(p));
+    composing = c;
+    compose_id = cid;
+    compose_progress = 0;
+    g_data_input_stream_read_line_async(c->out, G_PRIORITY_LOW, NULL, compose_line, c);
+}
+
+void
+sig_recordings_compose_maybe(SigApp *app, gint64 consultation)
+{
+    if (!app->cfg->compose)
+        return;
+    g_autoptr(StoreConsultation) c = store_consultation_get(app->store, consultation, NULL);
+    if (!c || c->status == STORE_CONSULT_LIVE || c->status == STORE_CONSULT_INTERRUPTED ||
+        !store_recordings_settled(app->store, consultation))
+        return;
+    g_autoptr(GPtrArray) recs = store_recordings_list(app->store, consultation, NULL);
+    for (guint i = 0; recs && i < recs->len; i++) {
+        StoreRecording *r = recs->pdata[i];
+        if (!strcmp(r->role, "combined") && strcmp(r->state, "processing"))
+            return; /* done (or failed) already */
+    }
+    for (GList *l = composes.head; l; l = l->next)
+        if (*(gint64 *)l->data == consultation)
+            return;
+    if (composing && compose_id == consultation)
+        return;
+    sig_recording_report(app, consultation, "combined", "combined.webm", "processing", NULL,
+                         0, 0, 0);
+    g_queue_push_tail(&composes, g_memdup2(&consultation, sizeof consultation));
+    compose_next(app);
+}
+
+void
+sig_recordings_compose_resume(SigApp *app)
+{
+    g_autoptr(GPtrArray) rows = store_recordings_unfinished(app->store);
+    for (guint i = 0; rows && i < rows->len; i++) {
+        StoreRecording *r = rows->pdata[i];
+        if (!strcmp(r->role, "combined")) {
+            g_queue_push_tail(&composes, g_memdup2(&r->consultation_id, sizeof(gint64)));
+        }
+    }
+    compose_next(app);
 }

@@ -25,6 +25,14 @@ int sig_parse_range(const char *header, gint64 size, gint64 *from, gint64 *to);
  * recording.deleted event each.  Returns how many were deleted. */
 guint sig_recordings_prune(SigApp *app);
 
+/* Queues the combined file of CONSULTATION when it is closed and its
+ * recordings are settled (compose = true); a no-op otherwise. */
+void sig_recordings_compose_maybe(SigApp *app, gint64 consultation);
+/* Re-queues combined files a restart interrupted. */
+void sig_recordings_compose_resume(SigApp *app);
+/* 0-100 while CONSULTATION is being composed, else -1. */
+int sig_recordings_compose_progress(gint64 consultation);
+
 void sig_h_recordings_list(SigReq *r);
 void sig_h_retention_run(SigReq *r);
 void sig_h_admin_recordings(SigReq *r);

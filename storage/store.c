@@ -135,6 +135,28 @@ static const char *const migrations[] = {
     "  size INTEGER NOT NULL,"
     "  offset_ms INTEGER NOT NULL,"
     "  PRIMARY KEY (consultation_id, file)) WITHOUT ROWID;",
+
+    /* 4: a consultation's combined file is a recording too (role
+     * 'combined'); SQLite changes a CHECK by rebuilding the table. */
+    "CREATE TABLE recordings_v4 ("
+    "  id INTEGER PRIMARY KEY,"
+    "  consultation_id INTEGER NOT NULL REFERENCES consultations(id),"
+    "  role TEXT NOT NULL CHECK (role IN ('teacher','student','combined')),"
+    "  file TEXT NOT NULL,"
+    "  state TEXT NOT NULL CHECK (state IN ('recording','processing','ready',"
+    "    'failed','empty','deleted')),"
+    "  reason TEXT NOT NULL DEFAULT '',"
+    "  started_at INTEGER NOT NULL DEFAULT 0,"
+    "  duration_ms INTEGER NOT NULL DEFAULT 0,"
+    "  size INTEGER NOT NULL DEFAULT 0,"
+    "  offset_ms INTEGER NOT NULL DEFAULT 0,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  UNIQUE (consultation_id, file));"
+    "INSERT INTO recordings_v4 SELECT * FROM recordings;"
+    "DROP TABLE recordings;"
+    "ALTER TABLE recordings_v4 RENAME TO recordings;"
+    "CREATE INDEX recordings_state ON recordings(state);",
 };
 G_STATIC_ASSERT(G_N_ELEMENTS(migrations) == STORE_SCHEMA_VERSION);
 

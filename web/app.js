@@ -295,7 +295,8 @@ async function endCall(navigate) {
 async function replayView(id) {
   const r = await api('GET', `/api/consultations/${id}/recordings`);
   if (!r.ok) { view.append(h('h1', { text: t('replay') }), h('p', { class: 'error', id: 'replay-error', text: t('not_allowed') })); return; }
-  const ready = r.data.recordings.filter(x => x.state === 'ready');
+  const ready = r.data.recordings.filter(x => x.state === 'ready' && x.role !== 'combined');
+  const combined = r.data.recordings.find(x => x.role === 'combined');
   const vids = ready.map(x => Object.assign(h('video', { preload: 'auto', playsinline: true, 'data-role': x.role, 'aria-label': t(x.role) }),
     { src: x.url, _offset: x.offset_seconds, _duration: x.duration_seconds }));
   const total = Math.max(0, ...ready.map(x => x.offset_seconds + x.duration_seconds));
@@ -304,7 +305,10 @@ async function replayView(id) {
   const clock = h('span', { id: 'replay-clock', text: '0:00' });
   view.append(h('h1', { text: t('replay_title', { id }) }),
     h('div', { class: 'replay' }, ...vids.map((v, i) => h('figure', {}, v, h('figcaption', { text: t(ready[i].role) })))),
-    h('div', { class: 'row' }, play, bar, clock));
+    h('div', { class: 'row' }, play, bar, clock),
+    combined ? h('p', { id: 'combined' }, combined.url
+      ? h('a', { href: combined.url, download: `consultation-${id}.webm`, text: t('download') })
+      : t('combining', { p: combined.progress || 0 })) : null);
   // One timeline: each video shows timeline time minus its start offset.
   let playing = false, t0 = 0, base = 0;
   const now = () => playing ? base + (performance.now() - t0) / 1000 : base;

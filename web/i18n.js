@@ -26,6 +26,7 @@ const I18N = {
     not_allowed: 'You may not see this.', play: 'Play', pause: 'Pause', timeline: 'Timeline',
     replay_title: 'Replay of consultation {id}', back: 'Back', error: 'Something went wrong: {m}',
     disk_use: 'Recordings use {used} MB; {free} MB free on the disk.',
+    download: 'Download both side by side (one file)', combining: 'Preparing one combined file… {p}%',
   },
   ko: {
     app_name: '상담', language: '언어', logout: '로그아웃', login: '로그인',
@@ -51,6 +52,7 @@ const I18N = {
     not_allowed: '볼 수 없는 페이지입니다.', play: '재생', pause: '일시정지', timeline: '타임라인',
     replay_title: '상담 {id} 다시 보기', back: '뒤로', error: '문제가 생겼습니다: {m}',
     disk_use: '녹화가 {used} MB를 사용 중이며, 디스크 여유 공간은 {free} MB입니다.',
+    download: '두 화면을 한 파일로 내려받기', combining: '합친 파일을 만드는 중… {p}%',
   },
 };
 let LANG = localStorage.getItem('lang') || (navigator.language || 'en').slice(0, 2);

@@ -57,7 +57,7 @@ def record_one(s, seconds=8):
 
 @test
 def consultation_is_recorded_and_replayable():
-    s = media_server()
+    s = media_server("--compose=false")
     sse = SSE(s, s.login("student1"))
     cid, tt, st, stopped = record_one(s, 8)
     assert s.post(f"/api/consultations/{cid}/end", token=tt).status == 200
@@ -84,7 +84,7 @@ def consultation_is_recorded_and_replayable():
 
 @test
 def byte_ranges_and_access():
-    s = media_server()
+    s = media_server("--compose=false")
     cid, tt, st, _ = record_one(s, 4)
     s.post(f"/api/consultations/{cid}/end", token=tt)
     wait_for(lambda: [r["state"] for r in recordings(s, cid, st)] == ["ready", "ready"], 60,
@@ -143,7 +143,7 @@ def byte_ranges_and_access():
 
 @test
 def chromium_plays_and_seeks_both_recordings():
-    s = media_server()
+    s = media_server("--compose=false")
     cid, tt, st, _ = record_one(s, 8)
     s.post(f"/api/consultations/{cid}/end", token=tt)
     wait_for(lambda: [r["state"] for r in recordings(s, cid, st)] == ["ready", "ready"], 60,
@@ -165,7 +165,7 @@ def chromium_plays_and_seeks_both_recordings():
 
 @test
 def worker_kill_mid_recording_is_repaired():
-    s = media_server()
+    s = media_server("--compose=false")
     cid, tt, st = live_consultation(s)
     pub = peer(s, "whip", cid, tt, "publish", 60)
     wait_for(lambda: (db_recording(s, cid, "teacher.webm") or (0,))[0], 30, what="recording started")
@@ -187,7 +187,7 @@ def worker_kill_mid_recording_is_repaired():
 
 @test
 def repair_at_start_up_after_main_process_kill():
-    s = media_server()
+    s = media_server("--compose=false")
     cid, tt, st = live_consultation(s)
     pub = peer(s, "whip", cid, tt, "publish", 60)
     wait_for(lambda: (db_recording(s, cid, "teacher.webm") or (0,))[0], 30, what="recording started")
@@ -208,7 +208,7 @@ def repair_at_start_up_after_main_process_kill():
 
 @test
 def retention_deletes_oldest_with_events():
-    s = media_server("--retention-max-bytes", "1")  # any recording is over this quota
+    s = media_server("--compose=false", "--retention-max-bytes", "1")  # any recording is over this quota
     sse = SSE(s, s.login("student1"))
     cid, tt, st, _ = record_one(s, 4)
     s.post(f"/api/consultations/{cid}/end", token=tt)
@@ -228,6 +228,25 @@ def retention_deletes_oldest_with_events():
     wait_for(lambda: s.get("/api/mypage", token=st).json["consultations"][0]["recordings"] == [], 10,
              what="my page without the deleted recordings")
     assert {x["state"] for x in recordings(s, cid, st)} == {"deleted"}
+
+
+@test
+def combined_file_is_composed_in_the_background():
+    s = media_server("--compose=true")
+    sse = SSE(s, s.login("student1"))
+    cid, tt, st, _ = record_one(s, 5)
+    s.post(f"/api/consultations/{cid}/end", token=tt)
+    e = sse.wait_type("recording.ready", role="combined", timeout=120)
+    assert e["data"]["data"]["file"] == "combined.webm"
+    rec = [r for r in recordings(s, cid, st) if r["role"] == "combined"][0]
+    assert rec["state"] == "ready" and rec["url"] == f"/recordings/{cid}/combined.webm", rec
+    dur, info = discover(os.path.join(s.data_dir, "recordings", str(cid), "combined.webm"))
+    assert "Width: 1280" in info and "Height: 480" in info and "opus" in info.lower(), info
+    parts = [r for r in recordings(s, cid, st) if r["role"] != "combined"]
+    longest = max(r["offset_seconds"] + r["duration_seconds"] for r in parts) - \
+        min(r["offset_seconds"] for r in parts)
+    assert abs(dur - longest) < 1.0, (dur, longest)
+    assert s.get(f"/recordings/{cid}/combined.webm", token=st).status == 200
 
 
 if __name__ == "__main__":
