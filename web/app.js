@@ -310,22 +310,26 @@ async function replayView(id) {
       ? h('a', { href: combined.url, download: `consultation-${id}.webm`, text: t('download') })
       : t('combining', { p: combined.progress || 0 })) : null);
   // One timeline: each video shows timeline time minus its start offset.
+  // While a video plays, it is the clock (a slow decoder then slows the
+  // timeline instead of being seeked forever); between videos, the wall clock.
   let playing = false, t0 = 0, base = 0;
   const now = () => playing ? base + (performance.now() - t0) / 1000 : base;
-  function place(time) {
+  function place(time, master) {
     for (const v of vids) {
       const local = time - v._offset;
       if (local < 0 || local > v._duration) { v.pause(); if (local < 0) v.currentTime = 0; continue; }
-      if (Math.abs(v.currentTime - local) > 0.3) v.currentTime = local;
+      if (v !== master && Math.abs(v.currentTime - local) > 0.5) v.currentTime = local;
       if (playing && v.paused) v.play().catch(() => {});
       if (!playing && !v.paused) v.pause();
     }
   }
   function tick() {
+    const master = playing && vids.find(v => !v.paused && !v.seeking && v.readyState >= 2 && v.currentTime > 0);
+    if (master) { base = master.currentTime + master._offset; t0 = performance.now(); }
     const time = Math.min(now(), total);
     bar.value = String(time);
     clock.textContent = fmtDur(time);
-    place(time);
+    place(time, master);
     if (time >= total) { playing = false; base = total; play.textContent = t('play'); }
     if (playing) requestAnimationFrame(tick);
   }

@@ -17,6 +17,8 @@ ARTIFACTS = os.environ.get("E2E_ARTIFACTS", os.path.join(os.getcwd(), "e2e-scree
 @test
 def consultation_through_the_pages():
     s = media_server()
+    xss = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script> Math & more'
+    assert s.request("PUT", "/api/teachers/2/profile", {"intro": xss}, token=s.login("admin")).status == 200
     # Make teacher2 busy with someone else, for the busy message.
     t2, s3 = s.login("teacher2"), s.login("student3")
     assert s.request("PUT", "/api/teachers/3/presence", {"status": "online"}, token=t2).status == 200
@@ -29,6 +31,7 @@ def consultation_through_the_pages():
     out = json.loads(lines[-1])
     assert "error" not in out, json.dumps(out, indent=1)
     assert not out.get("pageErrors"), out["pageErrors"]
+    assert out["introText"] == xss and out["introRan"] is False, out
     assert "Kim Minji" in out["notification"], out
     for who in ("teacherMedia", "studentMedia"):
         m = out[who]

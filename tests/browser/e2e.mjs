@@ -50,6 +50,10 @@ try {
   await login(student, 'student1');
   await card(student, 'Kim Minji').locator('button.fav').click();
   await card(student, 'Kim Minji').locator('button.fav[aria-pressed=true]').waitFor();
+  // The intro holds markup and script: it must show as text and never run.
+  out.introText = await card(student, 'Kim Minji').locator('.intro').textContent();
+  out.introRan = await student.evaluate(() => window.__xss !== undefined ||
+    document.querySelector('article.teacher img') !== null);
   await shot(student, 'student-favorited');
 
   await login(teacher, 'teacher1');
