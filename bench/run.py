@@ -10,7 +10,7 @@ come from webrtcbin's receiver statistics.  The server's CPU (% of one core,
 consultd plus its media workers, from /proc), RSS, threads and fds are
 sampled over a steady window.
 
-  bench/run.py --n 1,4,8,16 [--seconds 20] [--out docs/benchmarks.md]
+  bench/run.py --n 1,4,8,16 [--seconds 20] [--until-loss 64] [--out FILE.md]
   bench/run.py --n 1 --seconds 4 --smoke      (CI: proves it still works)
 """
 import argparse
@@ -146,15 +146,21 @@ def main():
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--api", action="store_true")
     ap.add_argument("--no-record", action="store_true", help="measure the relay without recording")
+    ap.add_argument("--until-loss", type=int, default=0,
+                    help="after --n, keep doubling N up to this while no packet is lost")
     ap.add_argument("--out")
     a = ap.parse_args()
     subprocess.run([os.path.join(ROOT, "bench", "make-media.sh"), CLIP], check=True)
     results = []
-    for n in [int(x) for x in a.n.split(",")]:
+    ns = [int(x) for x in a.n.split(",")]
+    while ns:
+        n = ns.pop(0)
         r = run_n(n, a.seconds, a.decode, warm=3 if a.smoke else 6, record=not a.no_record)
         r["record"] = not a.no_record
         print(json.dumps(r), flush=True)
         results.append(r)
+        if not ns and a.until_loss and r["packets_lost"] == 0 and n * 2 <= a.until_loss:
+            ns.append(n * 2)
     if a.smoke:
         r = results[0]
         ok = r["joined"] == r["receivers"] and r["packets_received"] > 100 and r["cpu_pct"] > 0
@@ -164,8 +170,34 @@ def main():
     if api:
         print(json.dumps(api), flush=True)
     if a.out:
-        with open(a.out + ".json", "w") as f:
-            json.dump({"media": results, "api": api}, f, indent=1)
+        write_markdown(a.out, results, api, " ".join(sys.argv))
+
+
+def write_markdown(path, results, api, command):
+    """The measured table, with machine, date and command, as markdown."""
+    cpu = open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip()
+    lines = [f"# Benchmark run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
+             f"Machine: {os.cpu_count()} x {cpu}.  Command: `{command}`", "",
+             "| N | recording | server CPU % | per consultation % | RSS MiB | threads | fds |"
+             " join p50 / p95 ms | loss % | max jitter ms | slowest fps |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['n']} | {'on' if r['record'] else 'off'} | {r['cpu_pct']:.1f} |"
+                     f" {r['cpu_per_consultation']:.2f} | {r['rss_mb']:.0f} | {r['threads']} | {r['fds']} |"
+                     f" {r['join_p50_ms']:.0f} / {r['join_p95_ms']:.0f} | {r['loss_pct']:.2f} |"
+                     f" {r['jitter_max_ms']:.1f} | {r['fps_min']:.1f} |")
+    if len(results) >= 2:
+        a, b = results[0], results[-1]
+        slope = (b["cpu_pct"] - a["cpu_pct"]) / max(1, b["n"] - a["n"])
+        lines += ["", f"Slope: {slope:.2f} % of one core per consultation."]
+    lossless = [r["n"] for r in results if r["packets_lost"] == 0]
+    if lossless:
+        lines.append(f"Largest N without loss: {max(lossless)}.")
+    if api:
+        lines += ["", "| endpoint | req/s | p99 |", "|---|---|---|"]
+        lines += [f"| `{k}` | {v['rps']:.0f} | {v['p99']} |" for k, v in api.items()]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
