@@ -61,7 +61,8 @@ def main():
         samples.append({"t": round(time.time()), "round": rounds, "rss_mb": round(rss / 2**20, 1),
                         "threads": threads, "fds": fds})
         print(json.dumps(samples[-1]), flush=True)
-    restarts = s.get("/metrics").body.split("consultd_media_worker_restarts_total ")[1].split()[0]
+    import re
+    restarts = re.search(r"^consultd_media_worker_restarts_total (\d+)", s.get("/metrics").body, re.M).group(1)
     s.stop()
     first = samples[min(2, len(samples) - 1)]  # after warm-up
     last = samples[-1]
