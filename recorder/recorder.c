@@ -186,10 +186,10 @@ rec_start(GstElement *room_pipe, GstElement *tee_video, GstElement *tee_audio,
     g_autofree char *desc = g_strdup_printf(
         "appsrc name=v is-live=true format=time do-timestamp=false block=false "
         "  max-buffers=2000 leaky-type=downstream "
-        "! rtpvp8depay wait-for-keyframe=true request-keyframe=true ! queue ! mux. "
+        "! rtpvp8depay wait-for-keyframe=true request-keyframe=true ! mux. "
         "appsrc name=a is-live=true format=time do-timestamp=false block=false "
         "  max-buffers=2000 leaky-type=downstream "
-        "! rtpopusdepay ! opusparse ! queue ! mux. "
+        "! rtpopusdepay ! opusparse ! mux. "
         "webmmux name=mux streamable=false ! filesink location=\"%s\" buffer-mode=unbuffered "
         "  async=false sync=false", esc);
     GError *perr = NULL;

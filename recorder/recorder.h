@@ -3,8 +3,11 @@
  * A recording hangs two appsinks (video, audio) on the participant's tees in
  * the room's pipeline and feeds a pipeline of its own:
  *
- *   appsrc ! rtpvp8depay wait-for-keyframe ! queue ! webmmux ! filesink (unbuffered)
- *   appsrc ! rtpopusdepay ! opusparse ! queue ! mux.
+ *   appsrc ! rtpvp8depay wait-for-keyframe ! webmmux ! filesink (unbuffered)
+ *   appsrc ! rtpopusdepay ! opusparse ! mux.
+ *
+ * Each appsrc's own streaming thread carries its stream into the muxer: no
+ * queues (they cost a thread each and bought nothing here).
  *
  * Its own pipeline, reached only through appsink callbacks, is the isolation:
  * a full disk, a muxer error or a stuck file system stops the recording, never
