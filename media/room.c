@@ -45,6 +45,9 @@ G_DEFINE_QUARK(media-error-quark, media_error)
 
 /* Process-wide counters, bumped on streaming threads. */
 static guint64 packets_in_total, packets_out_total, keyframe_requests_total;
+/* Packets lost on the way from publishers to us, as webrtcbin counts them:
+ * the sum over sessions that ended plus the latest reading of live ones. */
+static guint64 packets_lost_closed;
 
 guint64
 media_packets_in(void)
@@ -99,6 +102,7 @@ struct Session {
     gint64 progress_at;   /* monotonic us of the last change of packets */
     gint64 started_at;
     Relay *relay[MEDIA_N_KINDS];
+    guint64 lost;         /* publisher: latest inbound packets-lost (atomic) */
 };
 
 struct MediaRoom {
@@ -690,6 +694,8 @@ session_stop(Session *s)
     if (s->closed)
         return;
     s->closed = TRUE;
+    __atomic_fetch_add(&packets_lost_closed, __atomic_load_n(&s->lost, __ATOMIC_RELAXED),
+                       __ATOMIC_RELAXED);
     for (int k = 0; k < MEDIA_N_KINDS; k++)
         g_clear_pointer(&s->relay[k], relay_free);
     /* Handlers hold session refs; dropping them breaks the cycle with our
@@ -815,6 +821,33 @@ media_room_session_count(MediaRoom *room)
     return g_hash_table_size(room->sessions);
 }
 
+static gboolean
+sum_lost(GQuark id, const GValue *v, gpointer data)
+{
+    if (!GST_VALUE_HOLDS_STRUCTURE(v))
+        return TRUE;
+    const GstStructure *s = gst_value_get_structure(v);
+    GstWebRTCStatsType type;
+    gint64 lost = 0;
+    if (gst_structure_get(s, "type", GST_TYPE_WEBRTC_STATS_TYPE, &type, NULL) &&
+        type == GST_WEBRTC_STATS_INBOUND_RTP && gst_structure_get_int64(s, "packets-lost", &lost))
+        *(guint64 *)data += (guint64)MAX(lost, 0);
+    return TRUE;
+}
+
+/* Any thread: a get-stats reply for a publisher session. */
+static void
+on_stats(GstPromise *p, gpointer data)
+{
+    Session *s = data;
+    const GstStructure *r = gst_promise_get_reply(p);
+    guint64 lost = 0;
+    if (r)
+        gst_structure_foreach(r, sum_lost, &lost);
+    __atomic_store_n(&s->lost, lost, __ATOMIC_RELAXED);
+    gst_promise_unref(p);
+}
+
 void
 media_room_tick(MediaRoom *room)
 {
@@ -827,6 +860,10 @@ media_room_tick(MediaRoom *room)
     while (g_hash_table_iter_next(&it, NULL, (gpointer *)&s)) {
         if (!s->publish || s->closed)
             continue;
+        if (s->answered)
+            g_signal_emit_by_name(s->webrtc, "get-stats", NULL,
+                                  gst_promise_new_with_change_func(on_stats, session_ref(s),
+                                                                   (GDestroyNotify)session_unref));
         gint n = g_atomic_int_get(&s->packets);
         if (n != s->last_packets) {
             s->last_packets = n;
@@ -924,4 +961,21 @@ media_room_free(MediaRoom *room)
     g_source_remove(room->bus_watch);
     gst_object_unref(room->pipe);
     g_free(room);
+}
+
+guint64
+media_packets_lost(GHashTable *rooms)
+{
+    guint64 n = __atomic_load_n(&packets_lost_closed, __ATOMIC_RELAXED);
+    GHashTableIter it, si;
+    MediaRoom *room;
+    Session *s;
+    g_hash_table_iter_init(&it, rooms);
+    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&room)) {
+        g_hash_table_iter_init(&si, room->sessions);
+        while (g_hash_table_iter_next(&si, NULL, (gpointer *)&s))
+            if (!s->closed)
+                n += __atomic_load_n(&s->lost, __ATOMIC_RELAXED);
+    }
+    return n;
 }

@@ -67,6 +67,10 @@ void media_room_tick(MediaRoom *room);
 guint64 media_packets_in(void);
 guint64 media_packets_out(void);
 guint64 media_keyframe_requests(void);
+/* RTP packets lost between publishers and us (webrtcbin's inbound-rtp
+ * packets-lost), over every session so far; ROOMS is the worker's table of
+ * MediaRoom values. */
+guint64 media_packets_lost(GHashTable *rooms);
 
 #define MEDIA_ERROR (media_error_quark())
 GQuark media_error_quark(void);

@@ -198,7 +198,8 @@ tick(gpointer data)
     media_chan_send(w->chan, media_msg("stats", "rooms", "u", g_hash_table_size(w->rooms),
                                        "sessions", "u", sessions, "packets_in", "t",
                                        media_packets_in(), "packets_out", "t",
-                                       media_packets_out(), "keyframe_requests", "t",
+                                       media_packets_out(), "packets_lost", "t",
+                                       media_packets_lost(w->rooms), "keyframe_requests", "t",
                                        media_keyframe_requests(), NULL));
     return G_SOURCE_CONTINUE;
 }

@@ -70,7 +70,7 @@ struct Worker {
     guint backoff_s;
     guint restart_timer;
     guint consultations;
-    guint64 packets_in, packets_out, keyframes;
+    guint64 packets_in, packets_out, keyframes, lost;
     guint rooms, sessions;
 };
 
@@ -303,6 +303,7 @@ on_worker_message(MediaChan *ch, GVariant *msg, gpointer data)
         g_variant_lookup(msg, "packets_in", "t", &w->packets_in);
         g_variant_lookup(msg, "packets_out", "t", &w->packets_out);
         g_variant_lookup(msg, "keyframe_requests", "t", &w->keyframes);
+        g_variant_lookup(msg, "packets_lost", "t", &w->lost);
         g_variant_lookup(msg, "rooms", "u", &w->rooms);
         g_variant_lookup(msg, "sessions", "u", &w->sessions);
     } else if (!strcmp(op, "ready")) {
@@ -594,7 +595,7 @@ sig_media_metrics(SigApp *app, GString *out)
     if (!m)
         return;
     guint ready = 0, rooms = 0, sessions = 0;
-    guint64 in = 0, outp = 0, kf = 0;
+    guint64 in = 0, outp = 0, kf = 0, lost = 0;
     for (guint i = 0; i < m->workers->len; i++) {
         Worker *w = m->workers->pdata[i];
         ready += w->ready;
@@ -603,6 +604,7 @@ sig_media_metrics(SigApp *app, GString *out)
         in += w->packets_in;
         outp += w->packets_out;
         kf += w->keyframes;
+        lost += w->lost;
     }
     g_string_append_printf(out,
         "# HELP consultd_media_workers_ready Media workers running\n"
@@ -622,8 +624,11 @@ sig_media_metrics(SigApp *app, GString *out)
         "consultd_media_packets_out_total %" G_GUINT64_FORMAT "\n"
         "# HELP consultd_media_keyframe_requests_total Keyframe requests sent upstream\n"
         "# TYPE consultd_media_keyframe_requests_total counter\n"
-        "consultd_media_keyframe_requests_total %" G_GUINT64_FORMAT "\n",
-        ready, m->restarts, rooms, sessions, in, outp, kf);
+        "consultd_media_keyframe_requests_total %" G_GUINT64_FORMAT "\n"
+        "# HELP consultd_media_packets_lost_total RTP packets publishers sent that never arrived\n"
+        "# TYPE consultd_media_packets_lost_total counter\n"
+        "consultd_media_packets_lost_total %" G_GUINT64_FORMAT "\n",
+        ready, m->restarts, rooms, sessions, in, outp, kf, lost);
 }
 
 void

@@ -38,6 +38,8 @@ def both_directions_relay_real_media():
     wait_for(lambda: metric(s, "consultd_media_sessions") == 0, 20, what="sessions gone")
     assert metric(s, "consultd_media_packets_out_total") > 100
     assert metric(s, "consultd_media_keyframe_requests_total") >= 1
+    lost, got = metric(s, "consultd_media_packets_lost_total"), metric(s, "consultd_media_packets_in_total")
+    assert lost is not None and lost <= got // 100, (lost, got)  # loopback: next to nothing
     tt_end = s.post(f"/api/consultations/{cid}/end", token=tt)
     assert tt_end.status == 200
     wait_for(lambda: metric(s, "consultd_media_rooms") == 0, 20, what="room torn down")
