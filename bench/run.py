@@ -54,7 +54,7 @@ def sample(pids):
     return tot
 
 
-def run_n(n, seconds, decode, warm=6, record=True):
+def run_n(n, seconds, decode, warm=6, record=True, live=False):
     s = Server("--media-ice-loopback", "--max-live", "1000", "--max-pending", "1000",
                "--record=" + ("true" if record else "false"),
                "--request-rate-per-min", "100000", "--login-ip-per-min", "100000",
@@ -79,9 +79,10 @@ def run_n(n, seconds, decode, warm=6, record=True):
         cid = s.post("/api/consultations", {"teacher_id": tid}, token=st).json["id"]
         assert s.post(f"/api/consultations/{cid}/accept", token=tt).status == 200
         for tok in (tt, st):
+            src = [] if live else ["--file", CLIP]  # live: the peer encodes, so it answers PLIs
             peers.append(("pub", t0, subprocess.Popen(
                 [PEER, "--url", f"{s.url}/whip/consultations/{cid}", "--token", tok, "--mode", "publish",
-                 "--file", CLIP, "--seconds", str(total)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)))
+                 "--seconds", str(total)] + src, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)))
             args = [PEER, "--url", f"{s.url}/whep/consultations/{cid}", "--token", tok, "--mode", "receive",
                     "--seconds", str(total - 1)]
             if not decode:
@@ -146,6 +147,9 @@ def main():
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--api", action="store_true")
     ap.add_argument("--no-record", action="store_true", help="measure the relay without recording")
+    ap.add_argument("--live-publishers", action="store_true",
+                    help="publishers encode live (320x240@15 VP8) instead of sending the clip: "
+                         "join times then include the keyframe a request gets")
     ap.add_argument("--until-loss", type=int, default=0,
                     help="after --n, keep doubling N up to this while no packet is lost")
     ap.add_argument("--out")
@@ -155,7 +159,8 @@ def main():
     ns = [int(x) for x in a.n.split(",")]
     while ns:
         n = ns.pop(0)
-        r = run_n(n, a.seconds, a.decode, warm=3 if a.smoke else 6, record=not a.no_record)
+        r = run_n(n, a.seconds, a.decode, warm=3 if a.smoke else 6, record=not a.no_record,
+                  live=a.live_publishers)
         r["record"] = not a.no_record
         print(json.dumps(r), flush=True)
         results.append(r)

@@ -163,14 +163,20 @@ def chromium_plays_and_seeks_both_recordings():
         assert abs(v["seekedTo"] - v["duration"] / 2) < 1.0, v  # the seek to the middle landed
 
 
-@test
-def worker_kill_mid_recording_is_repaired():
-    s = media_server("--compose=false")
+def recording_teacher(s, min_bytes):
+    """The teacher publishes until killed; returns once MIN_BYTES are on disk."""
     cid, tt, st = live_consultation(s)
     pub = peer(s, "whip", cid, tt, "publish", 60)
     wait_for(lambda: (db_recording(s, cid, "teacher.webm") or (0,))[0], 30, what="recording started")
     path = os.path.join(s.data_dir, "recordings", str(cid), "teacher.webm")
-    wait_for(lambda: os.path.getsize(path) > 90000, 60, what="a few seconds recorded")
+    wait_for(lambda: os.path.getsize(path) > min_bytes, 60, what="a few seconds recorded")
+    return cid, tt, st, pub
+
+
+@test
+def worker_kill_mid_recording_is_repaired():
+    s = media_server("--compose=false")
+    cid, tt, st, pub = recording_teacher(s, 90000)
     started = db_recording(s, cid, "teacher.webm")[0]
     os.kill(worker(s)["pid"], signal.SIGKILL)
     killed = time.time() * 1000
@@ -188,11 +194,7 @@ def worker_kill_mid_recording_is_repaired():
 @test
 def repair_at_start_up_after_main_process_kill():
     s = media_server("--compose=false")
-    cid, tt, st = live_consultation(s)
-    pub = peer(s, "whip", cid, tt, "publish", 60)
-    wait_for(lambda: (db_recording(s, cid, "teacher.webm") or (0,))[0], 30, what="recording started")
-    path = os.path.join(s.data_dir, "recordings", str(cid), "teacher.webm")
-    wait_for(lambda: os.path.getsize(path) > 50000, 60, what="a few seconds recorded")
+    cid, tt, st, pub = recording_teacher(s, 50000)
     s.kill()  # the main process dies; its worker follows (EOF on its channel)
     pub.kill()
     pub.wait()
