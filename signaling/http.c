@@ -340,9 +340,8 @@ sig_http_kick(SigHttp *h)
 
 /* ---------------------------------------------------------------- router */
 
-/* Matches PATH against PATTERN; on success fills r->params. */
-static gboolean
-match(const char *pattern, const char *path, SigReq *r)
+gboolean
+sig_route_match(const char *pattern, const char *path, char **params, guint max, guint *n_out)
 {
     guint n = 0;
     const char *p = pattern, *u = path;
@@ -352,25 +351,34 @@ match(const char *pattern, const char *path, SigReq *r)
             const char *ue = strchr(u, '/');
             if (!ue)
                 ue = u + strlen(u);
-            if (ue == u || n >= G_N_ELEMENTS(r->params))
-                return FALSE;
-            if (r)
-                r->params[n] = g_strndup(u, ue - u);
-            n++;
+            if (ue == u || n >= max || !pe)
+                goto fail;
+            params[n++] = g_strndup(u, ue - u);
             p = pe + 1;
             u = ue;
             continue;
         }
         if (*p != *u)
-            return FALSE;
+            goto fail;
         p++;
         u++;
     }
     if (*p || *u)
-        return FALSE;
-    if (r)
-        r->n_params = n;
+        goto fail;
+    *n_out = n;
     return TRUE;
+fail:
+    while (n > 0)
+        g_clear_pointer(&params[--n], g_free);
+    *n_out = 0;
+    return FALSE;
+}
+
+/* Matches PATH against PATTERN; on success fills r->params. */
+static gboolean
+match(const char *pattern, const char *path, SigReq *r)
+{
+    return sig_route_match(pattern, path, r->params, G_N_ELEMENTS(r->params), &r->n_params);
 }
 
 static void

@@ -76,6 +76,12 @@ const SigRoute *sig_http_routes(SigHttp *h, guint *n);
 /* Makes the loop run MHD once soon (after resuming a connection). */
 void sig_http_kick(SigHttp *h);
 
+/* Matches PATH against PATTERN ("/a/{id}/b"): on success stores up to MAX
+ * newly allocated parameters in PARAMS and their count in *N; on failure
+ * stores nothing.  Exposed for tests and fuzzing. */
+gboolean sig_route_match(const char *pattern, const char *path, char **params, guint max,
+                         guint *n);
+
 /* ---- replies: exactly one per request ---- */
 void sig_reply_json(SigReq *r, unsigned status, json_t *body /* stolen */);
 void sig_reply_error(SigReq *r, unsigned status, const char *code,

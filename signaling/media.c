@@ -31,6 +31,7 @@
 #include "metrics.h"
 #include "proto.h"
 #include "recordings.h"
+#include "sdpscan.h"
 
 #define SDP_MAX (64 * 1024)
 #define OFFER_TIMEOUT_S 20
@@ -675,29 +676,6 @@ session_drop(SigMedia *m, MSession *s, gboolean replaced)
 
 /* ------------------------------------------------------------- endpoints */
 
-/* Collects the offer's ufrag and the mid of each m-line (for trickle). */
-static gboolean
-scan_offer(const char *sdp, MSession *s)
-{
-    g_auto(GStrv) lines = g_strsplit_set(sdp, "\r\n", -1);
-    gboolean media = FALSE, fingerprint = FALSE;
-    for (guint i = 0; lines[i]; i++) {
-        const char *l = lines[i];
-        if (g_str_has_prefix(l, "m=")) {
-            media = TRUE;
-            g_ptr_array_add(s->mids, g_strdup(""));
-        } else if (g_str_has_prefix(l, "a=mid:") && s->mids->len) {
-            g_free(s->mids->pdata[s->mids->len - 1]);
-            s->mids->pdata[s->mids->len - 1] = g_strdup(l + 6);
-        } else if (g_str_has_prefix(l, "a=ice-ufrag:") && !s->remote_ufrag) {
-            s->remote_ufrag = g_strdup(l + 12);
-        } else if (g_str_has_prefix(l, "a=fingerprint:")) {
-            fingerprint = TRUE;
-        }
-    }
-    return media && fingerprint && s->remote_ufrag;
-}
-
 static const char *
 content_type(SigReq *r)
 {
@@ -744,14 +722,17 @@ media_post(SigReq *r, gboolean publish)
         sig_reply_error(r, 400, "bad_sdp", "the body is not an SDP offer");
         return;
     }
-    MSession *s = g_new0(MSession, 1);
-    s->mids = g_ptr_array_new_with_free_func(g_free);
-    if (!scan_offer(sdp, s)) {
-        msession_free(s);
+    SigSdpOffer *scan = sig_sdp_scan(sdp);
+    if (!sig_sdp_offer_usable(scan)) {
+        sig_sdp_offer_free(scan);
         sig_reply_error(r, 400, "bad_sdp",
                         "the offer needs m= lines, a=ice-ufrag and a=fingerprint");
         return;
     }
+    MSession *s = g_new0(MSession, 1);
+    s->remote_ufrag = g_steal_pointer(&scan->ufrag);
+    s->mids = g_ptr_array_ref(scan->mids);
+    sig_sdp_offer_free(scan);
     Worker *w = m ? worker_for(m, id) : NULL;
     if (!w) {
         msession_free(s);
@@ -838,6 +819,15 @@ own_session(SigReq *r)
     return s;
 }
 
+static void
+trickle_one(guint mline, const char *candidate, gpointer data)
+{
+    MSession *s = data;
+    if (s->w->chan)
+        media_chan_send(s->w->chan, media_msg("trickle", "session", "s", s->id, "mline", "u",
+                                              mline, "candidate", "s", candidate, NULL));
+}
+
 void
 sig_h_media_session_patch(SigReq *r)
 {
@@ -853,27 +843,11 @@ sig_h_media_session_patch(SigReq *r)
         sig_reply_error(r, 400, "bad_sdpfrag", "the fragment is not text");
         return;
     }
-    g_auto(GStrv) lines = g_strsplit_set(r->body->str, "\r\n", -1);
     /* An ICE restart (new credentials) is not supported by webrtcbin 1.22:
      * RFC 9725 allows 422 for that when only trickle is. */
-    for (guint i = 0; lines[i]; i++)
-        if (g_str_has_prefix(lines[i], "a=ice-ufrag:") &&
-            strcmp(lines[i] + 12, s->remote_ufrag)) {
-            sig_reply_error(r, 422, "ice_restart_unsupported", "ICE restarts are not supported");
-            return;
-        }
-    Worker *w = s->w;
-    guint mline = 0;
-    for (guint i = 0; lines[i]; i++) {
-        const char *l = lines[i];
-        if (g_str_has_prefix(l, "a=mid:")) {
-            for (guint k = 0; k < s->mids->len; k++)
-                if (!strcmp(s->mids->pdata[k], l + 6))
-                    mline = k;
-        } else if (g_str_has_prefix(l, "a=candidate:") && w->chan) {
-            media_chan_send(w->chan, media_msg("trickle", "session", "s", s->id, "mline", "u",
-                                               mline, "candidate", "s", l + 2, NULL));
-        }
+    if (!sig_sdpfrag_each(r->body->str, s->remote_ufrag, s->mids, trickle_one, s)) {
+        sig_reply_error(r, 422, "ice_restart_unsupported", "ICE restarts are not supported");
+        return;
     }
     sig_reply_empty(r, 204);
 }

@@ -1,0 +1,29 @@
+/* Fuzz target: path matching against every route of the real table. */
+#include <stdint.h>
+#include <string.h>
+
+#include "routes.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *path = g_strndup((const char *)data, size);
+    guint n_routes;
+    const SigRoute *routes = sig_routes(&n_routes);
+    for (guint i = 0; i < n_routes; i++) {
+        char *params[4] = {NULL};
+        guint n = 99;
+        gboolean ok = sig_route_match(routes[i].pattern, path, params, 4, &n);
+        g_assert(ok ? n <= 4 : n == 0);
+        for (guint k = 0; k < 4; k++) {
+            g_assert(k < n || params[k] == NULL);
+            if (params[k])
+                g_assert(*params[k] && !strchr(params[k], '/'));
+            g_free(params[k]);
+        }
+    }
+    g_free(path);
+    return 0;
+}
