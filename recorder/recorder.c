@@ -400,13 +400,6 @@ on_demux_pad(GstElement *demux, GstPad *pad, gpointer data)
     gst_object_unref(pipe);
 }
 
-static void
-on_no_more_pads(GstElement *demux, gpointer data)
-{
-    (void)demux;
-    (void)data;
-}
-
 /* Runs PIPE to EOS or error; TRUE on EOS. */
 static gboolean
 run_to_eos(GstElement *pipe, GError **error)
@@ -450,7 +443,6 @@ rec_finalize_file(const char *in, const char *out, gint64 *duration_ms, gint64 *
     gst_element_link(src, demux);
     gst_element_link(mux, sink);
     g_signal_connect(demux, "pad-added", G_CALLBACK(on_demux_pad), mux);
-    g_signal_connect(demux, "no-more-pads", G_CALLBACK(on_no_more_pads), NULL);
     g_autoptr(GError) err = NULL;
     gboolean ok = run_to_eos(pipe, &err);
     gst_object_unref(pipe);
