@@ -30,6 +30,7 @@
 #include "room.h"
 
 #include "recorder.h"
+#include "tap.h"
 
 #define GST_USE_UNSTABLE_API
 #include <gst/app/gstappsink.h>
@@ -84,8 +85,7 @@ typedef struct {
     int from_role, kind;
     guint8 pt;           /* the subscriber's payload type */
     GstElement *appsrc;  /* linked to the subscriber's webrtcbin sink pad */
-    GstElement *appsink; /* linked to the tee, while attached */
-    GstPad *tee_pad;
+    RecTap tap;          /* on the publisher's tee, while attached */
     GstPad *sink_pad;    /* webrtcbin request pad */
 } Relay;
 
@@ -303,29 +303,16 @@ relay_upstream(GstPad *pad, GstPadProbeInfo *info, gpointer data)
 {
     Relay *r = data;
     GstEvent *ev = GST_PAD_PROBE_INFO_EVENT(info);
-    if (!gst_video_event_is_force_key_unit(ev))
-        return GST_PAD_PROBE_OK;
-    GstElement *sink = r->appsink ? gst_object_ref(r->appsink) : NULL;
-    if (sink) {
-        GstPad *sp = gst_element_get_static_pad(sink, "sink");
-        gst_pad_push_event(sp, gst_event_ref(ev));
-        gst_object_unref(sp);
-        gst_object_unref(sink);
+    if (gst_video_event_is_force_key_unit(ev) && rec_tap_send_upstream(&r->tap, gst_event_ref(ev)))
         count(&keyframe_requests_total);
-    }
     return GST_PAD_PROBE_OK;
 }
 
 static void
 request_keyframe(Relay *r)
 {
-    if (!r->appsink)
-        return;
-    GstPad *sp = gst_element_get_static_pad(r->appsink, "sink");
-    gst_pad_push_event(sp, gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE,
-                                                                       TRUE, 0));
-    gst_object_unref(sp);
-    count(&keyframe_requests_total);
+    if (rec_tap_request_keyframe(&r->tap))
+        count(&keyframe_requests_total);
 }
 
 /* Connects relay R to its publisher's tee; only once the subscriber's
@@ -333,38 +320,11 @@ request_keyframe(Relay *r)
 static void
 relay_attach(Relay *r)
 {
-    MediaRoom *room = r->room;
-    if (r->appsink || !r->sub->answered)
+    if (r->tap.sink || !r->sub->answered)
         return;
-    GstElement *tee = room->tee[r->from_role][r->kind];
-    r->appsink = gst_element_factory_make("appsink", NULL);
-    g_object_set(r->appsink, "sync", FALSE, "async", FALSE, "max-buffers", 64, "drop", TRUE,
-                 "enable-last-sample", FALSE, NULL);
-    GstAppSinkCallbacks cb = {.new_sample = relay_sample};
-    gst_app_sink_set_callbacks(GST_APP_SINK(r->appsink), &cb, r, NULL);
-    gst_bin_add(GST_BIN(room->pipe), r->appsink);
-    gst_element_sync_state_with_parent(r->appsink);
-    r->tee_pad = gst_element_request_pad_simple(tee, "src_%u");
-    GstPad *sp = gst_element_get_static_pad(r->appsink, "sink");
-    gst_pad_link(r->tee_pad, sp);
-    gst_object_unref(sp);
+    rec_tap_attach(&r->tap, r->room->pipe, r->room->tee[r->from_role][r->kind], 64,
+                   relay_sample, r);
     request_keyframe(r);
-}
-
-static void
-relay_detach(Relay *r)
-{
-    if (!r->appsink)
-        return;
-    GstElement *tee = r->room->tee[r->from_role][r->kind];
-    GstPad *sp = gst_element_get_static_pad(r->appsink, "sink");
-    gst_pad_unlink(r->tee_pad, sp);
-    gst_object_unref(sp);
-    gst_element_release_request_pad(tee, r->tee_pad);
-    g_clear_object(&r->tee_pad);
-    gst_element_set_state(r->appsink, GST_STATE_NULL);
-    gst_bin_remove(GST_BIN(r->room->pipe), r->appsink);
-    r->appsink = NULL;
 }
 
 static Relay *
@@ -413,7 +373,7 @@ relay_free(Relay *r)
 {
     if (!r)
         return;
-    relay_detach(r);
+    rec_tap_detach(&r->tap);
     gst_element_set_state(r->appsrc, GST_STATE_NULL);
     gst_bin_remove(GST_BIN(r->room->pipe), r->appsrc);
     g_clear_object(&r->sink_pad);

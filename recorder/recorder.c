@@ -13,6 +13,8 @@
  */
 #include "recorder.h"
 
+#include "tap.h"
+
 #include <gio/gio.h>
 #include <glib/gstdio.h>
 #include <gst/app/gstappsink.h>
@@ -28,8 +30,7 @@ typedef struct {
     RecRecording *rec;
     int kind;
     GstElement *tee;
-    GstPad *tee_pad;
-    GstElement *appsink; /* in the room pipeline */
+    RecTap tap;          /* in the room pipeline */
     GstElement *appsrc;  /* in the recording pipeline */
     gint caps_set;
 } Branch;
@@ -127,47 +128,10 @@ on_sample(GstAppSink *sink, gpointer data)
     return GST_FLOW_OK;
 }
 
-static void
-branch_attach(RecRecording *rec, Branch *b)
-{
-    b->appsink = gst_element_factory_make("appsink", NULL);
-    g_object_set(b->appsink, "sync", FALSE, "async", FALSE, "max-buffers", 256, "drop", TRUE,
-                 "enable-last-sample", FALSE, NULL);
-    GstAppSinkCallbacks cb = {.new_sample = on_sample};
-    gst_app_sink_set_callbacks(GST_APP_SINK(b->appsink), &cb, b, NULL);
-    gst_bin_add(GST_BIN(rec->room_pipe), b->appsink);
-    gst_element_sync_state_with_parent(b->appsink);
-    b->tee_pad = gst_element_request_pad_simple(b->tee, "src_%u");
-    GstPad *sp = gst_element_get_static_pad(b->appsink, "sink");
-    gst_pad_link(b->tee_pad, sp);
-    gst_object_unref(sp);
-}
-
-static void
-branch_detach(RecRecording *rec, Branch *b)
-{
-    if (!b->appsink)
-        return;
-    GstPad *sp = gst_element_get_static_pad(b->appsink, "sink");
-    gst_pad_unlink(b->tee_pad, sp);
-    gst_object_unref(sp);
-    gst_element_release_request_pad(b->tee, b->tee_pad);
-    g_clear_object(&b->tee_pad);
-    gst_element_set_state(b->appsink, GST_STATE_NULL);
-    gst_bin_remove(GST_BIN(rec->room_pipe), b->appsink);
-    b->appsink = NULL;
-}
-
 void
 rec_request_keyframe(RecRecording *rec)
 {
-    Branch *b = &rec->br[KIND_VIDEO];
-    if (!b->appsink)
-        return;
-    GstPad *sp = gst_element_get_static_pad(b->appsink, "sink");
-    gst_pad_push_event(sp, gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE,
-                                                                       TRUE, 0));
-    gst_object_unref(sp);
+    rec_tap_request_keyframe(&rec->br[KIND_VIDEO].tap);
 }
 
 static gboolean
@@ -229,7 +193,7 @@ rec_start(GstElement *room_pipe, GstElement *tee_video, GstElement *tee_audio,
         return NULL;
     }
     for (int k = 0; k < N_KINDS; k++)
-        branch_attach(rec, &rec->br[k]);
+        rec_tap_attach(&rec->br[k].tap, room_pipe, rec->br[k].tee, 256, on_sample, &rec->br[k]);
     rec_request_keyframe(rec);
     return rec;
 }
@@ -358,7 +322,7 @@ rec_stop(RecRecording *rec, guint timeout_ms, RecDone done, gpointer data)
     rec->done = done;
     rec->done_data = data;
     for (int k = 0; k < N_KINDS; k++) {
-        branch_detach(rec, &rec->br[k]);
+        rec_tap_detach(&rec->br[k].tap);
         gst_app_src_end_of_stream(GST_APP_SRC(rec->br[k].appsrc));
     }
     if (rec->error) {
