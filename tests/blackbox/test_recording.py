@@ -251,5 +251,37 @@ def combined_file_is_composed_in_the_background():
     assert s.get(f"/recordings/{cid}/combined.webm", token=st).status == 200
 
 
+@test
+def disk_full_stops_the_recording_not_the_consultation():
+    s = media_server("--compose=false")
+    rec_dir = os.path.join(s.data_dir, "recordings")
+    os.makedirs(rec_dir, exist_ok=True)
+    # A filesystem of its own for the recordings, 120 KiB: full in seconds.
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=120k", "tmpfs", rec_dir], check=True)
+    try:
+        cid, tt, st = live_consultation(s)
+        pub = peer(s, "whip", cid, tt, "publish", 25)
+        wait_for(lambda: "No space left" in s.logtext() or "no space" in s.logtext().lower(), 60,
+                 what="the disk to fill up")
+        # The consultation goes on: the student still receives the teacher.
+        rc, res, err = result(peer(s, "whep", cid, st, "receive", 6, 30))
+        assert rc == 0 and res["video_frames"] >= 30, (res, err[-800:])
+        assert s.get("/healthz").status == 200
+        assert s.get(f"/api/consultations/{cid}", token=st).json["status"] == "live"
+        pub.kill()
+        pub.wait()
+        s.post(f"/api/consultations/{cid}/end", token=tt)
+        wait_for(lambda: db_recording(s, cid, "teacher.webm")[1] in ("failed", "ready", "empty"), 60,
+                 what="the recording to settle")
+        # Whatever could be written is kept or reported; nothing is stuck.
+        r = [x for x in recordings(s, cid, st) if x["file"] == "teacher.webm"][0]
+        assert r["state"] in ("failed", "ready"), r
+        if r["state"] == "failed":
+            assert r.get("reason"), r
+    finally:
+        s.stop()
+        subprocess.run(["umount", "-l", rec_dir])
+
+
 if __name__ == "__main__":
     run()
