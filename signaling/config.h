@@ -40,6 +40,7 @@ typedef struct SigConfig {
     char *media_stun;
     gint64 media_timeout;     /* seconds without RTP: a participant is gone */
     gint64 media_end_grace;   /* seconds a live consultation may be empty */
+    gint64 media_restart_max; /* cap of the worker restart backoff, seconds */
     gboolean record;          /* record every consultation */
     gboolean compose;         /* make a combined side-by-side file afterwards */
     gint64 retention_days;    /* delete recordings older than this (0: never) */

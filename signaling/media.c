@@ -83,6 +83,9 @@ struct SigMedia {
     GHashTable *placement;    /* gint64 *consultation -> Worker * */
     GHashTable *present;      /* gint64 *consultation -> guint publishers joined */
     GHashTable *end_timers;   /* gint64 *consultation -> guint source id */
+    GHashTable *finishing;    /* gint64 *consultation -> Worker *: ended, its
+                               * recordings possibly still being finalized
+                               * there; forgotten once they are settled */
     guint32 next_req;
     guint64 restarts;
     char *worker_bin;
@@ -300,6 +303,8 @@ on_worker_message(MediaChan *ch, GVariant *msg, gpointer data)
         g_variant_lookup(msg, "size", "x", &size);
         sig_recording_report(m->app, c, role, file, state, *reason ? reason : NULL, started,
                              duration, size);
+        if (sig_recordings_unfinished(m->app, c) == 0)
+            g_hash_table_remove(m->finishing, &c);
     } else if (!strcmp(op, "stats")) {
         g_variant_lookup(msg, "packets_in", "t", &w->packets_in);
         g_variant_lookup(msg, "packets_out", "t", &w->packets_out);
@@ -374,6 +379,14 @@ worker_lost(Worker *w)
         end_timer_fire_cancel(m, *c);
         g_hash_table_iter_remove(&it);
     }
+    /* ...and so were the recordings it was still finalizing. */
+    g_hash_table_iter_init(&it, m->finishing);
+    while (g_hash_table_iter_next(&it, (gpointer *)&c, (gpointer *)&pw)) {
+        if (pw != w)
+            continue;
+        g_hash_table_add(lost_ids, g_memdup2(c, sizeof *c));
+        g_hash_table_iter_remove(&it);
+    }
     w->consultations = 0;
     /* Its recordings were cut short: repair what was written. */
     sig_recordings_repair(app, lost_ids);
@@ -383,9 +396,10 @@ worker_lost(Worker *w)
         return;
     if (g_get_monotonic_time() - w->started_at > 60 * G_USEC_PER_SEC)
         w->backoff_s = 1;
+    w->backoff_s = MIN(w->backoff_s, (guint)m->app->cfg->media_restart_max);
     g_warning("media worker %u lost; restarting in %u s", w->index, w->backoff_s);
     w->restart_timer = g_timeout_add_seconds(w->backoff_s, restart_worker, w);
-    w->backoff_s = MIN(w->backoff_s * 2, 30);
+    w->backoff_s = MIN(w->backoff_s * 2, (guint)m->app->cfg->media_restart_max);
 }
 
 static void
@@ -510,6 +524,7 @@ sig_media_new(SigApp *app)
     m->placement = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
     m->present = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
     m->end_timers = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
+    m->finishing = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
     m->worker_bin = find_worker_bin();
     app->media = m;
     for (gint64 i = 0; i < app->cfg->media_workers; i++) {
@@ -563,6 +578,7 @@ sig_media_free(SigMedia *m)
     g_hash_table_destroy(m->placement);
     g_hash_table_destroy(m->present);
     g_hash_table_destroy(m->end_timers);
+    g_hash_table_destroy(m->finishing);
     g_free(m->worker_bin);
     m->app->media = NULL;
     g_free(m);
@@ -641,6 +657,8 @@ sig_media_end(SigApp *app, gint64 c)
     Worker *w = g_hash_table_lookup(m->placement, &c);
     if (w && w->chan)
         media_chan_send(w->chan, media_msg("end", "consultation", "x", c, NULL));
+    if (w)
+        g_hash_table_insert(m->finishing, g_memdup2(&c, sizeof c), w);
     if (w && w->consultations)
         w->consultations--;
     GHashTableIter it;

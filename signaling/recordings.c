@@ -563,3 +563,17 @@ sig_recordings_compose_resume(SigApp *app)
     }
     compose_next(app);
 }
+
+guint
+sig_recordings_unfinished(SigApp *app, gint64 consultation)
+{
+    g_autoptr(GPtrArray) recs = store_recordings_list(app->store, consultation, NULL);
+    guint n = 0;
+    for (guint i = 0; recs && i < recs->len; i++) {
+        StoreRecording *r = recs->pdata[i];
+        if (strcmp(r->role, "combined") &&
+            (!strcmp(r->state, "recording") || !strcmp(r->state, "processing")))
+            n++;
+    }
+    return n;
+}

@@ -5,7 +5,7 @@ import socket
 import threading
 import time
 
-from harness import SSE, Server, raw_http, run, test
+from harness import SSE, Server, raw_http, run, test, wait_for
 
 
 @test
@@ -153,6 +153,63 @@ def kill_9_in_a_loop_loses_no_acknowledged_request():
     assert want <= got, f"{len(want - got)} events never delivered"
     assert len(acked) > 20, len(acked)
     rcv.shutdown()
+
+
+@test
+def worker_kill_9_twenty_times_every_recording_plays():
+    """The media worker is SIGKILLed 20 times, alternately in the middle of a
+    call and right after its end (while the recording is being finalized);
+    afterwards every recording is ready and decodes."""
+    import os, signal, sqlite3, subprocess
+    from mediahelp import media_server, peer, worker
+    s = media_server("--compose=false", "--media-restart-max", "1", "--request-rate-per-min", "1000",
+                     "--presence-grace", "3600")
+    adm = s.login("admin")
+    tt, st = s.login("teacher1"), s.login("student1")
+    s.request("PUT", "/api/teachers/2/presence", {"status": "online"}, token=tt)
+
+    def wpid():
+        w = s.get("/api/admin/media-workers", token=adm).json["workers"][0]
+        return w["ready"] and w["pid"]
+    files = []
+    killed = None
+    for i in range(20):
+        pid = wait_for(lambda: wpid() != killed and wpid(), 60, what="a restarted worker")
+        cid = s.post("/api/consultations", {"teacher_id": 2}, token=st).json["id"]
+        assert s.post(f"/api/consultations/{cid}/accept", token=tt).status == 200
+        pub = peer(s, "whip", cid, tt, "publish", 60)
+        path = os.path.join(s.data_dir, "recordings", str(cid), "teacher.webm")
+        wait_for(lambda: os.path.exists(path) and os.path.getsize(path) > 20000, 60,
+                 what="something recorded")
+        if i % 2:  # mid-finalization: end, then kill at once
+            s.post(f"/api/consultations/{cid}/end", token=tt)
+            os.kill(pid, signal.SIGKILL)
+        else:      # mid-call
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: s.get(f"/api/consultations/{cid}", token=st).json["status"] == "interrupted",
+                     30, what="interrupted")
+            s.post(f"/api/consultations/{cid}/end", token=tt)
+        killed = pid
+        pub.kill()
+        pub.wait()
+        files.append((cid, path))
+    db = os.path.join(s.data_dir, "consultd.db")
+
+    def settled():
+        c = sqlite3.connect(db, timeout=10)
+        n = c.execute("SELECT count(*) FROM recordings WHERE state IN ('recording','processing')").fetchone()[0]
+        c.close()
+        return n == 0
+    wait_for(settled, 120, what="every recording repaired")
+    c = sqlite3.connect(db, timeout=10)
+    states = dict(c.execute("SELECT consultation_id, state FROM recordings WHERE role = 'teacher'"))
+    c.close()
+    assert all(states.get(cid) == "ready" for cid, _ in files), states
+    for cid, path in files:
+        p = subprocess.run(["gst-discoverer-1.0", path], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0 and "Duration: 0:00:0" in p.stdout, (cid, p.stdout[-500:])
+    restarts = s.get("/metrics").body.split("\nconsultd_media_worker_restarts_total ")[1].split()[0]
+    assert int(restarts) == 20, restarts
 
 
 if __name__ == "__main__":
