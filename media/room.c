@@ -769,12 +769,6 @@ media_room_close_session(MediaRoom *room, const char *session)
     return TRUE;
 }
 
-gboolean
-media_room_has_session(MediaRoom *room, const char *session)
-{
-    return g_hash_table_contains(room->sessions, session);
-}
-
 guint
 media_room_session_count(MediaRoom *room)
 {

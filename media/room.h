@@ -58,7 +58,6 @@ gboolean media_room_trickle(MediaRoom *room, const char *session, guint mline,
                             const char *candidate);
 /* Ends SESSION; FALSE if there is none. */
 gboolean media_room_close_session(MediaRoom *room, const char *session);
-gboolean media_room_has_session(MediaRoom *room, const char *session);
 guint media_room_session_count(MediaRoom *room);
 /* Checks liveness (called every second by the worker). */
 void media_room_tick(MediaRoom *room);

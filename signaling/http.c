@@ -686,13 +686,6 @@ sig_http_port(SigHttp *h)
     return h->port;
 }
 
-const SigRoute *
-sig_http_routes(SigHttp *h, guint *n)
-{
-    *n = h->n_routes;
-    return h->routes;
-}
-
 void
 sig_http_stop(SigHttp *h)
 {

@@ -72,7 +72,6 @@ guint sig_http_in_flight(SigHttp *h);
 void sig_http_stop(SigHttp *h); /* NULL-safe; closes everything. */
 /* The port actually bound (useful with port 0). */
 guint16 sig_http_port(SigHttp *h);
-const SigRoute *sig_http_routes(SigHttp *h, guint *n);
 /* Makes the loop run MHD once soon (after resuming a connection). */
 void sig_http_kick(SigHttp *h);
 

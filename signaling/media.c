@@ -303,7 +303,9 @@ on_worker_message(MediaChan *ch, GVariant *msg, gpointer data)
         g_variant_lookup(msg, "size", "x", &size);
         sig_recording_report(m->app, c, role, file, state, *reason ? reason : NULL, started,
                              duration, size);
-        if (sig_recordings_unfinished(m->app, c) == 0)
+        gint64 open, ready;
+        store_recordings_progress(m->app->store, c, &open, &ready);
+        if (!open)
             g_hash_table_remove(m->finishing, &c);
     } else if (!strcmp(op, "stats")) {
         g_variant_lookup(msg, "packets_in", "t", &w->packets_in);

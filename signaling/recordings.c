@@ -531,8 +531,11 @@ sig_recordings_compose_maybe(SigApp *app, gint64 consultation)
     if (!app->cfg->compose)
         return;
     g_autoptr(StoreConsultation) c = store_consultation_get(app->store, consultation, NULL);
+    gint64 open = 0, ready = 0;
+    if (c)
+        store_recordings_progress(app->store, consultation, &open, &ready);
     if (!c || c->status == STORE_CONSULT_LIVE || c->status == STORE_CONSULT_INTERRUPTED ||
-        !store_recordings_settled(app->store, consultation))
+        open || !ready)
         return;
     g_autoptr(GPtrArray) recs = store_recordings_list(app->store, consultation, NULL);
     for (guint i = 0; recs && i < recs->len; i++) {
@@ -564,16 +567,3 @@ sig_recordings_compose_resume(SigApp *app)
     compose_next(app);
 }
 
-guint
-sig_recordings_unfinished(SigApp *app, gint64 consultation)
-{
-    g_autoptr(GPtrArray) recs = store_recordings_list(app->store, consultation, NULL);
-    guint n = 0;
-    for (guint i = 0; recs && i < recs->len; i++) {
-        StoreRecording *r = recs->pdata[i];
-        if (strcmp(r->role, "combined") &&
-            (!strcmp(r->state, "recording") || !strcmp(r->state, "processing")))
-            n++;
-    }
-    return n;
-}

@@ -25,8 +25,6 @@ int sig_parse_range(const char *header, gint64 size, gint64 *from, gint64 *to);
  * recording.deleted event each.  Returns how many were deleted. */
 guint sig_recordings_prune(SigApp *app);
 
-/* Participant recordings of CONSULTATION still recording or processing. */
-guint sig_recordings_unfinished(SigApp *app, gint64 consultation);
 /* Queues the combined file of CONSULTATION when it is closed and its
  * recordings are settled (compose = true); a no-op otherwise. */
 void sig_recordings_compose_maybe(SigApp *app, gint64 consultation);

@@ -239,9 +239,9 @@ GPtrArray *store_recordings_list(Store *s, gint64 consultation, GError **error);
 StoreRecording *store_recording_get_ready(Store *s, gint64 consultation, const char *file);
 /* Recordings left in recording/processing (by a crash). */
 GPtrArray *store_recordings_unfinished(Store *s);
-/* TRUE when CONSULTATION's participant recordings are all finished and at
- * least one is ready (time to compose the combined file). */
-gboolean store_recordings_settled(Store *s, gint64 consultation);
+/* How many of CONSULTATION's participant recordings are still open
+ * (recording/processing) and how many are ready. */
+void store_recordings_progress(Store *s, gint64 consultation, gint64 *open, gint64 *ready);
 /* Every recording, newest first (admin view); ready ones oldest first
  * (retention). */
 GPtrArray *store_recordings_all(Store *s, guint limit, GError **error);

@@ -175,18 +175,20 @@ store_recordings_unfinished(Store *s)
                     NULL);
 }
 
-gboolean
-store_recordings_settled(Store *s, gint64 consultation)
+void
+store_recordings_progress(Store *s, gint64 consultation, gint64 *open, gint64 *ready)
 {
     sqlite3_stmt *st = store_stmt(s,
         "SELECT count(*) FILTER (WHERE state IN ('recording','processing')),"
         " count(*) FILTER (WHERE state = 'ready')"
         " FROM recordings WHERE consultation_id = ?1 AND role != 'combined'");
     sqlite3_bind_int64(st, 1, consultation);
-    gboolean settled = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == 0 &&
-                       sqlite3_column_int64(st, 1) > 0;
+    *open = *ready = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *open = sqlite3_column_int64(st, 0);
+        *ready = sqlite3_column_int64(st, 1);
+    }
     sqlite3_reset(st);
-    return settled;
 }
 
 void
