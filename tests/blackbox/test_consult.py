@@ -253,7 +253,9 @@ def mypage_is_the_students_history():
 
     def page():
         return w.req("student1", "GET", "/api/mypage").json["consultations"]
-    wait_for(lambda: [c["consultation_id"] for c in page()] == [b, a], 10, what="my page")
+    # The read model is eventually consistent: wait for both events to land.
+    wait_for(lambda: [(c["consultation_id"], c["status"]) for c in page()] ==
+             [(b, "declined"), (a, "ended")], 10, what="my page")
     p = page()
     assert p[0]["status"] == "declined" and p[0]["teacher"]["id"] == T2
     assert p[1]["status"] == "ended" and p[1]["started_at"] and p[1]["ended_at"]
@@ -501,6 +503,8 @@ def rebuild_projections_equals_live():
     cid = w.request("student3", T2).json["id"]
     w.req("student3", "POST", f"/api/consultations/{cid}/cancel")
     wait_for(lambda: w.teacher(T1)["consultation_count"] == 2, 10)
+    # Every event applied before the read models are compared.
+    wait_for(lambda: "consultd_event_lag 0\n" in w.s.get("/metrics").body, 10, what="dispatcher caught up")
     live_api = (w.req("student1", "GET", "/api/mypage").json["consultations"],
                 w.req("student1", "GET", "/api/teachers").json["teachers"])
     assert w.s.stop() == 0
