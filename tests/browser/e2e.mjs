@@ -25,18 +25,20 @@ async function login(page, user) {
 const card = (page, name) => page.locator('article.teacher', { has: page.locator('h3', { hasText: name }) });
 
 async function mediaFlowing(page) {
-  // Remote video playing and decoding more and more frames.
-  const a = await page.evaluate(async () => {
+  // Remote video playing and decoding more and more frames.  Polled until
+  // it shows or 30 s pass: no fixed wait (CI shares two cores with a lot).
+  const read = () => page.evaluate(async () => {
     const v = document.getElementById('remote-video');
     const s = await window.consultdCall.sub.stats();
     return { w: v.videoWidth, t: v.currentTime, f: s.framesDecoded };
   });
-  await page.waitForTimeout(1500);
-  const b = await page.evaluate(async () => {
-    const v = document.getElementById('remote-video');
-    const s = await window.consultdCall.sub.stats();
-    return { w: v.videoWidth, t: v.currentTime, f: s.framesDecoded };
-  });
+  const a = await read();
+  let b = a;
+  for (const end = Date.now() + 30000; Date.now() < end;) {
+    await page.waitForTimeout(250);
+    b = await read();
+    if (b.t > a.t + 0.3 && b.f > a.f + 5) break;
+  }
   return { videoWidth: b.w, timeAdvanced: b.t - a.t, framesGrew: b.f - a.f, framesDecoded: b.f };
 }
 
@@ -102,11 +104,14 @@ try {
   await student.waitForFunction(() => window.consultdReplay && window.consultdReplay.vids.length === 2 &&
     window.consultdReplay.vids.every(v => v.readyState >= 1), null, { timeout: 30000 });
   await student.evaluate(() => window.consultdReplay.play());
-  await student.waitForTimeout(1500);
+  await student.waitForFunction(() => window.consultdReplay.vids.every(v => v.currentTime > 0.5),
+    null, { timeout: 30000 }).catch(() => {});
   out.replayPlaying = await student.evaluate(() => window.consultdReplay.vids.map(v => ({ t: v.currentTime, w: v.videoWidth, err: v.error && v.error.message })));
   const mid = await student.evaluate(() => window.consultdReplay.total / 2);
   await student.evaluate(m => window.consultdReplay.seek(m), mid);
-  await student.waitForTimeout(1500);
+  await student.waitForFunction(m => window.consultdReplay.vids.every(v => !v.seeking &&
+    v.currentTime + v._offset >= m - 0.5 && v.currentTime + v._offset <= m + 2.5), mid,
+    { timeout: 30000 }).catch(() => {});
   out.replaySeek = { mid, at: await student.evaluate(() => window.consultdReplay.vids.map(v => v.currentTime + v._offset)) };
   await shot(student, 'student-replay');
 

@@ -34,7 +34,9 @@ try {
         await once('loadedmetadata', 30000);
         await v.play();
         const t0 = v.currentTime;
-        await new Promise(ok => setTimeout(ok, 1500));
+        // Wait for playback to move (up to 20 s), not for a fixed time.
+        for (const end = Date.now() + 20000; Date.now() < end && v.currentTime - t0 < 0.5;)
+          await new Promise(ok => setTimeout(ok, 200));
         const advanced = v.currentTime - t0;
         const target = v.duration / 2;
         v.currentTime = target;
