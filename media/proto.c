@@ -28,6 +28,17 @@ chan_close(MediaChan *ch)
         ch->on_closed(ch, ch->data);
 }
 
+GVariant *
+media_msg_decode(const void *data, gsize len)
+{
+    g_autoptr(GBytes) bytes = g_bytes_new(data, len);
+    g_autoptr(GVariant) v = g_variant_ref_sink(
+        g_variant_new_from_bytes(G_VARIANT_TYPE_VARDICT, bytes, FALSE));
+    /* Serialized data from another process: normalize before use, so a
+     * malformed message reads as defaults rather than anything worse. */
+    return g_variant_get_normal_form(v);
+}
+
 static gboolean
 on_ready(int fd, GIOCondition cond, gpointer data)
 {
@@ -43,12 +54,7 @@ on_ready(int fd, GIOCondition cond, gpointer data)
             chan_close(ch);
             return G_SOURCE_REMOVE;
         }
-        g_autoptr(GBytes) bytes = g_bytes_new(ch->buf, (gsize)n);
-        g_autoptr(GVariant) v = g_variant_ref_sink(
-            g_variant_new_from_bytes(G_VARIANT_TYPE_VARDICT, bytes, FALSE));
-        /* Serialized data from another process: normalize before use, so a
-         * malformed message reads as defaults rather than anything worse. */
-        g_autoptr(GVariant) msg = g_variant_get_normal_form(v);
+        g_autoptr(GVariant) msg = media_msg_decode(ch->buf, (gsize)n);
         ch->on_msg(ch, msg, ch->data);
         if (ch->closed)
             return G_SOURCE_REMOVE;

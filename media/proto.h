@@ -39,5 +39,8 @@ void media_chan_free(MediaChan *ch); /* NULL-safe; closes the fd */
 /* Builds a{sv} from "key", "type", value triples ending with NULL, e.g.
  * media_msg("answer", "req", "u", 7, "sdp", "s", text, NULL). */
 GVariant *media_msg(const char *op, const char *first_key, ...) G_GNUC_NULL_TERMINATED;
+/* One received packet as a{sv} in normal form (never NULL: malformed data
+ * reads as an empty or partial dictionary).  Full reference. */
+GVariant *media_msg_decode(const void *data, gsize len);
 /* The "op" of MSG, or "" if it has none. */
 const char *media_msg_op(GVariant *msg);

@@ -21,8 +21,10 @@ gboolean sig_auth_verify_password(const char *hash, const char *password);
 char *sig_auth_token_hash(const char *token);
 
 /* Finds the session from "Authorization: Bearer" or the session cookie and
- * sets r->user and r->token_hash.  FALSE if there is none or it is invalid. */
-gboolean sig_auth_identify(SigReq *r);
+ * sets r->user and r->token_hash.  FALSE if there is none or it is invalid;
+ * FALSE with ERROR set if the database could not be read (a 503, not a
+ * 401: the client must not drop a session that may be fine). */
+gboolean sig_auth_identify(SigReq *r, GError **error);
 
 /* Seeds the demo accounts if they do not exist yet and prints them. */
 gboolean sig_auth_seed_demo(SigApp *app, GError **error);

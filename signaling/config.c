@@ -19,20 +19,22 @@ typedef struct {
     CfgType type;
     size_t offset;
     const char *def;
-    gint64 min, max; /* for CFG_INT */
+    gint64 min, max; /* CFG_INT bounds; CFG_STR: min 1 = not empty */
     const char *help;
 } CfgOpt;
 
 #define OFF(f) G_STRUCT_OFFSET(SigConfig, f)
 static const CfgOpt opts[] = {
-    {"listen", CFG_STR, OFF(listen), "127.0.0.1:8080", 0, 0,
+    {"listen", CFG_STR, OFF(listen), "127.0.0.1:8080", 1, 0,
      "address and port to listen on (ADDR:PORT, [ADDR6]:PORT)"},
-    {"data-dir", CFG_STR, OFF(data_dir), "./data", 0, 0,
+    {"data-dir", CFG_STR, OFF(data_dir), "./data", 1, 0,
      "directory for the database and recordings"},
     {"public-url", CFG_STR, OFF(public_url), "", 0, 0,
      "absolute base URL clients reach the server at (default: from listen)"},
     {"log-level", CFG_STR, OFF(log_level), "info", 0, 0,
      "error, warning, message, info or debug"},
+    {"db-busy-timeout", CFG_INT, OFF(db_busy_timeout), "250", 0, 60000,
+     "ms a request waits for a database locked by another process (503 after)"},
     {"max-body", CFG_INT, OFF(max_body), "1048576", 1024, G_GINT64_CONSTANT(1) << 32,
      "largest request body accepted, in bytes (413 above)"},
     {"conn-timeout", CFG_INT, OFF(conn_timeout), "30", 1, 86400,
@@ -109,6 +111,11 @@ apply(SigConfig *cfg, const CfgOpt *o, const char *value, const char *source,
     char *field = (char *)cfg + o->offset;
     switch (o->type) {
     case CFG_STR:
+        if (o->min > 0 && !*value) { /* min 1: required */
+            g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                        "%s: %s must not be empty", source, o->key);
+            return FALSE;
+        }
         g_free(*(char **)field);
         *(char **)field = g_strdup(value);
         return TRUE;
@@ -184,6 +191,13 @@ derive(SigConfig *cfg, GError **error)
     if (!g_strv_contains(levels, cfg->log_level)) {
         g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
                     "log-level must be one of error, warning, message, info, debug");
+        return FALSE;
+    }
+    if (cfg->media_port_min && cfg->media_port_max &&
+        cfg->media_port_min > cfg->media_port_max) {
+        g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                    "media-port-min (%" G_GINT64_FORMAT ") is above media-port-max (%"
+                    G_GINT64_FORMAT ")", cfg->media_port_min, cfg->media_port_max);
         return FALSE;
     }
     /* A trailing slash would double up when paths are appended. */

@@ -38,6 +38,7 @@ typedef struct SigConfig {
     gint64 media_port_min, media_port_max;
     char *media_public_ip;
     char *media_stun;
+    gint64 db_busy_timeout;   /* ms to wait for another process's lock */
     gint64 media_timeout;     /* seconds without RTP: a participant is gone */
     gint64 media_end_grace;   /* seconds a live consultation may be empty */
     gint64 media_restart_max; /* cap of the worker restart backoff, seconds */

@@ -230,9 +230,8 @@ sig_h_events(SigReq *r)
     const char *last = sig_req_get_header(r, "Last-Event-ID");
     if (!last)
         last = sig_req_query(r, "last_event_id");
-    gint64 last_seq = -1;
-    if (last && *last &&
-        !g_ascii_string_to_signed(last, 10, 0, G_MAXINT64, &last_seq, NULL)) {
+    gint64 last_seq;
+    if (!sig_parse_event_id(last, &last_seq)) {
         sig_reply_error(r, 400, "bad_last_event_id", "Last-Event-ID must be an event number");
         return;
     }

@@ -88,7 +88,15 @@ src_dispatch(GSource *s, GSourceFunc cb, gpointer data)
 {
     MhdSource *m = (MhdSource *)s;
     m->h->kick = FALSE;
+    guint before = sig_http_connections(m->h);
     MHD_run(m->h->d);
+    /* At its connection limit MHD takes the listen socket out of its epoll
+     * set and puts it back only at the start of a later MHD_run().  When
+     * this run closed connections (timeouts, hang-ups) nothing else may
+     * cause one, and clients queued in the backlog would wait forever
+     * (found by the open-file-limit test).  So run once more. */
+    if (sig_http_connections(m->h) < before)
+        m->h->kick = TRUE;
     return G_SOURCE_CONTINUE;
 }
 
@@ -160,8 +168,11 @@ sig_reply_error(SigReq *r, unsigned status, const char *code, const char *fmt, .
 {
     va_list ap;
     va_start(ap, fmt);
-    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    g_autofree char *raw = g_strdup_vprintf(fmt, ap);
     va_end(ap);
+    /* Messages may quote what the client sent (a path parameter, a header):
+     * JSON needs valid UTF-8, so bad bytes become U+FFFD rather than a 500. */
+    g_autofree char *msg = g_utf8_make_valid(raw, -1);
     sig_reply_json(r, status, json_pack("{s:s, s:s}", "error", code, "message", msg));
 }
 
@@ -233,13 +244,14 @@ sig_json_time(gint64 ms)
 const char *
 sig_req_get_header(SigReq *r, const char *name)
 {
-    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+    return r->conn ? MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name) : NULL;
 }
 
 const char *
 sig_req_query(SigReq *r, const char *name)
 {
-    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+    return r->conn ? MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name)
+                   : NULL;
 }
 
 gint64
@@ -313,12 +325,62 @@ sig_req_string(SigReq *r, json_t *obj, const char *key, gsize max,
     return s;
 }
 
+static const char *
+skip_ows(const char *p)
+{
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return p;
+}
+
+gboolean
+sig_etag_match(const char *header, const char *etag)
+{
+    const char *p = skip_ows(header);
+    if (*p == '*')
+        return *skip_ows(p + 1) == '\0';
+    gsize want = strlen(etag);
+    for (;;) {
+        while (*p == ',' || *p == ' ' || *p == '\t')
+            p++;
+        if (!*p)
+            return FALSE;
+        gboolean weak = p[0] == 'W' && p[1] == '/';
+        if (weak)
+            p += 2;
+        if (*p != '"')
+            return FALSE;
+        const char *end = strchr(p + 1, '"');
+        if (!end)
+            return FALSE;
+        if (!weak && (gsize)(end - p - 1) == want && !memcmp(p + 1, etag, want))
+            return TRUE;
+        p = skip_ows(end + 1);
+        if (*p && *p != ',')
+            return FALSE;
+    }
+}
+
+gboolean
+sig_parse_event_id(const char *value, gint64 *seq)
+{
+    *seq = -1;
+    if (!value || !*value)
+        return TRUE;
+    gint64 v;
+    if (!g_ascii_string_to_signed(value, 10, 0, G_MAXINT64, &v, NULL))
+        return FALSE;
+    *seq = v;
+    return TRUE;
+}
+
 void
 sig_req_suspend(SigReq *r)
 {
     g_return_if_fail(!r->suspended);
     r->suspended = TRUE;
-    MHD_suspend_connection(r->conn);
+    if (r->conn) /* NULL in the in-process fuzz harness */
+        MHD_suspend_connection(r->conn);
 }
 
 void
@@ -326,6 +388,8 @@ sig_req_resume(SigReq *r)
 {
     g_return_if_fail(r->suspended);
     r->suspended = FALSE;
+    if (!r->conn)
+        return;
     MHD_resume_connection(r->conn);
     /* In external-epoll mode MHD only notices a resumed connection on its
      * next MHD_run(); the epoll fd does not become readable for it. */
@@ -497,12 +561,16 @@ req_begin(SigHttp *h, SigReq *r)
                         h->app->cfg->max_body);
         return;
     }
+    g_autoptr(GError) err = NULL;
     if (r->route->flags & SIG_ROUTE_PUBLIC) {
-        sig_auth_identify(r); /* optional: public routes may use the user */
+        sig_auth_identify(r, NULL); /* optional: public routes may use the user */
         return;
     }
-    if (!sig_auth_identify(r)) {
-        sig_reply_error(r, 401, "unauthorized", "log in first");
+    if (!sig_auth_identify(r, &err)) {
+        if (err)
+            sig_reply_store_error(r, err);
+        else
+            sig_reply_error(r, 401, "unauthorized", "log in first");
         return;
     }
     if (!(r->route->roles & r->user->role))
@@ -531,9 +599,17 @@ on_access(void *cls, struct MHD_Connection *c, const char *url,
         gsize room = (gsize)h->app->cfg->max_body - r->body->len;
         if (r->too_large || *upload_data_size > room) {
             /* A chunked body grew past the cap: stop keeping it.  The rest
-             * is read and dropped, and 413 goes out when it ends. */
+             * is read and dropped, and 413 goes out when it ends
+             * (libmicrohttpd 0.9.75 cannot send a response in the middle of
+             * an upload: tried, it only closes).  A sender that goes on
+             * past four times the cap (at least 64 KiB) is cut off. */
             r->too_large = TRUE;
             g_string_truncate(r->body, 0);
+            r->dropped += *upload_data_size;
+            if (r->dropped > MAX(4 * (guint64)h->app->cfg->max_body, 65536)) {
+                *upload_data_size = 0;
+                return MHD_NO;
+            }
         } else {
             g_string_append_len(r->body, upload_data, *upload_data_size);
         }

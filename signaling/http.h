@@ -54,6 +54,7 @@ struct SigReq {
     struct MHD_Response *response;
     GPtrArray *headers;  /* name, value, name, value ... */
     gboolean too_large, handled, suspended, queued;
+    guint64 dropped;     /* body bytes read and thrown away past the cap */
     gpointer data;       /* handler's per-request state */
     GDestroyNotify data_free;
 };
@@ -105,6 +106,13 @@ void sig_req_suspend(SigReq *r);
 void sig_req_resume(SigReq *r);
 
 /* ---- request helpers ---- */
+/* Whether an If-Match value ("*" or a list of entity-tags) matches ETAG
+ * (given without its quotes) by strong comparison (RFC 9110 13.1.1): weak
+ * tags never match, a malformed list matches nothing. */
+gboolean sig_etag_match(const char *header, const char *etag);
+/* Parses a Last-Event-ID value: a decimal event number >= 0.  Empty or
+ * NULL gives -1 (start from the cursor).  FALSE if malformed. */
+gboolean sig_parse_event_id(const char *value, gint64 *seq);
 const char *sig_req_get_header(SigReq *r, const char *name);
 const char *sig_req_query(SigReq *r, const char *name);
 /* Path parameter I as a positive id; on failure replies 400 and returns 0. */

@@ -15,6 +15,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "app.h"
@@ -152,11 +153,49 @@ retention_tick(gpointer data)
     return G_SOURCE_CONTINUE;
 }
 
+/* Descriptors kept for everything that is not an HTTP connection: the
+ * database and its WAL, worker channels and their children's pipes,
+ * recording files served, webhook sockets, GLib's own. */
+#define FD_RESERVE 128
+
+/* Raises the soft open-file limit to the hard one and keeps conn-limit
+ * under it, so that a connection flood is refused by libmicrohttpd's limit
+ * (the client sees its connection closed) instead of running the process
+ * out of descriptors, where accept() fails silently and SQLite, workers and
+ * files would fail with it. */
+static void
+fit_fd_limit(SigApp *app)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur == RLIM_INFINITY)
+        return;
+    gint64 room = (gint64)rl.rlim_cur - FD_RESERVE;
+    if (app->cfg->conn_limit > room) {
+        gint64 was = app->cfg->conn_limit;
+        app->cfg->conn_limit = MAX(room, 16);
+        app->cfg->per_ip_conn_limit = MIN(app->cfg->per_ip_conn_limit, app->cfg->conn_limit);
+        g_warning("conn-limit lowered from %" G_GINT64_FORMAT " to %" G_GINT64_FORMAT
+                  ": the open-file limit is %llu (raise it: ulimit -n, LimitNOFILE=)",
+                  was, app->cfg->conn_limit, (unsigned long long)rl.rlim_cur);
+    }
+}
+
 static int
 serve(SigApp *app)
 {
     g_autoptr(GError) err = NULL;
     app->metrics = sig_metrics_new();
+    /* The loop's one thread must not stall behind a tool's lock: fail fast
+     * (503 + Retry-After) instead.  Subcommands keep store_open's 5 s. */
+    store_set_busy_timeout(app->store, (int)app->cfg->db_busy_timeout);
+    fit_fd_limit(app);
     guint n_routes;
     const SigRoute *routes = sig_routes(&n_routes);
     app->http = sig_http_start(app, routes, n_routes, &err);

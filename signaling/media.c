@@ -89,6 +89,7 @@ struct SigMedia {
     guint32 next_req;
     guint64 restarts;
     char *worker_bin;
+    Worker *fed;              /* stands for the sender of sig_media_feed() */
 };
 
 static const char *const role_names[] = {"teacher", "student"};
@@ -319,6 +320,19 @@ on_worker_message(MediaChan *ch, GVariant *msg, gpointer data)
         w->ready = TRUE;
         g_message("media worker %u ready (pid %" G_GINT64_FORMAT ")", w->index, w->pid);
     }
+}
+
+void
+sig_media_feed(SigApp *app, const void *data, gsize len)
+{
+    SigMedia *m = app->media;
+    if (!m->fed) {
+        m->fed = g_new0(Worker, 1);
+        m->fed->m = m;
+        m->fed->index = G_MAXUINT;
+    }
+    g_autoptr(GVariant) msg = media_msg_decode(data, len);
+    on_worker_message(NULL, msg, m->fed);
 }
 
 /* ------------------------------------------------------ worker lifecycle */
@@ -582,6 +596,7 @@ sig_media_free(SigMedia *m)
     g_hash_table_destroy(m->end_timers);
     g_hash_table_destroy(m->finishing);
     g_free(m->worker_bin);
+    g_free(m->fed);
     m->app->media = NULL;
     g_free(m);
 }
@@ -829,12 +844,9 @@ own_session(SigReq *r)
         return NULL;
     }
     const char *im = sig_req_get_header(r, MHD_HTTP_HEADER_IF_MATCH);
-    if (im && strcmp(im, "*")) {
-        g_autofree char *want = g_strdup_printf("\"%s\"", s->etag);
-        if (!strstr(im, want)) {
-            sig_reply_error(r, 412, "precondition_failed", "If-Match does not match the ETag");
-            return NULL;
-        }
+    if (im && !sig_etag_match(im, s->etag)) {
+        sig_reply_error(r, 412, "precondition_failed", "If-Match does not match the ETag");
+        return NULL;
     }
     return s;
 }

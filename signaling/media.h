@@ -24,6 +24,10 @@ const char *sig_media_worker_bin(SigApp *app);
 
 /* Consultation ID closed: its media (and its sessions) go. */
 void sig_media_end(SigApp *app, gint64 consultation);
+/* Handles DATA as one packet from a media worker (the worker-channel fuzz
+ * target feeds it this way; a real worker's packets come through
+ * media_chan). */
+void sig_media_feed(SigApp *app, const void *data, gsize len);
 
 void sig_h_whip_post(SigReq *r);
 void sig_h_whep_post(SigReq *r);

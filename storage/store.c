@@ -355,6 +355,12 @@ finalize_stmt(gpointer st)
     sqlite3_finalize(st);
 }
 
+void
+store_set_busy_timeout(Store *s, int ms)
+{
+    sqlite3_busy_timeout(s->db, ms);
+}
+
 Store *
 store_open_path(const char *path, int target_version, GError **error)
 {
@@ -371,7 +377,7 @@ store_open_path(const char *path, int target_version, GError **error)
         return NULL;
     }
     sqlite3_extended_result_codes(s->db, 1);
-    sqlite3_busy_timeout(s->db, 5000);
+    store_set_busy_timeout(s, 5000);
     if (!exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                  "PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;",
               error)) {

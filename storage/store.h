@@ -41,6 +41,10 @@ Store *store_open(const char *data_dir, GError **error);
  * tests that build an older schema.  TARGET_VERSION 0 means the newest. */
 Store *store_open_path(const char *path, int target_version, GError **error);
 void store_close(Store *s); /* NULL-safe; finalizes statements, closes. */
+/* How long a statement waits for another process's lock before failing
+ * with STORE_ERROR_BUSY (5 s from store_open).  The server sets it short:
+ * its one thread must not stall on a lock held by a tool. */
+void store_set_busy_timeout(Store *s, int ms);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Store, store_close)
 
 int store_schema_version(Store *s);

@@ -81,7 +81,8 @@ store_recording_update(Store *s, gint64 consultation, const char *role, const ch
                        const char *state, const char *reason, gint64 started_at,
                        gint64 duration_ms, gint64 size, GError **error)
 {
-    if (!plain(file) || !plain(role) || !g_strv_contains(states, state)) {
+    if (!plain(file) || !plain(role) || !g_strv_contains(states, state) || started_at < 0 ||
+        duration_ms < 0 || size < 0) {
         g_set_error(error, STORE_ERROR, STORE_ERROR_CONFLICT, "bad recording report");
         return FALSE;
     }
@@ -103,7 +104,9 @@ store_recording_update(Store *s, gint64 consultation, const char *role, const ch
     if (ok && terminal(was)) /* never leave a terminal state */
         return store_autocommit(s, began, TRUE, error);
     gint64 now = store_now_ms();
-    gint64 offset = started_at && c && c->accepted_at ? MAX(0, started_at - c->accepted_at) : 0;
+    /* No subtraction that can overflow: started_at comes from a worker. */
+    gint64 offset = started_at && c && started_at > c->accepted_at && c->accepted_at > 0
+                        ? started_at - c->accepted_at : 0;
     if (ok) {
         sqlite3_stmt *st = store_stmt(s,
             "INSERT INTO recordings (consultation_id, role, file, state, reason, started_at,"

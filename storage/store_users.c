@@ -187,10 +187,13 @@ store_session_user(Store *s, const char *token_hash, gint64 now_ms,
     sqlite3_bind_text(st, 1, token_hash, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 2, now_ms);
     StoreUser *u = NULL;
-    if (sqlite3_step(st) == SQLITE_ROW)
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
         u = user_from_row(st);
-    else
+    else if (rc == SQLITE_DONE)
         g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "no session");
+    else
+        store_set_error(s, error, "session");
     sqlite3_reset(st);
     return u;
 }

@@ -84,13 +84,14 @@ class Response:
 class Server:
     running = []
 
-    def __init__(self, *args, demo=True, data_dir=None, env=None, wait=True):
+    def __init__(self, *args, demo=True, data_dir=None, env=None, wait=True, preexec=None):
         self.own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="consultd-test-")
         self.args = ["--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
                      "--log-level", "info"] + (["--demo"] if demo else []) + list(args)
         self.env = dict(os.environ)
         self.env.update(env or {})
+        self.preexec = preexec  # run in the child before exec (limits)
         self.log_path = os.path.join(self.data_dir, "server.log")
         self.proc = None
         self.url = None
@@ -100,7 +101,7 @@ class Server:
         self.log = open(self.log_path, "ab")
         self.log_offset = self.log.tell()
         self.proc = subprocess.Popen([BIN] + self.args, stdout=subprocess.DEVNULL,
-                                     stderr=self.log, env=self.env)
+                                     stderr=self.log, env=self.env, preexec_fn=self.preexec)
         Server.running.append(self)
         if wait:
             self.url = wait_for(self._bound_url, 30, what="consultd to listen")

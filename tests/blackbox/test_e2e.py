@@ -52,5 +52,35 @@ def consultation_through_the_pages():
     assert c["status"] == "ended", c
 
 
+@test
+def hostile_display_names_show_as_text_everywhere():
+    """Display names holding markup and script, on every page that shows
+    them (student list and notification, teacher console, admin users)."""
+    from harness import Server
+    s = Server("--media-workers", "0")
+    adm = s.login("admin")
+    tname = '<img src=x onerror="window.__xss=1">T<b>eacher</b>'
+    sname = '<script>window.__xss=2</script><iframe src="javascript:window.__xss=3"></iframe>S & "co"'
+    for username, role, name in (("evilteacher", "teacher", tname), ("evilstudent", "student", sname)):
+        r = s.post("/api/users", {"username": username, "password": "longpassword1", "role": role,
+                                  "display_name": name}, token=adm)
+        assert r.status == 201, r
+        assert r.json["display_name"] == name, r  # stored and returned as given
+    p = subprocess.run(["node", os.path.join(BROWSER, "names.mjs"),
+                        json.dumps({"base": s.url, "teacherName": tname, "studentName": sname,
+                                    "teacher": "evilteacher", "student": "evilstudent",
+                                    "password": "longpassword1"})],
+                       capture_output=True, timeout=300, cwd=BROWSER)
+    lines = [l for l in p.stdout.decode().splitlines() if l.startswith("{")]
+    assert lines, p.stderr.decode()[-3000:]
+    out = json.loads(lines[-1])
+    assert "error" not in out, json.dumps(out, indent=1)
+    assert not out.get("pageErrors"), out["pageErrors"]
+    assert set(out["pages"]) == {"studentList", "studentNotified", "teacherIncoming", "adminUsers"}, out
+    for page, v in out["pages"].items():
+        assert all(v["shown"]), (page, v)
+        assert v["ran"] is False and v["injected"] == 0, (page, v)
+
+
 if __name__ == "__main__":
     run()

@@ -1,7 +1,14 @@
 #!/usr/bin/env python3
-"""Hardening checks that exist so far: slow and idle clients, floods, CORS,
-limits.  (The hardening issue's fuzzing and fault loops are still to come.)"""
+"""Hardening: slow and idle clients, floods, CORS, limits, kill -9 loops of
+both processes, a database locked by another process, the open-file limit,
+a stalled media pipeline at SIGTERM, junk at the media ports."""
+import os
+import random
+import signal
 import socket
+import sqlite3
+import struct
+import subprocess
 import threading
 import time
 
@@ -85,6 +92,19 @@ def oversized_bodies_with_and_without_length():
     r = raw_http(s.host, s.port, b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                  b"Transfer-Encoding: chunked\r\n\r\n" + chunks, timeout=5)
     assert b" 413 " in r, r[:200]
+    # A chunked sender that goes on and on is cut off, not read forever.
+    c = socket.create_connection((s.host, s.port), timeout=10)
+    c.sendall(b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Transfer-Encoding: chunked\r\n\r\n")
+    sent = 0
+    try:
+        while sent < 10 * 1024 * 1024:
+            c.sendall(b"%x\r\n" % 4096 + b"z" * 4096 + b"\r\n")
+            sent += 4096
+    except OSError:
+        pass
+    assert sent < 4 * 1024 * 1024, f"{sent} bytes of an over-cap chunked body were taken"
+    c.close()
     assert s.get("/healthz").status == 200
 
 
@@ -210,6 +230,216 @@ def worker_kill_9_twenty_times_every_recording_plays():
         assert p.returncode == 0 and "Duration: 0:00:0" in p.stdout, (cid, p.stdout[-500:])
     restarts = s.get("/metrics").body.split("\nconsultd_media_worker_restarts_total ")[1].split()[0]
     assert int(restarts) == 20, restarts
+
+
+@test
+def database_locked_by_another_process_degrades_and_recovers():
+    """A tool holds the database's write lock: writes answer 503
+    database_busy with Retry-After within about db-busy-timeout, everything
+    else (reads, logins already made, health) is still served at once, and
+    once the lock goes the same writes succeed and the read model catches
+    up."""
+    s = Server("--db-busy-timeout", "200")
+    tt, st = s.login("teacher1"), s.login("student1")
+    db = sqlite3.connect(os.path.join(s.data_dir, "consultd.db"), timeout=10, isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")
+    try:
+        for _ in range(3):
+            t0 = time.monotonic()
+            r = s.request("PUT", "/api/teachers/2/presence", {"status": "online"}, token=tt)
+            took = time.monotonic() - t0
+            assert r.status == 503 and r.json["error"] == "database_busy", r
+            assert r.header("Retry-After"), r.headers
+            assert took < 2.0, f"a write waited {took:.2f}s for the lock"
+        r = s.post("/api/teachers/2/favorite", token=st)
+        assert r.status == 503 and r.json["error"] == "database_busy", r
+        t0 = time.monotonic()
+        assert s.get("/healthz").status == 200
+        r = s.get("/api/teachers", token=st)  # WAL: readers are not blocked
+        assert r.status == 200, r
+        assert s.get("/api/me", token=st).status == 200  # the session still reads
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    assert s.request("PUT", "/api/teachers/2/presence", {"status": "online"}, token=tt).status == 200
+    assert s.post("/api/teachers/2/favorite", token=st).status in (200, 201)
+    wait_for(lambda: [t for t in s.get("/api/teachers", token=st).json["teachers"]
+                      if t["id"] == 2][0]["popularity"] == 1, 10, what="popularity from the read model")
+    assert "database_busy" not in s.get("/readyz").body
+
+
+@test
+def open_file_limit_is_respected_and_recovers():
+    """Started under a low open-file limit, consultd keeps its HTTP
+    connections below it (with a warning saying so); a connection flood is
+    refused by closing the excess connections, the process never runs out of
+    descriptors (the excess waits in the listen backlog: libmicrohttpd stops
+    accepting at its limit), and it serves again as soon as the flood goes."""
+    import resource
+    limit = 256
+
+    def low():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+    s = Server("--conn-timeout", "3", "--per-ip-conn-limit", "100000", preexec=low)
+    assert "conn-limit lowered from 4096 to 128" in s.logtext(), s.logtext()[-2000:]
+    tok = s.login("student1")
+    conns = []
+    for _ in range(400):
+        try:
+            conns.append(socket.create_connection((s.host, s.port), timeout=5))
+        except OSError:
+            break
+    assert len(conns) == 400
+    most = 0
+    for _ in range(20):  # across conn-timeout: idle ones are dropped, more accepted
+        most = max(most, len(os.listdir(f"/proc/{s.proc.pid}/fd")))
+        time.sleep(0.25)
+    assert most < limit, f"{most} descriptors open under a limit of {limit}"
+    assert s.proc.poll() is None
+    assert "Too many open files" not in s.logtext()
+    for c in conns:
+        c.close()
+    def served():
+        try:
+            return s.get("/api/me", token=tok, timeout=2).status == 200
+        except OSError:
+            return False
+    wait_for(served, 15, what="served again")
+    assert s.post("/api/teachers/2/favorite", token=tok).status in (200, 201)
+
+
+def worker_udp_ports(pid):
+    """The UDP ports the process PID has sockets bound on (from /proc)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    ports = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if cols[9] in inodes:
+                    ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def junk_packets(rng):
+    """One of: random bytes, a DTLS ClientHello, RTP, RTCP, a STUN binding
+    request with credentials nobody gave out."""
+    kind = rng.randrange(5)
+    if kind == 0:
+        return bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 1200)))
+    if kind == 1:
+        body = (b"\xfe\xfd" + rng.randbytes(32) + b"\x00" + b"\x00" + b"\x00\x02\xc0\x2b" + b"\x01\x00")
+        hs = b"\x01" + struct.pack("!I", len(body))[1:] + b"\x00\x00" + b"\x00\x00\x00" + \
+            struct.pack("!I", len(body))[1:] + body
+        return b"\x16\xfe\xff" + b"\x00\x00" + b"\x00" * 6 + struct.pack("!H", len(hs)) + hs
+    if kind == 2:
+        return struct.pack("!BBHII", 0x80, 96 + rng.randrange(2) * 15, rng.randrange(65536),
+                           rng.getrandbits(32), rng.getrandbits(32)) + rng.randbytes(rng.randrange(1, 1100))
+    if kind == 3:
+        return struct.pack("!BBHI", 0x80, 200, 6, rng.getrandbits(32)) + rng.randbytes(20)
+    user = b"nobody:" + rng.randbytes(4).hex().encode()
+    attr = struct.pack("!HH", 0x0006, len(user)) + user + b"\x00" * (-len(user) % 4)
+    return struct.pack("!HHI", 0x0001, len(attr), 0x2112A442) + rng.randbytes(12) + attr
+
+
+@test
+def junk_at_the_media_ports_is_dropped():
+    """While a consultation runs (and from before its DTLS handshakes), every
+    UDP port of the media worker gets random bytes, DTLS ClientHellos, RTP
+    and RTCP from an address ICE never validated, and STUN with wrong
+    credentials.  The relay goes on, the worker survives, the recording
+    plays."""
+    from mediahelp import live_consultation, media_server, peer, result, worker
+    s = media_server("--compose=false")
+    pid = wait_for(lambda: worker(s)["ready"] and worker(s)["pid"], 30, what="worker")
+    cid, tt, st = live_consultation(s)
+    stop = threading.Event()
+    sent = [0]
+
+    def spray():
+        rng = random.Random(7)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        while not stop.is_set():
+            ports = worker_udp_ports(pid)
+            for _ in range(50):
+                for port in ports:
+                    try:
+                        sock.sendto(junk_packets(rng), ("127.0.0.1", port))
+                        sent[0] += 1
+                    except OSError:
+                        pass
+            stop.wait(0.02)
+        sock.close()
+    t = threading.Thread(target=spray)
+    t.start()
+    try:
+        pub = peer(s, "whip", cid, tt, "publish", 14)
+        recv = peer(s, "whep", cid, st, "receive", 10, 60)
+        rc, res, err = result(recv)
+        assert rc == 0 and res["video_frames"] >= 60 and res["audio_buffers"] >= 20, (res, err[-1500:])
+        rc, res, err = result(pub)
+        assert rc == 0, (res, err[-1500:])
+    finally:
+        stop.set()
+        t.join()
+    assert sent[0] > 1000, sent
+    assert worker(s)["pid"] == pid
+    assert s.get(f"/api/consultations/{cid}", token=st).json["status"] == "live"
+    assert s.post(f"/api/consultations/{cid}/end", token=tt).status == 200
+    wait_for(lambda: [r["state"] for r in s.get(f"/api/consultations/{cid}/recordings", token=st)
+                      .json["recordings"] if r["role"] == "teacher"] == ["ready"], 60, what="recording ready")
+
+
+@test
+def sigterm_with_a_stalled_media_pipeline_exits_in_bound_and_keeps_files():
+    """The media worker is frozen (SIGSTOP) in the middle of a recorded call,
+    then consultd gets SIGTERM: it exits 0 within shutdown-grace plus the
+    worker's 3 s, leaves no worker behind, keeps the partial file, and the
+    next start repairs it into a playable recording."""
+    from mediahelp import live_consultation, media_server, peer, worker
+    s = media_server("--compose=false", "--shutdown-grace", "2")
+    cid, tt, st = live_consultation(s)
+    pub = peer(s, "whip", cid, tt, "publish", 60)
+    path = os.path.join(s.data_dir, "recordings", str(cid), "teacher.webm")
+    wait_for(lambda: os.path.exists(path) and os.path.getsize(path) > 60000, 60, what="recording")
+    wpid = worker(s)["pid"]
+    os.kill(wpid, signal.SIGSTOP)
+    size = os.path.getsize(path)
+    t0 = time.monotonic()
+    rc = s.stop(timeout=30)
+    took = time.monotonic() - t0
+    pub.kill()
+    pub.wait()
+    assert rc == 0, (rc, s.logtext()[-2000:])
+    assert took < 2 + 3 + 5, f"SIGTERM took {took:.1f}s"
+    assert "did not exit; killing it" in s.logtext()
+    try:
+        os.kill(wpid, 0)
+        raise AssertionError("the frozen worker is still there")
+    except ProcessLookupError:
+        pass
+    assert os.path.getsize(path) >= size
+    s.start()
+    db = os.path.join(s.data_dir, "consultd.db")
+
+    def state():
+        c = sqlite3.connect(db, timeout=10)
+        row = c.execute("SELECT state FROM recordings WHERE consultation_id = ? AND role = 'teacher'",
+                        (cid,)).fetchone()
+        c.close()
+        return row[0]
+    wait_for(lambda: state() in ("ready", "failed", "empty"), 60, what="repair at start-up")
+    assert state() == "ready", state()
+    p = subprocess.run(["gst-discoverer-1.0", path], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "vp8" in p.stdout.lower(), p.stdout[-800:]
 
 
 if __name__ == "__main__":
