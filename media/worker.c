@@ -329,6 +329,7 @@ main(int argc, char **argv)
     g_source_remove(t);
     g_hash_table_destroy(w.sessions);
     g_hash_table_destroy(w.rooms);
+    rec_abort_all();
     media_chan_free(w.chan);
     g_main_loop_unref(w.loop);
     gst_deinit();

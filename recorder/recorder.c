@@ -137,6 +137,38 @@ rec_request_keyframe(RecRecording *rec)
 static gboolean
 on_bus(GstBus *bus, GstMessage *msg, gpointer data);
 
+/* Recordings not yet finished (main loop only): what rec_abort_all()
+ * stops when the process is about to exit. */
+static GList *live;
+
+/* Frees REC, its pipeline already in NULL. */
+static void
+rec_release(RecRecording *rec)
+{
+    live = g_list_remove(live, rec);
+    for (int k = 0; k < N_KINDS; k++)
+        gst_object_unref(rec->br[k].appsrc);
+    gst_object_unref(rec->pipe);
+    g_free(rec->error);
+    g_free(rec->path);
+    g_free(rec);
+}
+
+void
+rec_abort_all(void)
+{
+    while (live) {
+        RecRecording *rec = live->data;
+        g_clear_handle_id(&rec->eos_timer, g_source_remove);
+        g_clear_handle_id(&rec->bus_watch, g_source_remove);
+        for (int k = 0; k < N_KINDS; k++)
+            rec_tap_detach(&rec->br[k].tap);
+        gst_element_set_state(rec->pipe, GST_STATE_NULL);
+        g_message("recording %s: left for repair (the process is exiting)", rec->path);
+        rec_release(rec);
+    }
+}
+
 RecRecording *
 rec_start(GstElement *room_pipe, GstElement *tee_video, GstElement *tee_audio,
           const char *path, GError **error)
@@ -165,6 +197,7 @@ rec_start(GstElement *room_pipe, GstElement *tee_video, GstElement *tee_audio,
     if (perr)
         g_clear_error(&perr);
     RecRecording *rec = g_new0(RecRecording, 1);
+    live = g_list_prepend(live, rec);
     rec->path = g_strdup(path);
     rec->room_pipe = room_pipe;
     rec->pipe = pipe;
@@ -185,11 +218,7 @@ rec_start(GstElement *room_pipe, GstElement *tee_video, GstElement *tee_audio,
         g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot open %s for writing", path);
         g_source_remove(rec->bus_watch);
         gst_element_set_state(pipe, GST_STATE_NULL);
-        for (int k = 0; k < N_KINDS; k++)
-            gst_object_unref(rec->br[k].appsrc);
-        gst_object_unref(pipe);
-        g_free(rec->path);
-        g_free(rec);
+        rec_release(rec);
         return NULL;
     }
     for (int k = 0; k < N_KINDS; k++)
@@ -255,12 +284,7 @@ rec_finish(RecRecording *rec)
     f->out = g_strconcat(rec->path, ".final", NULL);
     f->done = rec->done;
     f->data = rec->done_data;
-    for (int k = 0; k < N_KINDS; k++)
-        gst_object_unref(rec->br[k].appsrc);
-    gst_object_unref(rec->pipe);
-    g_free(rec->error);
-    g_free(rec->path);
-    g_free(rec);
+    rec_release(rec);
     if (!got_media) {
         f->state = "empty";
         finish_done(NULL, NULL, f);

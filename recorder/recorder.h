@@ -42,6 +42,13 @@ void rec_request_keyframe(RecRecording *rec);
  * it, then finalizes on a worker thread and calls DONE on the main loop.
  * Frees REC.  DONE always runs exactly once. */
 void rec_stop(RecRecording *rec, guint timeout_ms, RecDone done, gpointer data);
+/* Call after every room is gone (their taps detached).
+ * Stops every recording still running or waiting for its EOS, without
+ * finalizing (no DONE): their files stay as written, for the main process's
+ * repair.  For a worker about to exit, whose main loop no longer runs: a
+ * recording pipeline left playing would keep its threads, and gst_deinit()
+ * waits for them forever. */
+void rec_abort_all(void);
 
 /* Remuxes IN (a WebM that may have been cut short by a crash) into OUT with
  * cues and duration, then checks OUT decodes.  Returns "ready", "empty" or

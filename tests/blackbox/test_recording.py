@@ -195,9 +195,20 @@ def worker_kill_mid_recording_is_repaired():
 def repair_at_start_up_after_main_process_kill():
     s = media_server("--compose=false")
     cid, tt, st, pub = recording_teacher(s, 50000)
+    wpid = worker(s)["pid"]
     s.kill()  # the main process dies; its worker follows (EOF on its channel)
     pub.kill()
     pub.wait()
+
+    def worker_gone():
+        try:
+            os.kill(wpid, 0)
+            return False
+        except ProcessLookupError:
+            return True
+    # It once stayed forever: gst_deinit() waited for a recording pipeline
+    # nobody stopped once its main loop had quit.
+    wait_for(worker_gone, 20, what="the orphaned worker to exit")
     assert db_recording(s, cid, "teacher.webm")[1] == "recording"
     s.start()
     wait_for(lambda: db_recording(s, cid, "teacher.webm")[1] == "ready", 60, what="start-up repair")
