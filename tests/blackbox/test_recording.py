@@ -200,11 +200,11 @@ def repair_at_start_up_after_main_process_kill():
     pub.kill()
     pub.wait()
 
-    def worker_gone():
+    def worker_gone():  # exited: gone, or a zombie nobody has reaped yet
         try:
-            os.kill(wpid, 0)
-            return False
-        except ProcessLookupError:
+            with open(f"/proc/{wpid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except FileNotFoundError:
             return True
     # It once stayed forever: gst_deinit() waited for a recording pipeline
     # nobody stopped once its main loop had quit.
