@@ -21,10 +21,14 @@
  * Isolation: the push's result is only logged.  Whatever fails on the
  * sending side (not-negotiated, a flushing webrtcbin) never reaches the tee,
  * so a subscriber can never stop a publisher's ingest, nor the recorder's
- * branch (WEBRTC-NOTES: "A failing branch kills the ingest").  A relay is
- * attached only once the subscriber's connection is up: before DTLS
- * completes webrtcbin's send path holds data back, and that wait would be
- * on the publisher's thread.  Keyframe requests travel the other way: an
+ * branch (WEBRTC-NOTES: "A failing branch kills the ingest").  Nothing is
+ * pushed before the subscriber's connection is up (before DTLS completes,
+ * webrtcbin's send path holds data back, and that wait would be on the
+ * publisher's thread): until then a relay keeps the newest packets, up to
+ * RELAY_PENDING_MAX, and sends them first once connected, so the keyframe
+ * requested when it was attached is not lost (measured: requesting it only
+ * at connection made joins about 100 ms slower).  Keyframe requests travel
+ * the other way: an
  * upstream force-key-unit event reaching the relay pad is pushed upstream
  * from the tee's sink pad, and webrtcbin turns it into a PLI to the
  * publisher.
@@ -95,8 +99,12 @@ typedef struct {
     GstPad *src;         /* ours, no parent, linked to the webrtcbin request pad */
     GstPad *sink_pad;    /* webrtcbin request pad */
     gboolean attached;   /* in its fan-out */
+    gint connected;      /* the subscriber can take data (atomic) */
+    GQueue pending;      /* packets kept until connected (under the fan-out lock) */
     gint failed;         /* a push failed (logged once; atomic) */
 } Relay;
+
+#define RELAY_PENDING_MAX 128
 
 /* One publisher track's relays.  RELAYS is read by the probe on the
  * publisher's streaming thread and changed on the main loop, under LOCK. */
@@ -300,19 +308,34 @@ rewrite_rtp(GstBuffer *in, guint8 pt)
 }
 
 static void
+relay_push(Relay *r, GstBuffer *out)
+{
+    /* The result never goes further: see "Isolation" above. */
+    GstFlowReturn ret = gst_pad_push(r->src, out);
+    count(&packets_out_total);
+    if (ret < GST_FLOW_EOS && g_atomic_int_compare_and_exchange(&r->failed, 0, 1))
+        g_warning("relay %s:%s: %s; the publisher is not affected", r->sub->id,
+                  GST_PAD_NAME(r->src), gst_flow_get_name(ret));
+}
+
+static void
 fan_one(Fanout *f, GstBuffer *buf)
 {
     for (guint i = 0; i < f->relays->len; i++) {
         Relay *r = f->relays->pdata[i];
         GstBuffer *out = rewrite_rtp(buf, r->pt);
-        if (out) {
-            /* The result never goes further: see "Isolation" above. */
-            GstFlowReturn ret = gst_pad_push(r->src, out);
-            count(&packets_out_total);
-            if (ret < GST_FLOW_EOS && g_atomic_int_compare_and_exchange(&r->failed, 0, 1))
-                g_warning("relay %s:%s: %s; the publisher is not affected",
-                          r->sub->id, GST_PAD_NAME(r->src), gst_flow_get_name(ret));
+        if (!out)
+            continue;
+        if (!g_atomic_int_get(&r->connected)) {
+            g_queue_push_tail(&r->pending, out);
+            if (r->pending.length > RELAY_PENDING_MAX)
+                gst_buffer_unref(g_queue_pop_head(&r->pending));
+            continue;
         }
+        GstBuffer *early;
+        while ((early = g_queue_pop_head(&r->pending)))
+            relay_push(r, early);
+        relay_push(r, out);
     }
 }
 
@@ -361,12 +384,12 @@ request_keyframe(Relay *r)
         count(&keyframe_requests_total);
 }
 
-/* Puts R in its publisher's fan-out once its subscriber is answered and
- * connected (main loop). */
+/* Puts R in its publisher's fan-out once its subscriber is answered (main
+ * loop); it sends once connected. */
 static void
 relay_attach(Relay *r)
 {
-    if (r->attached || !r->sub->answered || !r->sub->connected)
+    if (r->attached || !r->sub->answered)
         return;
     /* Fault injection for the isolation test: caps the subscriber's
      * webrtcbin refuses, so that every push fails with not-negotiated. */
@@ -436,6 +459,7 @@ relay_free(Relay *r)
         Fanout *f = &r->room->fan[r->from_role][r->kind];
         g_mutex_lock(&f->lock); /* waits for a push in progress */
         g_ptr_array_remove_fast(f->relays, r);
+        g_queue_clear_full(&r->pending, (GDestroyNotify)gst_buffer_unref);
         g_mutex_unlock(&f->lock);
     }
     gst_pad_set_active(r->src, FALSE);
@@ -690,7 +714,7 @@ connected_on_loop(gpointer data)
         s->connected = TRUE;
         for (int k = 0; k < MEDIA_N_KINDS; k++)
             if (s->relay[k])
-                relay_attach(s->relay[k]);
+                g_atomic_int_set(&s->relay[k]->connected, 1);
     }
     session_unref(s);
     return G_SOURCE_REMOVE;

@@ -266,9 +266,9 @@ compose_one(const char *out, char **inputs)
 /* Pays once, before the first caller would: loading the WebRTC plugins and
  * generating the process's DTLS certificate (dtlsdec makes it on first
  * use and every webrtcbin shares it) took 110-240 ms of the first
- * session's answer. */
-static void
-warm_up(void)
+ * session's answer.  Runs once, from an idle callback after "ready". */
+static gboolean
+warm_up(gpointer data)
 {
     gint64 t0 = g_get_monotonic_time();
     GstElement *w = gst_element_factory_make("webrtcbin", NULL);
@@ -283,6 +283,7 @@ warm_up(void)
         gst_object_unref(gst_object_ref_sink(w));
     g_info("media worker warmed up in %" G_GINT64_FORMAT " ms",
            (g_get_monotonic_time() - t0) / 1000);
+    return G_SOURCE_REMOVE;
 }
 
 static void
@@ -346,8 +347,10 @@ main(int argc, char **argv)
     w.sessions = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     w.chan = media_chan_new(fd, on_message, on_closed, &w);
     guint t = g_timeout_add_seconds(1, tick, &w);
-    warm_up();
     media_chan_send(w.chan, media_msg("ready", "pid", "x", (gint64)getpid(), NULL));
+    /* Ready first: an offer that comes during the warm-up waits for it
+     * instead of being refused for want of a ready worker. */
+    g_idle_add(warm_up, NULL);
     g_main_loop_run(w.loop);
     g_source_remove(t);
     g_hash_table_destroy(w.sessions);

@@ -442,5 +442,78 @@ def sigterm_with_a_stalled_media_pipeline_exits_in_bound_and_keeps_files():
     assert p.returncode == 0 and "vp8" in p.stdout.lower(), p.stdout[-800:]
 
 
+def proc_rss_fds(pid):
+    with open(f"/proc/{pid}/status") as f:
+        rss = int([l for l in f if l.startswith("VmRSS:")][0].split()[1])
+    return rss, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@test
+def login_request_and_sse_floods_stay_bounded():
+    """Logins (wrong passwords, 8 threads), consultation requests (4
+    threads) and event streams (hundreds) at once, for several seconds:
+    every refusal is a 429 or 503 with Retry-After, consultd's RSS grows by
+    less than 32 MiB and its descriptors come back to where they were, and
+    a normal user is answered in under 1 s throughout."""
+    s = Server("--media-workers", "0", "--login-ip-per-min", "20", "--sse-per-user", "4",
+               "--request-rate-per-min", "30")
+    normal = s.login("student5")
+    toks = [s.login(u) for u in ("student1", "student2", "student3", "student4")]
+    rss0, fds0 = proc_rss_fds(s.proc.pid)
+    stop = threading.Event()
+    refused, bad = [0], []
+    lock = threading.Lock()
+
+    def note(r):
+        with lock:
+            if r.status in (429, 503):
+                refused[0] += 1
+                if not r.header("Retry-After"):
+                    bad.append(r)
+            elif r.status not in (200, 201, 401, 409):
+                bad.append(r)
+
+    def logins():
+        while not stop.is_set():
+            try:
+                note(s.post("/api/login", {"username": "student1", "password": "wrong"}, timeout=5))
+            except OSError:
+                pass
+
+    def requests(tok):
+        while not stop.is_set():
+            try:
+                note(s.post("/api/consultations", {"teacher_id": 2}, token=tok, timeout=5))
+            except OSError:
+                pass
+    threads = [threading.Thread(target=logins) for _ in range(8)] + \
+              [threading.Thread(target=requests, args=(t,)) for t in toks]
+    for t in threads:
+        t.start()
+    streams = [SSE(s, toks[i % 4]) for i in range(200)]
+    worst = 0.0
+    peak = (0, 0)
+    for _ in range(30):
+        t0 = time.monotonic()
+        assert s.get("/api/teachers", token=normal, timeout=5).status == 200
+        worst = max(worst, time.monotonic() - t0)
+        rss, fds = proc_rss_fds(s.proc.pid)
+        peak = (max(peak[0], rss), max(peak[1], fds))
+        time.sleep(0.1)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert sum(x.status == 200 for x in streams) == 16, [x.status for x in streams][:20]
+    assert all(x.status in (200, 429) for x in streams)
+    for x in streams:
+        if x.status == 200:
+            x.close()
+    assert not bad, bad[:3]
+    assert refused[0] > 50, refused
+    assert worst < 1.0, f"a normal user waited {worst:.2f}s"
+    assert peak[0] - rss0 < 32 * 1024, f"RSS grew {(peak[0] - rss0) // 1024} MiB"
+    wait_for(lambda: proc_rss_fds(s.proc.pid)[1] <= fds0 + 2, 20, what=f"fds back to ~{fds0}")
+
+
 if __name__ == "__main__":
     run()

@@ -167,6 +167,10 @@ def dead_publisher_is_noticed_and_empty_consultation_ends():
     c = s.get(f"/api/consultations/{cid}", token=st).json
     assert c["status"] == "ended" and c["end_reason"] == "participants_left", c
     assert len([x for x in sse.events if x["event"] == "participant.left"]) == 1
+    # What it sent before vanishing is finalized into a playable recording.
+    wait_for(lambda: [r["state"] for r in s.get(f"/api/consultations/{cid}/recordings", token=st)
+                      .json["recordings"] if r["role"] == "teacher"] == ["ready"], 60,
+             what="the vanished publisher's recording finalized")
 
 
 @test
