@@ -35,6 +35,9 @@
 
 #define SDP_MAX (64 * 1024)
 #define OFFER_TIMEOUT_S 20
+/* How long an offer waits for a worker that is starting or restarting
+ * before it is refused with 503 (a standard WHIP client may not retry). */
+#define WORKER_WAIT_S 10
 
 typedef struct Worker Worker;
 
@@ -90,7 +93,21 @@ struct SigMedia {
     guint64 restarts;
     char *worker_bin;
     Worker *fed;              /* stands for the sender of sig_media_feed() */
+    GQueue parked;            /* Parked *: offers waiting for a ready worker */
 };
+
+/* An offer that came while no worker was ready (start-up, restart after a
+ * crash): its request stays suspended until one is, or WORKER_WAIT_S. */
+typedef struct {
+    SigMedia *m;
+    SigReq *r;
+    MSession *s;       /* prepared: ufrag and mids of the offer */
+    gboolean publish;
+    guint timeout;
+} Parked;
+
+static void offer_dispatch(SigMedia *m, SigReq *r, MSession *s, gboolean publish);
+static void unavailable(SigReq *r, const char *message);
 
 static const char *const role_names[] = {"teacher", "student"};
 
@@ -319,6 +336,13 @@ on_worker_message(MediaChan *ch, GVariant *msg, gpointer data)
         g_variant_lookup(msg, "pid", "x", &w->pid);
         w->ready = TRUE;
         g_message("media worker %u ready (pid %" G_GINT64_FORMAT ")", w->index, w->pid);
+        /* Offers that waited for a worker go now (on whichever is ready). */
+        Parked *pk;
+        while ((pk = g_queue_pop_head(&m->parked))) {
+            g_source_remove(pk->timeout);
+            offer_dispatch(m, pk->r, pk->s, pk->publish);
+            g_free(pk);
+        }
     }
 }
 
@@ -560,6 +584,14 @@ sig_media_free(SigMedia *m)
 {
     if (!m)
         return;
+    Parked *pk;
+    while ((pk = g_queue_pop_head(&m->parked))) {
+        g_source_remove(pk->timeout);
+        msession_free(pk->s);
+        unavailable(pk->r, "the server is shutting down");
+        sig_req_resume(pk->r);
+        g_free(pk);
+    }
     for (guint i = 0; i < m->workers->len; i++) {
         Worker *w = m->workers->pdata[i];
         g_cancellable_cancel(w->cancel);
@@ -768,11 +800,70 @@ media_post(SigReq *r, gboolean publish)
     s->remote_ufrag = g_steal_pointer(&scan->ufrag);
     s->mids = g_ptr_array_ref(scan->mids);
     sig_sdp_offer_free(scan);
+    s->consultation = id;
+    s->user = r->user->id;
+    s->role = role;
+    s->publish = publish;
+    offer_dispatch(m, r, s, publish);
+}
+
+static void
+unavailable(SigReq *r, const char *message)
+{
+    sig_req_header(r, "Retry-After", "2");
+    sig_reply_error(r, 503, "media_unavailable", "%s", message);
+}
+
+static gboolean
+parked_timeout(gpointer data)
+{
+    Parked *pk = data;
+    g_queue_remove(&pk->m->parked, pk);
+    msession_free(pk->s);
+    unavailable(pk->r, "no media worker became ready in time; retry");
+    sig_req_resume(pk->r);
+    g_free(pk);
+    return G_SOURCE_REMOVE;
+}
+
+/* Sends the prepared offer S to the consultation's worker, or parks it
+ * while workers are (re)starting.  R may already be suspended (a parked
+ * offer on its second try). */
+static void
+offer_dispatch(SigMedia *m, SigReq *r, MSession *s, gboolean publish)
+{
+    gint64 id = s->consultation;
+    int role = s->role;
+    const char *sdp = r->body->str;
+    gboolean waited = r->suspended;
+    if (waited) {
+        /* It may have ended while the offer waited. */
+        g_autoptr(StoreConsultation) c = store_consultation_get(m->app->store, id, NULL);
+        if (!c || !is_live(c->status)) {
+            msession_free(s);
+            sig_reply_error(r, 409, "not_live", "the consultation is no longer live");
+            sig_req_resume(r);
+            return;
+        }
+    }
     Worker *w = m ? worker_for(m, id) : NULL;
+    if (!w && m && m->workers->len > 0 && !waited) {
+        Parked *pk = g_new0(Parked, 1);
+        pk->m = m;
+        pk->r = r;
+        pk->s = s;
+        pk->publish = publish;
+        pk->timeout = g_timeout_add_seconds(WORKER_WAIT_S, parked_timeout, pk);
+        g_queue_push_tail(&m->parked, pk);
+        sig_req_suspend(r);
+        return;
+    }
     if (!w) {
         msession_free(s);
-        sig_req_header(r, "Retry-After", "2");
-        sig_reply_error(r, 503, "media_unavailable", "no media worker is available; retry");
+        unavailable(r, m && m->workers->len ? "no media worker is available; retry"
+                                            : "media is disabled on this server");
+        if (waited)
+            sig_req_resume(r);
         return;
     }
     /* Publishing (or receiving) again replaces the participant's previous
@@ -788,10 +879,6 @@ media_post(SigReq *r, gboolean publish)
     }
     s->id = random_hex(16);
     s->etag = random_hex(8);
-    s->consultation = id;
-    s->user = r->user->id;
-    s->role = role;
-    s->publish = publish;
     s->w = w;
     g_hash_table_insert(m->sessions, s->id, s);
     Pending *p = g_new0(Pending, 1);
@@ -800,7 +887,8 @@ media_post(SigReq *r, gboolean publish)
     p->w = w;
     p->timeout = g_timeout_add_seconds(OFFER_TIMEOUT_S, pending_timeout, p);
     g_hash_table_insert(m->pending, &p->req, p);
-    sig_req_suspend(r);
+    if (!r->suspended)
+        sig_req_suspend(r);
     if (!media_chan_send(w->chan, media_msg("offer", "req", "u", p->req, "session", "s", s->id,
                                             "consultation", "x", id, "role", "s",
                                             role_names[role], "dir", "s",

@@ -174,6 +174,22 @@ def dead_publisher_is_noticed_and_empty_consultation_ends():
 
 
 @test
+def an_offer_while_the_worker_restarts_waits_for_it():
+    """A WHIP offer that arrives while the only worker is down is held
+    until the restarted worker is ready and then answered (201), instead of
+    a 503 that a standard WHIP client might not retry."""
+    s = media_server("--media-restart-max", "1")
+    cid, tt, st = live_consultation(s)
+    old = wait_for(lambda: worker(s)["ready"] and worker(s)["pid"], 30, what="worker")
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: not worker(s)["ready"], 30, what="the worker's death noticed")
+    r = post_sdp(s, f"/whip/consultations/{cid}", tt, offer())
+    assert r.status == 201 and "a=candidate:" in r.body, r
+    assert worker(s)["pid"] not in (old, 0)
+    assert metric(s, "consultd_media_worker_restarts_total") == 1
+
+
+@test
 def worker_crash_interrupts_and_recovers():
     s = media_server()
     cid, tt, st = live_consultation(s)
