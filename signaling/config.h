@@ -39,6 +39,9 @@ typedef struct SigConfig {
     char *media_public_ip;
     char *media_stun;
     gint64 db_busy_timeout;   /* ms to wait for another process's lock */
+    char *media_turn;         /* comma-separated TURN URLs for clients */
+    char *media_turn_secret;  /* shared with the TURN server (REST credentials) */
+    gint64 media_turn_ttl;
     gint64 media_timeout;     /* seconds without RTP: a participant is gone */
     gint64 media_end_grace;   /* seconds a live consultation may be empty */
     gint64 media_restart_max; /* cap of the worker restart backoff, seconds */

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "consult.h"
+#include "ice.h"
 #include "events.h"
 #include "metrics.h"
 #include "proto.h"
@@ -161,11 +162,7 @@ pending_finish(SigMedia *m, Pending *p, const char *sdp, MSession *s, const char
         sig_req_header(r, MHD_HTTP_HEADER_LOCATION, loc);
         sig_req_header(r, MHD_HTTP_HEADER_ETAG, etag);
         sig_req_header(r, "Access-Control-Expose-Headers", "Location, ETag, Link");
-        if (*m->app->cfg->media_stun) {
-            g_autofree char *link = g_strdup_printf("<%s>; rel=\"ice-server\"",
-                                                    m->app->cfg->media_stun);
-            sig_req_header(r, "Link", link);
-        }
+        sig_ice_link_headers(r);
         sig_reply_data(r, 201, "application/sdp", sdp, strlen(sdp));
     } else {
         gboolean client = code && (!strcmp(code, "bad_offer") || !strcmp(code, "no_codec"));

@@ -14,6 +14,7 @@
 #include "recordings.h"
 #include "web.h"
 #include "events.h"
+#include "ice.h"
 #include "ops.h"
 #include "webhooks.h"
 
@@ -33,6 +34,7 @@ static const SigRoute routes[] = {
     {"POST", "/api/login", sig_h_login, 0, PUB},
     {"POST", "/api/logout", sig_h_logout, ANY, 0},
     {"GET", "/api/me", sig_h_me, ANY, 0},
+    {"GET", "/api/ice-servers", sig_h_ice_servers, ANY, 0},
 
     {"GET", "/api/users", sig_h_users_list, ADMIN, 0},
     {"POST", "/api/users", sig_h_users_create, ADMIN, 0},

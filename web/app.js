@@ -272,8 +272,11 @@ async function callView(id) {
   mute.onclick = () => { const a = stream.getAudioTracks()[0]; if (a) { a.enabled = !a.enabled; mute.setAttribute('aria-pressed', String(!a.enabled)); mute.textContent = a.enabled ? t('mute') : t('unmute'); } };
   cam.onclick = () => { const v = stream.getVideoTracks()[0]; if (v) { v.enabled = !v.enabled; cam.setAttribute('aria-pressed', String(!v.enabled)); cam.textContent = v.enabled ? t('camera_off') : t('camera_on'); } };
   const setState = (s, msg) => { state.dataset.state = s; state.textContent = s === 'failed' ? t('error', { m: msg }) : t(s); };
-  const pub = new MediaLink(`/whip/consultations/${id}`, { stream, onstate: setState });
-  const sub = new MediaLink(`/whep/consultations/${id}`, { onstate: () => {}, ontrack: ms => { remote.srcObject = ms; } });
+  // STUN/TURN from the server (TURN credentials are minted per user).
+  const ice = await api('GET', '/api/ice-servers');
+  const iceServers = ice.ok ? ice.data.ice_servers : [];
+  const pub = new MediaLink(`/whip/consultations/${id}`, { stream, iceServers, onstate: setState });
+  const sub = new MediaLink(`/whep/consultations/${id}`, { iceServers, onstate: () => {}, ontrack: ms => { remote.srcObject = ms; } });
   call = { id, pub, sub, stream };
   window.consultdCall = call; // for tests and debugging
   pub.start();

@@ -5,8 +5,9 @@
 'use strict';
 
 class MediaLink {
-  constructor(url, { stream = null, onstate = () => {}, ontrack = () => {} } = {}) {
+  constructor(url, { stream = null, iceServers = [], onstate = () => {}, ontrack = () => {} } = {}) {
     this.url = url;
+    this.iceServers = iceServers;
     this.stream = stream;      // publish when set, receive otherwise
     this.onstate = onstate;
     this.ontrack = ontrack;
@@ -32,7 +33,7 @@ class MediaLink {
   }
 
   async _connect() {
-    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', iceServers: this.iceServers });
     this.pc = pc;
     if (this.stream) {
       for (const tr of this.stream.getTracks()) pc.addTransceiver(tr, { direction: 'sendonly' });

@@ -24,12 +24,20 @@ async function exchange(pc, url, token) {
   if (r.status === 201) await pc.setRemoteDescription({ type: 'answer', sdp: body });
   return { status: r.status, location: r.headers.get('Location'), body: r.status === 201 ? '' : body };
 }
-window.run = async ({ base, cid, token }) => {
+window.run = async ({ base, cid, token, relayOnly }) => {
   const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 320, height: 240 }, audio: true });
-  const pub = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+  // relayOnly: only TURN relay candidates, with the servers and the minted
+  // credential from /api/ice-servers.
+  const cfg = { bundlePolicy: 'max-bundle' };
+  if (relayOnly) {
+    const r = await fetch(base + '/api/ice-servers', { headers: { 'Authorization': 'Bearer ' + token } });
+    cfg.iceServers = (await r.json()).ice_servers;
+    cfg.iceTransportPolicy = 'relay';
+  }
+  const pub = new RTCPeerConnection(cfg);
   for (const t of stream.getTracks()) pub.addTransceiver(t, { direction: 'sendonly' });
   const whip = await exchange(pub, base + '/whip/consultations/' + cid, token);
-  const sub = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+  const sub = new RTCPeerConnection(cfg);
   sub.addTransceiver('video', { direction: 'recvonly' });
   sub.addTransceiver('audio', { direction: 'recvonly' });
   // webrtcbin's answers carry no a=msid: build the stream ourselves.
@@ -47,8 +55,19 @@ window.stats = async () => {
   }
   for (const s of (await window.pcs.pub.getStats()).values())
     if (s.type === 'outbound-rtp' && s.kind === 'video') framesSent = s.framesEncoded || 0;
+  // The local candidate type of each connection's selected pair.
+  const selected = async pc => {
+    const st = await pc.getStats();
+    for (const s of st.values())
+      if (s.type === 'transport' && s.selectedCandidatePairId) {
+        const pair = st.get(s.selectedCandidatePairId);
+        return pair && st.get(pair.localCandidateId) ? st.get(pair.localCandidateId).candidateType : '';
+      }
+    return '';
+  };
   const v = document.getElementById('remote');
-  return { framesDecoded, audioPackets, framesSent, videoWidth: v.videoWidth, currentTime: v.currentTime };
+  return { framesDecoded, audioPackets, framesSent, videoWidth: v.videoWidth, currentTime: v.currentTime,
+           pubCandidate: await selected(window.pcs.pub), subCandidate: await selected(window.pcs.sub) };
 };
 window.hangup = async (token) => {
   for (const x of [window.pcs.whip, window.pcs.whep])
