@@ -189,9 +189,9 @@ def worker_kill_mid_recording_is_repaired():
     dur, info = discover(os.path.join(s.data_dir, "recordings", str(cid), "teacher.webm"))
     covered = (killed - started) / 1000.0
     # What a kill -9 can lose is what was in flight: the muxer's open cluster
-    # (a cluster per keyframe, 1 s with this publisher) and the recorder's
-    # queue (256 packets, about 2 s of video and audio when the recorder's
-    # thread lags on a loaded machine).  1.5 s was too tight under CI load
+    # (a cluster per keyframe, 1 s with this publisher) and what waits in the
+    # recorder's queues (its tap holds up to 256 packets, about 2 s of video
+    # and audio, when the recorder's threads lag on a loaded machine).  1.5 s was too tight under CI load
     # (7.0 s of 8.7 s kept, once).
     assert dur >= covered - 3.5, f"repaired file covers {dur:.2f}s of {covered:.2f}s"
 
