@@ -82,5 +82,24 @@ def hostile_display_names_show_as_text_everywhere():
         assert v["ran"] is False and v["injected"] == 0, (page, v)
 
 
+@test
+def pages_pass_an_accessibility_audit():
+    """axe-core's WCAG 2.1 A and AA rules on every page a user meets (login,
+    student list in English and Korean, my page, teacher console, admin):
+    no serious or critical violation."""
+    from harness import Server
+    s = Server("--media-workers", "0")
+    p = subprocess.run(["node", os.path.join(BROWSER, "a11y.mjs"), json.dumps({"base": s.url})],
+                       capture_output=True, timeout=300, cwd=BROWSER)
+    lines = [l for l in p.stdout.decode().splitlines() if l.startswith("{")]
+    assert lines, p.stderr.decode()[-3000:]
+    out = json.loads(lines[-1])
+    assert "error" not in out, out
+    assert len(out["pages"]) == 6, out
+    assert all(n > 10 for n in out["passes"].values()), out["passes"]  # axe really ran
+    bad = {k: v for k, v in out["pages"].items() if v}
+    assert not bad, json.dumps(bad, indent=1)
+
+
 if __name__ == "__main__":
     run()
