@@ -122,7 +122,6 @@ struct Session {
     guint32 req;
     GstElement *webrtc;
     gboolean answered, joined, closed;
-    gboolean connected;   /* subscriber: ICE and DTLS up (main loop) */
     gint packets;         /* publisher: RTP packets seen (atomic) */
     gint last_packets;
     gint64 progress_at;   /* monotonic us of the last change of packets */
@@ -710,8 +709,7 @@ static gboolean
 connected_on_loop(gpointer data)
 {
     Session *s = data;
-    if (!s->closed && !s->connected) {
-        s->connected = TRUE;
+    if (!s->closed) {
         for (int k = 0; k < MEDIA_N_KINDS; k++)
             if (s->relay[k])
                 g_atomic_int_set(&s->relay[k]->connected, 1);

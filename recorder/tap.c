@@ -38,8 +38,8 @@ rec_tap_detach(RecTap *t)
     t->sink = NULL;
 }
 
-gboolean
-rec_tap_send_upstream(RecTap *t, GstEvent *ev)
+static gboolean
+send_upstream(RecTap *t, GstEvent *ev)
 {
     GstElement *sink = t->sink ? gst_object_ref(t->sink) : NULL;
     if (!sink) {
@@ -56,6 +56,6 @@ rec_tap_send_upstream(RecTap *t, GstEvent *ev)
 gboolean
 rec_tap_request_keyframe(RecTap *t)
 {
-    return rec_tap_send_upstream(
+    return send_upstream(
         t, gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE, TRUE, 0));
 }

@@ -21,8 +21,6 @@ void rec_tap_attach(RecTap *t, GstElement *pipe, GstElement *tee, guint max_buff
                     RecTapFunc on_sample, gpointer data);
 /* Unlinks, releases the tee pad and removes the appsink; no-op if detached. */
 void rec_tap_detach(RecTap *t);
-/* Sends EV (taken) upstream into the tee, towards the publisher: keyframe
- * requests.  Drops it when detached.  TRUE if it was sent. */
-gboolean rec_tap_send_upstream(RecTap *t, GstEvent *ev);
-/* A keyframe request upstream; TRUE if sent. */
+/* A keyframe request sent upstream into the tee, towards the publisher;
+ * FALSE when detached. */
 gboolean rec_tap_request_keyframe(RecTap *t);

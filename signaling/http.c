@@ -514,8 +514,8 @@ req_new(SigHttp *h, struct MHD_Connection *c, const char *url, const char *metho
     return r;
 }
 
-static void
-req_free(SigReq *r)
+void
+sig_req_free(SigReq *r)
 {
     if (r->data_free)
         r->data_free(r->data);
@@ -657,7 +657,7 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         g_info("%s %s %u %.1fms %s%s", r->method, r->path, status, secs * 1000,
                r->peer,
                toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
-    req_free(r);
+    sig_req_free(r);
 }
 
 /* ----------------------------------------------------------------- start */

@@ -101,6 +101,10 @@ void sig_reply_store_error(SigReq *r, const GError *err);
 /* An RFC 3339 UTC time string for MS since the epoch, or null for 0. */
 json_t *sig_json_time(gint64 ms);
 
+/* Frees R and whatever it holds (its reply included, if not sent).  The
+ * request-completed callback calls it; the in-process fuzz harness too. */
+void sig_req_free(SigReq *r);
+
 /* ---- waiting ---- */
 void sig_req_suspend(SigReq *r);
 void sig_req_resume(SigReq *r);

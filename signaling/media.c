@@ -102,12 +102,11 @@ struct SigMedia {
 typedef struct {
     SigMedia *m;
     SigReq *r;
-    MSession *s;       /* prepared: ufrag and mids of the offer */
-    gboolean publish;
+    MSession *s;       /* prepared: who, which direction, ufrag and mids */
     guint timeout;
 } Parked;
 
-static void offer_dispatch(SigMedia *m, SigReq *r, MSession *s, gboolean publish);
+static void offer_dispatch(SigMedia *m, SigReq *r, MSession *s);
 static void unavailable(SigReq *r, const char *message);
 
 static const char *const role_names[] = {"teacher", "student"};
@@ -337,7 +336,7 @@ on_worker_message(MediaChan *ch, GVariant *msg, gpointer data)
         Parked *pk;
         while ((pk = g_queue_pop_head(&m->parked))) {
             g_source_remove(pk->timeout);
-            offer_dispatch(m, pk->r, pk->s, pk->publish);
+            offer_dispatch(m, pk->r, pk->s);
             g_free(pk);
         }
     }
@@ -801,7 +800,7 @@ media_post(SigReq *r, gboolean publish)
     s->user = r->user->id;
     s->role = role;
     s->publish = publish;
-    offer_dispatch(m, r, s, publish);
+    offer_dispatch(m, r, s);
 }
 
 static void
@@ -827,8 +826,9 @@ parked_timeout(gpointer data)
  * while workers are (re)starting.  R may already be suspended (a parked
  * offer on its second try). */
 static void
-offer_dispatch(SigMedia *m, SigReq *r, MSession *s, gboolean publish)
+offer_dispatch(SigMedia *m, SigReq *r, MSession *s)
 {
+    gboolean publish = s->publish;
     gint64 id = s->consultation;
     int role = s->role;
     const char *sdp = r->body->str;
@@ -849,7 +849,6 @@ offer_dispatch(SigMedia *m, SigReq *r, MSession *s, gboolean publish)
         pk->m = m;
         pk->r = r;
         pk->s = s;
-        pk->publish = publish;
         pk->timeout = g_timeout_add_seconds(WORKER_WAIT_S, parked_timeout, pk);
         g_queue_push_tail(&m->parked, pk);
         sig_req_suspend(r);

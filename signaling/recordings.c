@@ -186,6 +186,17 @@ sig_recording_json(gint64 consultation, const char *file, const char *role,
     return j;
 }
 
+/* A recordings row as the API shows it (the fields both lists share). */
+static json_t *
+row_json(const StoreRecording *x)
+{
+    json_t *j = sig_recording_json(x->consultation_id, x->file, x->role, x->state,
+                                   x->duration_ms, x->size, x->offset_ms);
+    if (*x->reason)
+        json_object_set_new(j, "reason", json_string(x->reason));
+    return j;
+}
+
 void
 sig_h_recordings_list(SigReq *r)
 {
@@ -201,10 +212,7 @@ sig_h_recordings_list(SigReq *r)
     json_t *arr = json_array();
     for (guint i = 0; i < rows->len; i++) {
         StoreRecording *x = rows->pdata[i];
-        json_t *j = sig_recording_json(c->id, x->file, x->role, x->state, x->duration_ms,
-                                       x->size, x->offset_ms);
-        if (*x->reason)
-            json_object_set_new(j, "reason", json_string(x->reason));
+        json_t *j = row_json(x);
         if (!strcmp(x->role, "combined") && !strcmp(x->state, "processing"))
             json_object_set_new(j, "progress",
                                 json_integer(MAX(0, sig_recordings_compose_progress(c->id))));
@@ -376,12 +384,9 @@ sig_h_admin_recordings(SigReq *r)
     json_t *arr = json_array();
     for (guint i = 0; i < rows->len; i++) {
         StoreRecording *x = rows->pdata[i];
-        json_t *j = sig_recording_json(x->consultation_id, x->file, x->role, x->state,
-                                       x->duration_ms, x->size, x->offset_ms);
+        json_t *j = row_json(x);
         json_object_set_new(j, "consultation_id", json_integer(x->consultation_id));
         json_object_set_new(j, "created_at", sig_json_time(x->created_at));
-        if (*x->reason)
-            json_object_set_new(j, "reason", json_string(x->reason));
         json_array_append_new(arr, j);
     }
     struct statvfs vfs;

@@ -183,6 +183,19 @@ class Server:
                 shutil.rmtree(s.data_dir, ignore_errors=True)
 
 
+BROWSER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "browser")
+
+
+def browser_script(name, opts, timeout):
+    """Runs tests/browser/NAME with OPTS (JSON) and returns the last JSON
+    line it printed (every script prints one, with "error" on failure)."""
+    p = subprocess.run(["node", os.path.join(BROWSER, name), json.dumps(opts)],
+                       capture_output=True, timeout=timeout, cwd=BROWSER)
+    lines = [l for l in p.stdout.decode().splitlines() if l.startswith("{")]
+    assert lines, (name, p.returncode, p.stderr.decode()[-3000:])
+    return json.loads(lines[-1])
+
+
 def raw_http(host, port, data, timeout=10):
     """Sends DATA as-is and returns the raw reply (for malformed requests)."""
     with socket.create_connection((host, port), timeout=timeout) as s:

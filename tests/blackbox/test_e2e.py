@@ -4,13 +4,10 @@ plus the refusals a user can meet (another student's replay, a busy
 teacher).  Screenshots of every step are kept in the build's meson-logs."""
 import json
 import os
-import subprocess
 
-from harness import run, test
+from harness import browser_script, run, test
 from mediahelp import media_server
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-BROWSER = os.path.join(HERE, "..", "browser")
 ARTIFACTS = os.environ.get("E2E_ARTIFACTS", os.path.join(os.getcwd(), "e2e-screenshots"))
 
 
@@ -23,12 +20,8 @@ def consultation_through_the_pages():
     t2, s3 = s.login("teacher2"), s.login("student3")
     assert s.request("PUT", "/api/teachers/3/presence", {"status": "online"}, token=t2).status == 200
     assert s.post("/api/consultations", {"teacher_id": 3}, token=s3).status == 201
-    p = subprocess.run(["node", os.path.join(BROWSER, "e2e.mjs"),
-                        json.dumps({"base": s.url, "artifacts": ARTIFACTS, "busyTeacher": "Lee Junho"})],
-                       capture_output=True, timeout=400, cwd=BROWSER)
-    lines = [l for l in p.stdout.decode().splitlines() if l.startswith("{")]
-    assert lines, p.stderr.decode()[-3000:]
-    out = json.loads(lines[-1])
+    out = browser_script("e2e.mjs", {"base": s.url, "artifacts": ARTIFACTS,
+                                     "busyTeacher": "Lee Junho"}, 400)
     assert "error" not in out, json.dumps(out, indent=1)
     assert not out.get("pageErrors"), out["pageErrors"]
     assert out["introText"] == xss and out["introRan"] is False, out
@@ -66,14 +59,9 @@ def hostile_display_names_show_as_text_everywhere():
                                   "display_name": name}, token=adm)
         assert r.status == 201, r
         assert r.json["display_name"] == name, r  # stored and returned as given
-    p = subprocess.run(["node", os.path.join(BROWSER, "names.mjs"),
-                        json.dumps({"base": s.url, "teacherName": tname, "studentName": sname,
-                                    "teacher": "evilteacher", "student": "evilstudent",
-                                    "password": "longpassword1"})],
-                       capture_output=True, timeout=300, cwd=BROWSER)
-    lines = [l for l in p.stdout.decode().splitlines() if l.startswith("{")]
-    assert lines, p.stderr.decode()[-3000:]
-    out = json.loads(lines[-1])
+    out = browser_script("names.mjs", {"base": s.url, "teacherName": tname, "studentName": sname,
+                                       "teacher": "evilteacher", "student": "evilstudent",
+                                       "password": "longpassword1"}, 300)
     assert "error" not in out, json.dumps(out, indent=1)
     assert not out.get("pageErrors"), out["pageErrors"]
     assert set(out["pages"]) == {"studentList", "studentNotified", "teacherIncoming", "adminUsers"}, out
@@ -89,11 +77,7 @@ def pages_pass_an_accessibility_audit():
     no serious or critical violation."""
     from harness import Server
     s = Server("--media-workers", "0")
-    p = subprocess.run(["node", os.path.join(BROWSER, "a11y.mjs"), json.dumps({"base": s.url})],
-                       capture_output=True, timeout=300, cwd=BROWSER)
-    lines = [l for l in p.stdout.decode().splitlines() if l.startswith("{")]
-    assert lines, p.stderr.decode()[-3000:]
-    out = json.loads(lines[-1])
+    out = browser_script("a11y.mjs", {"base": s.url}, 300)
     assert "error" not in out, out
     assert len(out["pages"]) == 6, out
     assert all(n > 10 for n in out["passes"].values()), out["passes"]  # axe really ran

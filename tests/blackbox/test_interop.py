@@ -7,28 +7,20 @@ import base64
 import shutil
 import hashlib
 import hmac
-import json
 import os
 import socket
 import subprocess
 import tempfile
 import time
 
-from harness import Server, run, test
+from harness import Server, browser_script, run, test
 from mediahelp import live_consultation, offer as open_offer, peer, result
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-BROWSER = os.path.join(HERE, "..", "browser")
 
 
 def chromium(base, cid, token, seconds, relay_only=False):
-    p = subprocess.run(["node", os.path.join(BROWSER, "interop.mjs"),
-                        json.dumps({"base": base, "cid": cid, "token": token, "seconds": seconds,
-                                    "relayOnly": relay_only})],
-                       capture_output=True, timeout=seconds + 120, cwd=BROWSER)
-    lines = [l for l in p.stdout.decode().splitlines() if l.startswith("{")]
-    assert lines, (p.returncode, p.stderr.decode()[-3000:])
-    return json.loads(lines[-1])
+    return browser_script("interop.mjs", {"base": base, "cid": cid, "token": token,
+                                          "seconds": seconds, "relayOnly": relay_only},
+                          seconds + 120)
 
 
 @test

@@ -2,7 +2,6 @@
 """Recording and replay: real consultations recorded by the real worker, the
 files checked with GStreamer, served with byte ranges, played and seeked in
 headless Chromium, and repaired after a kill -9 of the worker."""
-import json
 import os
 import re
 import signal
@@ -10,11 +9,9 @@ import sqlite3
 import subprocess
 import time
 
-from harness import SSE, run, test, wait_for
+from harness import SSE, browser_script, run, test, wait_for
 from mediahelp import live_consultation, media_server, peer, result, worker
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-BROWSER = os.path.join(HERE, "..", "browser")
 
 
 def discover(path):
@@ -55,6 +52,15 @@ def record_one(s, seconds=8):
     return cid, tt, st, stopped
 
 
+def recorded_and_ended(s, seconds):
+    """record_one, then the teacher ends it and both recordings get ready."""
+    cid, tt, st, _ = record_one(s, seconds)
+    s.post(f"/api/consultations/{cid}/end", token=tt)
+    wait_for(lambda: [r["state"] for r in recordings(s, cid, st)] == ["ready", "ready"], 60,
+             what="recordings ready")
+    return cid, tt, st
+
+
 @test
 def consultation_is_recorded_and_replayable():
     s = media_server("--compose=false")
@@ -85,10 +91,7 @@ def consultation_is_recorded_and_replayable():
 @test
 def byte_ranges_and_access():
     s = media_server("--compose=false")
-    cid, tt, st, _ = record_one(s, 4)
-    s.post(f"/api/consultations/{cid}/end", token=tt)
-    wait_for(lambda: [r["state"] for r in recordings(s, cid, st)] == ["ready", "ready"], 60,
-             what="recordings ready")
+    cid, tt, st = recorded_and_ended(s, 4)
     url = f"/recordings/{cid}/teacher.webm"
     data = open(os.path.join(s.data_dir, "recordings", str(cid), "teacher.webm"), "rb").read()
     n = len(data)
@@ -144,17 +147,10 @@ def byte_ranges_and_access():
 @test
 def chromium_plays_and_seeks_both_recordings():
     s = media_server("--compose=false")
-    cid, tt, st, _ = record_one(s, 8)
-    s.post(f"/api/consultations/{cid}/end", token=tt)
-    wait_for(lambda: [r["state"] for r in recordings(s, cid, st)] == ["ready", "ready"], 60,
-             what="recordings ready")
+    cid, tt, st = recorded_and_ended(s, 8)
     opts = {"base": s.url, "username": "student1", "password": "demo",
             "urls": [f"/recordings/{cid}/teacher.webm", f"/recordings/{cid}/student.webm"]}
-    p = subprocess.run(["node", os.path.join(BROWSER, "replay.mjs"), json.dumps(opts)],
-                       capture_output=True, timeout=180, cwd=BROWSER)
-    lines = [l for l in p.stdout.decode().splitlines() if l.startswith("{")]
-    assert lines, p.stderr.decode()[-3000:]
-    res = json.loads(lines[-1])
+    res = browser_script("replay.mjs", opts, 180)
     assert "error" not in res, res
     for v in res["videos"]:
         assert v["error"] is None, v
@@ -228,10 +224,7 @@ def repair_at_start_up_after_main_process_kill():
 def retention_deletes_oldest_with_events():
     s = media_server("--compose=false", "--retention-max-bytes", "1")  # any recording is over this quota
     sse = SSE(s, s.login("student1"))
-    cid, tt, st, _ = record_one(s, 4)
-    s.post(f"/api/consultations/{cid}/end", token=tt)
-    wait_for(lambda: [r["state"] for r in recordings(s, cid, st)] == ["ready", "ready"], 60,
-             what="recordings ready")
+    cid, tt, st = recorded_and_ended(s, 4)
     adm = s.login("admin")
     before = s.get("/api/admin/recordings", token=adm).json
     assert before["bytes"] > 0 and before["disk"]["free_bytes"] > 0, before

@@ -6,7 +6,7 @@
 // serious and critical violations only (id, impact, help, first targets).
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
-import { launchBrowser } from './chromium.mjs';
+import { launchBrowser, login as signIn } from './chromium.mjs';
 
 const opts = JSON.parse(process.argv[2]);
 const require = createRequire(import.meta.url);
@@ -25,13 +25,7 @@ async function audit(page, name) {
     .map(v => ({ id: v.id, impact: v.impact, help: v.help, targets: v.nodes.slice(0, 3).map(n => n.target.join(' ')) }));
 }
 
-async function login(page, user) {
-  await page.goto(opts.base + '/');
-  await page.fill('input[name=username]', user);
-  await page.fill('input[name=password]', 'demo');
-  await page.click('#login-form button[type=submit]');
-  await page.locator('#logout:not([hidden])').waitFor({ timeout: 20000 });
-}
+const login = (page, user) => signIn(page, opts.base, user);
 
 const { browser, user } = await launchBrowser();
 try {

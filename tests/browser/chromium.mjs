@@ -40,3 +40,12 @@ export async function launchBrowser() {
   const user = () => browser.newContext({ permissions: ['camera', 'microphone'], viewport: { width: 1100, height: 800 } });
   return { browser, user };
 }
+
+// Logs in through the page's form and waits until the page shows it.
+export async function login(page, base, user, password = 'demo') {
+  await page.goto(base + '/');
+  await page.fill('input[name=username]', user);
+  await page.fill('input[name=password]', password);
+  await page.click('#login-form button[type=submit]');
+  await page.locator('#logout:not([hidden])').waitFor({ timeout: 20000 });
+}

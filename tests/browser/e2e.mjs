@@ -5,7 +5,7 @@
 // goes to ARTIFACTS.
 import fs from 'node:fs';
 import path from 'node:path';
-import { launchBrowser } from './chromium.mjs';
+import { launchBrowser, login as signIn } from './chromium.mjs';
 
 const opts = JSON.parse(process.argv[2]);
 fs.mkdirSync(opts.artifacts, { recursive: true });
@@ -16,12 +16,7 @@ async function shot(page, name) {
   await page.screenshot({ path: path.join(opts.artifacts, `${String(n).padStart(2, '0')}-${name}.png`), fullPage: true });
   out.steps.push(name);
 }
-async function login(page, user) {
-  await page.goto(opts.base + '/');
-  await page.fill('input[name=username]', user);
-  await page.fill('input[name=password]', 'demo');
-  await page.click('#login-form button[type=submit]');
-}
+const login = (page, user) => signIn(page, opts.base, user);
 const card = (page, name) => page.locator('article.teacher', { has: page.locator('h3', { hasText: name }) });
 
 async function mediaFlowing(page) {

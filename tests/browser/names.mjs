@@ -7,18 +7,12 @@
 //                    "teacher": "username", "student": "username"}'
 // Prints one JSON line: for each page, whether the names were there as text,
 // and whether anything ran or any element they describe exists.
-import { launchBrowser } from './chromium.mjs';
+import { launchBrowser, login as signIn } from './chromium.mjs';
 
 const opts = JSON.parse(process.argv[2]);
 const out = { pages: {} };
 
-async function login(page, user, password = opts.password) {
-  await page.goto(opts.base + '/');
-  await page.fill('input[name=username]', user);
-  await page.fill('input[name=password]', password);
-  await page.click('#login-form button[type=submit]');
-  await page.locator('#logout:not([hidden])').waitFor({ timeout: 20000 });
-}
+const login = (page, user, password = opts.password) => signIn(page, opts.base, user, password);
 
 // What the page shows for NAMES, and whether the names' markup got in.
 async function check(page, key, names) {

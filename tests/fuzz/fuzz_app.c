@@ -106,17 +106,6 @@ fuzz_request(SigHandler handler, const char *method, const char *path, char *con
     unsigned status = r->status;
     g_assert(status >= 200 && status < 600);
     g_assert(status < 500 || status == 503);
-    if (r->data_free)
-        r->data_free(r->data);
-    for (guint i = 0; i < r->n_params; i++)
-        g_free(r->params[i]);
-    g_free(r->path);
-    g_string_free(r->body, TRUE);
-    json_decref(r->json);
-    store_user_free(r->user);
-    g_free(r->token_hash);
-    MHD_destroy_response(r->response);
-    g_ptr_array_unref(r->headers);
-    g_free(r);
+    sig_req_free(r);
     return status;
 }
