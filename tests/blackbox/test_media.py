@@ -159,6 +159,11 @@ def dead_publisher_is_noticed_and_empty_consultation_ends():
     sse = SSE(s, st)
     pub = peer(s, "whip", cid, tt, "publish", 60)
     sse.wait_type("participant.joined", role="teacher", timeout=30)
+    # Something recorded first (the file starts at a keyframe; killed before
+    # one, the recording would rightly end "empty").
+    path = os.path.join(s.data_dir, "recordings", str(cid), "teacher.webm")
+    wait_for(lambda: os.path.exists(path) and os.path.getsize(path) > 20000, 30,
+             what="something recorded")
     pub.send_signal(signal.SIGKILL)  # vanishes without DELETE
     pub.wait()
     e = sse.wait_type("participant.left", role="teacher", timeout=30)
