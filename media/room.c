@@ -11,7 +11,7 @@
  * subscriber that joins first or later all meet at a fixed point.
  *
  * Relay: a buffer probe on each tee's sink pad (the publisher's streaming
- * thread, after its jitterbuffer) copies every packet with the subscriber's
+ * thread, the one that received the packet: rtppass.h) copies every packet with the subscriber's
  * payload type and pushes it straight into the subscriber's webrtcbin
  * through a pad of our own (no parent, linked to the webrtcbin request
  * pad).  No appsink/appsrc pair, so no thread hop per packet: 4 threads
@@ -45,6 +45,7 @@
 #include "room.h"
 
 #include "recorder.h"
+#include "rtppass.h"
 
 #define GST_USE_UNSTABLE_API
 #include <gst/gst.h>
@@ -479,12 +480,14 @@ typedef struct {
 
 static void
 rec_done(gpointer data, const char *path, const char *state, const char *reason,
-         gint64 duration_ms, gint64 size)
+         gint64 duration_ms, gint64 size, gint64 lead_ms)
 {
     RecReport *rr = data;
     g_autofree char *file = g_path_get_basename(path);
+    /* Where the content begins on the consultation's timeline. */
+    gint64 started = rr->started_at > lead_ms ? rr->started_at - lead_ms : rr->started_at;
     rr->hooks.recording(rr->hooks.data, rr->consultation, rr->role, file, state, reason,
-                        rr->started_at, duration_ms, size);
+                        started, duration_ms, size);
     g_free(rr);
 }
 
@@ -729,6 +732,26 @@ on_connection_state(GstElement *webrtc, GParamSpec *ps, gpointer data)
         g_main_context_invoke(NULL, connected_on_loop, session_ref(s));
 }
 
+static GstElement *
+request_jitterbuffer(GstElement *rtpbin, guint session, gpointer data)
+{
+    return media_rtp_pass_new();
+}
+
+/* A publisher's packets go to the tees in the thread that received them
+ * (rtppass.h says why and what it saves). */
+static void
+skip_jitterbuffers(GstElement *webrtc)
+{
+    GstElement *rtpbin = gst_bin_get_by_name(GST_BIN(webrtc), "rtpbin");
+    if (!rtpbin) {
+        g_warning("webrtcbin has no child named rtpbin: keeping its jitterbuffers");
+        return;
+    }
+    g_signal_connect(rtpbin, "request-jitterbuffer", G_CALLBACK(request_jitterbuffer), NULL);
+    gst_object_unref(rtpbin);
+}
+
 static void
 configure_ice(MediaRoom *room, GstElement *webrtc)
 {
@@ -821,6 +844,8 @@ media_room_offer(MediaRoom *room, guint32 req, const char *session, int role,
     g_object_set(s->webrtc, "bundle-policy", GST_WEBRTC_BUNDLE_POLICY_MAX_BUNDLE,
                  "latency", 50, NULL);
     configure_ice(room, s->webrtc);
+    if (publish)
+        skip_jitterbuffers(s->webrtc);
     gst_bin_add(GST_BIN(room->pipe), s->webrtc);
     if (publish)
         g_signal_connect_data(s->webrtc, "pad-added", G_CALLBACK(on_pad_added),

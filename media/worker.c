@@ -211,9 +211,10 @@ static int
 finalize_one(const char *path)
 {
     g_autofree char *out = g_strconcat(path, ".final", NULL);
-    gint64 duration = 0, size = 0;
+    gint64 duration = 0, size = 0, lead = 0;
     g_autoptr(GError) err = NULL;
-    const char *state = rec_finalize_file(path, out, &duration, &size, &err);
+    /* LEAD is not reported: a repaired recording keeps the start it had. */
+    const char *state = rec_finalize_file(path, out, &duration, &size, &lead, &err);
     if (!strcmp(state, "ready") && rename(out, path) != 0)
         state = "failed";
     if (strcmp(state, "ready"))

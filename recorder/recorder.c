@@ -1,23 +1,24 @@
 /* recorder.c - see recorder.h.
  *
- * Timestamps: buffers arrive stamped with the room pipeline's running time.
- * The first video keyframe fixes the recording's base; both streams are
- * rebased on it, so the file starts at 0 with a keyframe and audio and video
- * stay in step.  Buffers from before the base are dropped.  (A publisher
- * without video is therefore not recorded: see docs/recording.md.)
+ * Timestamps: packets arrive stamped with the room pipeline's running time
+ * (their arrival).  The first video keyframe fixes the recording's base;
+ * both tracks are journaled relative to it, so the file starts at 0 with a
+ * keyframe and audio and video stay in step.  Packets from before the base
+ * are dropped.  (A publisher without video is therefore not recorded: see
+ * docs/recording.md.)  Finalizing orders each track by sequence number and
+ * retimes it from its RTP timestamps, anchored on arrival.
  *
- * Threads: appsink callbacks run on the room's streaming threads and touch
- * only the appsrcs and atomics.  Everything else (EOS wait, finalizing
- * hand-off, DONE) happens on the main loop; the remux itself runs on a GTask
- * thread so a long file never stalls the worker's control plane.
+ * Threads: the probes run on the room's streaming threads and touch only
+ * the journal (journal.h) and atomics.  Everything else (closing, the
+ * hand-off to finalizing, DONE) happens on the main loop; finalizing runs
+ * on a GTask thread so a long file never stalls the worker's control plane.
  */
 #include "recorder.h"
 
-#include "tap.h"
+#include "journal.h"
 
 #include <gio/gio.h>
 #include <glib/gstdio.h>
-#include <gst/app/gstappsink.h>
 #include <gst/app/gstappsrc.h>
 #include <gst/pbutils/pbutils.h>
 #include <gst/rtp/gstrtpbuffer.h>
@@ -26,27 +27,28 @@
 
 enum { KIND_VIDEO, KIND_AUDIO, N_KINDS };
 
+/* What the probes share with the recording; outlives it while a probe
+ * callback may still run (probes hold a reference). */
 typedef struct {
-    RecRecording *rec;
+    Journal *j;
+    gint64 base;       /* first PTS (ns), -1 until set; atomic */
+    gint64 started_at; /* wall ms of the first buffer; atomic */
+} Live;
+
+typedef struct {
+    Live *live;
     int kind;
-    GstElement *tee;
-    RecTap tap;          /* in the room pipeline */
-    GstElement *appsrc;  /* in the recording pipeline */
-    gint caps_set;
-} Branch;
+} Probe;
 
 struct RecRecording {
     char *path;
-    GstElement *room_pipe;
-    GstElement *pipe;
-    Branch br[N_KINDS];
-    gint64 base;       /* first PTS (ns), -1 until set; atomic */
-    gint64 started_at; /* wall ms of the first buffer; atomic */
-    guint bus_watch, eos_timer;
+    Live *live;
+    GstPad *tee_sink[N_KINDS];
+    gulong probe[N_KINDS];
+    guint close_timer;
     RecDone done;
     gpointer done_data;
     gboolean stopping;
-    char *error;
 };
 
 const char *
@@ -58,7 +60,7 @@ rec_path(RecRecording *rec)
 gint64
 rec_started_at(RecRecording *rec)
 {
-    return __atomic_load_n(&rec->started_at, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&rec->live->started_at, __ATOMIC_ACQUIRE);
 }
 
 /* TRUE if RTP packet BUF starts a VP8 keyframe (RFC 7741: S=1, PID=0 and
@@ -90,66 +92,123 @@ vp8_keyframe_start(GstBuffer *buf)
     return key;
 }
 
-static GstFlowReturn
-on_sample(GstAppSink *sink, gpointer data)
+static void
+journal_caps(Live *live, int kind, GstCaps *caps)
 {
-    Branch *b = data;
-    RecRecording *rec = b->rec;
-    g_autoptr(GstSample) sample = gst_app_sink_pull_sample(sink);
-    if (!sample)
-        return GST_FLOW_OK;
-    GstBuffer *in = gst_sample_get_buffer(sample);
+    g_autofree char *s = gst_caps_to_string(caps);
+    jrn_append(live->j, JRN_CAPS, (guint8)kind, 0, (const guint8 *)s, strlen(s));
+}
+
+/* Streaming thread: one packet of KIND. */
+static void
+record_one(Live *live, int kind, GstBuffer *in)
+{
     GstClockTime pts = GST_BUFFER_PTS(in);
     if (!GST_CLOCK_TIME_IS_VALID(pts))
-        return GST_FLOW_OK;
+        pts = GST_BUFFER_DTS(in);
+    if (!GST_CLOCK_TIME_IS_VALID(pts))
+        return;
     /* The file starts at the first video keyframe: audio before it would
      * make a file whose video begins late, which Chromium seeks badly in. */
     gint64 expect = -1;
-    if (b->kind == KIND_VIDEO && __atomic_load_n(&rec->base, __ATOMIC_ACQUIRE) < 0 &&
+    if (kind == KIND_VIDEO && __atomic_load_n(&live->base, __ATOMIC_ACQUIRE) < 0 &&
         vp8_keyframe_start(in) &&
-        __atomic_compare_exchange_n(&rec->base, &expect, (gint64)pts, FALSE,
+        __atomic_compare_exchange_n(&live->base, &expect, (gint64)pts, FALSE,
                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-        __atomic_store_n(&rec->started_at, g_get_real_time() / 1000, __ATOMIC_RELEASE);
-    gint64 base = __atomic_load_n(&rec->base, __ATOMIC_ACQUIRE);
+        __atomic_store_n(&live->started_at, g_get_real_time() / 1000, __ATOMIC_RELEASE);
+    gint64 base = __atomic_load_n(&live->base, __ATOMIC_ACQUIRE);
     if (base < 0 || (gint64)pts < base)
-        return GST_FLOW_OK;
-    if (!g_atomic_int_get(&b->caps_set)) {
-        GstCaps *caps = gst_sample_get_caps(sample);
-        if (caps) {
-            gst_app_src_set_caps(GST_APP_SRC(b->appsrc), caps);
-            g_atomic_int_set(&b->caps_set, 1);
+        return;
+    GstMapInfo mi;
+    if (!gst_buffer_map(in, &mi, GST_MAP_READ))
+        return;
+    /* Dropped (disk behind or failed) is the isolation: see recorder.h. */
+    jrn_append(live->j, JRN_RTP, (guint8)kind, (gint64)pts - base, mi.data, mi.size);
+    gst_buffer_unmap(in, &mi);
+}
+
+static gboolean
+record_in_list(GstBuffer **buf, guint idx, gpointer data)
+{
+    Probe *p = data;
+    record_one(p->live, p->kind, *buf);
+    return TRUE;
+}
+
+/* Streaming thread: a probe on a tee's sink pad.  Never changes what the
+ * tee gets. */
+static GstPadProbeReturn
+on_probe(GstPad *pad, GstPadProbeInfo *info, gpointer data)
+{
+    Probe *p = data;
+    if (info->type & GST_PAD_PROBE_TYPE_BUFFER) {
+        record_one(p->live, p->kind, GST_PAD_PROBE_INFO_BUFFER(info));
+    } else if (info->type & GST_PAD_PROBE_TYPE_BUFFER_LIST) {
+        gst_buffer_list_foreach(GST_PAD_PROBE_INFO_BUFFER_LIST(info), record_in_list, p);
+    } else if (info->type & GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM) {
+        GstEvent *ev = GST_PAD_PROBE_INFO_EVENT(info);
+        if (GST_EVENT_TYPE(ev) == GST_EVENT_CAPS) {
+            GstCaps *caps;
+            gst_event_parse_caps(ev, &caps);
+            journal_caps(p->live, p->kind, caps);
         }
     }
-    GstBuffer *out = gst_buffer_copy(in); /* metadata copy; memory shared */
-    GST_BUFFER_PTS(out) = pts - base;
-    GST_BUFFER_DTS(out) = GST_CLOCK_TIME_NONE;
-    /* Ignoring the result is the isolation: see the top of recorder.h. */
-    gst_app_src_push_buffer(GST_APP_SRC(b->appsrc), out);
-    return GST_FLOW_OK;
+    return GST_PAD_PROBE_OK;
+}
+
+static void
+live_clear(gpointer data)
+{
+    jrn_unref(((Live *)data)->j);
+}
+
+static void
+live_unref(Live *live)
+{
+    g_atomic_rc_box_release_full(live, live_clear);
+}
+
+static void
+probe_free(gpointer data)
+{
+    Probe *p = data;
+    live_unref(p->live);
+    g_free(p);
+}
+
+static void
+detach(RecRecording *rec)
+{
+    for (int k = 0; k < N_KINDS; k++) {
+        if (rec->probe[k])
+            gst_pad_remove_probe(rec->tee_sink[k], rec->probe[k]);
+        rec->probe[k] = 0;
+        g_clear_object(&rec->tee_sink[k]);
+    }
 }
 
 void
 rec_request_keyframe(RecRecording *rec)
 {
-    rec_tap_request_keyframe(&rec->br[KIND_VIDEO].tap);
+    /* Pushed upstream from the tee's sink pad: webrtcbin makes it a PLI. */
+    GstPad *pad = rec->tee_sink[KIND_VIDEO];
+    if (pad)
+        gst_pad_push_event(pad, gst_video_event_new_upstream_force_key_unit(
+                                    GST_CLOCK_TIME_NONE, TRUE, 0));
 }
 
-static gboolean
-on_bus(GstBus *bus, GstMessage *msg, gpointer data);
-
 /* Recordings not yet finished (main loop only): what rec_abort_all()
- * stops when the process is about to exit. */
-static GList *live;
+ * stops when the process is about to exit; and finalizations under way,
+ * which it waits for. */
+static GList *recordings;
+static guint finishing;
 
-/* Frees REC, its pipeline already in NULL. */
 static void
 rec_release(RecRecording *rec)
 {
-    live = g_list_remove(live, rec);
-    for (int k = 0; k < N_KINDS; k++)
-        gst_object_unref(rec->br[k].appsrc);
-    gst_object_unref(rec->pipe);
-    g_free(rec->error);
+    recordings = g_list_remove(recordings, rec);
+    detach(rec);
+    live_unref(rec->live);
     g_free(rec->path);
     g_free(rec);
 }
@@ -157,16 +216,23 @@ rec_release(RecRecording *rec)
 void
 rec_abort_all(void)
 {
-    while (live) {
-        RecRecording *rec = live->data;
-        g_clear_handle_id(&rec->eos_timer, g_source_remove);
-        g_clear_handle_id(&rec->bus_watch, g_source_remove);
-        for (int k = 0; k < N_KINDS; k++)
-            rec_tap_detach(&rec->br[k].tap);
-        gst_element_set_state(rec->pipe, GST_STATE_NULL);
+    while (recordings) {
+        RecRecording *rec = recordings->data;
+        g_clear_handle_id(&rec->close_timer, g_source_remove);
+        detach(rec);
+        jrn_abort(rec->live->j, 1000);
         g_message("recording %s: left for repair (the process is exiting)", rec->path);
         rec_release(rec);
     }
+    /* A finalization thread still running its pipeline would make
+     * gst_deinit() wait forever; give it a few seconds to end (a file it
+     * does not finish is repaired at the next start). */
+    gint64 until = g_get_monotonic_time() + 5 * G_TIME_SPAN_SECOND;
+    while (finishing && g_get_monotonic_time() < until)
+        if (!g_main_context_iteration(NULL, FALSE))
+            g_usleep(10 * 1000);
+    if (finishing)
+        g_warning("%u recordings still finalizing at exit; left for repair", finishing);
 }
 
 RecRecording *
@@ -178,51 +244,31 @@ rec_start(GstElement *room_pipe, GstElement *tee_video, GstElement *tee_audio,
         g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot create %s", dir);
         return NULL;
     }
-    g_autofree char *esc = g_strescape(path, NULL);
-    g_autofree char *desc = g_strdup_printf(
-        "appsrc name=v is-live=true format=time do-timestamp=false block=false "
-        "  max-buffers=2000 leaky-type=downstream "
-        "! rtpvp8depay wait-for-keyframe=true request-keyframe=true ! mux. "
-        "appsrc name=a is-live=true format=time do-timestamp=false block=false "
-        "  max-buffers=2000 leaky-type=downstream "
-        "! rtpopusdepay ! opusparse ! mux. "
-        "webmmux name=mux streamable=false ! filesink location=\"%s\" buffer-mode=unbuffered "
-        "  async=false sync=false", esc);
-    GError *perr = NULL;
-    GstElement *pipe = gst_parse_launch(desc, &perr);
-    if (!pipe) {
-        g_propagate_error(error, perr);
+    Journal *j = jrn_open(path, error);
+    if (!j)
         return NULL;
-    }
-    if (perr)
-        g_clear_error(&perr);
     RecRecording *rec = g_new0(RecRecording, 1);
-    live = g_list_prepend(live, rec);
+    recordings = g_list_prepend(recordings, rec);
     rec->path = g_strdup(path);
-    rec->room_pipe = room_pipe;
-    rec->pipe = pipe;
-    rec->base = -1;
+    rec->live = g_atomic_rc_box_new0(Live);
+    rec->live->j = j;
+    rec->live->base = -1;
     GstElement *tees[N_KINDS] = {tee_video, tee_audio};
-    const char *names[N_KINDS] = {"v", "a"};
     for (int k = 0; k < N_KINDS; k++) {
-        Branch *b = &rec->br[k];
-        b->rec = rec;
-        b->kind = k;
-        b->tee = tees[k];
-        b->appsrc = gst_bin_get_by_name(GST_BIN(pipe), names[k]); /* a ref */
+        rec->tee_sink[k] = gst_element_get_static_pad(tees[k], "sink");
+        /* Caps already there (a publisher that joined first) go first. */
+        g_autoptr(GstCaps) caps = gst_pad_get_current_caps(rec->tee_sink[k]);
+        if (caps)
+            journal_caps(rec->live, k, caps);
+        Probe *p = g_new0(Probe, 1);
+        p->live = g_atomic_rc_box_acquire(rec->live);
+        p->kind = k;
+        rec->probe[k] = gst_pad_add_probe(rec->tee_sink[k],
+                                          GST_PAD_PROBE_TYPE_BUFFER |
+                                              GST_PAD_PROBE_TYPE_BUFFER_LIST |
+                                              GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM,
+                                          on_probe, p, probe_free);
     }
-    GstBus *bus = gst_pipeline_get_bus(GST_PIPELINE(pipe));
-    rec->bus_watch = gst_bus_add_watch(bus, on_bus, rec);
-    gst_object_unref(bus);
-    if (gst_element_set_state(pipe, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
-        g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot open %s for writing", path);
-        g_source_remove(rec->bus_watch);
-        gst_element_set_state(pipe, GST_STATE_NULL);
-        rec_release(rec);
-        return NULL;
-    }
-    for (int k = 0; k < N_KINDS; k++)
-        rec_tap_attach(&rec->br[k].tap, room_pipe, rec->br[k].tee, 256, on_sample, &rec->br[k]);
     rec_request_keyframe(rec);
     return rec;
 }
@@ -235,7 +281,7 @@ typedef struct {
     gpointer data;
     const char *state;
     char *reason;
-    gint64 duration_ms, size;
+    gint64 duration_ms, size, lead_ms;
 } Finish;
 
 static void
@@ -243,7 +289,7 @@ finish_thread(GTask *task, gpointer src, gpointer data, GCancellable *c)
 {
     Finish *f = data;
     g_autoptr(GError) err = NULL;
-    f->state = rec_finalize_file(f->in, f->out, &f->duration_ms, &f->size, &err);
+    f->state = rec_finalize_file(f->in, f->out, &f->duration_ms, &f->size, &f->lead_ms, &err);
     if (err)
         f->reason = g_strdup(err->message);
     g_task_return_boolean(task, TRUE);
@@ -254,7 +300,7 @@ finish_done(GObject *src, GAsyncResult *res, gpointer data)
 {
     Finish *f = data;
     if (!strcmp(f->state, "ready")) {
-        /* The finalized file replaces the raw one under the final name. */
+        /* The finalized file replaces the journal under the final name. */
         if (g_rename(f->out, f->in) != 0) {
             f->state = "failed";
             g_free(f->reason);
@@ -265,7 +311,9 @@ finish_done(GObject *src, GAsyncResult *res, gpointer data)
         if (!strcmp(f->state, "empty"))
             g_unlink(f->in);
     }
-    f->done(f->data, f->in, f->state, f->reason, f->duration_ms, f->size);
+    f->done(f->data, f->in, f->state, f->reason, f->duration_ms, f->size, f->lead_ms);
+    if (res)
+        finishing--;
     g_free(f->in);
     g_free(f->out);
     g_free(f->reason);
@@ -275,9 +323,7 @@ finish_done(GObject *src, GAsyncResult *res, gpointer data)
 static void
 rec_finish(RecRecording *rec)
 {
-    g_clear_handle_id(&rec->eos_timer, g_source_remove);
-    g_clear_handle_id(&rec->bus_watch, g_source_remove);
-    gst_element_set_state(rec->pipe, GST_STATE_NULL);
+    g_clear_handle_id(&rec->close_timer, g_source_remove);
     gboolean got_media = rec_started_at(rec) != 0;
     Finish *f = g_new0(Finish, 1);
     f->in = g_strdup(rec->path);
@@ -290,50 +336,30 @@ rec_finish(RecRecording *rec)
         finish_done(NULL, NULL, f);
         return;
     }
+    finishing++;
     GTask *task = g_task_new(NULL, NULL, finish_done, f);
     g_task_set_task_data(task, f, NULL);
     g_task_run_in_thread(task, finish_thread);
     g_object_unref(task);
 }
 
-static gboolean
-on_bus(GstBus *bus, GstMessage *msg, gpointer data)
+/* Main loop: the journal is written out and closed. */
+static void
+on_closed(gpointer data, const char *error)
 {
     RecRecording *rec = data;
-    switch (GST_MESSAGE_TYPE(msg)) {
-    case GST_MESSAGE_EOS:
-        if (rec->stopping) {
-            rec->bus_watch = 0;
-            rec_finish(rec);
-            return G_SOURCE_REMOVE;
-        }
-        break;
-    case GST_MESSAGE_ERROR: {
-        g_autoptr(GError) err = NULL;
-        gst_message_parse_error(msg, &err, NULL);
-        /* The recording stops writing; the live consultation goes on. */
-        g_warning("recording %s: %s", rec->path, err->message);
-        if (!rec->error)
-            rec->error = g_strdup(err->message);
-        if (rec->stopping) {
-            rec->bus_watch = 0;
-            rec_finish(rec);
-            return G_SOURCE_REMOVE;
-        }
-        break;
-    }
-    default:
-        break;
-    }
-    return G_SOURCE_CONTINUE;
+    if (error)
+        g_message("recording %s: finalizing what was written before: %s", rec->path, error);
+    rec_finish(rec);
 }
 
 static gboolean
-eos_timeout(gpointer data)
+close_timeout(gpointer data)
 {
     RecRecording *rec = data;
-    rec->eos_timer = 0;
-    g_warning("recording %s: no EOS in time; finalizing what was written", rec->path);
+    rec->close_timer = 0;
+    g_warning("recording %s: not written out in time; finalizing what is on disk", rec->path);
+    jrn_abort(rec->live->j, 0);
     rec_finish(rec);
     return G_SOURCE_REMOVE;
 }
@@ -345,15 +371,9 @@ rec_stop(RecRecording *rec, guint timeout_ms, RecDone done, gpointer data)
     rec->stopping = TRUE;
     rec->done = done;
     rec->done_data = data;
-    for (int k = 0; k < N_KINDS; k++) {
-        rec_tap_detach(&rec->br[k].tap);
-        gst_app_src_end_of_stream(GST_APP_SRC(rec->br[k].appsrc));
-    }
-    if (rec->error) {
-        rec_finish(rec); /* a failed pipeline will not deliver EOS */
-        return;
-    }
-    rec->eos_timer = g_timeout_add(timeout_ms, eos_timeout, rec);
+    detach(rec);
+    jrn_close(rec->live->j, on_closed, rec);
+    rec->close_timer = g_timeout_add(timeout_ms, close_timeout, rec);
 }
 
 /* ----------------------------------------------------------- finalizing */
@@ -388,12 +408,240 @@ on_demux_pad(GstElement *demux, GstPad *pad, gpointer data)
     gst_object_unref(pipe);
 }
 
-/* Runs PIPE to EOS or error; TRUE on EOS. */
+/* ------------------------------------------------- journal -> WebM */
+
+#define REORDER_WINDOW 32 /* packets held per track to put them in order */
+#define PRIME_PACKETS 256  /* packets looked at to anchor a track's timing */
+#define PRIME_SPAN (2 * GST_SECOND)
+#define MIN_STEP GST_MSECOND /* between frames: never equal, never back */
+#define THROTTLE_BYTES (4 * 1024 * 1024)
+
+typedef struct {
+    char *caps;          /* first caps record, NULL if none */
+    guint64 packets;
+    guint64 last_record; /* index of its last packet record */
+    GstElement *src;     /* NULL: not in the file */
+    gint rate;
+    /* ordering */
+    GQueue held; /* Held, ascending extended sequence numbers */
+    guint64 top_seq, out_seq;
+    gboolean any, any_out;
+    /* timing */
+    guint64 ext_ts;   /* gst_rtp_buffer_ext_timestamp() state */
+    gboolean primed;  /* anchor chosen */
+    guint64 anchor_ts;
+    gint64 anchor_pts;
+    guint64 last_ext;
+    gint64 last_pts;
+    gint64 shift; /* the same for every track: drain() */
+    gboolean ending, eos;
+} Track;
+
+typedef struct {
+    guint64 seq, ts; /* extended */
+    gint64 arrival;
+    GstBuffer *buf;
+} Held;
+
+static gint64
+media_time(Track *t, guint64 ts)
+{
+    return ts >= t->anchor_ts
+               ? (gint64)gst_util_uint64_scale_int(ts - t->anchor_ts, GST_SECOND, t->rate)
+               : -(gint64)gst_util_uint64_scale_int(t->anchor_ts - ts, GST_SECOND, t->rate);
+}
+
+/* Timing: a track's packets keep the spacing of their RTP timestamps (so
+ * a burst of packets a sender held back does not pile up on one instant),
+ * placed on the recording's timeline by the least delay seen over its
+ * first PRIME_SPAN: the packets that came fastest fix where the others
+ * belong.  A packet more than a second away from its arrival (a sender
+ * that restarted its clock) anchors the track again. */
+static void
+prime(Track *t)
+{
+    Held *first = g_queue_peek_head(&t->held);
+    if (!first)
+        return;
+    t->anchor_ts = first->ts;
+    t->anchor_pts = G_MAXINT64;
+    for (GList *l = t->held.head; l; l = l->next) {
+        Held *h = l->data;
+        t->anchor_pts = MIN(t->anchor_pts, h->arrival - media_time(t, h->ts));
+    }
+    t->primed = TRUE;
+}
+
+/* Pushes the lowest held packet of T, retimed. */
+static void
+release_one(Track *t)
+{
+    Held *h = g_queue_pop_head(&t->held);
+    gint64 pts = t->anchor_pts + media_time(t, h->ts);
+    if (ABS(pts - h->arrival) > (gint64)GST_SECOND) {
+        t->anchor_ts = h->ts;
+        t->anchor_pts = pts = h->arrival;
+    }
+    pts += t->shift;
+    /* Packets of a frame share its time; frames never go back in time or
+     * land on the one before (videorate, in composing, asserts on that). */
+    if (t->any_out) {
+        if (h->ts == t->last_ext || h->ts < t->last_ext)
+            pts = t->last_pts;
+        else
+            pts = MAX(pts, t->last_pts + (gint64)MIN_STEP);
+    }
+    pts = MAX(pts, 0);
+    t->last_ext = MAX(t->last_ext, h->ts);
+    t->last_pts = pts;
+    GST_BUFFER_PTS(h->buf) = (GstClockTime)pts;
+    t->out_seq = h->seq;
+    t->any_out = TRUE;
+    gst_app_src_push_buffer(GST_APP_SRC(t->src), h->buf);
+    g_free(h);
+}
+
+static gint
+held_cmp(gconstpointer a, gconstpointer b, gpointer unused)
+{
+    guint64 x = ((const Held *)a)->seq, y = ((const Held *)b)->seq;
+    return x < y ? -1 : x > y;
+}
+
+/* One packet in arrival order; late duplicates and packets behind what was
+ * already pushed are dropped. */
+static void
+take_packet(Track *t, gint64 arrival, const guint8 *data, gsize len)
+{
+    if (len < 12)
+        return;
+    guint16 seq = (guint16)((data[2] << 8) | data[3]);
+    guint32 ts = ((guint32)data[4] << 24) | ((guint32)data[5] << 16) | ((guint32)data[6] << 8) |
+                 data[7];
+    guint64 ext;
+    if (!t->any) {
+        ext = 65536 + seq; /* room below for packets that come before it */
+        t->any = TRUE;
+        t->top_seq = ext;
+    } else {
+        ext = t->top_seq + (gint16)(seq - (guint16)t->top_seq);
+        t->top_seq = MAX(t->top_seq, ext);
+    }
+    if (t->any_out && ext <= t->out_seq)
+        return;
+    for (GList *l = t->held.head; l; l = l->next)
+        if (((Held *)l->data)->seq == ext)
+            return;
+    Held *h = g_new(Held, 1);
+    h->seq = ext;
+    h->ts = gst_rtp_buffer_ext_timestamp(&t->ext_ts, ts);
+    h->arrival = arrival;
+    h->buf = gst_buffer_new_memdup(data, len);
+    g_queue_insert_sorted(&t->held, h, held_cmp, NULL);
+    if (!t->primed) {
+        Held *first = g_queue_peek_head(&t->held);
+        if (t->held.length >= PRIME_PACKETS || arrival - first->arrival >= (gint64)PRIME_SPAN)
+            prime(t);
+    }
+}
+
+/* Releases what can go: nothing until every track is primed; then, once,
+ * every track moves by the same amount if one would start before 0 (its
+ * first packets came late), so the file starts at 0 with audio and video
+ * still in step; then all but the reorder window, or all of an ended
+ * track, which then gets its EOS. */
+static void
+drain(Track *tracks, gboolean *shifted)
+{
+    for (int k = 0; k < N_KINDS; k++)
+        if (tracks[k].src && !tracks[k].primed)
+            return;
+    if (!*shifted) {
+        gint64 earliest = 0;
+        for (int k = 0; k < N_KINDS; k++) {
+            Track *t = &tracks[k];
+            Held *first = t->src ? g_queue_peek_head(&t->held) : NULL;
+            if (first)
+                earliest = MIN(earliest, t->anchor_pts + media_time(t, first->ts));
+        }
+        for (int k = 0; k < N_KINDS; k++)
+            tracks[k].shift = -earliest;
+        *shifted = TRUE;
+    }
+    for (int k = 0; k < N_KINDS; k++) {
+        Track *t = &tracks[k];
+        if (!t->src || t->eos)
+            continue;
+        while (t->held.length > (t->ending ? 0 : REORDER_WINDOW))
+            release_one(t);
+        if (t->ending) {
+            gst_app_src_end_of_stream(GST_APP_SRC(t->src));
+            t->eos = TRUE;
+        }
+    }
+}
+
+/* The track has no more packets. */
+static void
+track_end(Track *t)
+{
+    if (!t->src || t->ending)
+        return;
+    if (!t->primed)
+        prime(t);
+    t->ending = TRUE;
+}
+
+/* Builds the track's appsrc ! depayloader [! parser] ! MUX chain. */
 static gboolean
-run_to_eos(GstElement *pipe, GError **error)
+track_chain(GstElement *pipe, GstElement *mux, Track *t, int kind, GError **error)
+{
+    g_autoptr(GstCaps) caps = gst_caps_from_string(t->caps);
+    const GstStructure *s = caps ? gst_caps_get_structure(caps, 0) : NULL;
+    const char *enc = s ? gst_structure_get_string(s, "encoding-name") : NULL;
+    const char *chain = NULL;
+    if (kind == KIND_VIDEO && !g_strcmp0(enc, "VP8"))
+        chain = "rtpvp8depay";
+    else if (kind == KIND_AUDIO && !g_strcmp0(enc, "OPUS"))
+        chain = "rtpopusdepay ! opusparse";
+    if (!chain || !gst_structure_get_int(s, "clock-rate", &t->rate)) {
+        g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                    "cannot record %s to WebM", enc ? enc : "a track without caps");
+        return FALSE;
+    }
+    t->ext_ts = G_MAXUINT64; /* gst_rtp_buffer_ext_timestamp(): none yet */
+    t->src = gst_element_factory_make("appsrc", NULL);
+    g_object_set(t->src, "caps", caps, "format", GST_FORMAT_TIME, "max-bytes", (guint64)0,
+                 "block", FALSE, NULL);
+    GstElement *bin = gst_parse_bin_from_description(chain, TRUE, NULL);
+    gst_bin_add_many(GST_BIN(pipe), t->src, bin, NULL);
+    return gst_element_link(t->src, bin) && gst_element_link(bin, mux);
+}
+
+/* The muxer needs data on every track to go on: holding a feeder back is
+ * safe only while every other track has something queued or has ended. */
+static void
+throttle(Track *tracks, int kind, GstBus *bus)
+{
+    while (gst_app_src_get_current_level_bytes(GST_APP_SRC(tracks[kind].src)) > THROTTLE_BYTES) {
+        for (int k = 0; k < N_KINDS; k++)
+            if (k != kind && tracks[k].src && !tracks[k].eos &&
+                gst_app_src_get_current_level_bytes(GST_APP_SRC(tracks[k].src)) == 0)
+                return;
+        g_autoptr(GstMessage) m = gst_bus_timed_pop_filtered(bus, 2 * GST_MSECOND,
+                                                             GST_MESSAGE_ERROR);
+        if (m) {
+            gst_bus_post(bus, gst_message_ref(m)); /* for the EOS wait */
+            return;
+        }
+    }
+}
+
+/* Waits for EOS or an error on PIPE (already PLAYING); TRUE on EOS. */
+static gboolean
+wait_eos(GstElement *pipe, GError **error)
 {
     GstBus *bus = gst_pipeline_get_bus(GST_PIPELINE(pipe));
-    gst_element_set_state(pipe, GST_STATE_PLAYING);
     GstMessage *msg = gst_bus_timed_pop_filtered(bus, 300 * GST_SECOND,
                                                  GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
     gboolean ok = msg && GST_MESSAGE_TYPE(msg) == GST_MESSAGE_EOS;
@@ -401,8 +649,7 @@ run_to_eos(GstElement *pipe, GError **error)
         GError *e = NULL;
         if (msg)
             gst_message_parse_error(msg, &e, NULL);
-        g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "%s",
-                    e ? e->message : "timed out");
+        g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "%s", e ? e->message : "timed out");
         g_clear_error(&e);
     }
     if (msg)
@@ -412,14 +659,89 @@ run_to_eos(GstElement *pipe, GError **error)
     return ok;
 }
 
-const char *
-rec_finalize_file(const char *in, const char *out, gint64 *duration_ms, gint64 *size,
-                  GError **error)
+/* Reads the journal IN twice: once for the tracks (caps, where each ends),
+ * then feeding the packets through depayloaders into a WebM muxer. */
+static gboolean
+convert_journal(const char *in, const char *out, gboolean *empty, gint64 *lead_ms,
+                GError **error)
 {
-    *duration_ms = *size = 0;
-    GStatBuf st;
-    if (g_stat(in, &st) != 0 || st.st_size < 64)
-        return "empty"; /* nothing, or not even a header */
+    Track tracks[N_KINDS] = {{0}};
+    JrnReader r;
+    guint8 type, track;
+    gint64 pts;
+    const guint8 *data;
+    gsize len;
+    guint64 idx = 0;
+    if (!jrn_reader_open(&r, in)) {
+        g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot read %s", in);
+        return FALSE;
+    }
+    for (; jrn_next(&r, &type, &track, &pts, &data, &len); idx++) {
+        if (track >= N_KINDS)
+            continue;
+        Track *t = &tracks[track];
+        if (type == JRN_CAPS && !t->caps)
+            t->caps = g_strndup((const char *)data, len);
+        else if (type == JRN_RTP && t->caps) {
+            t->packets++;
+            t->last_record = idx;
+        }
+    }
+    jrn_reader_close(&r);
+
+    gboolean ok = FALSE;
+    GstElement *pipe = gst_pipeline_new("finalize");
+    GstElement *mux = gst_element_factory_make("webmmux", NULL);
+    GstElement *sink = gst_element_factory_make("filesink", NULL);
+    g_object_set(sink, "location", out, NULL);
+    gst_bin_add_many(GST_BIN(pipe), mux, sink, NULL);
+    gst_element_link(mux, sink);
+    for (int k = 0; k < N_KINDS; k++)
+        if (tracks[k].packets && !track_chain(pipe, mux, &tracks[k], k, error))
+            goto out;
+    if (!tracks[KIND_VIDEO].packets) {
+        *empty = TRUE; /* nothing is journaled before the first keyframe */
+        goto out;
+    }
+    GstBus *bus = gst_pipeline_get_bus(GST_PIPELINE(pipe));
+    gst_element_set_state(pipe, GST_STATE_PLAYING);
+    gboolean shifted = FALSE;
+    jrn_reader_open(&r, in);
+    for (idx = 0; jrn_next(&r, &type, &track, &pts, &data, &len); idx++) {
+        if (type != JRN_RTP || track >= N_KINDS || !tracks[track].src || tracks[track].ending)
+            continue;
+        take_packet(&tracks[track], pts, data, len);
+        if (idx == tracks[track].last_record)
+            track_end(&tracks[track]);
+        drain(tracks, &shifted);
+        throttle(tracks, track, bus);
+    }
+    jrn_reader_close(&r);
+    for (int k = 0; k < N_KINDS; k++)
+        track_end(&tracks[k]);
+    drain(tracks, &shifted);
+    *lead_ms = tracks[KIND_VIDEO].shift / GST_MSECOND;
+    gst_object_unref(bus);
+    ok = wait_eos(pipe, error);
+out:
+    gst_element_set_state(pipe, GST_STATE_NULL);
+    gst_object_unref(pipe);
+    for (int k = 0; k < N_KINDS; k++) {
+        g_free(tracks[k].caps);
+        Held *h;
+        while ((h = g_queue_pop_head(&tracks[k].held))) {
+            gst_buffer_unref(h->buf);
+            g_free(h);
+        }
+    }
+    return ok;
+}
+
+/* Remuxes a WebM file IN (the format before journals, possibly cut short)
+ * into OUT with cues; TRUE on EOS. */
+static gboolean
+remux_webm(const char *in, const char *out, GError **error)
+{
     GstElement *pipe = gst_pipeline_new("finalize");
     GstElement *src = gst_element_factory_make("filesrc", NULL);
     GstElement *demux = gst_element_factory_make("matroskademux", NULL);
@@ -431,9 +753,29 @@ rec_finalize_file(const char *in, const char *out, gint64 *duration_ms, gint64 *
     gst_element_link(src, demux);
     gst_element_link(mux, sink);
     g_signal_connect(demux, "pad-added", G_CALLBACK(on_demux_pad), mux);
-    g_autoptr(GError) err = NULL;
-    gboolean ok = run_to_eos(pipe, &err);
+    gst_element_set_state(pipe, GST_STATE_PLAYING);
+    gboolean ok = wait_eos(pipe, error);
     gst_object_unref(pipe);
+    return ok;
+}
+
+const char *
+rec_finalize_file(const char *in, const char *out, gint64 *duration_ms, gint64 *size,
+                  gint64 *lead_ms, GError **error)
+{
+    *duration_ms = *size = *lead_ms = 0;
+    GStatBuf st;
+    if (g_stat(in, &st) != 0 || st.st_size < 64)
+        return "empty"; /* nothing, or not even a header */
+    g_autoptr(GError) err = NULL;
+    gboolean ok, empty = FALSE;
+    if (jrn_is_journal(in)) {
+        ok = convert_journal(in, out, &empty, lead_ms, &err);
+        if (empty)
+            return "empty";
+    } else {
+        ok = remux_webm(in, out, &err); /* recorded before journals */
+    }
     /* A file cut short by a crash ends in an error after its last complete
      * cluster; what was remuxed up to there is still good. */
     GStatBuf ost;

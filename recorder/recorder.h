@@ -1,22 +1,26 @@
 /* recorder.h - recording one participant of a consultation to WebM.
  *
- * A recording hangs two appsinks (video, audio) on the participant's tees in
- * the room's pipeline and feeds a pipeline of its own:
+ * While the consultation runs, a recording is a journal (journal.h): a
+ * buffer probe on each of the participant's two tees (video, audio) in the
+ * room's pipeline copies every packet, from the first video keyframe on,
+ * into memory, and the process's one writer thread appends it to the file.
+ * No depayloader, muxer or thread per recording on the live path: that
+ * halved what recording costs (docs/benchmarks.md).
  *
- *   appsrc ! rtpvp8depay wait-for-keyframe ! webmmux ! filesink (unbuffered)
- *   appsrc ! rtpopusdepay ! opusparse ! mux.
+ * The journal is the isolation: a full disk, a failed write or a stuck file
+ * system stalls or stops the writer, never the live relay (the probes only
+ * copy into memory, and drop once JRN_PENDING_MAX is waiting).  A crash of
+ * the worker loses at most the last JRN_FLUSH_MS and whatever the kernel
+ * had not got.
  *
- * Each appsrc's own streaming thread carries its stream into the muxer: no
- * queues (they cost a thread each and bought nothing here).
+ * Finalizing turns the journal into a seekable WebM with cues and a correct
+ * duration: packets put back in order per track (a small window), retimed
+ * from their RTP timestamps anchored on arrival, depayloaded
+ * (rtpvp8depay, rtpopusdepay ! opusparse) and muxed.  It runs on a thread
+ * of its own, after the recording ends or, for files a crash left, in
+ * `consultd-media --finalize` at the main process's next start.
  *
- * Its own pipeline, reached only through appsink callbacks, is the isolation:
- * a full disk, a muxer error or a stuck file system stops the recording, never
- * the live relay.  The file is written as it goes (no index), so a crash of
- * the worker loses at most what the kernel had not got; finalizing remuxes it
- * into a seekable file with cues and a correct duration.
- *
- * Lives in the media worker (and in `consultd-media --finalize` for repairs).
- * Never includes libmicrohttpd or jansson.
+ * Lives in the media worker.  Never includes libmicrohttpd or jansson.
  */
 #pragma once
 
@@ -25,12 +29,16 @@
 typedef struct RecRecording RecRecording;
 
 /* Reports the end of a recording on the main loop: STATE is "ready",
- * "failed" (REASON says why) or "empty" (nothing was received). */
+ * "failed" (REASON says why) or "empty" (nothing was received).  LEAD_MS:
+ * how long before rec_started_at() the file's content begins (its first
+ * packets came late: a sender that held them back while connecting). */
 typedef void (*RecDone)(gpointer data, const char *path, const char *state,
-                        const char *reason, gint64 duration_ms, gint64 size);
+                        const char *reason, gint64 duration_ms, gint64 size,
+                        gint64 lead_ms);
 
 /* Starts recording what reaches TEE_VIDEO and TEE_AUDIO (elements of
- * ROOM_PIPE) into PATH.  NULL and ERROR if the file cannot be created. */
+ * ROOM_PIPE) into a journal at PATH.  NULL and ERROR if the file cannot be
+ * created. */
 RecRecording *rec_start(GstElement *room_pipe, GstElement *tee_video,
                         GstElement *tee_audio, const char *path, GError **error);
 /* Wall-clock ms of the first media written, 0 while nothing has been. */
@@ -38,23 +46,24 @@ gint64 rec_started_at(RecRecording *rec);
 const char *rec_path(RecRecording *rec);
 /* Sends a keyframe request upstream (a recording starts on a keyframe). */
 void rec_request_keyframe(RecRecording *rec);
-/* Stops: detaches from the tees, sends EOS and waits up to TIMEOUT_MS for
- * it, then finalizes on a worker thread and calls DONE on the main loop.
- * Frees REC.  DONE always runs exactly once. */
+/* Stops: detaches from the tees, waits up to TIMEOUT_MS for the journal to
+ * be written out, then finalizes on a worker thread and calls DONE on the
+ * main loop.  Frees REC.  DONE always runs exactly once. */
 void rec_stop(RecRecording *rec, guint timeout_ms, RecDone done, gpointer data);
-/* Call after every room is gone (their taps detached).
- * Stops every recording still running or waiting for its EOS, without
- * finalizing (no DONE): their files stay as written, for the main process's
- * repair.  For a worker about to exit, whose main loop no longer runs: a
- * recording pipeline left playing would keep its threads, and gst_deinit()
- * waits for them forever. */
+/* For a worker about to exit, whose main loop no longer runs; call after
+ * every room is gone.  Stops every recording still running or being written
+ * out, without finalizing (no DONE): their journals stay as written, for
+ * the main process's repair.  Then waits a few seconds for finalizations
+ * under way (gst_deinit() would wait for their pipelines forever). */
 void rec_abort_all(void);
 
-/* Remuxes IN (a WebM that may have been cut short by a crash) into OUT with
- * cues and duration, then checks OUT decodes.  Returns "ready", "empty" or
- * "failed" (with ERROR set); fills DURATION_MS and SIZE for "ready". */
+/* Turns IN (a journal, possibly cut short by a crash; or a WebM written
+ * before journals, remuxed) into a WebM at OUT with cues and duration, then
+ * checks OUT decodes.  Returns "ready", "empty" or
+ * "failed" (with ERROR set); fills DURATION_MS, SIZE and LEAD_MS (RecDone)
+ * for "ready". */
 const char *rec_finalize_file(const char *in, const char *out, gint64 *duration_ms,
-                              gint64 *size, GError **error);
+                              gint64 *size, gint64 *lead_ms, GError **error);
 
 /* Composes a consultation's recordings into one file for download: videos
  * side by side (each scaled to 640x480, placed by its offset), audio mixed,

@@ -1,0 +1,114 @@
+/* rtppass.c - see rtppass.h. */
+#include "rtppass.h"
+
+struct _MediaRtpPass {
+    GstElement parent;
+    GstPad *sink, *src;
+    guint latency; /* kept only so rtpbin and webrtcbin may set it */
+    gboolean do_retransmission;
+    guint64 pushed; /* atomic */
+};
+
+enum { PROP_0, PROP_LATENCY, PROP_DO_RETRANSMISSION, PROP_STATS };
+
+G_DEFINE_TYPE(MediaRtpPass, media_rtp_pass, GST_TYPE_ELEMENT)
+
+static GstStaticPadTemplate sink_templ =
+    GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS("application/x-rtp"));
+static GstStaticPadTemplate src_templ =
+    GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS("application/x-rtp"));
+
+static GstFlowReturn
+pass_chain(GstPad *pad, GstObject *parent, GstBuffer *buf)
+{
+    MediaRtpPass *self = (MediaRtpPass *)parent;
+    /* rtpsession stamps arrival in DTS; the jitterbuffer would have turned
+     * it into the PTS the tee's consumers read. */
+    if (!GST_BUFFER_PTS_IS_VALID(buf) && GST_BUFFER_DTS_IS_VALID(buf)) {
+        buf = gst_buffer_make_writable(buf);
+        GST_BUFFER_PTS(buf) = GST_BUFFER_DTS(buf);
+    }
+    __atomic_fetch_add(&self->pushed, 1, __ATOMIC_RELAXED);
+    return gst_pad_push(self->src, buf);
+}
+
+static void
+pass_set_property(GObject *obj, guint id, const GValue *v, GParamSpec *ps)
+{
+    MediaRtpPass *self = (MediaRtpPass *)obj;
+    if (id == PROP_LATENCY)
+        self->latency = g_value_get_uint(v);
+    else if (id == PROP_DO_RETRANSMISSION)
+        self->do_retransmission = g_value_get_boolean(v);
+    else
+        G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
+}
+
+static void
+pass_get_property(GObject *obj, guint id, GValue *v, GParamSpec *ps)
+{
+    MediaRtpPass *self = (MediaRtpPass *)obj;
+    if (id == PROP_LATENCY)
+        g_value_set_uint(v, self->latency);
+    else if (id == PROP_DO_RETRANSMISSION)
+        g_value_set_boolean(v, self->do_retransmission);
+    else if (id == PROP_STATS)
+        /* The fields of rtpjitterbuffer's, which webrtcbin's get-stats reads. */
+        g_value_take_boxed(
+            v, gst_structure_new("application/x-rtp-jitterbuffer-stats", "num-pushed",
+                                 G_TYPE_UINT64, __atomic_load_n(&self->pushed, __ATOMIC_RELAXED),
+                                 "num-lost", G_TYPE_UINT64, (guint64)0, "num-late",
+                                 G_TYPE_UINT64, (guint64)0, "num-duplicates", G_TYPE_UINT64,
+                                 (guint64)0, "avg-jitter", G_TYPE_UINT64, (guint64)0,
+                                 "rtx-count", G_TYPE_UINT64, (guint64)0, "rtx-success-count",
+                                 G_TYPE_UINT64, (guint64)0, "rtx-per-packet", G_TYPE_DOUBLE, 0.0,
+                                 "rtx-rtt", G_TYPE_UINT64, (guint64)0, NULL));
+    else
+        G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
+}
+
+static void
+media_rtp_pass_class_init(MediaRtpPassClass *klass)
+{
+    GObjectClass *oc = G_OBJECT_CLASS(klass);
+    GstElementClass *ec = GST_ELEMENT_CLASS(klass);
+    oc->set_property = pass_set_property;
+    oc->get_property = pass_get_property;
+    g_object_class_install_property(
+        oc, PROP_LATENCY,
+        g_param_spec_uint("latency", "Latency", "Ignored: nothing is held back", 0, G_MAXUINT,
+                          0, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS));
+    g_object_class_install_property(
+        oc, PROP_DO_RETRANSMISSION,
+        g_param_spec_boolean("do-retransmission", "Retransmission",
+                             "Ignored: no NACKs are sent from here", FALSE,
+                             G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS));
+    g_object_class_install_property(
+        oc, PROP_STATS,
+        g_param_spec_boxed("stats", "Statistics", "Packets pushed; nothing is lost here",
+                           GST_TYPE_STRUCTURE, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+    gst_element_class_add_static_pad_template(ec, &sink_templ);
+    gst_element_class_add_static_pad_template(ec, &src_templ);
+    gst_element_class_set_static_metadata(ec, "RTP pass-through", "Filter/Network/RTP",
+                                          "Stands in for rtpbin's jitterbuffer in a relay",
+                                          "consultd");
+}
+
+static void
+media_rtp_pass_init(MediaRtpPass *self)
+{
+    self->sink = gst_pad_new_from_static_template(&sink_templ, "sink");
+    gst_pad_set_chain_function(self->sink, pass_chain);
+    GST_PAD_SET_PROXY_CAPS(self->sink);
+    GST_PAD_SET_PROXY_ALLOCATION(self->sink);
+    gst_element_add_pad(GST_ELEMENT(self), self->sink);
+    self->src = gst_pad_new_from_static_template(&src_templ, "src");
+    GST_PAD_SET_PROXY_CAPS(self->src);
+    gst_element_add_pad(GST_ELEMENT(self), self->src);
+}
+
+GstElement *
+media_rtp_pass_new(void)
+{
+    return g_object_new(media_rtp_pass_get_type(), NULL);
+}
