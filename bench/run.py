@@ -11,6 +11,7 @@ consultd plus its media workers, from /proc), RSS, threads and fds are
 sampled over a steady window.
 
   bench/run.py --n 1,4,8,16 [--seconds 20] [--until-loss 64] [--out FILE.md]
+  bench/run.py --n 8 --stagger 2     (consultations arriving one after another)
   bench/run.py --n 1 --seconds 4 --smoke      (CI: proves it still works)
 """
 import argparse
@@ -54,7 +55,7 @@ def sample(pids):
     return tot
 
 
-def run_n(n, seconds, decode, warm=6, record=True, live=False):
+def run_n(n, seconds, decode, warm=6, record=True, live=False, stagger=0.0):
     s = Server("--media-ice-loopback", "--max-live", "1000", "--max-pending", "1000",
                "--record=" + ("true" if record else "false"),
                "--request-rate-per-min", "100000", "--login-ip-per-min", "100000",
@@ -74,7 +75,10 @@ def run_n(n, seconds, decode, warm=6, record=True, live=False):
         pairs.append((tid, tt, st))
     peers = []
     total = warm + seconds + 4
-    for tid, tt, st in pairs:
+    for i, (tid, tt, st) in enumerate(pairs):
+        if i and stagger:
+            time.sleep(stagger)  # arrivals spread out: each joins while the others run
+        left = total + int(round((n - 1 - i) * stagger))  # everyone ends together
         t0 = time.time()
         cid = s.post("/api/consultations", {"teacher_id": tid}, token=st).json["id"]
         assert s.post(f"/api/consultations/{cid}/accept", token=tt).status == 200
@@ -82,14 +86,14 @@ def run_n(n, seconds, decode, warm=6, record=True, live=False):
             src = [] if live else ["--file", CLIP]  # live: the peer encodes, so it answers PLIs
             peers.append(("pub", t0, subprocess.Popen(
                 [PEER, "--url", f"{s.url}/whip/consultations/{cid}", "--token", tok, "--mode", "publish",
-                 "--seconds", str(total)] + src, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)))
+                 "--seconds", str(left)] + src, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)))
             args = [PEER, "--url", f"{s.url}/whep/consultations/{cid}", "--token", tok, "--mode", "receive",
-                    "--seconds", str(total - 1)]
+                    "--seconds", str(left - 1)]
             if not decode:
                 args.append("--no-decode")
             start = time.time()
             peers.append(("sub", t0, subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL),
-                          start))
+                          start, left - 1))
     time.sleep(warm)  # everyone joined and media steady: the measuring window starts
     pids = server_pids(s, admin)
     c0, _, _, _ = sample(pids)
@@ -100,7 +104,7 @@ def run_n(n, seconds, decode, warm=6, record=True, live=False):
     cpu_pct = 100.0 * (c1 - c0) / TICK / (w1 - w0)
     joins, lost, recv, jit, frames = [], 0, 0, [], []
     for p in peers:
-        out = p[2].communicate(timeout=total + 60)[0].decode()
+        out = p[2].communicate(timeout=total + n * stagger + 60)[0].decode()
         lines = [l for l in out.splitlines() if l.startswith("{")]
         if not lines:
             continue
@@ -111,7 +115,10 @@ def run_n(n, seconds, decode, warm=6, record=True, live=False):
             lost += res["packets_lost"]
             recv += res["packets_received"]
             jit.append(res["jitter_max"])
-            frames.append(res["video_frames"])
+            # Frame rate once joined: the seconds before the first frame
+            # are the join time's, reported on their own.
+            since = p[4] - max(0, res["first_frame_ms"]) / 1000.0
+            frames.append(res["video_frames"] / max(since, 1.0))
     s.stop()
     joins.sort()
     q = lambda a, f: a[min(len(a) - 1, int(f * len(a)))] if a else float("nan")
@@ -120,7 +127,7 @@ def run_n(n, seconds, decode, warm=6, record=True, live=False):
         "threads": threads, "fds": fds, "join_p50_ms": q(joins, 0.5), "join_p95_ms": q(joins, 0.95),
         "joined": len(joins), "receivers": 2 * n, "packets_received": recv, "packets_lost": lost,
         "loss_pct": 100.0 * lost / max(1, recv + lost), "jitter_max_ms": 1000 * max(jit or [0]),
-        "fps_min": min(frames or [0]) / (total - 1),
+        "fps_min": min(frames or [0]),
     }
 
 
@@ -163,6 +170,9 @@ def main():
     ap.add_argument("--until-loss", type=int, default=0,
                     help="after --n, keep doubling N up to this while the run is healthy "
                          "(no loss, every receiver joined, >= 80%% of the frame rate)")
+    ap.add_argument("--stagger", type=float, default=0.0,
+                    help="start the consultations this many seconds apart instead of all at "
+                         "once: each join is then measured while the earlier ones run")
     ap.add_argument("--out")
     a = ap.parse_args()
     subprocess.run([os.path.join(ROOT, "bench", "make-media.sh"), CLIP], check=True)
@@ -171,7 +181,7 @@ def main():
     while ns:
         n = ns.pop(0)
         r = run_n(n, a.seconds, a.decode, warm=3 if a.smoke else 6, record=not a.no_record,
-                  live=a.live_publishers)
+                  live=a.live_publishers, stagger=a.stagger)
         r["record"] = not a.no_record
         print(json.dumps(r), flush=True)
         results.append(r)

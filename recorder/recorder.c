@@ -878,6 +878,7 @@ rec_compose(const char *const *inputs, const gint64 *offsets_ms, guint n_inputs,
     GstBus *bus = gst_pipeline_get_bus(GST_PIPELINE(pipe));
     gst_element_set_state(pipe, GST_STATE_PLAYING);
     gboolean ok = FALSE, done = FALSE;
+    gint64 moved = g_get_monotonic_time(), last_pos = -1;
     while (!done) {
         GstMessage *msg = gst_bus_timed_pop_filtered(bus, GST_SECOND,
                                                      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
@@ -888,12 +889,29 @@ rec_compose(const char *const *inputs, const gint64 *offsets_ms, guint n_inputs,
             gst_message_parse_error(msg, &e, NULL);
             g_propagate_error(error, e);
             done = TRUE;
-        } else if (progress) {
-            gint64 pos = 0, dur = 0;
-            if (gst_element_query_position(pipe, GST_FORMAT_TIME, &pos) &&
-                gst_element_query_duration(pipe, GST_FORMAT_TIME, &dur) && dur > 0) {
+        } else {
+            /* Bounded: inputs with broken timestamps once made videorate
+             * fill hours of frames; a stuck element would hold the queue of
+             * combined files for good. */
+            gint64 pos = 0, dur = 0, now = g_get_monotonic_time();
+            if (gst_element_query_position(pipe, GST_FORMAT_TIME, &pos) && pos > last_pos) {
+                last_pos = pos;
+                moved = now;
+            }
+            if (gst_element_query_duration(pipe, GST_FORMAT_TIME, &dur) && dur > 0) {
                 total_ms = dur / GST_MSECOND;
-                progress((int)MIN(99, 100 * pos / dur), data);
+                if (pos > dur + dur / 2 + 10 * GST_SECOND) {
+                    g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                                "the composition runs past the end of its inputs");
+                    done = TRUE;
+                }
+                if (progress)
+                    progress((int)MIN(99, 100 * pos / dur), data);
+            }
+            if (!done && now - moved > 60 * G_TIME_SPAN_SECOND) {
+                g_set_error(error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                            "the composition made no progress for 60 s");
+                done = TRUE;
             }
         }
         if (msg)

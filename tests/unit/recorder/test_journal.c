@@ -10,6 +10,7 @@
 
 #include "journal.h"
 #include "recorder.h"
+#include "../tmpdir.h"
 
 #define FRAMES 90   /* 3 s of 30 fps video */
 #define AUDIO 150   /* 3 s of 20 ms Opus packets */
@@ -88,14 +89,7 @@ setup(Fx *f, gconstpointer data)
 static void
 teardown(Fx *f, gconstpointer data)
 {
-    g_autoptr(GDir) d = g_dir_open(f->dir, 0, NULL);
-    const char *n;
-    while ((n = g_dir_read_name(d))) {
-        g_autofree char *p = g_build_filename(f->dir, n, NULL);
-        g_unlink(p);
-    }
-    g_rmdir(f->dir);
-    g_free(f->dir);
+    tmpdir_remove(f->dir);
     g_free(f->caps[0]);
     g_free(f->caps[1]);
     g_ptr_array_unref(f->pkts);
@@ -229,21 +223,40 @@ test_reordered_and_duplicated(Fx *f, gconstpointer data)
     g_assert_cmpint(d.max_step, <, 40 * GST_MSECOND); /* the sender's spacing, not the jitter's */
 }
 
+/* Writes every packet in media order, arriving when ARRIVE says. */
+static char *
+write_in_order(Fx *f, gint64 (*arrive)(gint64 media))
+{
+    guint n = f->pkts->len;
+    g_autofree guint *order = g_new(guint, n);
+    g_autofree gint64 *arrival = g_new(gint64, n);
+    for (guint i = 0; i < n; i++) {
+        order[i] = i;
+        arrival[i] = arrive(((Pkt *)f->pkts->pdata[i])->pts);
+    }
+    return write_journal(f, order, arrival, n);
+}
+
+/* The first half second held back and sent in one burst at 10 ms. */
+static gint64
+burst_arrival(gint64 media)
+{
+    return MAX(media, 500 * GST_MSECOND) - 500 * GST_MSECOND + 10 * GST_MSECOND;
+}
+
+static gint64
+on_time(gint64 media)
+{
+    return media;
+}
+
 /* A sender that held its first half second back and sent it in one burst:
  * the frames keep their spacing, the file keeps its length, and the lead
  * says how far before the first arrival its content begins. */
 static void
 test_burst_at_start(Fx *f, gconstpointer data)
 {
-    guint n = f->pkts->len;
-    g_autofree guint *order = g_new(guint, n);
-    g_autofree gint64 *arrival = g_new(gint64, n);
-    for (guint i = 0; i < n; i++) {
-        Pkt *p = f->pkts->pdata[i];
-        order[i] = i;
-        arrival[i] = MAX(p->pts, 500 * GST_MSECOND) - 500 * GST_MSECOND + 10 * GST_MSECOND;
-    }
-    g_autofree char *path = write_journal(f, order, arrival, n);
+    g_autofree char *path = write_in_order(f, burst_arrival);
     gint64 duration = 0, lead = 0;
     g_assert_cmpstr(finalize(path, &duration, &lead), ==, "ready");
     g_assert_cmpint(ABS(duration - 3000), <, 100);
@@ -259,14 +272,7 @@ test_burst_at_start(Fx *f, gconstpointer data)
 static void
 test_cut_short(Fx *f, gconstpointer data)
 {
-    guint n = f->pkts->len;
-    g_autofree guint *order = g_new(guint, n);
-    g_autofree gint64 *arrival = g_new(gint64, n);
-    for (guint i = 0; i < n; i++) {
-        order[i] = i;
-        arrival[i] = ((Pkt *)f->pkts->pdata[i])->pts;
-    }
-    g_autofree char *path = write_journal(f, order, arrival, n);
+    g_autofree char *path = write_in_order(f, on_time);
     g_autofree char *bytes = NULL;
     gsize len = 0;
     g_assert_true(g_file_get_contents(path, &bytes, &len, NULL));

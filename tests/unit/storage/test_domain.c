@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "store.h"
+#include "../tmpdir.h"
 
 typedef struct {
     char *dir;
@@ -26,14 +27,7 @@ static void
 teardown(Fx *f, gconstpointer data)
 {
     store_close(f->s);
-    g_autoptr(GDir) d = g_dir_open(f->dir, 0, NULL);
-    const char *n;
-    while ((n = g_dir_read_name(d))) {
-        g_autofree char *p = g_build_filename(f->dir, n, NULL);
-        g_unlink(p);
-    }
-    g_rmdir(f->dir);
-    g_free(f->dir);
+    tmpdir_remove(f->dir);
 }
 
 /* The types of all events, space-separated. */
