@@ -5,7 +5,7 @@
  *   publisher webrtcbin (role R) src pads --> tee[R][kind] (allow-not-linked)
  *        probe on the tee's sink pad ==(fan-out)==> relay pad --> subscriber webrtcbin sink
  *                      ^ payload type rewritten, extensions dropped
- *        tee[R][kind] --> appsink ~~> recorder (recorder/, its own pipeline)
+ *        probe on the tee's sink pad ~~> recording journal (recorder/journal.h)
  *
  * The four tees exist from the start, so a publisher that (re)joins and a
  * subscriber that joins first or later all meet at a fixed point.
