@@ -507,7 +507,7 @@ recording_start(MediaRoom *room, int role)
                       : g_strdup_printf("%s/%s-%u.webm", dir, role_names[role], n);
     }
     g_autoptr(GError) err = NULL;
-    room->rec[role] = rec_start(room->pipe, room->tee[role][MEDIA_KIND_VIDEO],
+    room->rec[role] = rec_start(room->tee[role][MEDIA_KIND_VIDEO],
                                 room->tee[role][MEDIA_KIND_AUDIO], path, &err);
     g_autofree char *file = g_path_get_basename(path);
     if (!room->rec[role]) {

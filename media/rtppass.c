@@ -22,12 +22,6 @@ static GstFlowReturn
 pass_chain(GstPad *pad, GstObject *parent, GstBuffer *buf)
 {
     MediaRtpPass *self = (MediaRtpPass *)parent;
-    /* rtpsession stamps arrival in DTS; the jitterbuffer would have turned
-     * it into the PTS the tee's consumers read. */
-    if (!GST_BUFFER_PTS_IS_VALID(buf) && GST_BUFFER_DTS_IS_VALID(buf)) {
-        buf = gst_buffer_make_writable(buf);
-        GST_BUFFER_PTS(buf) = GST_BUFFER_DTS(buf);
-    }
     __atomic_fetch_add(&self->pushed, 1, __ATOMIC_RELAXED);
     return gst_pad_push(self->src, buf);
 }

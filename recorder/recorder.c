@@ -103,6 +103,8 @@ journal_caps(Live *live, int kind, GstCaps *caps)
 static void
 record_one(Live *live, int kind, GstBuffer *in)
 {
+    /* Arrival: without a jitterbuffer (media/rtppass.h) it may be only in
+     * the DTS rtpsession stamps. */
     GstClockTime pts = GST_BUFFER_PTS(in);
     if (!GST_CLOCK_TIME_IS_VALID(pts))
         pts = GST_BUFFER_DTS(in);
@@ -219,7 +221,7 @@ rec_abort_all(void)
     while (recordings) {
         RecRecording *rec = recordings->data;
         g_clear_handle_id(&rec->close_timer, g_source_remove);
-        detach(rec);
+        detach(rec); /* no probe may append while the journal is aborted */
         jrn_abort(rec->live->j, 1000);
         g_message("recording %s: left for repair (the process is exiting)", rec->path);
         rec_release(rec);
@@ -236,8 +238,7 @@ rec_abort_all(void)
 }
 
 RecRecording *
-rec_start(GstElement *room_pipe, GstElement *tee_video, GstElement *tee_audio,
-          const char *path, GError **error)
+rec_start(GstElement *tee_video, GstElement *tee_audio, const char *path, GError **error)
 {
     g_autofree char *dir = g_path_get_dirname(path);
     if (g_mkdir_with_parents(dir, 0750) != 0) {
@@ -414,6 +415,8 @@ on_demux_pad(GstElement *demux, GstPad *pad, gpointer data)
 #define PRIME_PACKETS 256  /* packets looked at to anchor a track's timing */
 #define PRIME_SPAN (2 * GST_SECOND)
 #define MIN_STEP GST_MSECOND /* between frames: never equal, never back */
+#define DRIFT_WINDOW GST_SECOND
+#define DRIFT_SLEW 4 /* drift moves by at most a quarter of the media time */
 #define THROTTLE_BYTES (4 * 1024 * 1024)
 
 typedef struct {
@@ -433,6 +436,9 @@ typedef struct {
     gint64 anchor_pts;
     guint64 last_ext;
     gint64 last_pts;
+    gint64 drift, drift_target, drift_media; /* follow_drift() */
+    gint64 win_min, win_media;
+    guint win_n;
     gint64 shift; /* the same for every track: drain() */
     gboolean ending, eos;
 } Track;
@@ -472,21 +478,50 @@ prime(Track *t)
     t->primed = TRUE;
 }
 
+/* A sender whose packets come later and later (its clock slower than
+ * ours, or a sender falling behind on a loaded machine) would make a file
+ * shorter than the call; one whose packets come sooner, longer.  The least
+ * lag over each DRIFT_WINDOW of media time says where the track should
+ * sit; T->drift moves toward it by at most DRIFT_SLEW of the media time
+ * that passed, so frames neither bunch nor jump while the timeline keeps
+ * to the wall clock, as a jitterbuffer in slave mode would.  LAG: arrival
+ * minus the anchored media time. */
+static void
+follow_drift(Track *t, gint64 media, gint64 lag)
+{
+    t->win_min = t->win_n++ ? MIN(t->win_min, lag) : lag;
+    if (media - t->win_media >= DRIFT_WINDOW) {
+        t->drift_target = t->win_min;
+        t->win_media = media;
+        t->win_n = 0;
+    }
+    gint64 dt = media - t->drift_media;
+    if (dt <= 0)
+        return;
+    t->drift_media = media;
+    gint64 step = dt / DRIFT_SLEW;
+    t->drift += CLAMP(t->drift_target - t->drift, -step, step);
+}
+
 /* Pushes the lowest held packet of T, retimed. */
 static void
 release_one(Track *t)
 {
     Held *h = g_queue_pop_head(&t->held);
-    gint64 pts = t->anchor_pts + media_time(t, h->ts);
+    gint64 media = media_time(t, h->ts);
+    follow_drift(t, media, h->arrival - (t->anchor_pts + media));
+    gint64 pts = t->anchor_pts + media + t->drift;
     if (ABS(pts - h->arrival) > (gint64)GST_SECOND) {
         t->anchor_ts = h->ts;
         t->anchor_pts = pts = h->arrival;
+        t->drift = t->drift_target = t->win_media = 0;
+        t->win_n = 0;
     }
     pts += t->shift;
     /* Packets of a frame share its time; frames never go back in time or
      * land on the one before (videorate, in composing, asserts on that). */
     if (t->any_out) {
-        if (h->ts == t->last_ext || h->ts < t->last_ext)
+        if (h->ts <= t->last_ext)
             pts = t->last_pts;
         else
             pts = MAX(pts, t->last_pts + (gint64)MIN_STEP);

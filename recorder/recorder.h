@@ -36,11 +36,11 @@ typedef void (*RecDone)(gpointer data, const char *path, const char *state,
                         const char *reason, gint64 duration_ms, gint64 size,
                         gint64 lead_ms);
 
-/* Starts recording what reaches TEE_VIDEO and TEE_AUDIO (elements of
- * ROOM_PIPE) into a journal at PATH.  NULL and ERROR if the file cannot be
+/* Starts recording what reaches TEE_VIDEO and TEE_AUDIO (tees of a room's
+ * pipeline) into a journal at PATH.  NULL and ERROR if the file cannot be
  * created. */
-RecRecording *rec_start(GstElement *room_pipe, GstElement *tee_video,
-                        GstElement *tee_audio, const char *path, GError **error);
+RecRecording *rec_start(GstElement *tee_video, GstElement *tee_audio, const char *path,
+                        GError **error);
 /* Wall-clock ms of the first media written, 0 while nothing has been. */
 gint64 rec_started_at(RecRecording *rec);
 const char *rec_path(RecRecording *rec);

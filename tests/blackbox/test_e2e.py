@@ -8,7 +8,10 @@ import os
 from harness import browser_script, run, test
 from mediahelp import media_server
 
-ARTIFACTS = os.environ.get("E2E_ARTIFACTS", os.path.join(os.getcwd(), "e2e-screenshots"))
+# Screenshots: meson sets E2E_ARTIFACTS under build/; a direct run writes to
+# tests/artifacts/ (ignored by git), never next to the sources.
+ARTIFACTS = os.environ.get("E2E_ARTIFACTS", os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "artifacts", "e2e-screenshots"))
 
 
 @test
