@@ -420,6 +420,7 @@ on_demux_pad(GstElement *demux, GstPad *pad, gpointer data)
 #define THROTTLE_BYTES (4 * 1024 * 1024)
 
 typedef struct {
+    int kind;
     char *caps;          /* first caps record, NULL if none */
     guint64 packets;
     guint64 last_record; /* index of its last packet record */
@@ -518,6 +519,12 @@ release_one(Track *t)
         t->win_n = 0;
     }
     pts += t->shift;
+    if (pts < 0 && t->kind != KIND_VIDEO) { /* before the first picture: drain() */
+        t->out_seq = h->seq;
+        gst_buffer_unref(h->buf);
+        g_free(h);
+        return;
+    }
     /* Packets of a frame share its time; frames never go back in time or
      * land on the one before (videorate, in composing, asserts on that). */
     if (t->any_out) {
@@ -581,10 +588,11 @@ take_packet(Track *t, gint64 arrival, const guint8 *data, gsize len)
 }
 
 /* Releases what can go: nothing until every track is primed; then, once,
- * every track moves by the same amount if one would start before 0 (its
- * first packets came late), so the file starts at 0 with audio and video
- * still in step; then all but the reorder window, or all of an ended
- * track, which then gets its EOS. */
+ * every track moves by the same amount so that the first video frame is
+ * at 0 (audio and video stay in step; sound before that frame is dropped
+ * in release_one(): Chromium's <video> meeting sound before the first
+ * picture stalls at 0 and never finishes a seek); then all but the
+ * reorder window, or all of an ended track, which then gets its EOS. */
 static void
 drain(Track *tracks, gboolean *shifted)
 {
@@ -592,15 +600,11 @@ drain(Track *tracks, gboolean *shifted)
         if (tracks[k].src && !tracks[k].primed)
             return;
     if (!*shifted) {
-        gint64 earliest = 0;
-        for (int k = 0; k < N_KINDS; k++) {
-            Track *t = &tracks[k];
-            Held *first = t->src ? g_queue_peek_head(&t->held) : NULL;
-            if (first)
-                earliest = MIN(earliest, t->anchor_pts + media_time(t, first->ts));
-        }
+        Track *v = &tracks[KIND_VIDEO];
+        Held *first = g_queue_peek_head(&v->held); /* convert_journal(): there is one */
+        gint64 start = first ? v->anchor_pts + media_time(v, first->ts) : 0;
         for (int k = 0; k < N_KINDS; k++)
-            tracks[k].shift = -earliest;
+            tracks[k].shift = -start;
         *shifted = TRUE;
     }
     for (int k = 0; k < N_KINDS; k++) {
@@ -644,6 +648,7 @@ track_chain(GstElement *pipe, GstElement *mux, Track *t, int kind, GError **erro
                     "cannot record %s to WebM", enc ? enc : "a track without caps");
         return FALSE;
     }
+    t->kind = kind;
     t->ext_ts = G_MAXUINT64; /* gst_rtp_buffer_ext_timestamp(): none yet */
     t->src = gst_element_factory_make("appsrc", NULL);
     g_object_set(t->src, "caps", caps, "format", GST_FORMAT_TIME, "max-bytes", (guint64)0,
@@ -878,6 +883,39 @@ on_decoded_pad(GstElement *dec, GstPad *pad, gpointer data)
     gst_object_unref(mp);
 }
 
+/* The Opus pre-skip of CAPS (samples at 48 kHz, the first header's bytes
+ * 10-11) as a time; 0 if it has none. */
+static GstClockTime
+opus_preskip(GstCaps *caps)
+{
+    const GValue *hdrs = caps ? gst_structure_get_value(gst_caps_get_structure(caps, 0),
+                                                        "streamheader") : NULL;
+    if (!hdrs || !GST_VALUE_HOLDS_ARRAY(hdrs) || gst_value_array_get_size(hdrs) < 1)
+        return 0;
+    GstBuffer *head = gst_value_get_buffer(gst_value_array_get_value(hdrs, 0));
+    guint8 b[2];
+    if (!head || gst_buffer_extract(head, 10, b, 2) != 2)
+        return 0;
+    return gst_util_uint64_scale_int(b[0] | (b[1] << 8), GST_SECOND, 48000);
+}
+
+/* A WebM player takes the pre-skip (CodecDelay) off every audio block's
+ * time, so opusenc's first packet, at 0, would start before the picture;
+ * Chromium's <video> then stalls at 0 and never finishes a seek.  That
+ * packet holds the encoder's lookahead only: it goes. */
+static GstPadProbeReturn
+drop_before_preskip(GstPad *pad, GstPadProbeInfo *info, gpointer unused)
+{
+    GstBuffer *b = GST_PAD_PROBE_INFO_BUFFER(info);
+    GstCaps *caps = gst_pad_get_current_caps(pad);
+    GstClockTime skip = opus_preskip(caps);
+    if (caps)
+        gst_caps_unref(caps);
+    if (GST_BUFFER_PTS_IS_VALID(b) && GST_BUFFER_PTS(b) < skip)
+        return GST_PAD_PROBE_DROP;
+    return GST_PAD_PROBE_REMOVE;
+}
+
 gboolean
 rec_compose(const char *const *inputs, const gint64 *offsets_ms, guint n_inputs,
             const char *out, void (*progress)(int percent, gpointer data), gpointer data,
@@ -888,7 +926,7 @@ rec_compose(const char *const *inputs, const gint64 *offsets_ms, guint n_inputs,
     g_autofree char *desc = g_strdup_printf(
         "compositor name=vmix background=black ! video/x-raw,width=%u,height=480 ! "
         "videoconvert ! vp8enc deadline=1 cpu-used=8 target-bitrate=1200000 threads=1 ! "
-        "queue ! mux. audiomixer name=amix ! audioconvert ! opusenc ! queue ! mux. "
+        "queue ! mux. audiomixer name=amix ! audioconvert ! opusenc name=aenc ! queue ! mux. "
         "webmmux name=mux ! filesink location=\"%s\"", 640 * MAX(n_inputs, 1), esc);
     GError *perr = NULL;
     GstElement *pipe = gst_parse_launch(desc, &perr);
@@ -899,6 +937,11 @@ rec_compose(const char *const *inputs, const gint64 *offsets_ms, guint n_inputs,
     g_clear_error(&perr);
     GstElement *vmix = gst_bin_get_by_name(GST_BIN(pipe), "vmix");
     GstElement *amix = gst_bin_get_by_name(GST_BIN(pipe), "amix");
+    GstElement *aenc = gst_bin_get_by_name(GST_BIN(pipe), "aenc");
+    GstPad *aout = gst_element_get_static_pad(aenc, "src");
+    gst_pad_add_probe(aout, GST_PAD_PROBE_TYPE_BUFFER, drop_before_preskip, NULL, NULL);
+    gst_object_unref(aout);
+    gst_object_unref(aenc);
     ComposeInput *ins = g_new0(ComposeInput, n_inputs);
     gint64 total_ms = 0;
     for (guint i = 0; i < n_inputs; i++) {

@@ -44,6 +44,9 @@ def run():
             print(f"not ok {i} - {t.__name__}", flush=True)
             for line in traceback.format_exc().splitlines():
                 print(f"# {line}", flush=True)
+            # meson's --print-errorlogs shows stderr only: the reason goes
+            # there too, so CI's log says why, not just which.
+            print(f"FAILED {t.__name__}:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
         finally:
             Server.stop_all()
     sys.exit(1 if failed else 0)

@@ -46,7 +46,13 @@ try {
         return { url, duration: v.duration, videoWidth: v.videoWidth, advanced, seekedTo,
                  afterSeek: v.currentTime, error: v.error ? v.error.message : null };
       } catch (e) {
-        return { url, error: String(e), duration: v.duration, videoWidth: v.videoWidth };
+        // What the element was doing when it gave up: enough to tell a
+        // stalled download from a demuxer that cannot find the target.
+        const ranges = b => Array.from({ length: b.length }, (_, i) => [b.start(i), b.end(i)]);
+        return { url, error: String(e), duration: v.duration, videoWidth: v.videoWidth,
+                 currentTime: v.currentTime, seeking: v.seeking, readyState: v.readyState,
+                 networkState: v.networkState, buffered: ranges(v.buffered),
+                 seekable: ranges(v.seekable), paused: v.paused, ended: v.ended };
       }
     }, url);
     out.videos.push(v);
