@@ -206,21 +206,20 @@ tick(gpointer data)
 
 /* consultd-media --finalize FILE: the repair step the main process runs for
  * recordings a crash left unfinished.  One line on stdout:
- * "<state> <duration_ms> <size> <reason>". */
+ * "<state> <duration_ms> <size> <lead_ms> <reason>". */
 static int
 finalize_one(const char *path)
 {
     g_autofree char *out = g_strconcat(path, ".final", NULL);
     gint64 duration = 0, size = 0, lead = 0;
     g_autoptr(GError) err = NULL;
-    /* LEAD is not reported: a repaired recording keeps the start it had. */
     const char *state = rec_finalize_file(path, out, &duration, &size, &lead, &err);
     if (!strcmp(state, "ready") && rename(out, path) != 0)
         state = "failed";
     if (strcmp(state, "ready"))
         unlink(out);
-    printf("%s %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %s\n", state, duration, size,
-           err ? err->message : "");
+    printf("%s %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %s\n", state,
+           duration, size, lead, err ? err->message : "");
     return 0;
 }
 

@@ -27,6 +27,7 @@
 
 typedef struct {
     gint64 consultation;
+    gint64 started_at; /* as recorded; 0 if unknown */
     char *role, *file;
 } Repair;
 
@@ -84,18 +85,21 @@ repair_done(GObject *src, GAsyncResult *res, gpointer data)
     g_autoptr(GError) err = NULL;
     g_subprocess_communicate_utf8_finish(G_SUBPROCESS(src), res, &out, NULL, &err);
     char state[16] = "failed";
-    gint64 duration = 0, size = 0;
+    gint64 duration = 0, size = 0, lead = 0;
     char reason[256] = "";
     if (out)
-        sscanf(out, "%15s %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %255[^\n]", state,
-               &duration, &size, reason);
+        sscanf(out, "%15s %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT
+               " %255[^\n]", state, &duration, &size, &lead, reason);
     else
         g_strlcpy(reason, err ? err->message : "repair did not run", sizeof reason);
     if (strcmp(state, "ready") && strcmp(state, "empty") && strcmp(state, "failed"))
         g_strlcpy(state, "failed", sizeof state);
     g_message("repaired recording %" G_GINT64_FORMAT "/%s: %s", r->consultation, r->file, state);
+    /* The content starts LEAD ms before the first arrival (docs/recording.md,
+     * Timing); 0 keeps the start on record. */
+    gint64 started = r->started_at > lead ? r->started_at - lead : 0;
     sig_recording_report(app, r->consultation, r->role, r->file, state,
-                         *reason ? reason : NULL, 0, duration, size);
+                         *reason ? reason : NULL, lead ? started : 0, duration, size);
     repair_free(r);
     g_free(run);
     repairing = FALSE;
@@ -146,6 +150,7 @@ sig_recordings_repair(SigApp *app, GHashTable *only)
             continue;
         Repair *r = g_new0(Repair, 1);
         r->consultation = rec->consultation_id;
+        r->started_at = rec->started_at;
         r->role = g_strdup(rec->role);
         r->file = g_strdup(rec->file);
         g_queue_push_tail(&repairs, r);
