@@ -15,7 +15,9 @@
  *
  * Finalizing turns the journal into a seekable WebM with cues and a correct
  * duration: packets put back in order per track (a small window), retimed
- * from their RTP timestamps anchored on arrival, depayloaded
+ * from their RTP timestamps (anchored on the least delay of the first
+ * seconds, then following the arrival's drift slowly), shifted so the first
+ * video frame is at 0 (sound before it dropped), depayloaded
  * (rtpvp8depay, rtpopusdepay ! opusparse) and muxed.  It runs on a thread
  * of its own, after the recording ends or, for files a crash left, in
  * `consultd-media --finalize` at the main process's next start.
@@ -30,8 +32,9 @@ typedef struct RecRecording RecRecording;
 
 /* Reports the end of a recording on the main loop: STATE is "ready",
  * "failed" (REASON says why) or "empty" (nothing was received).  LEAD_MS:
- * how long before rec_started_at() the file's content begins (its first
- * packets came late: a sender that held them back while connecting). */
+ * how long before rec_started_at() the file's content begins (positive: its
+ * first packets came late, a sender that held them back while connecting;
+ * negative by a few ms: the first frame came after the journal's start). */
 typedef void (*RecDone)(gpointer data, const char *path, const char *state,
                         const char *reason, gint64 duration_ms, gint64 size,
                         gint64 lead_ms);
