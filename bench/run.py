@@ -55,7 +55,7 @@ def sample(pids):
     return tot
 
 
-def run_n(n, seconds, decode, warm=6, record=True, live=False, stagger=0.0):
+def run_n(n, seconds, decode, warm=6, record=True, live=False, stagger=0.0, latency=None):
     s = Server("--media-ice-loopback", "--max-live", "1000", "--max-pending", "1000",
                "--record=" + ("true" if record else "false"),
                "--request-rate-per-min", "100000", "--login-ip-per-min", "100000",
@@ -86,11 +86,14 @@ def run_n(n, seconds, decode, warm=6, record=True, live=False, stagger=0.0):
             src = [] if live else ["--file", CLIP]  # live: the peer encodes, so it answers PLIs
             peers.append(("pub", t0, subprocess.Popen(
                 [PEER, "--url", f"{s.url}/whip/consultations/{cid}", "--token", tok, "--mode", "publish",
-                 "--seconds", str(left)] + src, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)))
+                 "--seconds", str(left)] + src, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL),
+                time.time()))
             args = [PEER, "--url", f"{s.url}/whep/consultations/{cid}", "--token", tok, "--mode", "receive",
                     "--seconds", str(left - 1)]
             if not decode:
                 args.append("--no-decode")
+            if latency is not None:
+                args += ["--latency", str(latency)]
             start = time.time()
             peers.append(("sub", t0, subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL),
                           start, left - 1))
@@ -102,16 +105,19 @@ def run_n(n, seconds, decode, warm=6, record=True, live=False, stagger=0.0):
     c1, rss, threads, fds = sample(pids)
     w1 = time.monotonic()
     cpu_pct = 100.0 * (c1 - c0) / TICK / (w1 - w0)
-    joins, lost, recv, jit, frames = [], 0, 0, [], []
+    lost, recv, jit, frames = 0, 0, [], []
+    steps = {}  # where a join's time goes: each step's ms from the request
     for p in peers:
         out = p[2].communicate(timeout=total + n * stagger + 60)[0].decode()
         lines = [l for l in out.splitlines() if l.startswith("{")]
         if not lines:
             continue
         res = json.loads(lines[-1])
+        marks = dict(res.get("timeline_ms", {}), frame=res["first_frame_ms"])
+        for k, v in marks.items():
+            if v >= 0 and (p[0] == "sub" or k != "frame"):
+                steps.setdefault(f"{p[0]}_{k}", []).append((p[3] - p[1]) * 1000 + v)
         if p[0] == "sub":
-            if res["first_frame_ms"] >= 0:
-                joins.append((p[3] - p[1]) * 1000 + res["first_frame_ms"])
             lost += res["packets_lost"]
             recv += res["packets_received"]
             jit.append(res["jitter_max"])
@@ -120,7 +126,7 @@ def run_n(n, seconds, decode, warm=6, record=True, live=False, stagger=0.0):
             since = p[4] - max(0, res["first_frame_ms"]) / 1000.0
             frames.append(res["video_frames"] / max(since, 1.0))
     s.stop()
-    joins.sort()
+    joins = sorted(steps.get("sub_frame", []))  # request -> first decoded remote frame
     q = lambda a, f: a[min(len(a) - 1, int(f * len(a)))] if a else float("nan")
     return {
         "n": n, "cpu_pct": cpu_pct, "cpu_per_consultation": cpu_pct / n, "rss_mb": rss / 2**20,
@@ -128,7 +134,15 @@ def run_n(n, seconds, decode, warm=6, record=True, live=False, stagger=0.0):
         "joined": len(joins), "receivers": 2 * n, "packets_received": recv, "packets_lost": lost,
         "loss_pct": 100.0 * lost / max(1, recv + lost), "jitter_max_ms": 1000 * max(jit or [0]),
         "fps_min": min(frames or [0]),
+        "join_steps_p50_ms": step_quantiles(steps, q, 0.5),
+        "join_steps_p95_ms": step_quantiles(steps, q, 0.95),
     }
+
+
+def step_quantiles(steps, q, f):
+    """Each step's quantile F (ms from the request), in the order reached."""
+    qs = {k: round(q(sorted(v), f)) for k, v in steps.items()}
+    return dict(sorted(qs.items(), key=lambda kv: kv[1]))
 
 
 def api_bench(seconds=10):
@@ -170,6 +184,9 @@ def main():
     ap.add_argument("--until-loss", type=int, default=0,
                     help="after --n, keep doubling N up to this while the run is healthy "
                          "(no loss, every receiver joined, >= 80%% of the frame rate)")
+    ap.add_argument("--receiver-latency", type=int, default=None,
+                    help="the receivers' jitterbuffer latency in ms (webrtcbin's default, 200, "
+                         "if not given; a browser's starts near 0): part of every join time")
     ap.add_argument("--stagger", type=float, default=0.0,
                     help="start the consultations this many seconds apart instead of all at "
                          "once: each join is then measured while the earlier ones run")
@@ -181,7 +198,7 @@ def main():
     while ns:
         n = ns.pop(0)
         r = run_n(n, a.seconds, a.decode, warm=3 if a.smoke else 6, record=not a.no_record,
-                  live=a.live_publishers, stagger=a.stagger)
+                  live=a.live_publishers, stagger=a.stagger, latency=a.receiver_latency)
         r["record"] = not a.no_record
         print(json.dumps(r), flush=True)
         results.append(r)

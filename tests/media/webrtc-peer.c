@@ -30,6 +30,42 @@ static char *location, *etag;
 static guint http_status;
 static gint video_frames, audio_buffers;
 static gint64 t_start, t_first_frame; /* monotonic us */
+/* Where a join's time goes (ms from the start, -1: not reached): the offer
+ * posted (gathering done), the answer back, ICE connected, the peer
+ * connection connected (DTLS done), the first video packet. */
+enum { MARK_OFFER, MARK_ANSWER, MARK_ICE, MARK_CONNECTED, MARK_RTP, N_MARKS };
+static gint64 marks[N_MARKS];
+
+static GMutex marks_lock; /* marks come from signal and streaming threads */
+
+static void
+mark(int which)
+{
+    g_mutex_lock(&marks_lock);
+    if (!marks[which])
+        marks[which] = g_get_monotonic_time();
+    g_mutex_unlock(&marks_lock);
+}
+
+static GstPadProbeReturn
+first_packet(GstPad *pad, GstPadProbeInfo *info, gpointer data)
+{
+    mark(MARK_RTP);
+    return GST_PAD_PROBE_REMOVE;
+}
+
+static void
+on_state(GstElement *w, GParamSpec *ps, gpointer data)
+{
+    GstWebRTCICEConnectionState ice;
+    GstWebRTCPeerConnectionState pc;
+    g_object_get(w, "ice-connection-state", &ice, "connection-state", &pc, NULL);
+    if (ice == GST_WEBRTC_ICE_CONNECTION_STATE_CONNECTED ||
+        ice == GST_WEBRTC_ICE_CONNECTION_STATE_COMPLETED)
+        mark(MARK_ICE);
+    if (pc == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED)
+        mark(MARK_CONNECTED);
+}
 static gint64 packets_lost, packets_received;
 static double jitter_max;
 static gboolean failed;
@@ -60,6 +96,7 @@ post_offer(gpointer data)
     g_autoptr(GError) err = NULL;
     g_autoptr(GBytes) reply = soup_session_send_and_read(soup, msg, NULL, &err);
     http_status = soup_message_get_status(msg);
+    mark(MARK_ANSWER);
     if (!reply || http_status != 201) {
         fail("POST answered %u: %.*s", http_status, reply ? (int)g_bytes_get_size(reply) : 0,
              reply ? (const char *)g_bytes_get_data(reply, NULL) : "");
@@ -99,6 +136,7 @@ on_gathering(GstElement *w, GParamSpec *ps, gpointer data)
         return;
     char *text = gst_sdp_message_as_text(local->sdp);
     gst_webrtc_session_description_free(local);
+    mark(MARK_OFFER);
     g_main_context_invoke(NULL, post_offer, text);
 }
 
@@ -185,6 +223,7 @@ on_pad_added(GstElement *w, GstPad *pad, gpointer data)
     const char *desc;
     gint *counter;
     if (!g_strcmp0(media, "video")) {
+        gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, first_packet, NULL, NULL);
         desc = !g_strcmp0(enc, "H264") ? "rtph264depay ! avdec_h264 ! fakesink sync=false"
                : no_decode ? "rtpvp8depay wait-for-keyframe=true ! fakesink sync=false"
                            : "rtpvp8depay ! vp8dec ! fakesink sync=false";
@@ -277,6 +316,7 @@ int
 main(int argc, char **argv)
 {
     g_autofree char *codec = NULL;
+    gint latency = -1;
     GOptionEntry entries[] = {
         {"url", 0, 0, G_OPTION_ARG_STRING, &url, "WHIP or WHEP endpoint", "URL"},
         {"token", 0, 0, G_OPTION_ARG_STRING, &token, "bearer token", "T"},
@@ -287,6 +327,8 @@ main(int argc, char **argv)
         {"file", 0, 0, G_OPTION_ARG_FILENAME, &file, "publish: a VP8+Opus WebM file", "F"},
         {"no-decode", 0, 0, G_OPTION_ARG_NONE, &no_decode,
          "receive: depayload only (count frames without decoding; for load tests)", NULL},
+        {"latency", 0, 0, G_OPTION_ARG_INT, &latency,
+         "receive: jitterbuffer latency in ms (webrtcbin's default: 200)", "MS"},
         G_OPTION_ENTRY_NULL};
     g_autoptr(GOptionContext) ctx = g_option_context_new("");
     g_option_context_add_main_entries(ctx, entries, NULL);
@@ -339,11 +381,15 @@ main(int argc, char **argv)
     }
     webrtc = gst_bin_get_by_name(GST_BIN(pipeline), "w");
     configure_ice(webrtc);
+    if (latency >= 0)
+        g_object_set(webrtc, "latency", (guint)latency, NULL);
     soup = soup_session_new_with_options("timeout", 30, NULL);
     loop = g_main_loop_new(NULL, FALSE);
     g_signal_connect(webrtc, "notify::ice-gathering-state", G_CALLBACK(on_gathering), NULL);
     g_signal_connect(webrtc, "on-negotiation-needed", G_CALLBACK(on_negotiation_needed), NULL);
     g_signal_connect(webrtc, "pad-added", G_CALLBACK(on_pad_added), NULL);
+    g_signal_connect(webrtc, "notify::ice-connection-state", G_CALLBACK(on_state), NULL);
+    g_signal_connect(webrtc, "notify::connection-state", G_CALLBACK(on_state), NULL);
     if (!publish) {
         const char *caps[] = {
             "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000",
@@ -380,7 +426,14 @@ main(int argc, char **argv)
     gst_element_set_state(pipeline, GST_STATE_NULL);
     int v = g_atomic_int_get(&video_frames), a = g_atomic_int_get(&audio_buffers);
     g_autofree char *why_json = g_strescape(why ? why : "", NULL);
-    printf("{\"mode\":\"%s\",\"status\":%u,\"location\":\"%s\",\"video_frames\":%d,"
+    gint64 ms[N_MARKS];
+    for (int i = 0; i < N_MARKS; i++)
+        ms[i] = marks[i] ? (marks[i] - t_start) / 1000 : -1;
+    printf("{\"timeline_ms\":{\"offer\":%" G_GINT64_FORMAT ",\"answer\":%" G_GINT64_FORMAT
+           ",\"ice\":%" G_GINT64_FORMAT ",\"connected\":%" G_GINT64_FORMAT
+           ",\"rtp\":%" G_GINT64_FORMAT "},",
+           ms[MARK_OFFER], ms[MARK_ANSWER], ms[MARK_ICE], ms[MARK_CONNECTED], ms[MARK_RTP]);
+    printf("\"mode\":\"%s\",\"status\":%u,\"location\":\"%s\",\"video_frames\":%d,"
            "\"audio_buffers\":%d,\"first_frame_ms\":%" G_GINT64_FORMAT ","
            "\"packets_received\":%" G_GINT64_FORMAT ",\"packets_lost\":%" G_GINT64_FORMAT ","
            "\"jitter_max\":%.4f,\"error\":\"%s\"}\n",
