@@ -924,7 +924,8 @@ rec_compose(const char *const *inputs, const gint64 *offsets_ms, guint n_inputs,
     *duration_ms = *size = 0;
     g_autofree char *esc = g_strescape(out, NULL);
     g_autofree char *desc = g_strdup_printf(
-        "compositor name=vmix background=black ! video/x-raw,width=%u,height=480 ! "
+        "compositor name=vmix background=black ! "
+        "video/x-raw,width=%u,height=480,framerate=30/1 ! "
         "videoconvert ! vp8enc deadline=1 cpu-used=8 target-bitrate=1200000 threads=1 ! "
         "queue ! mux. audiomixer name=amix ! audioconvert ! opusenc name=aenc ! queue ! mux. "
         "webmmux name=mux ! filesink location=\"%s\"", 640 * MAX(n_inputs, 1), esc);

@@ -271,7 +271,9 @@ def combined_file_is_composed_in_the_background():
     sse = SSE(s, s.login("student1"))
     cid, tt, st, _ = record_one(s, 5)
     s.post(f"/api/consultations/{cid}/end", token=tt)
-    e = sse.wait_type("recording.ready", role="combined", timeout=120)
+    e = sse.wait(lambda e: e["event"] in ("recording.ready", "recording.failed") and
+                 e["data"]["data"].get("role") == "combined", 120, what="the combined file")
+    assert e["event"] == "recording.ready", e  # a failure says why
     assert e["data"]["data"]["file"] == "combined.webm"
     rec = [r for r in recordings(s, cid, st) if r["role"] == "combined"][0]
     assert rec["state"] == "ready" and rec["url"] == f"/recordings/{cid}/combined.webm", rec
