@@ -30,7 +30,7 @@ static GList *w_list; /* Journal refs */
 static gboolean w_kick;
 static GThread *w_thread;
 
-Journal *
+static Journal *
 jrn_ref(Journal *j)
 {
     g_atomic_int_inc(&j->refs);

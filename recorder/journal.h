@@ -48,7 +48,6 @@ typedef void (*JrnClosed)(gpointer data, const char *error);
 /* Creates PATH (truncating) and writes the header; NULL and ERROR if the
  * file cannot be created. */
 Journal *jrn_open(const char *path, GError **error);
-Journal *jrn_ref(Journal *j);
 void jrn_unref(Journal *j);
 /* Any thread.  FALSE when dropped: closed, failed, or too much pending. */
 gboolean jrn_append(Journal *j, guint8 type, guint8 track, gint64 pts, const guint8 *data,

@@ -5,8 +5,9 @@
  * both tracks are journaled relative to it, so the file starts at 0 with a
  * keyframe and audio and video stay in step.  Packets from before the base
  * are dropped.  (A publisher without video is therefore not recorded: see
- * docs/recording.md.)  Finalizing orders each track by sequence number and
- * retimes it from its RTP timestamps, anchored on arrival.
+ * docs/recording.md.)  Finalizing orders each track by sequence number,
+ * retimes it from its RTP timestamps (prime(), follow_drift()) and puts the
+ * first video frame at 0 (drain()).
  *
  * Threads: the probes run on the room's streaming threads and touch only
  * the journal (journal.h) and atomics.  Everything else (closing, the
@@ -110,8 +111,8 @@ record_one(Live *live, int kind, GstBuffer *in)
         pts = GST_BUFFER_DTS(in);
     if (!GST_CLOCK_TIME_IS_VALID(pts))
         return;
-    /* The file starts at the first video keyframe: audio before it would
-     * make a file whose video begins late, which Chromium seeks badly in. */
+    /* The journal starts at the first video keyframe: nothing before it
+     * could be shown (finalizing drops sound before the picture too). */
     gint64 expect = -1;
     if (kind == KIND_VIDEO && __atomic_load_n(&live->base, __ATOMIC_ACQUIRE) < 0 &&
         vp8_keyframe_start(in) &&
@@ -351,6 +352,10 @@ on_closed(gpointer data, const char *error)
     RecRecording *rec = data;
     if (error)
         g_message("recording %s: finalizing what was written before: %s", rec->path, error);
+    guint64 dropped = jrn_dropped(rec->live->j);
+    if (dropped)
+        g_warning("recording %s: %" G_GUINT64_FORMAT " packets dropped while the disk was behind",
+                  rec->path, dropped);
     rec_finish(rec);
 }
 
@@ -433,6 +438,7 @@ typedef struct {
     /* timing */
     guint64 ext_ts;   /* gst_rtp_buffer_ext_timestamp() state */
     gboolean primed;  /* anchor chosen */
+    guint64 primed_seq; /* the last packet the anchor was chosen from */
     guint64 anchor_ts;
     gint64 anchor_pts;
     guint64 last_ext;
@@ -462,20 +468,24 @@ media_time(Track *t, guint64 ts)
  * a burst of packets a sender held back does not pile up on one instant),
  * placed on the recording's timeline by the least delay seen over its
  * first PRIME_SPAN: the packets that came fastest fix where the others
- * belong.  A packet more than a second away from its arrival (a sender
- * that restarted its clock) anchors the track again. */
+ * belong.  A later packet more than a second away from its arrival (a
+ * sender that restarted its clock) anchors the track again. */
 static void
 prime(Track *t)
 {
     Held *first = g_queue_peek_head(&t->held);
     if (!first)
         return;
+    Held *last = g_queue_peek_tail(&t->held);
     t->anchor_ts = first->ts;
     t->anchor_pts = G_MAXINT64;
     for (GList *l = t->held.head; l; l = l->next) {
         Held *h = l->data;
         t->anchor_pts = MIN(t->anchor_pts, h->arrival - media_time(t, h->ts));
     }
+    /* Drift is followed from the packets after these on (release_one()). */
+    t->primed_seq = last->seq;
+    t->drift_media = t->win_media = media_time(t, last->ts);
     t->primed = TRUE;
 }
 
@@ -510,9 +520,14 @@ release_one(Track *t)
 {
     Held *h = g_queue_pop_head(&t->held);
     gint64 media = media_time(t, h->ts);
-    follow_drift(t, media, h->arrival - (t->anchor_pts + media));
+    /* The packets the anchor was chosen from are where it says, however
+     * late they came (a start burst can be longer than a second): their
+     * lateness is neither drift nor a restarted clock. */
+    gboolean after_prime = h->seq > t->primed_seq;
+    if (after_prime)
+        follow_drift(t, media, h->arrival - (t->anchor_pts + media));
     gint64 pts = t->anchor_pts + media + t->drift;
-    if (ABS(pts - h->arrival) > (gint64)GST_SECOND) {
+    if (after_prime && ABS(pts - h->arrival) > (gint64)GST_SECOND) {
         t->anchor_ts = h->ts;
         t->anchor_pts = pts = h->arrival;
         t->drift = t->drift_target = t->win_media = 0;
@@ -799,6 +814,25 @@ remux_webm(const char *in, const char *out, GError **error)
     return ok;
 }
 
+/* The duration of PATH as GStreamer's discoverer decodes it, in ms; -1 and
+ * ERROR if it does not decode. */
+static gint64
+decoded_ms(const char *path, GError **error)
+{
+    g_autoptr(GstDiscoverer) disc = gst_discoverer_new(30 * GST_SECOND, error);
+    if (!disc)
+        return -1;
+    g_autofree char *uri = gst_filename_to_uri(path, NULL);
+    g_autoptr(GstDiscovererInfo) info = gst_discoverer_discover_uri(disc, uri, error);
+    if (!info || gst_discoverer_info_get_result(info) != GST_DISCOVERER_OK) {
+        if (error && !*error)
+            g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "the file does not decode");
+        return -1;
+    }
+    GstClockTime d = gst_discoverer_info_get_duration(info);
+    return GST_CLOCK_TIME_IS_VALID(d) ? (gint64)(d / GST_MSECOND) : 0;
+}
+
 const char *
 rec_finalize_file(const char *in, const char *out, gint64 *duration_ms, gint64 *size,
                   gint64 *lead_ms, GError **error)
@@ -820,23 +854,14 @@ rec_finalize_file(const char *in, const char *out, gint64 *duration_ms, gint64 *
      * cluster; what was remuxed up to there is still good. */
     GStatBuf ost;
     if (!ok && (g_stat(out, &ost) != 0 || ost.st_size < 64)) {
-        g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "remux failed: %s",
+        g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "finalizing failed: %s",
                     err ? err->message : "no output");
         return "failed";
     }
-    /* Check the result decodes and read its duration and streams. */
-    g_autoptr(GstDiscoverer) disc = gst_discoverer_new(30 * GST_SECOND, error);
-    if (!disc)
+    /* Check the result decodes and read its duration. */
+    *duration_ms = decoded_ms(out, error);
+    if (*duration_ms < 0)
         return "failed";
-    g_autofree char *uri = gst_filename_to_uri(out, NULL);
-    g_autoptr(GstDiscovererInfo) info = gst_discoverer_discover_uri(disc, uri, error);
-    if (!info || gst_discoverer_info_get_result(info) != GST_DISCOVERER_OK) {
-        if (error && !*error)
-            g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "the remuxed file does not decode");
-        return "failed";
-    }
-    GstClockTime d = gst_discoverer_info_get_duration(info);
-    *duration_ms = GST_CLOCK_TIME_IS_VALID(d) ? (gint64)(d / GST_MSECOND) : 0;
     g_stat(out, &ost);
     *size = ost.st_size;
     if (*duration_ms == 0)
@@ -1007,10 +1032,9 @@ rec_compose(const char *const *inputs, const gint64 *offsets_ms, guint n_inputs,
     GStatBuf st;
     if (g_stat(out, &st) == 0)
         *size = st.st_size;
-    g_autoptr(GstDiscoverer) disc = gst_discoverer_new(30 * GST_SECOND, NULL);
-    g_autofree char *uri = gst_filename_to_uri(out, NULL);
-    g_autoptr(GstDiscovererInfo) info = disc ? gst_discoverer_discover_uri(disc, uri, NULL) : NULL;
-    *duration_ms = info ? (gint64)(gst_discoverer_info_get_duration(info) / GST_MSECOND) : total_ms;
+    *duration_ms = decoded_ms(out, NULL);
+    if (*duration_ms < 0)
+        *duration_ms = total_ms;
     if (progress)
         progress(100, data);
     return TRUE;

@@ -96,10 +96,10 @@ repair_done(GObject *src, GAsyncResult *res, gpointer data)
         g_strlcpy(state, "failed", sizeof state);
     g_message("repaired recording %" G_GINT64_FORMAT "/%s: %s", r->consultation, r->file, state);
     /* The content starts LEAD ms before the first arrival (docs/recording.md,
-     * Timing); 0 keeps the start on record. */
-    gint64 started = r->started_at > lead ? r->started_at - lead : 0;
+     * Timing), as media/room.c rec_done() reports for a finalized one. */
+    gint64 started = r->started_at > lead ? r->started_at - lead : r->started_at;
     sig_recording_report(app, r->consultation, r->role, r->file, state,
-                         *reason ? reason : NULL, lead ? started : 0, duration, size);
+                         *reason ? reason : NULL, started, duration, size);
     repair_free(r);
     g_free(run);
     repairing = FALSE;

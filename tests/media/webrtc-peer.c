@@ -29,11 +29,12 @@ static SoupSession *soup;
 static char *location, *etag;
 static guint http_status;
 static gint video_frames, audio_buffers;
-static gint64 t_start, t_first_frame; /* monotonic us */
+static gint64 t_start; /* monotonic us */
 /* Where a join's time goes (ms from the start, -1: not reached): the offer
  * posted (gathering done), the answer back, ICE connected, the peer
- * connection connected (DTLS done), the first video packet. */
-enum { MARK_OFFER, MARK_ANSWER, MARK_ICE, MARK_CONNECTED, MARK_RTP, N_MARKS };
+ * connection connected (DTLS done), the first video packet, the first
+ * video frame out of the decoder (the join). */
+enum { MARK_OFFER, MARK_ANSWER, MARK_ICE, MARK_CONNECTED, MARK_RTP, MARK_FRAME, N_MARKS };
 static gint64 marks[N_MARKS];
 
 static GMutex marks_lock; /* marks come from signal and streaming threads */
@@ -171,7 +172,7 @@ static GstPadProbeReturn
 count_probe(GstPad *pad, GstPadProbeInfo *info, gpointer data)
 {
     if (g_atomic_int_add((gint *)data, 1) == 0 && data == &video_frames)
-        t_first_frame = g_get_monotonic_time();
+        mark(MARK_FRAME);
     return GST_PAD_PROBE_OK;
 }
 
@@ -438,7 +439,7 @@ main(int argc, char **argv)
            "\"packets_received\":%" G_GINT64_FORMAT ",\"packets_lost\":%" G_GINT64_FORMAT ","
            "\"jitter_max\":%.4f,\"error\":\"%s\"}\n",
            mode, http_status, location ? location : "", v, a,
-           t_first_frame ? (t_first_frame - t_start) / 1000 : -1, packets_received,
+           ms[MARK_FRAME], packets_received,
            packets_lost, jitter_max, why_json);
     gst_object_unref(webrtc);
     gst_object_unref(pipeline);
