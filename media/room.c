@@ -738,17 +738,47 @@ request_jitterbuffer(GstElement *rtpbin, guint session, gpointer data)
     return media_rtp_pass_new();
 }
 
-/* A publisher's packets go to the tees in the thread that received them
- * (rtppass.h says why and what it saves). */
 static void
-skip_jitterbuffers(GstElement *webrtc)
+no_storage(GstElement *rtpbin, GstElement *storage, guint session, gpointer data)
+{
+    g_object_set(storage, "size-time", (guint64)0, NULL);
+}
+
+/* Takes out of webrtcbin's rtpbin what only passes packets through here.
+ *
+ * Publishers: no jitterbuffer; packets go to the tees in the thread that
+ * received them (rtppass.h says why and what it saves).
+ *
+ * Everyone: our answers offer one payload type per track (track_caps()), so
+ * RTX, RED and ULPFEC are never negotiated, yet webrtcbin 1.22 puts an
+ * rtprtxsend on every sending session, an rtprtxreceive and an rtpreddec
+ * on every receiving one, an rtpulpfecdec per received stream, and tells
+ * rtpbin's rtpstorage to keep 100 ms of every received packet for that
+ * decoder.  Blocking webrtcbin's handlers of those rtpbin signals leaves
+ * rtpbin's default (no element); the storage keeps nothing.  Four elements
+ * and a copy into the storage fewer per packet: about 10 % of the worker's
+ * CPU (docs/benchmarks.md).  get-stats still works (its RTX and FEC fields
+ * are simply absent).  If this code ever negotiates RTX or FEC, this has
+ * to go. */
+static void
+trim_rtpbin(GstElement *webrtc, gboolean publish)
 {
     GstElement *rtpbin = gst_bin_get_by_name(GST_BIN(webrtc), "rtpbin");
     if (!rtpbin) {
-        g_warning("webrtcbin has no child named rtpbin: keeping its jitterbuffers");
+        g_warning("webrtcbin has no child named rtpbin: keeping all its elements");
         return;
     }
-    g_signal_connect(rtpbin, "request-jitterbuffer", G_CALLBACK(request_jitterbuffer), NULL);
+    if (publish)
+        g_signal_connect(rtpbin, "request-jitterbuffer", G_CALLBACK(request_jitterbuffer), NULL);
+    static const char *const unused[] = {"request-aux-sender", "request-aux-receiver",
+                                         "request-fec-decoder-full"};
+    for (guint i = 0; i < G_N_ELEMENTS(unused); i++) {
+        guint id = g_signal_lookup(unused[i], G_OBJECT_TYPE(rtpbin));
+        if (id && !g_signal_handlers_block_matched(rtpbin, G_SIGNAL_MATCH_ID | G_SIGNAL_MATCH_DATA,
+                                                   id, 0, NULL, NULL, webrtc))
+            g_warning("webrtcbin does not handle rtpbin's %s any more", unused[i]);
+    }
+    g_signal_connect_after(rtpbin, "new-storage", G_CALLBACK(no_storage), NULL);
     gst_object_unref(rtpbin);
 }
 
@@ -844,8 +874,7 @@ media_room_offer(MediaRoom *room, guint32 req, const char *session, int role,
     g_object_set(s->webrtc, "bundle-policy", GST_WEBRTC_BUNDLE_POLICY_MAX_BUNDLE,
                  "latency", 50, NULL);
     configure_ice(room, s->webrtc);
-    if (publish)
-        skip_jitterbuffers(s->webrtc);
+    trim_rtpbin(s->webrtc, publish);
     gst_bin_add(GST_BIN(room->pipe), s->webrtc);
     if (publish)
         g_signal_connect_data(s->webrtc, "pad-added", G_CALLBACK(on_pad_added),
