@@ -12,6 +12,7 @@ sampled over a steady window.
 
   bench/run.py --n 1,4,8,16 [--seconds 20] [--until-loss 64] [--out FILE.md]
   bench/run.py --n 8 --stagger 2     (consultations arriving one after another)
+  bench/run.py --n 8 --stagger 2 --warm-peers   (peers ready before the request)
   bench/run.py --n 1 --seconds 4 --smoke      (CI: proves it still works)
 """
 import argparse
@@ -55,7 +56,8 @@ def sample(pids):
     return tot
 
 
-def run_n(n, seconds, decode, warm=6, record=True, live=False, stagger=0.0, latency=None):
+def run_n(n, seconds, decode, warm=6, record=True, live=False, stagger=0.0, latency=None,
+          warm_peers=False):
     s = Server("--media-ice-loopback", "--max-live", "1000", "--max-pending", "1000",
                "--record=" + ("true" if record else "false"),
                "--request-rate-per-min", "100000", "--login-ip-per-min", "100000",
@@ -75,6 +77,36 @@ def run_n(n, seconds, decode, warm=6, record=True, live=False, stagger=0.0, late
         pairs.append((tid, tt, st))
     peers = []
     total = warm + seconds + 4
+
+    def peer_args(mode, left):
+        if mode == "publish":
+            src = [] if live else ["--file", CLIP]  # live: the peer encodes, so it answers PLIs
+            return [PEER, "--mode", "publish", "--seconds", str(left)] + src
+        args = [PEER, "--mode", "receive", "--seconds", str(left - 1)]
+        if not decode:
+            args.append("--no-decode")
+        if latency is not None:
+            args += ["--latency", str(latency)]
+        return args
+
+    # --warm-peers: every peer process is started, has made its offer and
+    # gathered its candidates before its consultation is requested, as a
+    # browser page has its peer connection (and DTLS certificate) ready;
+    # the join then measures the server and the network, not how long a
+    # GStreamer process takes to start on the two shared cores.
+    ready = []
+    if warm_peers:
+        for i in range(n):
+            left = total + int(round((n - 1 - i) * stagger))
+            four = []
+            for mode in ("publish", "receive", "publish", "receive"):
+                four.append(subprocess.Popen(peer_args(mode, left) + ["--wait-go"], stdin=subprocess.PIPE,
+                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
+            ready.append(four)
+        for four in ready:
+            for pr in four:
+                line = pr.stdout.readline().decode().strip()
+                assert line == "ready", f"a warm peer did not get ready: {line!r}"
     for i, (tid, tt, st) in enumerate(pairs):
         if i and stagger:
             time.sleep(stagger)  # arrivals spread out: each joins while the others run
@@ -82,21 +114,19 @@ def run_n(n, seconds, decode, warm=6, record=True, live=False, stagger=0.0, late
         t0 = time.time()
         cid = s.post("/api/consultations", {"teacher_id": tid}, token=st).json["id"]
         assert s.post(f"/api/consultations/{cid}/accept", token=tt).status == 200
-        for tok in (tt, st):
-            src = [] if live else ["--file", CLIP]  # live: the peer encodes, so it answers PLIs
-            peers.append(("pub", t0, subprocess.Popen(
-                [PEER, "--url", f"{s.url}/whip/consultations/{cid}", "--token", tok, "--mode", "publish",
-                 "--seconds", str(left)] + src, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL),
-                time.time()))
-            args = [PEER, "--url", f"{s.url}/whep/consultations/{cid}", "--token", tok, "--mode", "receive",
-                    "--seconds", str(left - 1)]
-            if not decode:
-                args.append("--no-decode")
-            if latency is not None:
-                args += ["--latency", str(latency)]
-            start = time.time()
-            peers.append(("sub", t0, subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL),
-                          start, left - 1))
+        for j, tok in enumerate((tt, st)):
+            for k, (kind, mode) in enumerate((("pub", "publish"), ("sub", "receive"))):
+                url = f"{s.url}/{'whip' if kind == 'pub' else 'whep'}/consultations/{cid}"
+                if warm_peers:
+                    pr = ready[i][2 * j + k]
+                    pr.stdin.write(f"{url} {tok}\n".encode())
+                    pr.stdin.flush()
+                    start = time.time()
+                else:
+                    start = time.time()
+                    pr = subprocess.Popen(peer_args(mode, left) + ["--url", url, "--token", tok],
+                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                peers.append((kind, t0, pr, start, left - 1))
     time.sleep(warm)  # everyone joined and media steady: the measuring window starts
     pids = server_pids(s, admin)
     c0, _, _, _ = sample(pids)
@@ -190,6 +220,10 @@ def main():
     ap.add_argument("--stagger", type=float, default=0.0,
                     help="start the consultations this many seconds apart instead of all at "
                          "once: each join is then measured while the earlier ones run")
+    ap.add_argument("--warm-peers", action="store_true",
+                    help="start every peer and make its offer before its consultation is "
+                         "requested (as a browser page has its peer connection ready): joins "
+                         "then measure the server and the network, not the generator's start-up")
     ap.add_argument("--out")
     a = ap.parse_args()
     subprocess.run([os.path.join(ROOT, "bench", "make-media.sh"), CLIP], check=True)
@@ -198,7 +232,8 @@ def main():
     while ns:
         n = ns.pop(0)
         r = run_n(n, a.seconds, a.decode, warm=3 if a.smoke else 6, record=not a.no_record,
-                  live=a.live_publishers, stagger=a.stagger, latency=a.receiver_latency)
+                  live=a.live_publishers, stagger=a.stagger, latency=a.receiver_latency,
+                  warm_peers=a.warm_peers)
         r["record"] = not a.no_record
         print(json.dumps(r), flush=True)
         results.append(r)

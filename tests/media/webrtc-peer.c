@@ -21,7 +21,7 @@
 #include <string.h>
 
 static char *url, *token, *mode = "publish", *file;
-static gboolean no_decode;
+static gboolean no_decode, wait_go;
 static int seconds = 8, min_frames = 1;
 static GMainLoop *loop;
 static GstElement *pipeline, *webrtc;
@@ -29,7 +29,8 @@ static SoupSession *soup;
 static char *location, *etag;
 static guint http_status;
 static gint video_frames, audio_buffers;
-static gint64 t_start; /* monotonic us */
+static gint64 t_start; /* monotonic us: the process's start, or the go line's arrival */
+static char *offer_text; /* --wait-go: the offer made, waiting for its URL */
 /* Where a join's time goes (ms from the start, -1: not reached): the offer
  * posted (gathering done), the answer back, ICE connected, the peer
  * connection connected (DTLS done), the first video packet, the first
@@ -88,6 +89,7 @@ static gboolean
 post_offer(gpointer data)
 {
     char *sdp = data;
+    mark(MARK_OFFER);
     SoupMessage *msg = soup_message_new("POST", url);
     SoupMessageHeaders *h = soup_message_get_request_headers(msg);
     g_autofree char *auth = g_strdup_printf("Bearer %s", token);
@@ -124,6 +126,45 @@ post_offer(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
+static gboolean done(gpointer data);
+
+/* Main loop: the offer is made and its candidates gathered. */
+static gboolean
+offer_ready(gpointer data)
+{
+    if (!wait_go)
+        return post_offer(data);
+    offer_text = data;
+    printf("ready\n");
+    fflush(stdout);
+    return G_SOURCE_REMOVE;
+}
+
+/* --wait-go: a line "URL TOKEN" on stdin, once the request has been made,
+ * starts the clock and posts the offer made beforehand (a browser's page
+ * has its peer connection and its DTLS certificate before it asks). */
+static gboolean
+on_stdin(GIOChannel *ch, GIOCondition cond, gpointer data)
+{
+    g_autofree char *line = NULL;
+    if (g_io_channel_read_line(ch, &line, NULL, NULL, NULL) != G_IO_STATUS_NORMAL || !line) {
+        fail("stdin closed before the go line");
+        return G_SOURCE_REMOVE;
+    }
+    g_auto(GStrv) f = g_strsplit(g_strstrip(line), " ", 2);
+    if (!f[0] || !f[1] || !offer_text) {
+        fail(offer_text ? "the go line is not \"URL TOKEN\"" : "go before ready");
+        return G_SOURCE_REMOVE;
+    }
+    url = g_strdup(f[0]);
+    token = g_strdup(f[1]);
+    t_start = g_get_monotonic_time(); /* nothing is marked before the offer is posted */
+    g_timeout_add_seconds(seconds, done, NULL);
+    post_offer(offer_text);
+    offer_text = NULL;
+    return G_SOURCE_REMOVE;
+}
+
 static void
 on_gathering(GstElement *w, GParamSpec *ps, gpointer data)
 {
@@ -137,8 +178,7 @@ on_gathering(GstElement *w, GParamSpec *ps, gpointer data)
         return;
     char *text = gst_sdp_message_as_text(local->sdp);
     gst_webrtc_session_description_free(local);
-    mark(MARK_OFFER);
-    g_main_context_invoke(NULL, post_offer, text);
+    g_main_context_invoke(NULL, offer_ready, text);
 }
 
 static void
@@ -316,6 +356,7 @@ delete_session(void)
 int
 main(int argc, char **argv)
 {
+    t_start = g_get_monotonic_time(); /* the process's start-up is part of a join */
     g_autofree char *codec = NULL;
     gint latency = -1;
     GOptionEntry entries[] = {
@@ -330,13 +371,17 @@ main(int argc, char **argv)
          "receive: depayload only (count frames without decoding; for load tests)", NULL},
         {"latency", 0, 0, G_OPTION_ARG_INT, &latency,
          "receive: jitterbuffer latency in ms (webrtcbin's default: 200)", "MS"},
+        {"wait-go", 0, 0, G_OPTION_ARG_NONE, &wait_go,
+         "make the offer, print \"ready\", then wait for \"URL TOKEN\" on stdin; times count "
+         "from that line (for load tests: the peer's start-up is not the server's)", NULL},
         G_OPTION_ENTRY_NULL};
     g_autoptr(GOptionContext) ctx = g_option_context_new("");
     g_option_context_add_main_entries(ctx, entries, NULL);
     g_option_context_add_group(ctx, gst_init_get_option_group());
     g_autoptr(GError) err = NULL;
-    if (!g_option_context_parse(ctx, &argc, &argv, &err) || !url || !token) {
-        g_printerr("webrtc-peer: %s\n", err ? err->message : "--url and --token are required");
+    if (!g_option_context_parse(ctx, &argc, &argv, &err) || (!wait_go && (!url || !token))) {
+        g_printerr("webrtc-peer: %s\n",
+                   err ? err->message : "--url and --token (or --wait-go) are required");
         return 2;
     }
     gboolean publish = !strcmp(mode, "publish");
@@ -418,8 +463,13 @@ main(int argc, char **argv)
         if (ts)
             g_array_unref(ts);
     }
-    g_timeout_add_seconds(seconds, done, NULL);
-    t_start = g_get_monotonic_time();
+    if (wait_go) {
+        GIOChannel *in = g_io_channel_unix_new(0);
+        g_io_add_watch(in, G_IO_IN | G_IO_HUP | G_IO_ERR, on_stdin, NULL);
+        g_io_channel_unref(in);
+    } else {
+        g_timeout_add_seconds(seconds, done, NULL);
+    }
     g_main_loop_run(loop);
     if (!publish)
         collect_stats();
