@@ -757,9 +757,9 @@ no_storage(GstElement *rtpbin, GstElement *storage, guint session, gpointer data
  * decoder.  Blocking webrtcbin's handlers of those rtpbin signals leaves
  * rtpbin's default (no element); the storage keeps nothing.  Four elements
  * and a copy into the storage fewer per packet: about 10 % of the worker's
- * CPU (docs/benchmarks.md).  get-stats still works (its RTX and FEC fields
- * are simply absent).  If this code ever negotiates RTX or FEC, this has
- * to go. */
+ * CPU (docs/benchmarks.md).  get-stats keeps working (the loss metric
+ * comes from it).  If this code ever negotiates RTX or FEC, this has to
+ * go. */
 static void
 trim_rtpbin(GstElement *webrtc, gboolean publish)
 {
