@@ -6,9 +6,11 @@ WHEP for both participants with tests/media/webrtc-peer (C, GStreamer),
 publishing the pre-encoded clip (bench/make-media.sh) so the generator pays
 no encoding cost; receivers depayload without decoding (--no-decode) unless
 --decode.  Join time is request -> first remote video frame; loss and jitter
-come from webrtcbin's receiver statistics.  The server's CPU (% of one core,
-consultd plus its media workers, from /proc), RSS, threads and fds are
-sampled over a steady window.
+come from webrtcbin's receiver statistics; freezes are counted as
+webrtc-stats' freezeCount (a gap between frames of at least
+max(3 x mean, mean + 150 ms), the mean over the last 30 gaps).  The
+server's CPU (% of one core, consultd plus its media workers, from /proc),
+RSS, threads and fds are sampled over a steady window.
 
   bench/run.py --n 1,4,8,16 [--seconds 20] [--until-loss 64] [--out FILE.md]
   bench/run.py --n 8 --stagger 2     (consultations arriving one after another)
@@ -136,6 +138,7 @@ def run_n(n, seconds, decode, warm=6, record=True, live=False, stagger=0.0, late
     w1 = time.monotonic()
     cpu_pct = 100.0 * (c1 - c0) / TICK / (w1 - w0)
     lost, recv, jit, frames = 0, 0, [], []
+    freezes, freeze_ms, frozen = 0, 0, 0  # webrtc-stats' freezeCount, per receiver
     steps = {}  # where a join's time goes: each step's ms from the request
     for p in peers:
         out = p[2].communicate(timeout=total + n * stagger + 60)[0].decode()
@@ -151,6 +154,9 @@ def run_n(n, seconds, decode, warm=6, record=True, live=False, stagger=0.0, late
             lost += res["packets_lost"]
             recv += res["packets_received"]
             jit.append(res["jitter_max"])
+            freezes += res.get("freezes", 0)
+            freeze_ms += res.get("freeze_ms", 0)
+            frozen += res.get("freezes", 0) > 0
             # Frame rate once joined: the seconds before the first frame
             # are the join time's, reported on their own.
             since = p[4] - max(0, res["first_frame_ms"]) / 1000.0
@@ -164,6 +170,7 @@ def run_n(n, seconds, decode, warm=6, record=True, live=False, stagger=0.0, late
         "joined": len(joins), "receivers": 2 * n, "packets_received": recv, "packets_lost": lost,
         "loss_pct": 100.0 * lost / max(1, recv + lost), "jitter_max_ms": 1000 * max(jit or [0]),
         "fps_min": min(frames or [0]),
+        "freezes": freezes, "freeze_ms": freeze_ms, "receivers_frozen": frozen,
         "join_steps_p50_ms": step_quantiles(steps, q, 0.5),
         "join_steps_p95_ms": step_quantiles(steps, q, 0.95),
     }
@@ -257,14 +264,16 @@ def write_markdown(path, results, api, command, live=False):
     lines = [f"# Benchmark run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
              f"Machine: {os.cpu_count()} x {cpu}.  Command: `{command}`", "",
              "| N | recording | server CPU % | per consultation % | RSS MiB | threads | fds |"
-             " receivers joined | join p50 / p95 ms | loss % | max jitter ms | slowest fps |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             " receivers joined | join p50 / p95 ms | loss % | max jitter ms | slowest fps |"
+             " freezes (receivers, total s) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r['n']} | {'on' if r['record'] else 'off'} | {r['cpu_pct']:.1f} |"
                      f" {r['cpu_per_consultation']:.2f} | {r['rss_mb']:.0f} | {r['threads']} | {r['fds']} |"
                      f" {r['joined']} / {r['receivers']} |"
                      f" {r['join_p50_ms']:.0f} / {r['join_p95_ms']:.0f} | {r['loss_pct']:.2f} |"
-                     f" {r['jitter_max_ms']:.1f} | {r['fps_min']:.1f} |")
+                     f" {r['jitter_max_ms']:.1f} | {r['fps_min']:.1f} |"
+                     f" {r['freezes']} ({r['receivers_frozen']}, {r['freeze_ms'] / 1000:.1f}) |")
     if len(results) >= 2:
         a, b = results[0], results[-1]
         slope = (b["cpu_pct"] - a["cpu_pct"]) / max(1, b["n"] - a["n"])

@@ -3,6 +3,7 @@
 real webrtcbin peers (tests/media/webrtc-peer.c) on loopback."""
 import os
 import signal
+import time
 
 from harness import SSE, Server, run, test, wait_for
 
@@ -155,6 +156,25 @@ def a_failing_relay_branch_never_stops_the_publisher():
     assert "participant.left" not in sse.types(), sse.types()
     rc, res, err = result(pub)
     assert rc == 0, (res, err[-1000:])
+
+
+@test
+def a_stalled_publisher_is_a_freeze_at_the_receiver():
+    # The load generator's freeze count (webrtc-stats' freezeCount) is real:
+    # a publisher stopped for a second is one freeze of about a second.
+    s = media_server()
+    cid, tt, st = live_consultation(s)
+    pub = peer(s, "whip", cid, tt, "publish", 24)
+    rcv = peer(s, "whep", cid, st, "receive", 20, 20)
+    # Relayed long enough for the receiver's 30-gap average (2 s at 15 fps).
+    wait_for(lambda: (metric(s, "consultd_media_packets_out_total") or 0) > 400, 40, what="relay")
+    pub.send_signal(signal.SIGSTOP)
+    time.sleep(1.2)
+    pub.send_signal(signal.SIGCONT)
+    rc, res, err = result(rcv)
+    assert rc == 0, (res, err[-1500:])
+    assert res["freezes"] >= 1 and res["freeze_ms"] >= 1000, res
+    result(pub)
 
 
 @test

@@ -208,11 +208,44 @@ on_negotiation_needed(GstElement *w, gpointer data)
                           gst_promise_new_with_change_func(on_offer, NULL, NULL));
 }
 
+/* Freezes, as webrtc-stats counts them (freezeCount,
+ * totalFreezesDuration): a gap between two frames of at least
+ * max(3 x avg, avg + 150 ms), avg being the mean of the last 30 gaps.
+ * Only the video streaming thread writes these; main() reads them after
+ * the pipeline has stopped. */
+#define FREEZE_WINDOW 30
+static gint64 last_frame_us, gaps[FREEZE_WINDOW], gap_sum;
+static guint n_gaps;
+static gint freezes;
+static gint64 freeze_us;
+
+static void
+video_frame(gint64 now)
+{
+    if (last_frame_us) {
+        gint64 gap = now - last_frame_us;
+        if (n_gaps >= FREEZE_WINDOW) {
+            gint64 avg = gap_sum / FREEZE_WINDOW;
+            if (gap >= MAX(3 * avg, avg + 150000)) {
+                freezes++;
+                freeze_us += gap;
+            }
+            gap_sum -= gaps[n_gaps % FREEZE_WINDOW];
+        }
+        gaps[n_gaps % FREEZE_WINDOW] = gap;
+        gap_sum += gap;
+        n_gaps++;
+    }
+    last_frame_us = now;
+}
+
 static GstPadProbeReturn
 count_probe(GstPad *pad, GstPadProbeInfo *info, gpointer data)
 {
     if (g_atomic_int_add((gint *)data, 1) == 0 && data == &video_frames)
         mark(MARK_FRAME);
+    if (data == &video_frames)
+        video_frame(g_get_monotonic_time());
     return GST_PAD_PROBE_OK;
 }
 
@@ -487,10 +520,11 @@ main(int argc, char **argv)
     printf("\"mode\":\"%s\",\"status\":%u,\"location\":\"%s\",\"video_frames\":%d,"
            "\"audio_buffers\":%d,\"first_frame_ms\":%" G_GINT64_FORMAT ","
            "\"packets_received\":%" G_GINT64_FORMAT ",\"packets_lost\":%" G_GINT64_FORMAT ","
-           "\"jitter_max\":%.4f,\"error\":\"%s\"}\n",
+           "\"jitter_max\":%.4f,\"freezes\":%d,\"freeze_ms\":%" G_GINT64_FORMAT ","
+           "\"error\":\"%s\"}\n",
            mode, http_status, location ? location : "", v, a,
            ms[MARK_FRAME], packets_received,
-           packets_lost, jitter_max, why_json);
+           packets_lost, jitter_max, freezes, freeze_us / 1000, why_json);
     gst_object_unref(webrtc);
     gst_object_unref(pipeline);
     g_object_unref(soup);
