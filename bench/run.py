@@ -132,13 +132,14 @@ def run_n(n, seconds, decode, warm=6, record=True, live=False, stagger=0.0, late
     time.sleep(warm)  # everyone joined and media steady: the measuring window starts
     pids = server_pids(s, admin)
     c0, _, _, _ = sample(pids)
-    w0 = time.monotonic()
+    w0, wall0 = time.monotonic(), time.time()
     time.sleep(seconds)
     c1, rss, threads, fds = sample(pids)
-    w1 = time.monotonic()
+    w1, wall1 = time.monotonic(), time.time()
     cpu_pct = 100.0 * (c1 - c0) / TICK / (w1 - w0)
     lost, recv, jit, frames = 0, 0, [], []
     freezes, freeze_ms, frozen = 0, 0, 0  # webrtc-stats' freezeCount, per receiver
+    steady_freezes, steady_freeze_ms = 0, 0  # those that began in the measuring window
     steps = {}  # where a join's time goes: each step's ms from the request
     for p in peers:
         out = p[2].communicate(timeout=total + n * stagger + 60)[0].decode()
@@ -157,6 +158,10 @@ def run_n(n, seconds, decode, warm=6, record=True, live=False, stagger=0.0, late
             freezes += res.get("freezes", 0)
             freeze_ms += res.get("freeze_ms", 0)
             frozen += res.get("freezes", 0) > 0
+            for end_ms, dur in res.get("freeze_list", []):
+                if wall0 <= p[3] + (end_ms - dur) / 1000.0 <= wall1:
+                    steady_freezes += 1
+                    steady_freeze_ms += dur
             # Frame rate once joined: the seconds before the first frame
             # are the join time's, reported on their own.
             since = p[4] - max(0, res["first_frame_ms"]) / 1000.0
@@ -171,6 +176,7 @@ def run_n(n, seconds, decode, warm=6, record=True, live=False, stagger=0.0, late
         "loss_pct": 100.0 * lost / max(1, recv + lost), "jitter_max_ms": 1000 * max(jit or [0]),
         "fps_min": min(frames or [0]),
         "freezes": freezes, "freeze_ms": freeze_ms, "receivers_frozen": frozen,
+        "steady_freezes": steady_freezes, "steady_freeze_ms": steady_freeze_ms,
         "join_steps_p50_ms": step_quantiles(steps, q, 0.5),
         "join_steps_p95_ms": step_quantiles(steps, q, 0.95),
     }
@@ -265,15 +271,16 @@ def write_markdown(path, results, api, command, live=False):
              f"Machine: {os.cpu_count()} x {cpu}.  Command: `{command}`", "",
              "| N | recording | server CPU % | per consultation % | RSS MiB | threads | fds |"
              " receivers joined | join p50 / p95 ms | loss % | max jitter ms | slowest fps |"
-             " freezes (receivers, total s) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             " freezes (receivers, total s) | freezes in the window (total s) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r['n']} | {'on' if r['record'] else 'off'} | {r['cpu_pct']:.1f} |"
                      f" {r['cpu_per_consultation']:.2f} | {r['rss_mb']:.0f} | {r['threads']} | {r['fds']} |"
                      f" {r['joined']} / {r['receivers']} |"
                      f" {r['join_p50_ms']:.0f} / {r['join_p95_ms']:.0f} | {r['loss_pct']:.2f} |"
                      f" {r['jitter_max_ms']:.1f} | {r['fps_min']:.1f} |"
-                     f" {r['freezes']} ({r['receivers_frozen']}, {r['freeze_ms'] / 1000:.1f}) |")
+                     f" {r['freezes']} ({r['receivers_frozen']}, {r['freeze_ms'] / 1000:.1f}) |"
+                     f" {r['steady_freezes']} ({r['steady_freeze_ms'] / 1000:.1f}) |")
     if len(results) >= 2:
         a, b = results[0], results[-1]
         slope = (b["cpu_pct"] - a["cpu_pct"]) / max(1, b["n"] - a["n"])

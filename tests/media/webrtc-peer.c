@@ -218,6 +218,8 @@ static gint64 last_frame_us, gaps[FREEZE_WINDOW], gap_sum;
 static guint n_gaps;
 static gint freezes;
 static gint64 freeze_us;
+#define FREEZE_LIST 64
+static gint64 freeze_end[FREEZE_LIST], freeze_len[FREEZE_LIST]; /* the first 64 */
 
 static void
 video_frame(gint64 now)
@@ -227,6 +229,10 @@ video_frame(gint64 now)
         if (n_gaps >= FREEZE_WINDOW) {
             gint64 avg = gap_sum / FREEZE_WINDOW;
             if (gap >= MAX(3 * avg, avg + 150000)) {
+                if (freezes < FREEZE_LIST) {
+                    freeze_end[freezes] = now;
+                    freeze_len[freezes] = gap;
+                }
                 freezes++;
                 freeze_us += gap;
             }
@@ -520,11 +526,16 @@ main(int argc, char **argv)
     printf("\"mode\":\"%s\",\"status\":%u,\"location\":\"%s\",\"video_frames\":%d,"
            "\"audio_buffers\":%d,\"first_frame_ms\":%" G_GINT64_FORMAT ","
            "\"packets_received\":%" G_GINT64_FORMAT ",\"packets_lost\":%" G_GINT64_FORMAT ","
-           "\"jitter_max\":%.4f,\"freezes\":%d,\"freeze_ms\":%" G_GINT64_FORMAT ","
-           "\"error\":\"%s\"}\n",
+           "\"jitter_max\":%.4f,\"freezes\":%d,\"freeze_ms\":%" G_GINT64_FORMAT ",",
            mode, http_status, location ? location : "", v, a,
            ms[MARK_FRAME], packets_received,
-           packets_lost, jitter_max, freezes, freeze_us / 1000, why_json);
+           packets_lost, jitter_max, freezes, freeze_us / 1000);
+    /* When each freeze ended (ms from the start) and how long it was. */
+    printf("\"freeze_list\":[");
+    for (int i = 0; i < MIN(freezes, FREEZE_LIST); i++)
+        printf("%s[%" G_GINT64_FORMAT ",%" G_GINT64_FORMAT "]", i ? "," : "",
+               (freeze_end[i] - t_start) / 1000, freeze_len[i] / 1000);
+    printf("],\"error\":\"%s\"}\n", why_json);
     gst_object_unref(webrtc);
     gst_object_unref(pipeline);
     g_object_unref(soup);
