@@ -10,7 +10,11 @@ come from webrtcbin's receiver statistics; freezes are counted as
 webrtc-stats' freezeCount (a gap between frames of at least
 max(3 x mean, mean + 150 ms), the mean over the last 30 gaps).  The
 server's CPU (% of one core, consultd plus its media workers, from /proc),
-RSS, threads and fds are sampled over a steady window.
+RSS, threads and fds are sampled over a steady window: it starts once every
+receiver has its first frame, and 3 s more (until the fifth session it
+started a fixed 6 s after the last peer was started, which at N = 16 with
+cold peers was before the last joins: CPU was undercounted).  Then the
+peers are told to stop (SIGTERM) and report.
 
   bench/run.py --n 1,4,8,16 [--seconds 20] [--until-loss 64] [--out FILE.md]
   bench/run.py --n 8 --stagger 2     (consultations arriving one after another)
@@ -20,9 +24,11 @@ RSS, threads and fds are sampled over a steady window.
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,8 +64,26 @@ def sample(pids):
     return tot
 
 
-def run_n(n, seconds, decode, warm=6, record=True, live=False, stagger=0.0, latency=None,
-          warm_peers=False):
+class Reader:
+    """A peer's stdout, read as it comes: "joined" at its first frame, its
+    JSON report at the end."""
+
+    def __init__(self, proc):
+        self.lines = []
+        self.joined = threading.Event()
+        self.thread = threading.Thread(target=self._read, args=(proc.stdout,), daemon=True)
+        self.thread.start()
+
+    def _read(self, f):
+        for raw in f:
+            line = raw.decode(errors="replace").strip()
+            if line == "joined":
+                self.joined.set()
+            self.lines.append(line)
+
+
+def run_n(n, seconds, decode, warm=3, record=True, live=False, stagger=0.0, latency=None,
+          warm_peers=False, join_wait=60):
     s = Server("--media-ice-loopback", "--max-live", "1000", "--max-pending", "1000",
                "--record=" + ("true" if record else "false"),
                "--request-rate-per-min", "100000", "--login-ip-per-min", "100000",
@@ -78,13 +102,15 @@ def run_n(n, seconds, decode, warm=6, record=True, live=False, stagger=0.0, late
         assert s.request("PUT", f"/api/teachers/{tid}/presence", {"status": "online"}, token=tt).status == 200
         pairs.append((tid, tt, st))
     peers = []
-    total = warm + seconds + 4
+    # Peers run until they are told to stop (SIGTERM) after the window;
+    # --seconds is only a bound in case this script dies.
+    left = int(n * stagger + join_wait + warm + seconds + 60)
 
     def peer_args(mode, left):
         if mode == "publish":
             src = [] if live else ["--file", CLIP]  # live: the peer encodes, so it answers PLIs
             return [PEER, "--mode", "publish", "--seconds", str(left)] + src
-        args = [PEER, "--mode", "receive", "--seconds", str(left - 1)]
+        args = [PEER, "--mode", "receive", "--seconds", str(left)]
         if not decode:
             args.append("--no-decode")
         if latency is not None:
@@ -99,7 +125,6 @@ def run_n(n, seconds, decode, warm=6, record=True, live=False, stagger=0.0, late
     ready = []
     if warm_peers:
         for i in range(n):
-            left = total + int(round((n - 1 - i) * stagger))
             four = []
             for mode in ("publish", "receive", "publish", "receive"):
                 four.append(subprocess.Popen(peer_args(mode, left) + ["--wait-go"], stdin=subprocess.PIPE,
@@ -112,7 +137,6 @@ def run_n(n, seconds, decode, warm=6, record=True, live=False, stagger=0.0, late
     for i, (tid, tt, st) in enumerate(pairs):
         if i and stagger:
             time.sleep(stagger)  # arrivals spread out: each joins while the others run
-        left = total + int(round((n - 1 - i) * stagger))  # everyone ends together
         t0 = time.time()
         cid = s.post("/api/consultations", {"teacher_id": tid}, token=st).json["id"]
         assert s.post(f"/api/consultations/{cid}/accept", token=tt).status == 200
@@ -128,8 +152,15 @@ def run_n(n, seconds, decode, warm=6, record=True, live=False, stagger=0.0, late
                     start = time.time()
                     pr = subprocess.Popen(peer_args(mode, left) + ["--url", url, "--token", tok],
                                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-                peers.append((kind, t0, pr, start, left - 1))
-    time.sleep(warm)  # everyone joined and media steady: the measuring window starts
+                peers.append((kind, t0, pr, start, Reader(pr)))
+    # The measuring window starts once every receiver has its first frame
+    # (or join_wait has passed: an unhealthy run) and WARM seconds more, so
+    # no join falls inside it.
+    deadline = time.time() + join_wait
+    for p in peers:
+        if p[0] == "sub":
+            p[4].joined.wait(max(0.0, deadline - time.time()))
+    time.sleep(warm)
     pids = server_pids(s, admin)
     c0, _, _, _ = sample(pids)
     w0, wall0 = time.monotonic(), time.time()
@@ -137,13 +168,18 @@ def run_n(n, seconds, decode, warm=6, record=True, live=False, stagger=0.0, late
     c1, rss, threads, fds = sample(pids)
     w1, wall1 = time.monotonic(), time.time()
     cpu_pct = 100.0 * (c1 - c0) / TICK / (w1 - w0)
+    for p in peers:
+        if p[2].poll() is None:
+            p[2].send_signal(signal.SIGTERM)  # report and DELETE the session
+    t_end = time.time()
     lost, recv, jit, frames = 0, 0, [], []
     freezes, freeze_ms, frozen = 0, 0, 0  # webrtc-stats' freezeCount, per receiver
     steady_freezes, steady_freeze_ms = 0, 0  # those that began in the measuring window
     steps = {}  # where a join's time goes: each step's ms from the request
     for p in peers:
-        out = p[2].communicate(timeout=total + n * stagger + 60)[0].decode()
-        lines = [l for l in out.splitlines() if l.startswith("{")]
+        p[2].wait(timeout=60)
+        p[4].thread.join(timeout=10)
+        lines = [l for l in p[4].lines if l.startswith("{")]
         if not lines:
             continue
         res = json.loads(lines[-1])
@@ -164,7 +200,7 @@ def run_n(n, seconds, decode, warm=6, record=True, live=False, stagger=0.0, late
                     steady_freeze_ms += dur
             # Frame rate once joined: the seconds before the first frame
             # are the join time's, reported on their own.
-            since = p[4] - max(0, res["first_frame_ms"]) / 1000.0
+            since = t_end - p[3] - max(0, res["first_frame_ms"]) / 1000.0
             frames.append(res["video_frames"] / max(since, 1.0))
     s.stop()
     joins = sorted(steps.get("sub_frame", []))  # request -> first decoded remote frame
@@ -244,7 +280,7 @@ def main():
     ns = [int(x) for x in a.n.split(",")]
     while ns:
         n = ns.pop(0)
-        r = run_n(n, a.seconds, a.decode, warm=3 if a.smoke else 6, record=not a.no_record,
+        r = run_n(n, a.seconds, a.decode, warm=2 if a.smoke else 3, record=not a.no_record,
                   live=a.live_publishers, stagger=a.stagger, latency=a.receiver_latency,
                   warm_peers=a.warm_peers)
         r["record"] = not a.no_record

@@ -13,6 +13,7 @@
  * video frames were decoded.
  */
 #define GST_USE_UNSTABLE_API
+#include <glib-unix.h>
 #include <gst/gst.h>
 #include <gst/sdp/sdp.h>
 #include <gst/webrtc/webrtc.h>
@@ -248,8 +249,11 @@ video_frame(gint64 now)
 static GstPadProbeReturn
 count_probe(GstPad *pad, GstPadProbeInfo *info, gpointer data)
 {
-    if (g_atomic_int_add((gint *)data, 1) == 0 && data == &video_frames)
+    if (g_atomic_int_add((gint *)data, 1) == 0 && data == &video_frames) {
         mark(MARK_FRAME);
+        printf("joined\n"); /* for a load test waiting for everyone */
+        fflush(stdout);
+    }
     if (data == &video_frames)
         video_frame(g_get_monotonic_time());
     return GST_PAD_PROBE_OK;
@@ -370,6 +374,14 @@ done(gpointer data)
 {
     g_main_loop_quit(loop);
     return G_SOURCE_REMOVE;
+}
+
+/* SIGTERM or SIGINT: end as if --seconds had passed (report, DELETE). */
+static gboolean
+on_signal(gpointer data)
+{
+    g_main_loop_quit(loop);
+    return G_SOURCE_CONTINUE;
 }
 
 static void
@@ -509,6 +521,8 @@ main(int argc, char **argv)
     } else {
         g_timeout_add_seconds(seconds, done, NULL);
     }
+    g_unix_signal_add(SIGTERM, on_signal, NULL);
+    g_unix_signal_add(SIGINT, on_signal, NULL);
     g_main_loop_run(loop);
     if (!publish)
         collect_stats();
