@@ -56,6 +56,14 @@ def server_pids(s, admin):
     return [s.proc.pid] + [w["pid"] for w in ws if w["pid"]]
 
 
+def relayed(s):
+    """Packets the worker has relayed to subscribers so far (/metrics)."""
+    for line in s.get("/metrics").body.splitlines():
+        if line.startswith("consultd_media_packets_out_total "):
+            return int(float(line.split()[1]))
+    return 0
+
+
 def sample(pids):
     tot = [0, 0, 0, 0]
     for p in pids:
@@ -162,11 +170,13 @@ def run_n(n, seconds, decode, warm=3, record=True, live=False, stagger=0.0, late
             p[4].joined.wait(max(0.0, deadline - time.time()))
     time.sleep(warm)
     pids = server_pids(s, admin)
+    out0 = relayed(s)
     c0, _, _, _ = sample(pids)
     w0, wall0 = time.monotonic(), time.time()
     time.sleep(seconds)
     c1, rss, threads, fds = sample(pids)
     w1, wall1 = time.monotonic(), time.time()
+    out1 = relayed(s)
     cpu_pct = 100.0 * (c1 - c0) / TICK / (w1 - w0)
     for p in peers:
         if p[2].poll() is None:
@@ -207,6 +217,8 @@ def run_n(n, seconds, decode, warm=3, record=True, live=False, stagger=0.0, late
     q = lambda a, f: a[min(len(a) - 1, int(f * len(a)))] if a else float("nan")
     return {
         "n": n, "cpu_pct": cpu_pct, "cpu_per_consultation": cpu_pct / n, "rss_mb": rss / 2**20,
+        "relayed_pps": (out1 - out0) / (w1 - w0),
+        "cpu_us_per_packet": 1e6 * (c1 - c0) / TICK / max(1, out1 - out0),
         "threads": threads, "fds": fds, "join_p50_ms": q(joins, 0.5), "join_p95_ms": q(joins, 0.95),
         "joined": len(joins), "receivers": 2 * n, "packets_received": recv, "packets_lost": lost,
         "loss_pct": 100.0 * lost / max(1, recv + lost), "jitter_max_ms": 1000 * max(jit or [0]),

@@ -160,6 +160,11 @@ on_stdin(GIOChannel *ch, GIOCondition cond, gpointer data)
     url = g_strdup(f[0]);
     token = g_strdup(f[1]);
     t_start = g_get_monotonic_time(); /* nothing is marked before the offer is posted */
+    /* A file publisher has been held back by webrtcbin since it was made;
+     * from where it stands every frame would be late and go out at once.
+     * Start it over, paced from now (a flushing seek resets running time). */
+    if (file)
+        gst_element_seek_simple(pipeline, GST_FORMAT_TIME, GST_SEEK_FLAG_FLUSH, 0);
     g_timeout_add_seconds(seconds, done, NULL);
     post_offer(offer_text);
     offer_text = NULL;
