@@ -38,6 +38,7 @@ static char *offer_text; /* --wait-go: the offer made, waiting for its URL */
  * video frame out of the decoder (the join). */
 enum { MARK_OFFER, MARK_ANSWER, MARK_ICE, MARK_CONNECTED, MARK_RTP, MARK_FRAME, N_MARKS };
 static gint64 marks[N_MARKS];
+static gint connected; /* the peer connection is up (DTLS done) */
 
 static GMutex marks_lock; /* marks come from signal and streaming threads */
 
@@ -66,8 +67,38 @@ on_state(GstElement *w, GParamSpec *ps, gpointer data)
     if (ice == GST_WEBRTC_ICE_CONNECTION_STATE_CONNECTED ||
         ice == GST_WEBRTC_ICE_CONNECTION_STATE_COMPLETED)
         mark(MARK_ICE);
-    if (pc == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED)
+    if (pc == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED) {
         mark(MARK_CONNECTED);
+        g_atomic_int_set(&connected, 1);
+    }
+}
+
+/* A publisher's media before its connection is up is dropped, as a camera's
+ * frames are: webrtcbin would hold it back, and everything held back would
+ * then leave at once (a burst the server relays, then a gap: a freeze at
+ * the receiver, and more packets than real time under load). */
+static GstPadProbeReturn
+drop_until_connected(GstPad *pad, GstPadProbeInfo *info, gpointer data)
+{
+    return g_atomic_int_get(&connected) ? GST_PAD_PROBE_OK : GST_PAD_PROBE_DROP;
+}
+
+static void
+drop_before_connection(GstElement *w)
+{
+    GstIterator *it = gst_element_iterate_sink_pads(w);
+    GValue v = G_VALUE_INIT;
+    while (gst_iterator_next(it, &v) == GST_ITERATOR_OK) {
+        GstPad *peer = gst_pad_get_peer(g_value_get_object(&v));
+        if (peer) {
+            gst_pad_add_probe(peer, GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST,
+                              drop_until_connected, NULL, NULL);
+            gst_object_unref(peer);
+        }
+        g_value_reset(&v);
+    }
+    g_value_unset(&v);
+    gst_iterator_free(it);
 }
 static gint64 packets_lost, packets_received;
 static double jitter_max;
@@ -160,11 +191,6 @@ on_stdin(GIOChannel *ch, GIOCondition cond, gpointer data)
     url = g_strdup(f[0]);
     token = g_strdup(f[1]);
     t_start = g_get_monotonic_time(); /* nothing is marked before the offer is posted */
-    /* A file publisher has been held back by webrtcbin since it was made;
-     * from where it stands every frame would be late and go out at once.
-     * Start it over, paced from now (a flushing seek resets running time). */
-    if (file)
-        gst_element_seek_simple(pipeline, GST_FORMAT_TIME, GST_SEEK_FLAG_FLUSH, 0);
     g_timeout_add_seconds(seconds, done, NULL);
     post_offer(offer_text);
     offer_text = NULL;
@@ -483,6 +509,8 @@ main(int argc, char **argv)
     }
     webrtc = gst_bin_get_by_name(GST_BIN(pipeline), "w");
     configure_ice(webrtc);
+    if (publish)
+        drop_before_connection(webrtc);
     if (latency >= 0)
         g_object_set(webrtc, "latency", (guint)latency, NULL);
     soup = soup_session_new_with_options("timeout", 30, NULL);
