@@ -170,14 +170,16 @@ def plays_and_seeks_in_chromium(s, cid, files):
     opts = {"base": s.url, "username": "student1", "password": "demo",
             "urls": [f"/recordings/{cid}/{f}" for f in files]}
     res = browser_script("replay.mjs", opts, 180)
-    if "error" in res or any(v.get("error") for v in res["videos"]):
+    try:
+        assert "error" not in res, res
+        for v in res["videos"]:
+            assert v["error"] is None, v
+            assert v["duration"] > 4 and v["videoWidth"] > 0, v
+            assert v["advanced"] > 0.3, v  # playback moved forward
+            assert abs(v["seekedTo"] - v["duration"] / 2) < 1.0, v  # the seek to the middle landed
+    except AssertionError:
         keep_files(s, cid)
-    assert "error" not in res, res
-    for v in res["videos"]:
-        assert v["error"] is None, v
-        assert v["duration"] > 4 and v["videoWidth"] > 0, v
-        assert v["advanced"] > 0.3, v  # playback moved forward
-        assert abs(v["seekedTo"] - v["duration"] / 2) < 1.0, v  # the seek to the middle landed
+        raise
 
 
 def recording_teacher(s, min_bytes):

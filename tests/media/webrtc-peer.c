@@ -58,6 +58,8 @@ first_packet(GstPad *pad, GstPadProbeInfo *info, gpointer data)
     return GST_PAD_PROBE_REMOVE;
 }
 
+static void start_media(GstElement *w);
+
 static void
 on_state(GstElement *w, GParamSpec *ps, gpointer data)
 {
@@ -69,18 +71,41 @@ on_state(GstElement *w, GParamSpec *ps, gpointer data)
         mark(MARK_ICE);
     if (pc == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED) {
         mark(MARK_CONNECTED);
-        g_atomic_int_set(&connected, 1);
+        if (!g_atomic_int_get(&connected) && wait_go)
+            start_media(w);
     }
 }
 
-/* A publisher's media before its connection is up is dropped, as a camera's
- * frames are: webrtcbin would hold it back, and everything held back would
- * then leave at once (a burst the server relays, then a gap: a freeze at
- * the receiver, and more packets than real time under load). */
+/* --wait-go: a publisher made long before its connection drops its media
+ * until the connection is up, as a camera's frames are dropped: webrtcbin
+ * would hold it back, and everything held back would then leave at once (a
+ * burst the server relays, then a gap: a freeze at the receiver, and more
+ * packets than real time under load).  A keyframe asked for meanwhile was
+ * dropped too: the encoder is asked for one when the media starts. */
 static GstPadProbeReturn
 drop_until_connected(GstPad *pad, GstPadProbeInfo *info, gpointer data)
 {
     return g_atomic_int_get(&connected) ? GST_PAD_PROBE_OK : GST_PAD_PROBE_DROP;
+}
+
+static void
+start_media(GstElement *w)
+{
+    g_atomic_int_set(&connected, 1);
+    GstIterator *it = gst_element_iterate_sink_pads(w);
+    GValue v = G_VALUE_INIT;
+    while (gst_iterator_next(it, &v) == GST_ITERATOR_OK) {
+        GstPad *peer = gst_pad_get_peer(g_value_get_object(&v));
+        if (peer) {
+            GstStructure *st = gst_structure_new("GstForceKeyUnit", "all-headers",
+                                                 G_TYPE_BOOLEAN, TRUE, NULL);
+            gst_pad_send_event(peer, gst_event_new_custom(GST_EVENT_CUSTOM_UPSTREAM, st));
+            gst_object_unref(peer);
+        }
+        g_value_reset(&v);
+    }
+    g_value_unset(&v);
+    gst_iterator_free(it);
 }
 
 static void
@@ -509,7 +534,7 @@ main(int argc, char **argv)
     }
     webrtc = gst_bin_get_by_name(GST_BIN(pipeline), "w");
     configure_ice(webrtc);
-    if (publish)
+    if (publish && wait_go)
         drop_before_connection(webrtc);
     if (latency >= 0)
         g_object_set(webrtc, "latency", (guint)latency, NULL);
