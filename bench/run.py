@@ -34,6 +34,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "blackbox"))
 from harness import Server, wait_for  # noqa: E402
+from mediahelp import metric  # noqa: E402
 
 BUILD = os.environ.get("BUILD", os.path.join(ROOT, "build"))
 PEER = os.environ.get("WEBRTC_PEER", os.path.join(BUILD, "tests", "webrtc-peer"))
@@ -54,14 +55,6 @@ def proc_stat(pid):
 def server_pids(s, admin):
     ws = s.get("/api/admin/media-workers", token=admin).json["workers"]
     return [s.proc.pid] + [w["pid"] for w in ws if w["pid"]]
-
-
-def relayed(s):
-    """Packets the worker has relayed to subscribers so far (/metrics)."""
-    for line in s.get("/metrics").body.splitlines():
-        if line.startswith("consultd_media_packets_out_total "):
-            return int(float(line.split()[1]))
-    return 0
 
 
 def sample(pids):
@@ -170,13 +163,13 @@ def run_n(n, seconds, decode, warm=3, record=True, live=False, stagger=0.0, late
             p[4].joined.wait(max(0.0, deadline - time.time()))
     time.sleep(warm)
     pids = server_pids(s, admin)
-    out0 = relayed(s)
+    out0 = metric(s, "consultd_media_packets_out_total") or 0
     c0, _, _, _ = sample(pids)
     w0, wall0 = time.monotonic(), time.time()
     time.sleep(seconds)
     c1, rss, threads, fds = sample(pids)
     w1, wall1 = time.monotonic(), time.time()
-    out1 = relayed(s)
+    out1 = metric(s, "consultd_media_packets_out_total") or 0
     cpu_pct = 100.0 * (c1 - c0) / TICK / (w1 - w0)
     for p in peers:
         if p[2].poll() is None:

@@ -88,18 +88,16 @@ drop_until_connected(GstPad *pad, GstPadProbeInfo *info, gpointer data)
     return g_atomic_int_get(&connected) ? GST_PAD_PROBE_OK : GST_PAD_PROBE_DROP;
 }
 
+/* Calls FN on each pad that feeds one of webrtcbin's sink pads. */
 static void
-start_media(GstElement *w)
+for_each_feeding_pad(GstElement *w, void (*fn)(GstPad *pad))
 {
-    g_atomic_int_set(&connected, 1);
     GstIterator *it = gst_element_iterate_sink_pads(w);
     GValue v = G_VALUE_INIT;
     while (gst_iterator_next(it, &v) == GST_ITERATOR_OK) {
         GstPad *peer = gst_pad_get_peer(g_value_get_object(&v));
         if (peer) {
-            GstStructure *st = gst_structure_new("GstForceKeyUnit", "all-headers",
-                                                 G_TYPE_BOOLEAN, TRUE, NULL);
-            gst_pad_send_event(peer, gst_event_new_custom(GST_EVENT_CUSTOM_UPSTREAM, st));
+            fn(peer);
             gst_object_unref(peer);
         }
         g_value_reset(&v);
@@ -109,22 +107,27 @@ start_media(GstElement *w)
 }
 
 static void
-drop_before_connection(GstElement *w)
+ask_keyframe(GstPad *pad)
 {
-    GstIterator *it = gst_element_iterate_sink_pads(w);
-    GValue v = G_VALUE_INIT;
-    while (gst_iterator_next(it, &v) == GST_ITERATOR_OK) {
-        GstPad *peer = gst_pad_get_peer(g_value_get_object(&v));
-        if (peer) {
-            gst_pad_add_probe(peer, GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST,
-                              drop_until_connected, NULL, NULL);
-            gst_object_unref(peer);
-        }
-        g_value_reset(&v);
-    }
-    g_value_unset(&v);
-    gst_iterator_free(it);
+    GstStructure *st = gst_structure_new("GstForceKeyUnit", "all-headers", G_TYPE_BOOLEAN, TRUE,
+                                         NULL);
+    gst_pad_send_event(pad, gst_event_new_custom(GST_EVENT_CUSTOM_UPSTREAM, st));
 }
+
+static void
+add_drop_probe(GstPad *pad)
+{
+    gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST,
+                      drop_until_connected, NULL, NULL);
+}
+
+static void
+start_media(GstElement *w)
+{
+    g_atomic_int_set(&connected, 1);
+    for_each_feeding_pad(w, ask_keyframe);
+}
+
 static gint64 packets_lost, packets_received;
 static double jitter_max;
 static gboolean failed;
@@ -535,7 +538,7 @@ main(int argc, char **argv)
     webrtc = gst_bin_get_by_name(GST_BIN(pipeline), "w");
     configure_ice(webrtc);
     if (publish && wait_go)
-        drop_before_connection(webrtc);
+        for_each_feeding_pad(webrtc, add_drop_probe);
     if (latency >= 0)
         g_object_set(webrtc, "latency", (guint)latency, NULL);
     soup = soup_session_new_with_options("timeout", 30, NULL);
