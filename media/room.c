@@ -59,7 +59,7 @@ G_DEFINE_QUARK(media-error-quark, media_error)
 
 /* Process-wide counters, bumped on streaming threads. */
 static guint64 packets_in_total, packets_out_total, keyframe_requests_total;
-/* Packets lost on the way from publishers to us, as webrtcbin counts them:
+/* Packets lost on the way from publishers to us, as rtpsession counts them:
  * the sum over sessions that ended plus the latest reading of live ones. */
 static guint64 packets_lost_closed;
 
@@ -757,8 +757,8 @@ no_storage(GstElement *rtpbin, GstElement *storage, guint session, gpointer data
  * decoder.  Blocking webrtcbin's handlers of those rtpbin signals leaves
  * rtpbin's default (no element); the storage keeps nothing.  Four elements
  * and a copy into the storage fewer per packet: about 10 % of the worker's
- * CPU (docs/benchmarks.md).  get-stats keeps working (the loss metric
- * comes from it).  If this code ever negotiates RTX or FEC, this has to
+ * CPU (docs/benchmarks.md).  get-stats keeps working (the test of this
+ * asks for it).  If this code ever negotiates RTX or FEC, this has to
  * go. */
 static void
 trim_rtpbin(GstElement *webrtc, gboolean publish)
@@ -946,30 +946,68 @@ media_room_session_count(MediaRoom *room)
 }
 
 static gboolean
-sum_lost(GQuark id, const GValue *v, gpointer data)
+add_session_lost(const GValue *item, gpointer data)
 {
-    if (!GST_VALUE_HOLDS_STRUCTURE(v))
+    GstElement *e = g_value_get_object(item);
+    if (strcmp(G_OBJECT_TYPE_NAME(e), "GstRtpSession"))
         return TRUE;
-    const GstStructure *s = gst_value_get_structure(v);
-    GstWebRTCStatsType type;
-    gint64 lost = 0;
-    if (gst_structure_get(s, "type", GST_TYPE_WEBRTC_STATS_TYPE, &type, NULL) &&
-        type == GST_WEBRTC_STATS_INBOUND_RTP && gst_structure_get_int64(s, "packets-lost", &lost))
-        *(guint64 *)data += (guint64)MAX(lost, 0);
+    GstStructure *st = NULL;
+    g_object_get(e, "stats", &st, NULL);
+    const GValue *v = st ? gst_structure_get_value(st, "source-stats") : NULL;
+    G_GNUC_BEGIN_IGNORE_DEPRECATIONS
+    GValueArray *srcs = v && G_VALUE_TYPE(v) == g_value_array_get_type() ? g_value_get_boxed(v) : NULL;
+    guint n = srcs ? srcs->n_values : 0;
+    const GValue *vals = srcs ? srcs->values : NULL;
+    G_GNUC_END_IGNORE_DEPRECATIONS
+    for (guint i = 0; i < n; i++) {
+        const GValue *sv = &vals[i];
+        const GstStructure *src = GST_VALUE_HOLDS_STRUCTURE(sv) ? gst_value_get_structure(sv) : NULL;
+        gboolean internal = TRUE;
+        gint lost = 0;
+        if (src && gst_structure_get_boolean(src, "internal", &internal) && !internal &&
+            gst_structure_get_int(src, "packets-lost", &lost))
+            *(guint64 *)data += (guint64)MAX(lost, 0);
+    }
+    if (st)
+        gst_structure_free(st);
     return TRUE;
 }
 
-/* Any thread: a get-stats reply for a publisher session. */
-static void
-on_stats(GstPromise *p, gpointer data)
+/* Packets lost between a publisher and us, from the counters of the
+ * rtpsessions in its webrtcbin's rtpbin (the number webrtcbin's get-stats
+ * reports as inbound packets-lost).  Not from get-stats itself: it names
+ * each of its structures after an SSRC or an ICE candidate, and GStreamer
+ * keeps every structure name as a quark for the life of the process, so
+ * asking every second grew the worker by about 1 KB per consultation,
+ * for good (bench/leak.py, docs/benchmarks.md). */
+static guint64
+publisher_lost(GstElement *webrtc)
 {
-    Session *s = data;
-    const GstStructure *r = gst_promise_get_reply(p);
     guint64 lost = 0;
-    if (r)
-        gst_structure_foreach(r, sum_lost, &lost);
-    __atomic_store_n(&s->lost, lost, __ATOMIC_RELAXED);
-    gst_promise_unref(p);
+    GstElement *rtpbin = gst_bin_get_by_name(GST_BIN(webrtc), "rtpbin");
+    if (!rtpbin)
+        return 0;
+    GstIterator *it = gst_bin_iterate_elements(GST_BIN(rtpbin));
+    GValue item = G_VALUE_INIT;
+    gboolean done = FALSE;
+    while (!done) {
+        switch (gst_iterator_next(it, &item)) {
+        case GST_ITERATOR_OK:
+            add_session_lost(&item, &lost);
+            g_value_reset(&item);
+            break;
+        case GST_ITERATOR_RESYNC:
+            lost = 0;
+            gst_iterator_resync(it);
+            break;
+        default:
+            done = TRUE;
+        }
+    }
+    g_value_unset(&item);
+    gst_iterator_free(it);
+    gst_object_unref(rtpbin);
+    return lost;
 }
 
 void
@@ -985,9 +1023,7 @@ media_room_tick(MediaRoom *room)
         if (!s->publish || s->closed)
             continue;
         if (s->answered)
-            g_signal_emit_by_name(s->webrtc, "get-stats", NULL,
-                                  gst_promise_new_with_change_func(on_stats, session_ref(s),
-                                                                   (GDestroyNotify)session_unref));
+            __atomic_store_n(&s->lost, publisher_lost(s->webrtc), __ATOMIC_RELAXED);
         gint n = g_atomic_int_get(&s->packets);
         if (n != s->last_packets) {
             s->last_packets = n;

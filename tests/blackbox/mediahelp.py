@@ -25,9 +25,10 @@ def live_consultation(s, teacher="teacher1", tid=T1, student="student1"):
     return cid, tt, st
 
 
-def peer(s, kind, cid, token, mode, seconds, min_frames=1):
+def peer(s, kind, cid, token, mode, seconds, min_frames=1, extra=()):
     return subprocess.Popen([PEER, "--url", f"{s.url}/{kind}/consultations/{cid}", "--token", token,
-                             "--mode", mode, "--seconds", str(seconds), "--min-frames", str(min_frames)],
+                             "--mode", mode, "--seconds", str(seconds), "--min-frames", str(min_frames),
+                             *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

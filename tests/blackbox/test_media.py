@@ -43,7 +43,7 @@ def both_directions_relay_real_media():
     assert lost is not None and lost <= got // 100, (lost, got)  # loopback: next to nothing
     # The worker takes webrtcbin's pass-through RTX/FEC elements out of each
     # rtpbin (room.c, trim_rtpbin()); a webrtcbin that stops handling those
-    # signals is reported, and get-stats (the loss figure above) still works.
+    # signals is reported.
     log = s.logtext()
     assert "keeping all its elements" not in log and "handle rtpbin's" not in log, log[-2000:]
     tt_end = s.post(f"/api/consultations/{cid}/end", token=tt)
@@ -57,6 +57,26 @@ def both_directions_relay_real_media():
     # and 2 threads each (measured when the ICE agent leaked).
     wait_for(lambda: proc_counts(pid)[0] <= base_fds + 2, 20, what=f"worker fds back to ~{base_fds}")
     assert proc_counts(pid)[1] <= base_threads + 3, (proc_counts(pid), base_threads)
+
+
+@test
+def a_lossy_publisher_link_is_counted():
+    # The student's publisher drops every 10th RTP packet on its way out (a
+    # lossy link); the worker counts what it never got from each publisher
+    # (rtpsession's counters) into consultd_media_packets_lost_total.
+    s = media_server()
+    cid, tt, st = live_consultation(s)
+    pubs = [peer(s, "whip", cid, st, "publish", 8, extra=["--drop-every", "10"]),
+            peer(s, "whip", cid, tt, "publish", 8)]
+    for p in pubs:
+        rc, res, err = result(p)
+        assert rc == 0 and res["status"] == 201, (res, err[-1500:])
+    wait_for(lambda: metric(s, "consultd_media_sessions") == 0, 20, what="sessions gone")
+    lost, got = metric(s, "consultd_media_packets_lost_total"), metric(s, "consultd_media_packets_in_total")
+    # About 5 % of all packets in: a tenth of one publisher's, less the last
+    # second, which is read once a second.
+    assert got > 300 and 20 <= lost <= got // 5, (lost, got)
+    s.post(f"/api/consultations/{cid}/end", token=tt)
 
 
 @test

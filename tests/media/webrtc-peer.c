@@ -121,6 +121,41 @@ add_drop_probe(GstPad *pad)
                       drop_until_connected, NULL, NULL);
 }
 
+/* --drop-every N: a publisher on a lossy link.  Every Nth RTP packet is
+ * dropped before webrtcbin sends it, after the payloader numbered it, so
+ * the server sees gaps in the sequence numbers and counts them lost. */
+static gint drop_every;
+
+static gboolean
+drop_now(guint *n)
+{
+    return ++*n % (guint)drop_every == 0;
+}
+
+static GstPadProbeReturn
+drop_some(GstPad *pad, GstPadProbeInfo *info, gpointer data)
+{
+    guint *n = data;
+    if (!(GST_PAD_PROBE_INFO_TYPE(info) & GST_PAD_PROBE_TYPE_BUFFER_LIST))
+        return drop_now(n) ? GST_PAD_PROBE_DROP : GST_PAD_PROBE_OK;
+    GstBufferList *l = gst_buffer_list_make_writable(GST_PAD_PROBE_INFO_BUFFER_LIST(info));
+    for (guint i = 0; i < gst_buffer_list_length(l);) {
+        if (drop_now(n))
+            gst_buffer_list_remove(l, i, 1);
+        else
+            i++;
+    }
+    GST_PAD_PROBE_INFO_DATA(info) = l;
+    return gst_buffer_list_length(l) ? GST_PAD_PROBE_OK : GST_PAD_PROBE_DROP;
+}
+
+static void
+add_loss_probe(GstPad *pad)
+{
+    gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST, drop_some,
+                      g_new0(guint, 1), g_free);
+}
+
 static void
 start_media(GstElement *w)
 {
@@ -481,6 +516,8 @@ main(int argc, char **argv)
          "receive: depayload only (count frames without decoding; for load tests)", NULL},
         {"latency", 0, 0, G_OPTION_ARG_INT, &latency,
          "receive: jitterbuffer latency in ms (webrtcbin's default: 200)", "MS"},
+        {"drop-every", 0, 0, G_OPTION_ARG_INT, &drop_every,
+         "publish: drop every Nth RTP packet before sending it (a lossy link)", "N"},
         {"wait-go", 0, 0, G_OPTION_ARG_NONE, &wait_go,
          "make the offer, print \"ready\", then wait for \"URL TOKEN\" on stdin; times count "
          "from that line (for load tests: the peer's start-up is not the server's)", NULL},
@@ -539,6 +576,8 @@ main(int argc, char **argv)
     configure_ice(webrtc);
     if (publish && wait_go)
         for_each_feeding_pad(webrtc, add_drop_probe);
+    if (publish && drop_every > 0)
+        for_each_feeding_pad(webrtc, add_loss_probe);
     if (latency >= 0)
         g_object_set(webrtc, "latency", (guint)latency, NULL);
     soup = soup_session_new_with_options("timeout", 30, NULL);
