@@ -409,6 +409,44 @@ relay_attach(Relay *r)
     request_keyframe(r);
 }
 
+/* Sticky events on the send path.  webrtcbin's rtpfunnel (bundle: audio
+ * and video into one RTP session) re-sends the segment and the custom
+ * sticky events of its input each time the input changes, which with
+ * audio between video packets is most packets; each such event then walks
+ * the whole send path (rtpbin, rtpsession, dtlssrtpenc, srtpenc, the
+ * funnels, nicesink: about 10 pads, each event function forwarding it
+ * through an iterator of internal links): 18 % of the worker's
+ * instructions (callgrind, docs/benchmarks.md).  A pad stores a sticky
+ * event it already holds without sending it on again, so:
+ *
+ * - every relay pad carries the same segment event (all are the same
+ *   default TIME segment anyway), so the one the funnel re-sends is the one
+ *   its source pad already holds;
+ * - webrtcbin's GstWebRtcBinUpdateTos event (one per transceiver, carrying
+ *   its mid) ends at the webrtcbin sink pad.  Its only reader sets the DSCP
+ *   of a sender with a non-default priority, and our senders have none. */
+static GstEvent *
+relay_segment(void)
+{
+    static GstEvent *ev;
+    if (g_once_init_enter(&ev)) {
+        GstSegment seg;
+        gst_segment_init(&seg, GST_FORMAT_TIME);
+        g_once_init_leave(&ev, gst_event_new_segment(&seg));
+    }
+    return gst_event_ref(ev);
+}
+
+static GstPadProbeReturn
+drop_tos_event(GstPad *pad, GstPadProbeInfo *info, gpointer data)
+{
+    GstEvent *ev = GST_PAD_PROBE_INFO_EVENT(info);
+    return GST_EVENT_TYPE(ev) == GST_EVENT_CUSTOM_DOWNSTREAM_STICKY &&
+                   gst_event_has_name(ev, "GstWebRtcBinUpdateTos")
+               ? GST_PAD_PROBE_DROP
+               : GST_PAD_PROBE_OK;
+}
+
 static Relay *
 relay_new(MediaRoom *room, Session *sub, int kind, const OfferTrack *t)
 {
@@ -426,6 +464,7 @@ relay_new(MediaRoom *room, Session *sub, int kind, const OfferTrack *t)
      * inactive transceiver instead. */
     g_autofree char *pad_name = g_strdup_printf("sink_%u", t->mline);
     r->sink_pad = gst_element_request_pad(sub->webrtc, templ, pad_name, caps);
+    gst_pad_add_probe(r->sink_pad, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, drop_tos_event, NULL, NULL);
     GstWebRTCRTPTransceiver *trans = NULL;
     g_object_get(r->sink_pad, "transceiver", &trans, NULL);
     g_object_set(trans, "direction", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY,
@@ -444,9 +483,7 @@ relay_new(MediaRoom *room, Session *sub, int kind, const OfferTrack *t)
     g_autofree char *stream_id = g_strdup_printf("%s-%s", sub->id, src_name);
     gst_pad_push_event(r->src, gst_event_new_stream_start(stream_id));
     gst_pad_push_event(r->src, gst_event_new_caps(caps));
-    GstSegment seg;
-    gst_segment_init(&seg, GST_FORMAT_TIME);
-    gst_pad_push_event(r->src, gst_event_new_segment(&seg));
+    gst_pad_push_event(r->src, relay_segment());
     return r;
 }
 

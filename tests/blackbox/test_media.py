@@ -2,7 +2,10 @@
 """Media: WHIP/WHEP against the real consultd and its real media worker, with
 real webrtcbin peers (tests/media/webrtc-peer.c) on loopback."""
 import os
+import re
+import shutil
 import signal
+import tempfile
 import time
 
 from harness import SSE, Server, run, test, wait_for
@@ -77,6 +80,31 @@ def a_lossy_publisher_link_is_counted():
     # second, which is read once a second.
     assert got > 300 and 20 <= lost <= got // 5, (lost, got)
     s.post(f"/api/consultations/{cid}/end", token=tt)
+
+
+@test
+def the_send_path_gets_no_sticky_events_per_packet():
+    # webrtcbin's rtpfunnel re-sends its input's segment and custom sticky
+    # events whenever it switches between audio and video; unless the relay
+    # pads share one segment event and webrtcbin's ToS event stops at its
+    # sink pad, each of those walks the whole send path down to nicesink,
+    # most packets (about 1000 segments at the nicesinks in this test, a
+    # third of the worker's instructions; room.c, relay_segment()).
+    log = os.path.join(tempfile.mkdtemp(prefix="consultd-gst-"), "gst.log")
+    s = media_server(env={"GST_DEBUG": "GST_EVENT:5", "GST_DEBUG_FILE": log, "GST_DEBUG_NO_COLOR": "1"})
+    cid, tt, st = live_consultation(s)
+    ps = [peer(s, "whip", cid, tt, "publish", 10), peer(s, "whip", cid, st, "publish", 10),
+          peer(s, "whep", cid, st, "receive", 7, 20), peer(s, "whep", cid, tt, "receive", 7, 20)]
+    for p in ps:
+        rc, res, err = result(p)
+        assert rc == 0 and res["status"] == 201, (res, err[-1500:])
+    sent = metric(s, "consultd_media_packets_out_total")
+    s.post(f"/api/consultations/{cid}/end", token=tt)
+    s.stop()
+    with open(log, errors="replace") as f:
+        at_nicesink = sum(1 for line in f if re.search(r"<nicesink\d+:sink> have event type (segment|custom-downstream-sticky)", line))
+    shutil.rmtree(os.path.dirname(log), ignore_errors=True)
+    assert sent > 300 and 0 < at_nicesink <= 60, (at_nicesink, sent)
 
 
 @test
