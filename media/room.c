@@ -794,9 +794,8 @@ no_storage(GstElement *rtpbin, GstElement *storage, guint session, gpointer data
  * decoder.  Blocking webrtcbin's handlers of those rtpbin signals leaves
  * rtpbin's default (no element); the storage keeps nothing.  Four elements
  * and a copy into the storage fewer per packet: about 10 % of the worker's
- * CPU (docs/benchmarks.md).  get-stats keeps working (the test of this
- * asks for it).  If this code ever negotiates RTX or FEC, this has to
- * go. */
+ * CPU (docs/benchmarks.md).  If this code ever negotiates RTX or FEC,
+ * this has to go. */
 static void
 trim_rtpbin(GstElement *webrtc, gboolean publish)
 {
