@@ -84,11 +84,11 @@ class Reader:
 
 
 def run_n(n, seconds, decode, warm=3, record=True, live=False, stagger=0.0, latency=None,
-          warm_peers=False, join_wait=60):
+          warm_peers=False, join_wait=60, server_args=()):
     s = Server("--media-ice-loopback", "--max-live", "1000", "--max-pending", "1000",
                "--record=" + ("true" if record else "false"),
                "--request-rate-per-min", "100000", "--login-ip-per-min", "100000",
-               "--log-level", "warning")
+               "--log-level", "warning", *server_args)
     admin = s.login("admin")
     pairs = []
     for i in range(n):
@@ -278,6 +278,8 @@ def main():
                     help="start every peer and make its offer before its consultation is "
                          "requested (as a browser page has its peer connection ready): joins "
                          "then measure the server and the network, not the generator's start-up")
+    ap.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                    help="one more consultd option, e.g. --server-arg=--media-workers=2 (repeatable)")
     ap.add_argument("--out")
     a = ap.parse_args()
     subprocess.run([os.path.join(ROOT, "bench", "make-media.sh"), CLIP], check=True)
@@ -287,7 +289,7 @@ def main():
         n = ns.pop(0)
         r = run_n(n, a.seconds, a.decode, warm=2 if a.smoke else 3, record=not a.no_record,
                   live=a.live_publishers, stagger=a.stagger, latency=a.receiver_latency,
-                  warm_peers=a.warm_peers)
+                  warm_peers=a.warm_peers, server_args=a.server_arg)
         r["record"] = not a.no_record
         print(json.dumps(r), flush=True)
         results.append(r)
