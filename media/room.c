@@ -129,6 +129,7 @@ struct Session {
     gint64 started_at;
     Relay *relay[MEDIA_N_KINDS];
     guint64 lost;         /* publisher: latest inbound packets-lost (atomic) */
+    guint ticks;          /* publisher: media_room_tick() calls since answered */
 };
 
 struct MediaRoom {
@@ -848,6 +849,71 @@ configure_ice(MediaRoom *room, GstElement *webrtc)
         g_object_set(webrtc, "stun-server", room->ice.stun, NULL);
 }
 
+static gboolean
+add_session_lost(const GValue *item, gpointer data)
+{
+    GstElement *e = g_value_get_object(item);
+    if (strcmp(G_OBJECT_TYPE_NAME(e), "GstRtpSession"))
+        return TRUE;
+    GstStructure *st = NULL;
+    g_object_get(e, "stats", &st, NULL);
+    const GValue *v = st ? gst_structure_get_value(st, "source-stats") : NULL;
+    G_GNUC_BEGIN_IGNORE_DEPRECATIONS
+    GValueArray *srcs = v && G_VALUE_TYPE(v) == g_value_array_get_type() ? g_value_get_boxed(v) : NULL;
+    guint n = srcs ? srcs->n_values : 0;
+    const GValue *vals = srcs ? srcs->values : NULL;
+    G_GNUC_END_IGNORE_DEPRECATIONS
+    for (guint i = 0; i < n; i++) {
+        const GValue *sv = &vals[i];
+        const GstStructure *src = GST_VALUE_HOLDS_STRUCTURE(sv) ? gst_value_get_structure(sv) : NULL;
+        gboolean internal = TRUE;
+        gint lost = 0;
+        if (src && gst_structure_get_boolean(src, "internal", &internal) && !internal &&
+            gst_structure_get_int(src, "packets-lost", &lost))
+            *(guint64 *)data += (guint64)MAX(lost, 0);
+    }
+    if (st)
+        gst_structure_free(st);
+    return TRUE;
+}
+
+/* Packets lost between a publisher and us, from the counters of the
+ * rtpsessions in its webrtcbin's rtpbin (the number webrtcbin's get-stats
+ * reports as inbound packets-lost).  Not from get-stats itself: it names
+ * each of its structures after an SSRC or an ICE candidate, and GStreamer
+ * keeps every structure name as a quark for the life of the process, so
+ * asking every second grew the worker by about 1 KB per consultation,
+ * for good (bench/leak.py, docs/benchmarks.md). */
+static guint64
+publisher_lost(GstElement *webrtc)
+{
+    guint64 lost = 0;
+    GstElement *rtpbin = gst_bin_get_by_name(GST_BIN(webrtc), "rtpbin");
+    if (!rtpbin)
+        return 0;
+    GstIterator *it = gst_bin_iterate_elements(GST_BIN(rtpbin));
+    GValue item = G_VALUE_INIT;
+    gboolean done = FALSE;
+    while (!done) {
+        switch (gst_iterator_next(it, &item)) {
+        case GST_ITERATOR_OK:
+            add_session_lost(&item, &lost);
+            g_value_reset(&item);
+            break;
+        case GST_ITERATOR_RESYNC:
+            lost = 0;
+            gst_iterator_resync(it);
+            break;
+        default:
+            done = TRUE;
+        }
+    }
+    g_value_unset(&item);
+    gst_iterator_free(it);
+    gst_object_unref(rtpbin);
+    return lost;
+}
+
 static void
 session_stop(Session *s)
 {
@@ -855,6 +921,8 @@ session_stop(Session *s)
     if (s->closed)
         return;
     s->closed = TRUE;
+    if (s->publish && s->answered) /* the last second's losses too */
+        __atomic_store_n(&s->lost, publisher_lost(s->webrtc), __ATOMIC_RELAXED);
     __atomic_fetch_add(&packets_lost_closed, __atomic_load_n(&s->lost, __ATOMIC_RELAXED),
                        __ATOMIC_RELAXED);
     for (int k = 0; k < MEDIA_N_KINDS; k++)
@@ -981,71 +1049,6 @@ media_room_session_count(MediaRoom *room)
     return g_hash_table_size(room->sessions);
 }
 
-static gboolean
-add_session_lost(const GValue *item, gpointer data)
-{
-    GstElement *e = g_value_get_object(item);
-    if (strcmp(G_OBJECT_TYPE_NAME(e), "GstRtpSession"))
-        return TRUE;
-    GstStructure *st = NULL;
-    g_object_get(e, "stats", &st, NULL);
-    const GValue *v = st ? gst_structure_get_value(st, "source-stats") : NULL;
-    G_GNUC_BEGIN_IGNORE_DEPRECATIONS
-    GValueArray *srcs = v && G_VALUE_TYPE(v) == g_value_array_get_type() ? g_value_get_boxed(v) : NULL;
-    guint n = srcs ? srcs->n_values : 0;
-    const GValue *vals = srcs ? srcs->values : NULL;
-    G_GNUC_END_IGNORE_DEPRECATIONS
-    for (guint i = 0; i < n; i++) {
-        const GValue *sv = &vals[i];
-        const GstStructure *src = GST_VALUE_HOLDS_STRUCTURE(sv) ? gst_value_get_structure(sv) : NULL;
-        gboolean internal = TRUE;
-        gint lost = 0;
-        if (src && gst_structure_get_boolean(src, "internal", &internal) && !internal &&
-            gst_structure_get_int(src, "packets-lost", &lost))
-            *(guint64 *)data += (guint64)MAX(lost, 0);
-    }
-    if (st)
-        gst_structure_free(st);
-    return TRUE;
-}
-
-/* Packets lost between a publisher and us, from the counters of the
- * rtpsessions in its webrtcbin's rtpbin (the number webrtcbin's get-stats
- * reports as inbound packets-lost).  Not from get-stats itself: it names
- * each of its structures after an SSRC or an ICE candidate, and GStreamer
- * keeps every structure name as a quark for the life of the process, so
- * asking every second grew the worker by about 1 KB per consultation,
- * for good (bench/leak.py, docs/benchmarks.md). */
-static guint64
-publisher_lost(GstElement *webrtc)
-{
-    guint64 lost = 0;
-    GstElement *rtpbin = gst_bin_get_by_name(GST_BIN(webrtc), "rtpbin");
-    if (!rtpbin)
-        return 0;
-    GstIterator *it = gst_bin_iterate_elements(GST_BIN(rtpbin));
-    GValue item = G_VALUE_INIT;
-    gboolean done = FALSE;
-    while (!done) {
-        switch (gst_iterator_next(it, &item)) {
-        case GST_ITERATOR_OK:
-            add_session_lost(&item, &lost);
-            g_value_reset(&item);
-            break;
-        case GST_ITERATOR_RESYNC:
-            lost = 0;
-            gst_iterator_resync(it);
-            break;
-        default:
-            done = TRUE;
-        }
-    }
-    g_value_unset(&item);
-    gst_iterator_free(it);
-    gst_object_unref(rtpbin);
-    return lost;
-}
-
 void
 media_room_tick(MediaRoom *room)
 {
@@ -1058,7 +1061,9 @@ media_room_tick(MediaRoom *room)
     while (g_hash_table_iter_next(&it, NULL, (gpointer *)&s)) {
         if (!s->publish || s->closed)
             continue;
-        if (s->answered)
+        /* A reading costs about as much as relaying a packet (200 k
+         * instructions): every 5 s, and once more when the session ends. */
+        if (s->answered && s->ticks++ % 5 == 4)
             __atomic_store_n(&s->lost, publisher_lost(s->webrtc), __ATOMIC_RELAXED);
         gint n = g_atomic_int_get(&s->packets);
         if (n != s->last_packets) {
