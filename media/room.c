@@ -849,12 +849,12 @@ configure_ice(MediaRoom *room, GstElement *webrtc)
         g_object_set(webrtc, "stun-server", room->ice.stun, NULL);
 }
 
-static gboolean
-add_session_lost(const GValue *item, gpointer data)
+static void
+add_session_lost(const GValue *item, guint64 *lost)
 {
     GstElement *e = g_value_get_object(item);
     if (strcmp(G_OBJECT_TYPE_NAME(e), "GstRtpSession"))
-        return TRUE;
+        return;
     GstStructure *st = NULL;
     g_object_get(e, "stats", &st, NULL);
     const GValue *v = st ? gst_structure_get_value(st, "source-stats") : NULL;
@@ -867,14 +867,13 @@ add_session_lost(const GValue *item, gpointer data)
         const GValue *sv = &vals[i];
         const GstStructure *src = GST_VALUE_HOLDS_STRUCTURE(sv) ? gst_value_get_structure(sv) : NULL;
         gboolean internal = TRUE;
-        gint lost = 0;
+        gint n_lost = 0;
         if (src && gst_structure_get_boolean(src, "internal", &internal) && !internal &&
-            gst_structure_get_int(src, "packets-lost", &lost))
-            *(guint64 *)data += (guint64)MAX(lost, 0);
+            gst_structure_get_int(src, "packets-lost", &n_lost))
+            *lost += (guint64)MAX(n_lost, 0);
     }
     if (st)
         gst_structure_free(st);
-    return TRUE;
 }
 
 /* Packets lost between a publisher and us, from the counters of the
@@ -921,7 +920,7 @@ session_stop(Session *s)
     if (s->closed)
         return;
     s->closed = TRUE;
-    if (s->publish && s->answered) /* the last second's losses too */
+    if (s->publish && s->answered) /* what was lost since the last reading too */
         __atomic_store_n(&s->lost, publisher_lost(s->webrtc), __ATOMIC_RELAXED);
     __atomic_fetch_add(&packets_lost_closed, __atomic_load_n(&s->lost, __ATOMIC_RELAXED),
                        __ATOMIC_RELAXED);
