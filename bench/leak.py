@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """What the server keeps per consultation, by allocation: consultd and its
 media worker run under valgrind's memcheck while consultations (relay and
-both recordings, one at a time) start and end; after round --first and after
-the last round each process is asked through vgdb for its heap ("leak_check
-full reachable increased"), and the growth between the two is printed per
-process with the allocation sites that grew.  RSS (bench/soak.py) cannot
-tell a leak from an allocator settling; this can.
+both recordings, one at a time) start and end; after round --first, halfway
+and after the last round each process is asked through vgdb for its heap
+("leak_check full reachable increased").  An allocation site counts with
+the smaller of its growths over the two halves: what is kept per
+consultation grows in both, what is allocated once in one only.  Printed
+per process, with the sites.  RSS (bench/soak.py) cannot tell a leak from
+an allocator settling; this can.
 
   bench/leak.py --rounds 10          (needs valgrind; about 5 minutes)
 
@@ -88,8 +90,8 @@ def main():
                     help="fail when either process grows by more than this per consultation, "
                          "known growth (gnutls, SQLite's cache) aside; 0: only report")
     a = ap.parse_args()
-    if a.rounds <= a.first:
-        ap.error("--rounds must be larger than --first")
+    if a.rounds < a.first + 2 or (a.rounds - a.first) % 2:
+        ap.error("--rounds must exceed --first by an even number (two halves)")
     if not shutil.which("valgrind") or not shutil.which("vgdb"):
         sys.exit("bench/leak.py needs valgrind (apt-get install valgrind)")
     tmp = tempfile.mkdtemp(prefix="consultd-leak-")
@@ -119,7 +121,16 @@ def main():
                "--presence-grace", "86400", "--compose=false")
     admin, tt, st = s.login("admin"), s.login("teacher1"), s.login("student1")
     s.request("PUT", "/api/teachers/2/presence", {"status": "online"}, token=tt)
-    result = {"rounds": a.rounds, "baseline_after_round": a.first, "processes": {}}
+    # Three heap snapshots: after round --first, halfway, and after the last
+    # round.  What a process keeps per consultation grows in both halves; what
+    # it allocates once (a pool thread's TLS, a GSlice magazine, a library's
+    # per-thread state) shows up in one half only.  So each allocation site
+    # counts with the smaller of its two growths, and what was freed
+    # meanwhile cannot hide anything either.
+    mid = a.first + (a.rounds - a.first) // 2
+    half = mid - a.first
+    result = {"rounds": a.rounds, "snapshots_after_rounds": [a.first, mid, a.rounds], "processes": {}}
+    halves = {"main": [], "worker": []}
     for r in range(1, a.rounds + 1):
         cid, _, ps = one(s, 2, tt, st, a.seconds)
         for p in ps:
@@ -127,25 +138,30 @@ def main():
         assert s.post(f"/api/consultations/{cid}/end", token=tt).status == 200
         wait_for(lambda: metric(s, "consultd_media_rooms") == 0, 120, what="room torn down")
         time.sleep(2)  # the recordings are finalized
-        if r in (a.first, a.rounds):
+        if r in (a.first, mid, a.rounds):
             pids = server_pids(s, admin)
             for name, pid in zip(("main", "worker"), pids):
                 kinds, sites = growth(snapshot(pid))
-                if r == a.rounds:
-                    n = a.rounds - a.first
-                    # What grew, site by site: what was freed meanwhile
-                    # (the net figure, by_kind) cannot hide a leak here.
-                    total = sum(x["bytes"] for x in sites)
-                    mark, what = KNOWN[name]
-                    known = sum(x["bytes"] for x in sites if any(mark in f for f in x["stack"]))
-                    result["processes"][name] = {
-                        "grew_bytes": total, "per_consultation_bytes": round(total / n),
-                        "known_bytes": known, "known": what,
-                        "other_per_consultation_bytes": round((total - known) / n),
-                        "by_kind": kinds,
-                        "sites_that_grew": [{"bytes": x["bytes"], "blocks": x["blocks"],
-                                             "where": where(x["stack"])} for x in sites[:a.top]]}
+                if r != a.first:
+                    halves[name].append(sites)
         print(json.dumps({"round": r}), flush=True)
+    for name, (first_half, second_half) in halves.items():
+        by_stack = [{}, {}]
+        for i, sites in enumerate((first_half, second_half)):
+            for x in sites:
+                by_stack[i][tuple(x["stack"])] = by_stack[i].get(tuple(x["stack"]), 0) + x["bytes"]
+        steady = {k: min(v, by_stack[1].get(k, 0)) for k, v in by_stack[0].items()}
+        steady = {k: v for k, v in steady.items() if v > 0}
+        mark, what = KNOWN[name]
+        known = sum(v for k, v in steady.items() if any(mark in f for f in k))
+        total = sum(steady.values())
+        result["processes"][name] = {
+            "grew_bytes_per_half": [sum(by_stack[0].values()), sum(by_stack[1].values())],
+            "steady_per_consultation_bytes": round(total / half),
+            "known_per_consultation_bytes": round(known / half), "known": what,
+            "other_per_consultation_bytes": round((total - known) / half),
+            "steady_sites": [{"bytes_per_half": v, "where": where(list(k))}
+                             for k, v in sorted(steady.items(), key=lambda kv: -kv[1])[:a.top]]}
     result["packets_relayed"] = metric(s, "consultd_media_packets_out_total")
     s.stop()
     print(json.dumps(result, indent=1))
