@@ -25,9 +25,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUMMARY = re.compile(r"(definitely lost|indirectly lost|possibly lost|still reachable): "
-                     r"([\d,]+) \(([+-][\d,]+)\) bytes in ([\d,]+) \(([+-][\d,]+)\) blocks")
-RECORD = re.compile(r"^==\d+== ([\d,]+) \(\+([\d,]+)\) bytes in [\d,]+ \(\+([\d,]+)\) blocks are")
+RECORD = re.compile(r"^==\d+== [\d,]+ \(\+([\d,]+)\) bytes in [\d,]+ \(\+[\d,]+\) blocks are")
 FRAME = re.compile(r"^==\d+==    (?:at|by) 0x[0-9A-F]+: (.*)$")
 ALLOCATORS = ("malloc", "calloc", "realloc", "g_malloc", "g_malloc0", "g_realloc", "g_slice",
               "g_try_malloc", "???")
@@ -44,10 +42,8 @@ def snapshot(pid):
 
 
 def growth(text):
-    """The summary's increases, and every allocation site that grew with its
-    whole stack (function names, innermost first)."""
-    kinds = {m.group(1): {"bytes": num(m.group(3)), "blocks": num(m.group(5))}
-             for m in SUMMARY.finditer(text)}
+    """Every allocation site that grew, with its whole stack (function
+    names, innermost first)."""
     sites, lines = [], text.splitlines()
     for i, line in enumerate(lines):
         m = RECORD.match(line)
@@ -59,9 +55,8 @@ def growth(text):
             if not fm:
                 break
             frames.append(fm.group(1).split(" (")[0])
-        sites.append({"bytes": num(m.group(2)), "blocks": num(m.group(3)), "stack": frames})
-    sites.sort(key=lambda s: -s["bytes"])
-    return kinds, sites
+        sites.append({"bytes": num(m.group(1)), "stack": frames})
+    return sites
 
 
 def where(stack):
@@ -141,7 +136,7 @@ def main():
         if r in (a.first, mid, a.rounds):
             pids = server_pids(s, admin)
             for name, pid in zip(("main", "worker"), pids):
-                kinds, sites = growth(snapshot(pid))
+                sites = growth(snapshot(pid))
                 if r != a.first:
                     halves[name].append(sites)
         print(json.dumps({"round": r}), flush=True)

@@ -107,7 +107,7 @@ def run_n(n, seconds, decode, warm=3, record=True, live=False, stagger=0.0, late
     # --seconds is only a bound in case this script dies.
     left = int(n * stagger + join_wait + warm + seconds + 60)
 
-    def peer_args(mode, left):
+    def peer_args(mode):
         if mode == "publish":
             src = [] if live else ["--file", CLIP]  # live: the peer encodes, so it answers PLIs
             return [PEER, "--mode", "publish", "--seconds", str(left)] + src
@@ -128,7 +128,7 @@ def run_n(n, seconds, decode, warm=3, record=True, live=False, stagger=0.0, late
         for i in range(n):
             four = []
             for mode in ("publish", "receive", "publish", "receive"):
-                four.append(subprocess.Popen(peer_args(mode, left) + ["--wait-go"], stdin=subprocess.PIPE,
+                four.append(subprocess.Popen(peer_args(mode) + ["--wait-go"], stdin=subprocess.PIPE,
                                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
             ready.append(four)
         for four in ready:
@@ -151,7 +151,7 @@ def run_n(n, seconds, decode, warm=3, record=True, live=False, stagger=0.0, late
                     start = time.time()
                 else:
                     start = time.time()
-                    pr = subprocess.Popen(peer_args(mode, left) + ["--url", url, "--token", tok],
+                    pr = subprocess.Popen(peer_args(mode) + ["--url", url, "--token", tok],
                                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
                 peers.append((kind, t0, pr, start, Reader(pr)))
     # The measuring window starts once every receiver has its first frame

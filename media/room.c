@@ -60,7 +60,8 @@ G_DEFINE_QUARK(media-error-quark, media_error)
 /* Process-wide counters, bumped on streaming threads. */
 static guint64 packets_in_total, packets_out_total, keyframe_requests_total;
 /* Packets lost on the way from publishers to us, as rtpsession counts them:
- * the sum over sessions that ended plus the latest reading of live ones. */
+ * the sum over sessions that ended plus the latest reading of live ones
+ * (main loop only). */
 static guint64 packets_lost_closed;
 
 guint64
@@ -128,7 +129,7 @@ struct Session {
     gint64 progress_at;   /* monotonic us of the last change of packets */
     gint64 started_at;
     Relay *relay[MEDIA_N_KINDS];
-    guint64 lost;         /* publisher: latest inbound packets-lost (atomic) */
+    guint64 lost;         /* publisher: latest inbound packets-lost */
     guint ticks;          /* publisher: media_room_tick() calls since answered */
 };
 
@@ -850,8 +851,9 @@ configure_ice(MediaRoom *room, GstElement *webrtc)
 }
 
 static void
-add_session_lost(const GValue *item, guint64 *lost)
+add_session_lost(const GValue *item, gpointer data)
 {
+    guint64 *lost = data;
     GstElement *e = g_value_get_object(item);
     if (strcmp(G_OBJECT_TYPE_NAME(e), "GstRtpSession"))
         return;
@@ -891,23 +893,10 @@ publisher_lost(GstElement *webrtc)
     if (!rtpbin)
         return 0;
     GstIterator *it = gst_bin_iterate_elements(GST_BIN(rtpbin));
-    GValue item = G_VALUE_INIT;
-    gboolean done = FALSE;
-    while (!done) {
-        switch (gst_iterator_next(it, &item)) {
-        case GST_ITERATOR_OK:
-            add_session_lost(&item, &lost);
-            g_value_reset(&item);
-            break;
-        case GST_ITERATOR_RESYNC:
-            lost = 0;
-            gst_iterator_resync(it);
-            break;
-        default:
-            done = TRUE;
-        }
+    while (gst_iterator_foreach(it, add_session_lost, &lost) == GST_ITERATOR_RESYNC) {
+        lost = 0;
+        gst_iterator_resync(it);
     }
-    g_value_unset(&item);
     gst_iterator_free(it);
     gst_object_unref(rtpbin);
     return lost;
@@ -921,9 +910,8 @@ session_stop(Session *s)
         return;
     s->closed = TRUE;
     if (s->publish && s->answered) /* what was lost since the last reading too */
-        __atomic_store_n(&s->lost, publisher_lost(s->webrtc), __ATOMIC_RELAXED);
-    __atomic_fetch_add(&packets_lost_closed, __atomic_load_n(&s->lost, __ATOMIC_RELAXED),
-                       __ATOMIC_RELAXED);
+        s->lost = publisher_lost(s->webrtc);
+    packets_lost_closed += s->lost;
     for (int k = 0; k < MEDIA_N_KINDS; k++)
         g_clear_pointer(&s->relay[k], relay_free);
     /* Handlers hold session refs; dropping them breaks the cycle with our
@@ -1063,7 +1051,7 @@ media_room_tick(MediaRoom *room)
         /* A reading costs about as much as relaying a packet (200 k
          * instructions): every 5 s, and once more when the session ends. */
         if (s->answered && s->ticks++ % 5 == 4)
-            __atomic_store_n(&s->lost, publisher_lost(s->webrtc), __ATOMIC_RELAXED);
+            s->lost = publisher_lost(s->webrtc);
         gint n = g_atomic_int_get(&s->packets);
         if (n != s->last_packets) {
             s->last_packets = n;
@@ -1182,7 +1170,7 @@ media_room_free(MediaRoom *room)
 guint64
 media_packets_lost(GHashTable *rooms)
 {
-    guint64 n = __atomic_load_n(&packets_lost_closed, __ATOMIC_RELAXED);
+    guint64 n = packets_lost_closed;
     GHashTableIter it, si;
     MediaRoom *room;
     Session *s;
@@ -1191,7 +1179,7 @@ media_packets_lost(GHashTable *rooms)
         g_hash_table_iter_init(&si, room->sessions);
         while (g_hash_table_iter_next(&si, NULL, (gpointer *)&s))
             if (!s->closed)
-                n += __atomic_load_n(&s->lost, __ATOMIC_RELAXED);
+                n += s->lost;
     }
     return n;
 }

@@ -88,8 +88,8 @@ def the_send_path_gets_no_sticky_events_per_packet():
     # events whenever it switches between audio and video; unless the relay
     # pads share one segment event and webrtcbin's ToS event stops at its
     # sink pad, each of those walks the whole send path down to nicesink,
-    # most packets (about 1000 segments at the nicesinks in this test, a
-    # third of the worker's instructions; room.c, relay_segment()).
+    # most packets (415-442 such events at the nicesinks in this test, 18 %
+    # of the worker's instructions; room.c, relay_segment()).
     log = os.path.join(tempfile.mkdtemp(prefix="consultd-gst-"), "gst.log")
     s = media_server(env={"GST_DEBUG": "GST_EVENT:5", "GST_DEBUG_FILE": log, "GST_DEBUG_NO_COLOR": "1"})
     cid, tt, st = live_consultation(s)
