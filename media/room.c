@@ -11,12 +11,14 @@
  * subscriber that joins first or later all meet at a fixed point.
  *
  * Relay: a buffer probe on each tee's sink pad (the publisher's streaming
- * thread, the one that received the packet: rtppass.h) copies every packet with the subscriber's
- * payload type and pushes it straight into the subscriber's webrtcbin
- * through a pad of our own (no parent, linked to the webrtcbin request
- * pad).  No appsink/appsrc pair, so no thread hop per packet: 4 threads
- * fewer per consultation and a fifth fewer context switches (measured; the
- * CPU time stayed the same, docs/benchmarks.md).
+ * thread; once connected, the nicesrc thread that received the packet:
+ * rtppass.h, trim.h) copies every packet with the subscriber's payload type
+ * and pushes it straight into the subscriber's webrtcbin through a pad of
+ * our own (no parent, linked to the webrtcbin request pad).  No
+ * appsink/appsrc pair, so no thread hop per packet: 4 threads fewer per
+ * consultation and a fifth fewer context switches (measured; the CPU time
+ * stayed the same, docs/benchmarks.md).  What webrtcbin itself puts on the
+ * path and only passes packets through goes too (trim.h).
  *
  * Isolation: the push's result is only logged.  Whatever fails on the
  * sending side (not-negotiated, a flushing webrtcbin) never reaches the tee,
@@ -45,7 +47,7 @@
 #include "room.h"
 
 #include "recorder.h"
-#include "rtppass.h"
+#include "trim.h"
 
 #define GST_USE_UNSTABLE_API
 #include <gst/gst.h>
@@ -104,6 +106,7 @@ typedef struct {
     gint connected;      /* the subscriber can take data (atomic) */
     GQueue pending;      /* packets kept until connected (under the fan-out lock) */
     gint failed;         /* a push failed (logged once; atomic) */
+    MediaTrimResult trim; /* of the send path (under the fan-out lock) */
 } Relay;
 
 #define RELAY_PENDING_MAX 128
@@ -125,6 +128,7 @@ struct Session {
     GstElement *webrtc;
     gboolean answered, joined, closed;
     gint packets;         /* publisher: RTP packets seen (atomic) */
+    gint queue_trimmed;   /* publisher: media_trim_receive_queue() called (atomic) */
     gint last_packets;
     gint64 progress_at;   /* monotonic us of the last change of packets */
     gint64 started_at;
@@ -334,6 +338,8 @@ fan_one(Fanout *f, GstBuffer *buf)
                 gst_buffer_unref(g_queue_pop_head(&r->pending));
             continue;
         }
+        if (r->trim == MEDIA_TRIM_LATER)
+            r->trim = media_trim_send_path(r->sink_pad);
         GstBuffer *early;
         while ((early = g_queue_pop_head(&r->pending)))
             relay_push(r, early);
@@ -760,64 +766,20 @@ connected_on_loop(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
-/* webrtcbin's thread: a subscriber's connection (ICE + DTLS) is up. */
+/* webrtcbin's thread: a connection (ICE + DTLS) is up.  A subscriber's
+ * relays may send; a publisher's packets may skip the receive queue. */
 static void
 on_connection_state(GstElement *webrtc, GParamSpec *ps, gpointer data)
 {
     Session *s = data;
     GstWebRTCPeerConnectionState st;
     g_object_get(webrtc, "connection-state", &st, NULL);
-    if (st == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED)
-        g_main_context_invoke(NULL, connected_on_loop, session_ref(s));
-}
-
-static GstElement *
-request_jitterbuffer(GstElement *rtpbin, guint session, gpointer data)
-{
-    return media_rtp_pass_new();
-}
-
-static void
-no_storage(GstElement *rtpbin, GstElement *storage, guint session, gpointer data)
-{
-    g_object_set(storage, "size-time", (guint64)0, NULL);
-}
-
-/* Takes out of webrtcbin's rtpbin what only passes packets through here.
- *
- * Publishers: no jitterbuffer; packets go to the tees in the thread that
- * received them (rtppass.h says why and what it saves).
- *
- * Everyone: our answers offer one payload type per track (track_caps()), so
- * RTX, RED and ULPFEC are never negotiated, yet webrtcbin 1.22 puts an
- * rtprtxsend on every sending session, an rtprtxreceive and an rtpreddec
- * on every receiving one, an rtpulpfecdec per received stream, and tells
- * rtpbin's rtpstorage to keep 100 ms of every received packet for that
- * decoder.  Blocking webrtcbin's handlers of those rtpbin signals leaves
- * rtpbin's default (no element); the storage keeps nothing.  Four elements
- * and a copy into the storage fewer per packet: about 10 % of the worker's
- * CPU (docs/benchmarks.md).  If this code ever negotiates RTX or FEC,
- * this has to go. */
-static void
-trim_rtpbin(GstElement *webrtc, gboolean publish)
-{
-    GstElement *rtpbin = gst_bin_get_by_name(GST_BIN(webrtc), "rtpbin");
-    if (!rtpbin) {
-        g_warning("webrtcbin has no child named rtpbin: keeping all its elements");
+    if (st != GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED)
         return;
-    }
-    if (publish)
-        g_signal_connect(rtpbin, "request-jitterbuffer", G_CALLBACK(request_jitterbuffer), NULL);
-    static const char *const unused[] = {"request-aux-sender", "request-aux-receiver",
-                                         "request-fec-decoder-full"};
-    for (guint i = 0; i < G_N_ELEMENTS(unused); i++) {
-        guint id = g_signal_lookup(unused[i], G_OBJECT_TYPE(rtpbin));
-        if (id && !g_signal_handlers_block_matched(rtpbin, G_SIGNAL_MATCH_ID | G_SIGNAL_MATCH_DATA,
-                                                   id, 0, NULL, NULL, webrtc))
-            g_warning("webrtcbin does not handle rtpbin's %s any more", unused[i]);
-    }
-    g_signal_connect_after(rtpbin, "new-storage", G_CALLBACK(no_storage), NULL);
-    gst_object_unref(rtpbin);
+    if (!s->publish)
+        g_main_context_invoke(NULL, connected_on_loop, session_ref(s));
+    else if (g_atomic_int_compare_and_exchange(&s->queue_trimmed, 0, 1))
+        media_trim_receive_queue(webrtc);
 }
 
 static void
@@ -965,17 +927,16 @@ media_room_offer(MediaRoom *room, guint32 req, const char *session, int role,
     g_object_set(s->webrtc, "bundle-policy", GST_WEBRTC_BUNDLE_POLICY_MAX_BUNDLE,
                  "latency", 50, NULL);
     configure_ice(room, s->webrtc);
-    trim_rtpbin(s->webrtc, publish);
+    media_trim_rtpbin(s->webrtc, publish);
     gst_bin_add(GST_BIN(room->pipe), s->webrtc);
     if (publish)
         g_signal_connect_data(s->webrtc, "pad-added", G_CALLBACK(on_pad_added),
                               session_ref(s), session_unref_closure, 0);
     g_signal_connect_data(s->webrtc, "notify::ice-gathering-state", G_CALLBACK(on_gathering),
                           session_ref(s), session_unref_closure, 0);
-    if (!publish)
-        g_signal_connect_data(s->webrtc, "notify::connection-state",
-                              G_CALLBACK(on_connection_state), session_ref(s),
-                              session_unref_closure, 0);
+    g_signal_connect_data(s->webrtc, "notify::connection-state",
+                          G_CALLBACK(on_connection_state), session_ref(s),
+                          session_unref_closure, 0);
     for (int k = 0; k < MEDIA_N_KINDS; k++) {
         if (!tracks[k].present)
             continue;

@@ -44,11 +44,12 @@ def both_directions_relay_real_media():
     assert metric(s, "consultd_media_keyframe_requests_total") >= 1
     lost, got = metric(s, "consultd_media_packets_lost_total"), metric(s, "consultd_media_packets_in_total")
     assert lost is not None and lost <= got // 100, (lost, got)  # loopback: next to nothing
-    # The worker takes webrtcbin's pass-through RTX/FEC elements out of each
-    # rtpbin (room.c, trim_rtpbin()); a webrtcbin that stops handling those
-    # signals is reported.
+    # The worker takes webrtcbin's pass-through elements out of the packet
+    # path (media/trim.c); a webrtcbin that is not built as it expects is
+    # reported, and this one is.
     log = s.logtext()
     assert "keeping all its elements" not in log and "handle rtpbin's" not in log, log[-2000:]
+    assert "trim:" not in log, log[-2000:]
     tt_end = s.post(f"/api/consultations/{cid}/end", token=tt)
     assert tt_end.status == 200
     wait_for(lambda: metric(s, "consultd_media_rooms") == 0, 20, what="room torn down")
@@ -105,6 +106,43 @@ def the_send_path_gets_no_sticky_events_per_packet():
         at_nicesink = sum(1 for line in f if re.search(r"<nicesink\d+:sink> have event type (segment|custom-downstream-sticky)", line))
     shutil.rmtree(os.path.dirname(log), ignore_errors=True)
     assert sent > 300 and 0 < at_nicesink <= 60, (at_nicesink, sent)
+
+
+@test
+def relayed_packets_skip_webrtcbins_pass_through_elements():
+    # Once a publisher is connected its packets go from nicesrc straight on
+    # into SRTP in nicesrc's thread, not through the receive bin's queue;
+    # once a subscriber is connected its packets go from webrtcbin's sink
+    # pad straight to the RTP funnel, not through clocksync and the idle
+    # FEC/RED encoders (media/trim.c).  Counted as chain calls into those
+    # elements' sink pads: without the trims, about one per packet.
+    log = os.path.join(tempfile.mkdtemp(prefix="consultd-gst-"), "gst.log")
+    s = media_server(env={"GST_DEBUG": "GST_SCHEDULING:5", "GST_DEBUG_FILE": log,
+                          "GST_DEBUG_NO_COLOR": "1"})
+    cid, tt, st = live_consultation(s)
+    ps = [peer(s, "whip", cid, tt, "publish", 10), peer(s, "whip", cid, st, "publish", 10),
+          peer(s, "whep", cid, st, "receive", 7, 20), peer(s, "whep", cid, tt, "receive", 7, 20)]
+    for p in ps:
+        rc, res, err = result(p)
+        assert rc == 0 and res["status"] == 201, (res, err[-1500:])
+        if p in ps[2:]:
+            assert res["video_frames"] >= 20 and res["audio_buffers"] >= 20, res
+    got = metric(s, "consultd_media_packets_in_total")
+    sent = metric(s, "consultd_media_packets_out_total")
+    s.post(f"/api/consultations/{cid}/end", token=tt)
+    s.stop()
+    chains = {"queue": 0, "clocksync": 0}
+    with open(log, errors="replace") as f:
+        for line in f:
+            m = re.search(r"<(queue|clocksync)\d+:sink> calling chainfunction", line)
+            if m:
+                chains[m.group(1)] += 1
+    shutil.rmtree(os.path.dirname(log), ignore_errors=True)
+    assert "trim:" not in s.logtext(), s.logtext()[-2000:]
+    # What is left: packets before a connection was up, and RTCP reaching
+    # the subscribers' receive queues.
+    assert got > 300 and sent > 300, (got, sent)
+    assert chains["queue"] <= got // 5 and chains["clocksync"] <= sent // 4, (chains, got, sent)
 
 
 @test

@@ -1,0 +1,38 @@
+/* trim.h - what webrtcbin puts on the packet path that only passes packets
+ * through here, and how it is taken out.
+ *
+ * webrtcbin 1.22 is built for any use: it stores received packets for FEC,
+ * runs every received packet through a queue (a thread hop), and sends
+ * every packet through a clocksync and a FEC/RED encoder bin.  A relay
+ * whose answers negotiate one payload type per track (room.c's
+ * track_caps()), no RTX, RED or FEC, needs none of it.  Each step here was
+ * measured (docs/benchmarks.md, "Levers tried").
+ *
+ * If this project ever negotiates RTX, RED or ULPFEC, media_trim_rtpbin()
+ * and media_trim_send_path() have to go.
+ */
+#pragma once
+
+#include <gst/gst.h>
+
+/* Before WEBRTC is in a pipeline: no RTX/RED/FEC elements in its rtpbin,
+ * no packet storage; publishers (PUBLISH) get no jitterbuffer (rtppass.h). */
+void media_trim_rtpbin(GstElement *webrtc, gboolean publish);
+
+/* Once a publisher's WEBRTC is connected (ICE and DTLS): packets go from
+ * nicesrc on into SRTP in nicesrc's thread, not through the receive bin's
+ * queue and its thread.  Any thread; the switch itself happens on the next
+ * received packet. */
+void media_trim_receive_queue(GstElement *webrtc);
+
+typedef enum {
+    MEDIA_TRIM_LATER, /* webrtcbin has not built the send path yet */
+    MEDIA_TRIM_DONE,
+    MEDIA_TRIM_NEVER  /* not the path this code knows: left as it is */
+} MediaTrimResult;
+
+/* SINK, a webrtcbin sink pad whose only data comes from the caller's
+ * thread: links it straight to the RTP funnel, past clocksync and the
+ * FEC/RED encoder bin.  Call from the thread that pushes into SINK, between
+ * two pushes, until it returns DONE or NEVER. */
+MediaTrimResult media_trim_send_path(GstPad *sink);
