@@ -81,7 +81,10 @@ media_trim_rtpbin(GstElement *webrtc, gboolean publish)
  *   while ICE is not connected: a dropped packet never reaches a blocking
  *   probe further down the list (gstpad.c).  The ICE transport's state is
  *   read in its own "notify::state" handler, which runs before the bin's
- *   (connected after);
+ *   (connected after).  With webrtcbin 1.22's agent settings (no consent
+ *   freshness, no keepalive checks) ICE leaves connected only at teardown,
+ *   so this is a guard for other versions and settings, not a path the
+ *   tests can reach;
  * - the queue, idle, is stopped on the main loop (one thread fewer). */
 typedef struct {
     GstElement *queue;
