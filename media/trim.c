@@ -2,9 +2,9 @@
  *
  * Everything here rewires webrtcbin 1.22's internals from outside, so
  * each function first checks that it finds the structure it expects and
- * otherwise leaves webrtcbin as it is (with a warning starting "trim:",
- * which the tests look for): a newer
- * webrtcbin then costs more CPU, never a broken consultation.
+ * otherwise leaves webrtcbin as it is, with a warning starting "trim:"
+ * (which the tests look for): a newer webrtcbin then costs more CPU, never
+ * a broken consultation.
  */
 #include "trim.h"
 
@@ -12,6 +12,80 @@
 
 #define GST_USE_UNSTABLE_API
 #include <gst/webrtc/webrtc.h>
+
+/* ------------------------------------------------------------ helpers */
+
+static gboolean
+is_factory(GstElement *e, const char *name)
+{
+    GstElementFactory *f = e ? gst_element_get_factory(e) : NULL;
+    return f && !g_strcmp0(GST_OBJECT_NAME(f), name);
+}
+
+/* Takes E (one sink pad, one source pad, both linked) out of its chain: its
+ * upstream peer is linked to its downstream peer.  Only while no data
+ * passes E, i.e. from the one thread that pushes into it, between two
+ * pushes.  FALSE, with the chain as it was, if that cannot be done. */
+static gboolean
+splice_out(GstElement *e)
+{
+    GstPad *sink = gst_element_get_static_pad(e, "sink");
+    GstPad *src = gst_element_get_static_pad(e, "src");
+    GstPad *up = sink ? gst_pad_get_peer(sink) : NULL;
+    GstPad *down = src ? gst_pad_get_peer(src) : NULL;
+    gboolean ok = FALSE;
+    if (up && down && gst_pad_unlink(up, sink)) {
+        gst_pad_unlink(src, down);
+        ok = gst_pad_link(up, down) == GST_PAD_LINK_OK;
+        if (!ok) {
+            gst_pad_link(src, down);
+            gst_pad_link(up, sink);
+        }
+    }
+    g_clear_object(&down);
+    g_clear_object(&up);
+    g_clear_object(&src);
+    g_clear_object(&sink);
+    return ok;
+}
+
+typedef struct {
+    const char *factory, *parent_factory, *parent_type;
+} ElementMatch;
+
+static gint
+element_mismatch(gconstpointer value, gconstpointer data)
+{
+    const ElementMatch *m = data;
+    GstElement *e = g_value_get_object(value);
+    GstObject *parent = gst_object_get_parent(GST_OBJECT(e));
+    gboolean yes = is_factory(e, m->factory) && parent && GST_IS_ELEMENT(parent) &&
+                   (m->parent_factory ? is_factory(GST_ELEMENT(parent), m->parent_factory)
+                                      : !g_strcmp0(G_OBJECT_TYPE_NAME(parent), m->parent_type));
+    if (parent)
+        gst_object_unref(parent);
+    return yes ? 0 : 1;
+}
+
+/* The first element in WEBRTC, at any depth, made by FACTORY whose parent
+ * is made by PARENT_FACTORY (or, if that is NULL, is of type PARENT_TYPE);
+ * a new ref or NULL. */
+static GstElement *
+find_element(GstElement *webrtc, const char *factory, const char *parent_factory,
+             const char *parent_type)
+{
+    ElementMatch m = {factory, parent_factory, parent_type};
+    GstIterator *it = gst_bin_iterate_recurse(GST_BIN(webrtc));
+    GValue v = G_VALUE_INIT;
+    GstElement *found = NULL;
+    /* find_custom starts again by itself when the bin changes meanwhile */
+    if (gst_iterator_find_custom(it, element_mismatch, &v, &m)) {
+        found = g_value_dup_object(&v);
+        g_value_unset(&v);
+    }
+    gst_iterator_free(it);
+    return found;
+}
 
 /* ------------------------------------------------------------ rtpbin */
 
@@ -42,7 +116,7 @@ media_trim_rtpbin(GstElement *webrtc, gboolean publish)
 {
     GstElement *rtpbin = gst_bin_get_by_name(GST_BIN(webrtc), "rtpbin");
     if (!rtpbin) {
-        g_warning("webrtcbin has no child named rtpbin: keeping all its elements");
+        g_warning("trim: webrtcbin has no child named rtpbin; keeping all its elements");
         return;
     }
     if (publish)
@@ -53,7 +127,7 @@ media_trim_rtpbin(GstElement *webrtc, gboolean publish)
         guint id = g_signal_lookup(unused[i], G_OBJECT_TYPE(rtpbin));
         if (id && !g_signal_handlers_block_matched(rtpbin, G_SIGNAL_MATCH_ID | G_SIGNAL_MATCH_DATA,
                                                    id, 0, NULL, NULL, webrtc))
-            g_warning("webrtcbin does not handle rtpbin's %s any more", unused[i]);
+            g_warning("trim: webrtcbin does not handle rtpbin's %s any more", unused[i]);
     }
     g_signal_connect_after(rtpbin, "new-storage", G_CALLBACK(no_storage), NULL);
     gst_object_unref(rtpbin);
@@ -63,9 +137,10 @@ media_trim_rtpbin(GstElement *webrtc, gboolean publish)
 
 /* webrtcbin's transport receive bin is
  *
- *   nicesrc -> capsfilter -> queue -> dtlssrtpdec
+ *   nicesrc -> capsfilter -> queue -> dtlssrtpdec -> ... rtpbin(rtpsession
+ *     -> rtpstorage -> rtpssrcdemux ...)
  *
- * and the queue's thread carries every received packet through SRTP,
+ * and the queue's thread carried every received packet through SRTP,
  * rtpbin, our relay and the subscriber's whole send path: one thread
  * hand-off (a futex wake and a context switch) per packet.  The queue is
  * there for the time before ICE connects: the bin then blocks the queue's
@@ -73,8 +148,11 @@ media_trim_rtpbin(GstElement *webrtc, gboolean publish)
  * also the thread that reads libnice's STUN for the stream.
  *
  * So the queue only goes once the connection is up, and from then on:
- * - capsfilter links straight to dtlssrtpdec (in nicesrc's thread, on the
- *   next packet, after what the queue still holds has gone through);
+ * - nicesrc links straight to dtlssrtpdec (in nicesrc's thread, on the next
+ *   packet, after what the queue still holds has gone through), past the
+ *   capsfilter too (nicesrc's caps were negotiated through it and stay);
+ *   rtpbin's rtpstorage, which keeps nothing here (media_trim_rtpbin()),
+ *   is spliced out at the same moment;
  * - if ICE leaves connected, the bin blocks the peer of dtlssrtpdec's sink,
  *   now nicesrc's own pad, which would stop STUN and so keep ICE from ever
  *   recovering.  A probe of ours, added before that block, drops packets
@@ -87,7 +165,7 @@ media_trim_rtpbin(GstElement *webrtc, gboolean publish)
  *   tests can reach;
  * - the queue, idle, is stopped on the main loop (one thread fewer). */
 typedef struct {
-    GstElement *queue;
+    GstElement *caps, *queue, *storage; /* storage may be NULL */
     gint ice_up;         /* atomic */
 } RecvTrim;
 
@@ -95,7 +173,10 @@ static void
 recv_trim_clear(gpointer data)
 {
     RecvTrim *t = data;
+    gst_object_unref(t->caps);
     gst_object_unref(t->queue);
+    if (t->storage)
+        gst_object_unref(t->storage);
 }
 
 static void
@@ -142,26 +223,35 @@ stop_queue(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
-/* nicesrc's thread, UP (capsfilter's source pad) blocked on a packet. */
+/* Waits (at most 50 ms) for QUEUE to hand on what it holds; whether it did. */
+static gboolean
+drained(GstElement *queue)
+{
+    guint level = 1;
+    for (int i = 0; i < 500 && level; i++) {
+        g_object_get(queue, "current-level-buffers", &level, NULL);
+        if (level)
+            g_usleep(100);
+    }
+    return level == 0;
+}
+
+/* nicesrc's thread, UP (nicesrc's source pad) blocked on a packet. */
 static GstPadProbeReturn
 relink_past_queue(GstPad *up, GstPadProbeInfo *info, gpointer data)
 {
     RecvTrim *t = data;
+    GstPad *csink = gst_element_get_static_pad(t->caps, "sink");
+    GstPad *csrc = gst_element_get_static_pad(t->caps, "src");
     GstPad *qsink = gst_element_get_static_pad(t->queue, "sink");
     GstPad *qsrc = gst_element_get_static_pad(t->queue, "src");
     GstPad *down = gst_pad_get_peer(qsrc);
-    if (!down || !g_atomic_int_get(&t->ice_up) || !gst_pad_unlink(up, qsink))
+    if (!down || !g_atomic_int_get(&t->ice_up) || !gst_pad_unlink(csrc, qsink))
         goto out;
     /* What the queue holds goes first, by its own thread (its output is not
      * blocked while ICE is up); a few packets at most. */
-    guint level = 1;
-    for (int i = 0; i < 500 && level; i++) {
-        g_object_get(t->queue, "current-level-buffers", &level, NULL);
-        if (level)
-            g_usleep(100);
-    }
-    if (level) {
-        gst_pad_link(up, qsink);
+    if (!drained(t->queue)) {
+        gst_pad_link(csrc, qsink);
         g_warning("trim: webrtcbin's receive queue did not drain; kept");
         goto out;
     }
@@ -170,12 +260,17 @@ relink_past_queue(GstPad *up, GstPadProbeInfo *info, gpointer data)
      * stream lock it held: no two threads in SRTP at once. */
     GST_PAD_STREAM_LOCK(down);
     GST_PAD_STREAM_UNLOCK(down);
+    gst_pad_unlink(up, csink);
     if (gst_pad_link(up, down) != GST_PAD_LINK_OK) {
+        gst_pad_link(up, csink);
         gst_pad_link(qsrc, down);
-        gst_pad_link(up, qsink);
+        gst_pad_link(csrc, qsink);
         g_warning("trim: could not link nicesrc to dtlssrtpdec; the receive queue kept");
         goto out;
     }
+    /* Nothing flows behind nicesrc now: rtpbin's storage can go too. */
+    if (t->storage && !splice_out(t->storage))
+        g_warning("trim: could not take rtpbin's rtpstorage out; kept");
     gst_pad_add_probe(up, GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST,
                       drop_while_ice_down, g_atomic_rc_box_acquire(t), recv_trim_release);
     g_main_context_invoke_full(NULL, G_PRIORITY_DEFAULT, stop_queue, g_atomic_rc_box_acquire(t),
@@ -185,6 +280,8 @@ out:
         gst_object_unref(down);
     gst_object_unref(qsink);
     gst_object_unref(qsrc);
+    gst_object_unref(csink);
+    gst_object_unref(csrc);
     return GST_PAD_PROBE_REMOVE;
 }
 
@@ -209,103 +306,94 @@ ice_transport(GstElement *webrtc)
     return ice;
 }
 
-static gboolean
-is_receive_queue(GstElement *e)
+/* The upstream neighbour of E (linked to its sink pad), a new ref, or NULL. */
+static GstElement *
+upstream_of(GstElement *e)
 {
-    GstElementFactory *f = gst_element_get_factory(e);
-    GstObject *parent = gst_object_get_parent(GST_OBJECT(e));
-    gboolean yes = f && parent && !g_strcmp0(GST_OBJECT_NAME(f), "queue") &&
-                   !g_strcmp0(G_OBJECT_TYPE_NAME(parent), "TransportReceiveBin");
-    if (parent)
-        gst_object_unref(parent);
-    return yes;
+    GstPad *sink = e ? gst_element_get_static_pad(e, "sink") : NULL;
+    GstPad *peer = sink ? gst_pad_get_peer(sink) : NULL;
+    GstElement *up = peer ? gst_pad_get_parent_element(peer) : NULL;
+    g_clear_object(&peer);
+    g_clear_object(&sink);
+    return up;
 }
 
 void
 media_trim_receive_queue(GstElement *webrtc)
 {
     GObject *ice = ice_transport(webrtc);
-    GstElement *queue = NULL;
-    GstIterator *it = gst_bin_iterate_recurse(GST_BIN(webrtc));
-    GValue v = G_VALUE_INIT;
-    while (!queue && gst_iterator_next(it, &v) == GST_ITERATOR_OK) {
-        GstElement *e = g_value_get_object(&v);
-        if (is_receive_queue(e))
-            queue = gst_object_ref(e);
-        g_value_reset(&v);
-    }
-    g_value_unset(&v);
-    gst_iterator_free(it);
-    GstPad *qsink = queue ? gst_element_get_static_pad(queue, "sink") : NULL;
-    GstPad *up = qsink ? gst_pad_get_peer(qsink) : NULL;
-    if (!ice || !up) {
+    GstElement *queue = find_element(webrtc, "queue", NULL, "TransportReceiveBin");
+    GstElement *caps = upstream_of(queue);
+    GstElement *src = upstream_of(caps);
+    GstPad *up = is_factory(src, "nicesrc") ? gst_element_get_static_pad(src, "src") : NULL;
+    if (!ice || !is_factory(caps, "capsfilter") || !up) {
         g_warning("trim: webrtcbin's receive bin is not nicesrc -> capsfilter -> queue -> "
                   "dtlssrtpdec; its queue kept");
     } else {
         RecvTrim *t = g_atomic_rc_box_new0(RecvTrim);
+        t->caps = gst_object_ref(caps);
         t->queue = gst_object_ref(queue);
+        t->storage = find_element(webrtc, "rtpstorage", "rtpbin", NULL);
         g_signal_connect_data(ice, "notify::state", G_CALLBACK(on_ice_state),
                               g_atomic_rc_box_acquire(t), recv_trim_release_closure, 0);
         g_atomic_int_set(&t->ice_up, ice_is_up(ice));
         gst_pad_add_probe(up, GST_PAD_PROBE_TYPE_BLOCK | GST_PAD_PROBE_TYPE_BUFFER,
                           relink_past_queue, t, recv_trim_release);
     }
-    if (up)
-        gst_object_unref(up);
-    if (qsink)
-        gst_object_unref(qsink);
-    if (queue)
-        gst_object_unref(queue);
+    g_clear_object(&up);
+    g_clear_object(&src);
+    g_clear_object(&caps);
+    g_clear_object(&queue);
     g_clear_object(&ice);
 }
 
 /* ------------------------------------------------------------ send path */
 
-/* webrtcbin's send path for each sink pad starts
+/* webrtcbin's send path for each sink pad is
  *
  *   sink_N (ghost) -> clocksync -> bin(rtpulpfecenc -> rtpredenc) -> rtpfunnel
+ *     -> rtpbin -> dtlssrtpenc(srtpenc -> clocksync -> funnel) -> nicesink
  *
- * clocksync (sync=true) makes one clock wait per packet, which returns at
- * once for relayed packets (they are already late); the encoders pass
- * packets through when no FEC or RED is negotiated (fec_is_idle()).  Together about 8 pad pushes per packet, 4 of them through
- * ghost pads.  Retargeting the ghost pad at the funnel's pad leaves them
- * unlinked and idle. */
-static gboolean
-is_factory(GstElement *e, const char *name)
-{
-    GstElementFactory *f = e ? gst_element_get_factory(e) : NULL;
-    return f && !g_strcmp0(GST_OBJECT_NAME(f), name);
-}
-
+ * The first clocksync (sync=true) makes one clock wait per packet, which
+ * returns at once for relayed packets (they are already late); the
+ * encoders pass packets through when no FEC or RED is negotiated
+ * (fec_is_idle()); dtlssrtpenc's clocksync has sync off.  Together about 8
+ * pad pushes per packet, 4 of them through ghost pads.  Retargeting the
+ * ghost pad at the funnel's pad and splicing out the second clocksync
+ * leaves them unlinked and idle. */
 /* Whether FEC, a bin of webrtcbin's, holds only encoders that pass packets
  * through: rtpulpfecenc without a FEC payload type (255), rtpredenc with
  * no redundant blocks (distance 0, allow-no-red-blocks false).  webrtcbin
  * sets those only when FEC or RED is negotiated. */
+static gint
+element_not_busy(gconstpointer value, gconstpointer data)
+{
+    GstElement *e = g_value_get_object(value);
+    guint n = 0;
+    gboolean allow = FALSE;
+    if (is_factory(e, "rtpulpfecenc")) {
+        g_object_get(e, "pt", &n, NULL);
+        return n == 255;
+    }
+    if (is_factory(e, "rtpredenc")) {
+        g_object_get(e, "distance", &n, "allow-no-red-blocks", &allow, NULL);
+        return n == 0 && !allow;
+    }
+    return 0; /* an element this code does not know */
+}
+
 static gboolean
 fec_is_idle(GstElement *fec)
 {
-    gboolean idle = GST_IS_BIN(fec);
-    GstIterator *it = idle ? gst_bin_iterate_elements(GST_BIN(fec)) : NULL;
+    if (!GST_IS_BIN(fec))
+        return FALSE;
+    GstIterator *it = gst_bin_iterate_elements(GST_BIN(fec));
     GValue v = G_VALUE_INIT;
-    while (it && idle && gst_iterator_next(it, &v) == GST_ITERATOR_OK) {
-        GstElement *e = g_value_get_object(&v);
-        guint n = 0;
-        gboolean allow = FALSE;
-        if (is_factory(e, "rtpulpfecenc")) {
-            g_object_get(e, "pt", &n, NULL);
-            idle = n == 255;
-        } else if (is_factory(e, "rtpredenc")) {
-            g_object_get(e, "distance", &n, "allow-no-red-blocks", &allow, NULL);
-            idle = n == 0 && !allow;
-        } else {
-            idle = FALSE;
-        }
-        g_value_reset(&v);
-    }
-    g_value_unset(&v);
-    if (it)
-        gst_iterator_free(it);
-    return idle;
+    gboolean busy = gst_iterator_find_custom(it, element_not_busy, &v, NULL);
+    if (busy)
+        g_value_unset(&v);
+    gst_iterator_free(it);
+    return !busy;
 }
 
 MediaTrimResult
@@ -336,6 +424,22 @@ media_trim_send_path(GstPad *sink)
         goto out;
     }
     res = MEDIA_TRIM_DONE;
+    /* Further down, dtlssrtpenc's clocksync, there to hold RTP to the clock
+     * only when its rtp-sync is set (webrtcbin does not set it).  One per
+     * transport: the second relay into this webrtcbin finds it gone. */
+    GstElement *webrtc = gst_pad_get_parent_element(sink);
+    GstElement *dtls_sync = webrtc ? find_element(webrtc, "clocksync", "dtlssrtpenc", NULL) : NULL;
+    gboolean syncs = TRUE;
+    if (dtls_sync)
+        g_object_get(dtls_sync, "sync", &syncs, NULL);
+    if (dtls_sync && !syncs && !splice_out(dtls_sync)) {
+        GstPad *p = gst_element_get_static_pad(dtls_sync, "src");
+        if (gst_pad_is_linked(p))
+            g_warning("trim: could not take dtlssrtpenc's clocksync out; kept");
+        gst_object_unref(p);
+    }
+    g_clear_object(&dtls_sync);
+    g_clear_object(&webrtc);
 out:
     g_clear_object(&funnel);
     g_clear_object(&fec_src);

@@ -2,8 +2,9 @@
  * through here, and how it is taken out.
  *
  * webrtcbin 1.22 is built for any use: it stores received packets for FEC,
- * runs every received packet through a queue (a thread hop), and sends
- * every packet through a clocksync and a FEC/RED encoder bin.  A relay
+ * runs every received packet through a capsfilter and a queue (a thread
+ * hop), and sends every packet through two clocksyncs and a FEC/RED
+ * encoder bin.  A relay
  * whose answers negotiate one payload type per track (room.c's
  * track_caps()), no RTX, RED or FEC, needs none of it.  Each step here was
  * measured (docs/benchmarks.md, "Levers tried").
@@ -21,8 +22,8 @@ void media_trim_rtpbin(GstElement *webrtc, gboolean publish);
 
 /* Once a publisher's WEBRTC is connected (ICE and DTLS): packets go from
  * nicesrc on into SRTP in nicesrc's thread, not through the receive bin's
- * queue and its thread.  Any thread; the switch itself happens on the next
- * received packet. */
+ * capsfilter, queue and its thread, nor rtpbin's storage.  Any thread; the
+ * switch itself happens on the next received packet. */
 void media_trim_receive_queue(GstElement *webrtc);
 
 typedef enum {
@@ -33,6 +34,6 @@ typedef enum {
 
 /* SINK, a webrtcbin sink pad whose only data comes from the caller's
  * thread: links it straight to the RTP funnel, past clocksync and the
- * FEC/RED encoder bin.  Call from the thread that pushes into SINK, between
+ * FEC/RED encoder bin, and splices dtlssrtpenc's clocksync out.  Call from the thread that pushes into SINK, between
  * two pushes, until it returns DONE or NEVER. */
 MediaTrimResult media_trim_send_path(GstPad *sink);
