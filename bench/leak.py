@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECORD = re.compile(r"^==\d+== [\d,]+ \(\+([\d,]+)\) bytes in [\d,]+ \(\+[\d,]+\) blocks are")
@@ -111,10 +112,6 @@ def main():
     tmp = tempfile.mkdtemp(prefix="consultd-leak-")
     main_bin = os.path.abspath(os.environ.get("CONSULTD_BIN", os.path.join(ROOT, "build", "consultd")))
     bins = {"main": main_bin, "worker": os.path.join(os.path.dirname(main_bin), "consultd-media")}
-    # GSlice off (every g_slice_alloc a malloc memcheck can follow, no
-    # magazines or slabs kept per thread) and freed memory cleared: GLib's
-    # own advice for running under valgrind.
-    env = "G_SLICE=always-malloc G_DEBUG=gc-friendly "
     for name in ("main", "worker"):
         # The worker binary also finalizes recordings (--finalize): those
         # short runs stay outside valgrind.
@@ -123,7 +120,7 @@ def main():
         path = os.path.join(tmp, name)
         with open(path, "w") as f:
             f.write("#!/bin/sh\n" + guard +
-                    f"{env}exec valgrind --tool=memcheck --vgdb=yes --leak-check=full --num-callers=30 "
+                    f"exec valgrind --tool=memcheck --vgdb=yes --leak-check=full --num-callers=30 "
                     f"--log-file={tmp}/{name}.%p.log {bins[name]} \"$@\"\n")
         os.chmod(path, 0o755)
     os.environ["CONSULTD_BIN"] = os.path.join(tmp, "main")
@@ -162,6 +159,7 @@ def main():
         # finalizer are inside what is checked.
         if r > a.first:
             assert states == ["ready", "ready"], f"round {r}: recordings {states}"
+        time.sleep(2)  # threads and buffers of the consultation wind down
         if r in (a.first, mid, a.rounds):
             pids = server_pids(s, admin)
             for name, pid in zip(("main", "worker"), pids):
@@ -184,7 +182,11 @@ def main():
             "known_per_consultation_bytes": round(known / half), "known": what,
             "other_per_consultation_bytes": round((total - known) / half),
             "steady_sites": [{"bytes_per_half": v, "where": where(list(k))}
-                             for k, v in sorted(steady.items(), key=lambda kv: -kv[1])[:a.top]]}
+                             for k, v in sorted(steady.items(), key=lambda kv: -kv[1])[:a.top]],
+            # Whole stacks of what is not known, so that a failure in CI's
+            # log says where without another run.
+            "other_stacks": [list(k) for k, v in sorted(steady.items(), key=lambda kv: -kv[1])
+                             if not is_known(k)][:3]}
     result["packets_relayed"] = metric(s, "consultd_media_packets_out_total")
     s.stop()
     print(json.dumps(result, indent=1))
