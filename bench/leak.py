@@ -176,17 +176,16 @@ def main():
         is_known, what = KNOWN[name]
         known = sum(v for k, v in steady.items() if is_known(k))
         total = sum(steady.values())
+        ranked = sorted(steady.items(), key=lambda kv: -kv[1])
         result["processes"][name] = {
             "grew_bytes_per_half": [sum(by_stack[0].values()), sum(by_stack[1].values())],
             "steady_per_consultation_bytes": round(total / half),
             "known_per_consultation_bytes": round(known / half), "known": what,
             "other_per_consultation_bytes": round((total - known) / half),
-            "steady_sites": [{"bytes_per_half": v, "where": where(list(k))}
-                             for k, v in sorted(steady.items(), key=lambda kv: -kv[1])[:a.top]],
+            "steady_sites": [{"bytes_per_half": v, "where": where(list(k))} for k, v in ranked[:a.top]],
             # Whole stacks of what is not known, so that a failure in CI's
             # log says where without another run.
-            "other_stacks": [list(k) for k, v in sorted(steady.items(), key=lambda kv: -kv[1])
-                             if not is_known(k)][:3]}
+            "other_stacks": [list(k) for k, _ in ranked if not is_known(k)][:3]}
     result["packets_relayed"] = metric(s, "consultd_media_packets_out_total")
     s.stop()
     print(json.dumps(result, indent=1))

@@ -415,8 +415,10 @@ media_trim_send_path(GstPad *sink)
                   "funnel; kept");
         goto out;
     }
-    if (!gst_pad_unlink(fec_src, funnel))
+    if (!gst_pad_unlink(fec_src, funnel)) {
+        g_warning("trim: could not unlink webrtcbin's FEC/RED bin from its funnel; send path kept");
         goto out;
+    }
     if (!gst_ghost_pad_set_target(GST_GHOST_PAD(sink), funnel)) {
         gst_ghost_pad_set_target(GST_GHOST_PAD(sink), target);
         gst_pad_link(fec_src, funnel);

@@ -4,9 +4,8 @@
  * webrtcbin 1.22 is built for any use: it stores received packets for FEC,
  * runs every received packet through a capsfilter and a queue (a thread
  * hop), and sends every packet through two clocksyncs and a FEC/RED
- * encoder bin.  A relay
- * whose answers negotiate one payload type per track (room.c's
- * track_caps()), no RTX, RED or FEC, needs none of it.  Each step here was
+ * encoder bin.  A relay whose answers negotiate one payload type per track
+ * (room.c's track_caps()), no RTX, RED or FEC, needs none of it.  Each step here was
  * measured (docs/benchmarks.md, "Levers tried").
  *
  * If this project ever negotiates RTX, RED or ULPFEC, media_trim_rtpbin()
@@ -34,6 +33,7 @@ typedef enum {
 
 /* SINK, a webrtcbin sink pad whose only data comes from the caller's
  * thread: links it straight to the RTP funnel, past clocksync and the
- * FEC/RED encoder bin, and splices dtlssrtpenc's clocksync out.  Call from the thread that pushes into SINK, between
- * two pushes, until it returns DONE or NEVER. */
+ * FEC/RED encoder bin, and splices dtlssrtpenc's clocksync out.  Call from
+ * the thread that pushes into SINK, between two pushes, until it returns
+ * DONE or NEVER. */
 MediaTrimResult media_trim_send_path(GstPad *sink);
