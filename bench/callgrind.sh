@@ -15,7 +15,7 @@ cat > "$out/worker" <<WRAP
 exec valgrind --tool=callgrind --callgrind-out-file=$out/callgrind.out.%p $PWD/build/consultd-media "\$@"
 WRAP
 chmod +x "$out/worker"
-CONSULTD_MEDIA_BIN="$out/worker" bench/run.py --n 1 --seconds $((secs + 25)) > "$out/run.json" 2>&1 &
+CONSULTD_MEDIA_BIN="$out/worker" bench/run.py --n 1 --settle 45 --seconds $((secs + 25)) > "$out/run.json" 2>&1 &
 run=$!
 # Under valgrind the worker starts slowly and joins take seconds: wait for
 # the run's warm-up and some more before counting.
@@ -26,7 +26,7 @@ for i in $(seq 1 60); do
     sleep 1
 done
 [ -n "$pid" ] || { echo "no worker under callgrind" >&2; kill "$run"; exit 1; }
-sleep 25
+sleep 70
 callgrind_control -z "$pid" > /dev/null
 sleep "$secs"
 callgrind_control -d "$pid" > /dev/null

@@ -84,11 +84,14 @@ class Reader:
 
 
 def run_n(n, seconds, decode, warm=3, record=True, live=False, stagger=0.0, latency=None,
-          warm_peers=False, join_wait=60, server_args=()):
+          warm_peers=False, join_wait=60, server_args=(), settle=0.0):
     s = Server("--media-ice-loopback", "--max-live", "1000", "--max-pending", "1000",
                "--record=" + ("true" if record else "false"),
                "--request-rate-per-min", "100000", "--login-ip-per-min", "100000",
                "--log-level", "warning", *server_args)
+    # --settle: a worker under valgrind takes longer than the server's 20 s
+    # offer timeout to load GStreamer and make its DTLS certificate.
+    time.sleep(settle)
     admin = s.login("admin")
     pairs = []
     for i in range(n):
@@ -280,6 +283,9 @@ def main():
                          "then measure the server and the network, not the generator's start-up")
     ap.add_argument("--server-arg", action="append", default=[], metavar="ARG",
                     help="one more consultd option, e.g. --server-arg=--media-workers=2 (repeatable)")
+    ap.add_argument("--settle", type=float, default=0.0,
+                    help="seconds to wait after the server starts, for a media worker run "
+                         "under valgrind to warm up (bench/callgrind.sh)")
     ap.add_argument("--out")
     a = ap.parse_args()
     subprocess.run([os.path.join(ROOT, "bench", "make-media.sh"), CLIP], check=True)
@@ -289,7 +295,7 @@ def main():
         n = ns.pop(0)
         r = run_n(n, a.seconds, a.decode, warm=2 if a.smoke else 3, record=not a.no_record,
                   live=a.live_publishers, stagger=a.stagger, latency=a.receiver_latency,
-                  warm_peers=a.warm_peers, server_args=a.server_arg)
+                  warm_peers=a.warm_peers, server_args=a.server_arg, settle=a.settle)
         r["record"] = not a.no_record
         print(json.dumps(r), flush=True)
         results.append(r)

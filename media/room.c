@@ -11,26 +11,28 @@
  * subscriber that joins first or later all meet at a fixed point.
  *
  * Relay: a buffer probe on each tee's sink pad (the publisher's streaming
- * thread; once connected, the nicesrc thread that received the packet:
- * rtppass.h, trim.h) copies every packet with the subscriber's payload type
- * and pushes it straight into the subscriber's webrtcbin through a pad of
- * our own (no parent, linked to the webrtcbin request pad).  No
- * appsink/appsrc pair, so no thread hop per packet: 4 threads fewer per
- * consultation and a fifth fewer context switches (measured; the CPU time
- * stayed the same, docs/benchmarks.md).  What webrtcbin itself puts on the
- * path and only passes packets through goes too (trim.h).
+ * thread; once connected, the worker's reader thread that libnice handed
+ * the packet to: rtppass.h, trim.h) copies every packet with the
+ * subscriber's payload type and pushes it straight into the subscriber's
+ * webrtcbin through a pad of our own (no parent, linked to the webrtcbin
+ * request pad).  No appsink/appsrc pair, so no thread hop per packet: 4
+ * threads fewer per consultation and a fifth fewer context switches
+ * (measured; the CPU time stayed the same, docs/benchmarks.md).  What
+ * webrtcbin itself puts on the path and only passes packets through goes
+ * too (trim.h).
  *
  * Isolation: the push's result is only logged.  Whatever fails on the
  * sending side (not-negotiated, a flushing webrtcbin) never reaches the tee,
  * so a subscriber can never stop a publisher's ingest, nor the recorder's
- * branch (WEBRTC-NOTES: "A failing branch kills the ingest").  Nothing is
- * pushed before the subscriber's connection is up (before DTLS completes,
- * webrtcbin's send path holds data back, and that wait would be on the
- * publisher's thread): until then a relay keeps the newest packets, up to
- * RELAY_PENDING_MAX, and sends them first once connected, so the keyframe
- * requested when it was attached is not lost (measured: requesting it only
- * at connection made joins about 100 ms slower).  Keyframe requests travel
- * the other way: an
+ * branch (WEBRTC-NOTES: "A failing branch kills the ingest").  Nothing on
+ * the path waits either, which matters all the more as a reader thread
+ * carries the publishers of several consultations: a push that waited would
+ * hold them all up.  So nothing is pushed before the subscriber's connection
+ * is up (before DTLS completes, webrtcbin's send path holds data back):
+ * until then a relay keeps the newest packets, up to RELAY_PENDING_MAX, and
+ * sends them first once connected, so the keyframe requested when it was
+ * attached is not lost (measured: requesting it only at connection made
+ * joins about 100 ms slower).  Keyframe requests travel the other way: an
  * upstream force-key-unit event reaching the relay pad is pushed upstream
  * from the tee's sink pad, and webrtcbin turns it into a PLI to the
  * publisher.

@@ -12,6 +12,7 @@
 
 #define GST_USE_UNSTABLE_API
 #include <gst/webrtc/webrtc.h>
+#include <nice/agent.h>
 
 /* ------------------------------------------------------------ helpers */
 
@@ -236,6 +237,8 @@ drained(GstElement *queue)
     return level == 0;
 }
 
+static GstPadProbeReturn start_fast_read(GstPad *up, GstPadProbeInfo *info, gpointer data);
+
 /* nicesrc's thread, UP (nicesrc's source pad) blocked on a packet. */
 static GstPadProbeReturn
 relink_past_queue(GstPad *up, GstPadProbeInfo *info, gpointer data)
@@ -273,6 +276,7 @@ relink_past_queue(GstPad *up, GstPadProbeInfo *info, gpointer data)
         g_warning("trim: could not take rtpbin's rtpstorage out; kept");
     gst_pad_add_probe(up, GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST,
                       drop_while_ice_down, g_atomic_rc_box_acquire(t), recv_trim_release);
+    gst_pad_add_probe(up, GST_PAD_PROBE_TYPE_BUFFER, start_fast_read, NULL, NULL);
     g_main_context_invoke_full(NULL, G_PRIORITY_DEFAULT, stop_queue, g_atomic_rc_box_acquire(t),
                                recv_trim_release);
 out:
@@ -282,6 +286,143 @@ out:
     gst_object_unref(qsrc);
     gst_object_unref(csink);
     gst_object_unref(csrc);
+    return GST_PAD_PROBE_REMOVE;
+}
+
+/* ------------------------------------------------------------ reading */
+
+/* nicesrc (libnice 0.1.21) hands each packet from libnice's callback to its
+ * own streaming thread through a queue and g_main_loop_quit(): per packet
+ * an eventfd write and a futex broadcast, and per wake-up one more poll
+ * and eventfd read, besides GstBaseSrc's loop and clock work (strace of
+ * the worker: 7.8 system calls per relayed packet, 3 of them these).  Once
+ * the transport is up, libnice's callback is moved to a context of ours
+ * whose thread pushes each packet on nicesrc's source pad as it comes;
+ * nicesrc's thread then sleeps in its empty main loop until teardown. */
+typedef struct {
+    GstPad *pad;  /* nicesrc's source pad */
+    GstClock *clock;
+    GstClockTime base;
+    NiceAgent *agent;
+    guint stream, component;
+    GMainContext *ctx;
+} FastRead;
+
+static gpointer
+reader_main(gpointer data)
+{
+    GMainContext *ctx = data;
+    GMainLoop *loop = g_main_loop_new(ctx, FALSE);
+    g_main_loop_run(loop); /* for the life of the process */
+    return NULL;
+}
+
+static GMainContext **readers;
+static guint n_readers;
+
+void
+media_readers_start(void)
+{
+    static gsize once;
+    if (!g_once_init_enter(&once))
+        return;
+    const char *e = g_getenv("CONSULTD_READERS");
+    n_readers = e ? (guint)CLAMP(atoi(e), 0, 64) : (guint)CLAMP(g_get_num_processors(), 1, 4);
+    readers = g_new0(GMainContext *, MAX(n_readers, 1));
+    for (guint i = 0; i < n_readers; i++) {
+        readers[i] = g_main_context_new();
+        g_autofree char *name = g_strdup_printf("rtp-read%u", i);
+        g_thread_unref(g_thread_new(name, reader_main, readers[i]));
+    }
+    g_once_init_leave(&once, 1);
+}
+
+/* The next reader's context, in turn; NULL if there are none. */
+static GMainContext *
+reader_context(void)
+{
+    static gint next;
+    media_readers_start();
+    return n_readers ? readers[(guint)g_atomic_int_add(&next, 1) % n_readers] : NULL;
+}
+
+static void
+fast_read(NiceAgent *agent, guint stream, guint component, guint len, gchar *buf, gpointer data)
+{
+    FastRead *r = data;
+    /* GLib 2.74 blocks a source while it is dispatched unless it may
+     * recurse, and taking its socket out of the poll and back in writes to
+     * the context's eventfd twice, after which the next poll returns at
+     * once: 4 system calls per wake-up.  Nothing iterates this context
+     * from inside a dispatch, so libnice's socket source may "recurse". */
+    GSource *cur = g_main_current_source();
+    if (cur && !g_source_get_can_recurse(cur))
+        g_source_set_can_recurse(cur, TRUE);
+    GstBuffer *b = gst_buffer_new_memdup(buf, len);
+    /* What GstBaseSrc's do-timestamp gave nicesrc's packets: running time. */
+    GstClockTime now = gst_clock_get_time(r->clock);
+    GST_BUFFER_DTS(b) = GST_BUFFER_PTS(b) = now > r->base ? now - r->base : 0;
+    /* Flushing once the transport stops; nothing else can come back. */
+    gst_pad_push(r->pad, b);
+}
+
+/* Reader's thread, between two callbacks. */
+static gboolean
+fast_read_free(gpointer data)
+{
+    FastRead *r = data;
+    gst_object_unref(r->pad);
+    gst_object_unref(r->clock);
+    g_object_unref(r->agent);
+    g_free(r);
+    return G_SOURCE_REMOVE;
+}
+
+/* nicesrc is going (any thread): its change to READY has detached the
+ * callback (nice_agent_attach_recv() with none), but the last one may still
+ * be running in the reader's thread, so R goes in that thread. */
+static void
+fast_read_stop(gpointer data)
+{
+    FastRead *r = data;
+    g_main_context_invoke(r->ctx, fast_read_free, r);
+}
+
+/* nicesrc's thread, on a packet, once: UP (nicesrc's source pad) is linked
+ * straight to dtlssrtpdec. */
+static GstPadProbeReturn
+start_fast_read(GstPad *up, GstPadProbeInfo *info, gpointer data)
+{
+    GstElement *src = gst_pad_get_parent_element(up);
+    GMainContext *ctx = src && !g_object_get_data(G_OBJECT(src), "consultd-fast-read")
+                            ? reader_context() : NULL;
+    if (!ctx)
+        goto out;
+    FastRead *r = g_new0(FastRead, 1);
+    g_object_get(src, "agent", &r->agent, "stream", &r->stream, "component", &r->component, NULL);
+    r->clock = gst_element_get_clock(src);
+    r->base = gst_element_get_base_time(src);
+    r->pad = gst_object_ref(up);
+    r->ctx = ctx;
+    if (!r->agent || !r->clock) {
+        g_warning("trim: nicesrc has no agent or clock; it keeps reading");
+        g_clear_object(&r->agent);
+        g_clear_object(&r->clock);
+        gst_object_unref(r->pad);
+        g_free(r);
+        goto out;
+    }
+    g_object_set_data_full(G_OBJECT(src), "consultd-fast-read", r, fast_read_stop);
+    /* The packets nicesrc has read already (a few at most) still come
+     * through its thread and may meet the reader's first ones: both push
+     * into dtlssrtpdec's sink pad, whose stream lock lets one in at a time;
+     * SRTP's replay window and the receivers' jitterbuffers take the odd
+     * packet out of order. */
+    if (!nice_agent_attach_recv(r->agent, r->stream, r->component, ctx, fast_read, r))
+        g_warning("trim: could not move libnice's receive callback; nicesrc reads");
+out:
+    if (src)
+        gst_object_unref(src);
     return GST_PAD_PROBE_REMOVE;
 }
 

@@ -19,10 +19,17 @@
  * no packet storage; publishers (PUBLISH) get no jitterbuffer (rtppass.h). */
 void media_trim_rtpbin(GstElement *webrtc, gboolean publish);
 
+/* The worker's reader threads, one per core (at most 4), each iterating a
+ * GMainContext of its own for the life of the process; at most once, any
+ * thread.  CONSULTD_READERS=N sets how many; 0 leaves reading to nicesrc
+ * (for measurements: docs/benchmarks.md). */
+void media_readers_start(void);
+
 /* Once a publisher's WEBRTC is connected (ICE and DTLS): packets go from
- * nicesrc on into SRTP in nicesrc's thread, not through the receive bin's
- * capsfilter, queue and its thread, nor rtpbin's storage.  Any thread; the
- * switch itself happens on the next received packet. */
+ * nicesrc on into SRTP, not through the receive bin's capsfilter, queue
+ * and its thread, nor rtpbin's storage; then libnice hands them to one of
+ * the readers, which pushes each on as it comes, instead of to nicesrc's
+ * thread.  Any thread; the switches happen on the next received packets. */
 void media_trim_receive_queue(GstElement *webrtc);
 
 typedef enum {

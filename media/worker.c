@@ -18,6 +18,7 @@
 #include "proto.h"
 #include "recorder.h"
 #include "room.h"
+#include "trim.h"
 
 typedef struct {
     GMainLoop *loop;
@@ -347,6 +348,7 @@ main(int argc, char **argv)
     w.sessions = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     w.chan = media_chan_new(fd, on_message, on_closed, &w);
     guint t = g_timeout_add_seconds(1, tick, &w);
+    media_readers_start();
     media_chan_send(w.chan, media_msg("ready", "pid", "x", (gint64)getpid(), NULL));
     /* Ready first: an offer that comes during the warm-up waits for it
      * instead of being refused for want of a ready worker. */

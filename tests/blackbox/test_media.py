@@ -149,6 +149,48 @@ def relayed_packets_skip_webrtcbins_pass_through_elements():
     assert all(chains[e] <= sent // 4 for e in ("clocksync", "clocksync_")), (chains, sent)
 
 
+def thread_ticks(pid):
+    """CPU time (clock ticks) of each of PID's threads, by thread name."""
+    ticks = collections.Counter()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue  # a thread that just ended
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        ticks[re.sub(r"\d+", "", name)] += int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks
+
+
+@test
+def connected_publishers_are_read_by_the_workers_readers():
+    # Once a publisher is connected, libnice hands its packets to one of the
+    # worker's reader threads, which pushes them on at once, instead of to
+    # nicesrc's thread by a queue and a main-loop quit per packet
+    # (media/trim.c, "reading").  So the nicesrc threads go idle and the
+    # readers carry the packets: CPU time per thread, over a window in
+    # the middle of a consultation.
+    s = media_server()
+    cid, tt, st = live_consultation(s)
+    pid = wait_for(lambda: worker(s)["ready"] and worker(s)["pid"], 20)
+    ps = [peer(s, "whip", cid, tt, "publish", 14), peer(s, "whip", cid, st, "publish", 14),
+          peer(s, "whep", cid, st, "receive", 12, 20), peer(s, "whep", cid, tt, "receive", 12, 20)]
+    wait_for(lambda: (metric(s, "consultd_media_packets_out_total") or 0) > 300, 60)
+    t0, in0 = thread_ticks(pid), metric(s, "consultd_media_packets_in_total")
+    wait_for(lambda: metric(s, "consultd_media_packets_in_total") - in0 > 1000, 30)
+    t1 = thread_ticks(pid)
+    for p in ps:
+        rc, res, err = result(p)
+        assert rc == 0 and res["status"] == 201, (res, err[-1500:])
+    used = {name: t1[name] - t0[name] for name in t1}
+    assert "trim:" not in s.logtext(), s.logtext()[-2000:]
+    # 1000 packets took about 200 ms of the readers' CPU here (20 ticks).
+    assert used.get("rtp-read", 0) >= 5, used
+    assert used.get("nicesrc:src", 0) <= 1, used
+
+
 @test
 def who_may_publish():
     s = media_server()
