@@ -510,7 +510,12 @@ relay_free(Relay *r)
         g_mutex_unlock(&f->lock);
     }
     gst_pad_set_active(r->src, FALSE);
-    gst_pad_unlink(r->src, r->sink_pad);
+    /* webrtcbin's sink pad, or the funnel's past it (trim.h) */
+    GstPad *peer = gst_pad_get_peer(r->src);
+    if (peer) {
+        gst_pad_unlink(r->src, peer);
+        gst_object_unref(peer);
+    }
     gst_object_unref(r->src);
     g_clear_object(&r->sink_pad);
     g_free(r);
@@ -617,10 +622,22 @@ on_pad_added(GstElement *webrtc, GstPad *pad, gpointer data)
         gst_pad_unlink(old, tsink);
         gst_object_unref(old);
     }
-    gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, count_in, s, NULL);
+    /* The pad that pushes: rtpptdemux's, behind rtpbin's and webrtcbin's
+     * ghost pads.  No packet has gone out of it yet (rtpptdemux announces
+     * it first), so it can be linked straight to the tee. */
+    GstPad *real = gst_object_ref(pad);
+    while (real && GST_IS_GHOST_PAD(real)) {
+        GstPad *target = gst_ghost_pad_get_target(GST_GHOST_PAD(real));
+        gst_object_unref(real);
+        real = target;
+    }
+    gst_pad_add_probe(real ? real : pad, GST_PAD_PROBE_TYPE_BUFFER, count_in, s, NULL);
     if (gst_pad_link(pad, tsink) != GST_PAD_LINK_OK)
         g_warning("room %" G_GINT64_FORMAT ": cannot link %s %s", s->room->id,
                   role_names[s->role], kind_names[kind]);
+    else if (!real || !media_trim_skip_ghosts(real))
+        g_warning("trim: could not link rtpptdemux to the tee past the ghost pads; kept");
+    g_clear_object(&real);
     gst_object_unref(tsink);
 }
 

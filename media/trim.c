@@ -23,10 +23,28 @@ is_factory(GstElement *e, const char *name)
     return f && !g_strcmp0(GST_OBJECT_NAME(f), name);
 }
 
+/* UP -> A ... B -> DOWN becomes UP -> DOWN.  The pads were negotiated and
+ * carry the same data, so nothing is checked (not even the hierarchy: UP
+ * and DOWN may sit in different bins).  Only while no data passes, i.e.
+ * from the one thread that pushes out of UP, between two pushes.  FALSE,
+ * with the links as they were, if that cannot be done. */
+static gboolean
+bridge(GstPad *up, GstPad *a, GstPad *b, GstPad *down)
+{
+    gboolean ok = FALSE;
+    if (up && a && b && down && gst_pad_unlink(up, a)) {
+        gst_pad_unlink(b, down);
+        ok = gst_pad_link_full(up, down, GST_PAD_LINK_CHECK_NOTHING) == GST_PAD_LINK_OK;
+        if (!ok) {
+            gst_pad_link_full(b, down, GST_PAD_LINK_CHECK_NOTHING);
+            gst_pad_link_full(up, a, GST_PAD_LINK_CHECK_NOTHING);
+        }
+    }
+    return ok;
+}
+
 /* Takes E (one sink pad, one source pad, both linked) out of its chain: its
- * upstream peer is linked to its downstream peer.  Only while no data
- * passes E, i.e. from the one thread that pushes into it, between two
- * pushes.  FALSE, with the chain as it was, if that cannot be done. */
+ * upstream peer is linked to its downstream peer (bridge()). */
 static gboolean
 splice_out(GstElement *e)
 {
@@ -34,19 +52,48 @@ splice_out(GstElement *e)
     GstPad *src = gst_element_get_static_pad(e, "src");
     GstPad *up = sink ? gst_pad_get_peer(sink) : NULL;
     GstPad *down = src ? gst_pad_get_peer(src) : NULL;
-    gboolean ok = FALSE;
-    if (up && down && gst_pad_unlink(up, sink)) {
-        gst_pad_unlink(src, down);
-        ok = gst_pad_link(up, down) == GST_PAD_LINK_OK;
-        if (!ok) {
-            gst_pad_link(src, down);
-            gst_pad_link(up, sink);
-        }
-    }
+    gboolean ok = bridge(up, sink, src, down);
     g_clear_object(&down);
     g_clear_object(&up);
     g_clear_object(&src);
     g_clear_object(&sink);
+    return ok;
+}
+
+/* The first pad past the ghost pads that data pushed out of SRC goes
+ * through: a sink ghost pad leads to its target, the inside of a source
+ * ghost pad to the ghost pad's peer.  A new ref, or NULL. */
+static GstPad *
+past_ghosts(GstPad *src)
+{
+    GstPad *x = gst_pad_get_peer(src);
+    while (x && GST_IS_PROXY_PAD(x)) {
+        GstPad *next = NULL;
+        if (GST_IS_GHOST_PAD(x)) {
+            next = gst_ghost_pad_get_target(GST_GHOST_PAD(x));
+        } else {
+            GstProxyPad *ghost = gst_proxy_pad_get_internal(GST_PROXY_PAD(x));
+            if (ghost) {
+                next = gst_pad_get_peer(GST_PAD(ghost));
+                gst_object_unref(ghost);
+            }
+        }
+        gst_object_unref(x);
+        x = next;
+    }
+    return x;
+}
+
+gboolean
+media_trim_skip_ghosts(GstPad *src)
+{
+    GstPad *first = gst_pad_get_peer(src);
+    GstPad *end = first && GST_IS_PROXY_PAD(first) ? past_ghosts(src) : NULL;
+    GstPad *last = end ? gst_pad_get_peer(end) : NULL; /* inside the last ghost pad */
+    gboolean ok = bridge(src, first, last, end);
+    g_clear_object(&last);
+    g_clear_object(&end);
+    g_clear_object(&first);
     return ok;
 }
 
@@ -388,11 +435,53 @@ fast_read_stop(gpointer data)
     g_main_context_invoke(r->ctx, fast_read_free, r);
 }
 
+/* The element whose sink pad E's pad NAME is linked to, directly; a new
+ * ref or NULL. */
+static GstElement *
+next_element(GstElement *e, const char *name)
+{
+    GstPad *p = e ? gst_element_get_static_pad(e, name) : NULL;
+    GstPad *peer = p ? gst_pad_get_peer(p) : NULL;
+    GstElement *next = peer && !GST_IS_PROXY_PAD(peer) ? gst_pad_get_parent_element(peer) : NULL;
+    g_clear_object(&peer);
+    g_clear_object(&p);
+    return next;
+}
+
+/* Skips the ghost pads after SRC (media_trim_skip_ghosts()); warns if some
+ * are left. */
+static void
+skip_ghosts_or_warn(GstPad *src, const char *what)
+{
+    if (!src || (!media_trim_skip_ghosts(src) && GST_IS_PROXY_PAD(GST_PAD_PEER(src))))
+        g_warning("trim: could not link %s past its ghost pads; kept", what);
+}
+
+/* nicesrc's thread, the only one pushing into the receive path: nicesrc
+ * (UP) is linked straight to dtlssrtpdemux, past dtlssrtpdec's ghost pad,
+ * and srtpdec straight to rtpbin's rtpsession, past three ghost pads (of
+ * dtlssrtpdec, the transport's receive bin and rtpbin). */
+static void
+skip_receive_ghosts(GstPad *up)
+{
+    skip_ghosts_or_warn(up, "nicesrc");
+    GstPad *peer = gst_pad_get_peer(up);
+    GstElement *demux = peer ? gst_pad_get_parent_element(peer) : NULL;
+    GstElement *srtp = is_factory(demux, "dtlssrtpdemux") ? next_element(demux, "rtp_src") : NULL;
+    GstPad *out = is_factory(srtp, "srtpdec") ? gst_element_get_static_pad(srtp, "rtp_src") : NULL;
+    skip_ghosts_or_warn(out, "srtpdec");
+    g_clear_object(&out);
+    g_clear_object(&srtp);
+    g_clear_object(&demux);
+    g_clear_object(&peer);
+}
+
 /* nicesrc's thread, on a packet, once: UP (nicesrc's source pad) is linked
  * straight to dtlssrtpdec. */
 static GstPadProbeReturn
 start_fast_read(GstPad *up, GstPadProbeInfo *info, gpointer data)
 {
+    skip_receive_ghosts(up);
     GstElement *src = gst_pad_get_parent_element(up);
     GMainContext *ctx = src && !g_object_get_data(G_OBJECT(src), "consultd-fast-read")
                             ? reader_context() : NULL;
@@ -415,7 +504,7 @@ start_fast_read(GstPad *up, GstPadProbeInfo *info, gpointer data)
     g_object_set_data_full(G_OBJECT(src), "consultd-fast-read", r, fast_read_stop);
     /* The packets nicesrc has read already (a few at most) still come
      * through its thread and may meet the reader's first ones: both push
-     * into dtlssrtpdec's sink pad, whose stream lock lets one in at a time;
+     * into dtlssrtpdemux's sink pad, whose stream lock lets one in at a time;
      * SRTP's replay window and the receivers' jitterbuffers take the odd
      * packet out of order. */
     if (!nice_agent_attach_recv(r->agent, r->stream, r->component, ctx, fast_read, r))
@@ -537,6 +626,27 @@ fec_is_idle(GstElement *fec)
     return !busy;
 }
 
+/* On a packet out of FSRC, rtpfunnel's source pad, with every other thread
+ * that might push into the funnel held at the block: the funnel is linked
+ * straight to rtpsession (past rtpbin's ghost pad) and rtpsession to
+ * srtpenc (past rtpbin's, the transport's send bin's and dtlssrtpenc's). */
+static GstPadProbeReturn
+skip_send_ghosts(GstPad *fsrc, GstPadProbeInfo *info, gpointer data)
+{
+    if (!GST_IS_PROXY_PAD(GST_PAD_PEER(fsrc)))
+        return GST_PAD_PROBE_REMOVE; /* a second relay's probe: done */
+    skip_ghosts_or_warn(fsrc, "rtpfunnel");
+    GstPad *peer = gst_pad_get_peer(fsrc);
+    GstElement *session = peer ? gst_pad_get_parent_element(peer) : NULL;
+    GstPad *out = is_factory(session, "rtpsession")
+                      ? gst_element_get_static_pad(session, "send_rtp_src") : NULL;
+    skip_ghosts_or_warn(out, "rtpsession");
+    g_clear_object(&out);
+    g_clear_object(&session);
+    g_clear_object(&peer);
+    return GST_PAD_PROBE_REMOVE;
+}
+
 MediaTrimResult
 media_trim_send_path(GstPad *sink)
 {
@@ -567,6 +677,22 @@ media_trim_send_path(GstPad *sink)
         goto out;
     }
     res = MEDIA_TRIM_DONE;
+    /* The relay's pad goes straight into the funnel, past webrtcbin's sink
+     * pad; the funnel on into rtpsession and rtpsession into srtpenc on the
+     * next packet out of the funnel (skip_send_ghosts()). */
+    GstPad *relay = gst_pad_get_peer(sink);
+    skip_ghosts_or_warn(relay, "the relay");
+    g_clear_object(&relay);
+    GstElement *rtpfunnel = gst_pad_get_parent_element(funnel);
+    GstPad *fsrc = is_factory(rtpfunnel, "rtpfunnel")
+                       ? gst_element_get_static_pad(rtpfunnel, "src") : NULL;
+    if (!fsrc)
+        g_warning("trim: webrtcbin's send path has no rtpfunnel; its ghost pads kept");
+    else if (GST_IS_PROXY_PAD(GST_PAD_PEER(fsrc))) /* the transport's first relay */
+        gst_pad_add_probe(fsrc, GST_PAD_PROBE_TYPE_BLOCK | GST_PAD_PROBE_TYPE_BUFFER,
+                          skip_send_ghosts, NULL, NULL);
+    g_clear_object(&fsrc);
+    g_clear_object(&rtpfunnel);
     /* Further down, dtlssrtpenc's clocksync, there to hold RTP to the clock
      * only when its rtp-sync is set (webrtcbin does not set it).  One per
      * transport: the second relay into this webrtcbin finds it gone. */

@@ -44,3 +44,9 @@ typedef enum {
  * the thread that pushes into SINK, between two pushes, until it returns
  * DONE or NEVER. */
 MediaTrimResult media_trim_send_path(GstPad *sink);
+
+/* SRC, a source pad linked through ghost pads (each costs a packet a pad
+ * push, a proxy chain and three object references), is linked straight to
+ * the pad past them.  Only from the one thread that pushes out of SRC,
+ * between two pushes.  Whether it did; SRC as it was if not. */
+gboolean media_trim_skip_ghosts(GstPad *src);
