@@ -341,11 +341,14 @@ out:
 /* nicesrc (libnice 0.1.21) hands each packet from libnice's callback to its
  * own streaming thread through a queue and g_main_loop_quit(): per packet
  * an eventfd write and a futex broadcast, and per wake-up one more poll
- * and eventfd read, besides GstBaseSrc's loop and clock work (strace of
- * the worker: 7.8 system calls per relayed packet, 3 of them these).  Once
- * the transport is up, libnice's callback is moved to a context of ours
- * whose thread pushes each packet on nicesrc's source pad as it comes;
- * nicesrc's thread then sleeps in its empty main loop until teardown. */
+ * and eventfd read, besides GstBaseSrc's loop and clock work.  Once the
+ * transport is up, libnice's callback is moved to one of the worker's
+ * reader threads (a GMainContext each, one thread per core), which pushes
+ * each packet on nicesrc's source pad as it comes; nicesrc's thread then
+ * sleeps in its empty main loop until teardown.  System calls per relayed
+ * packet 7.8 -> 3.4 (docs/benchmarks.md).  A reader carries the publishers
+ * of several consultations, so nothing it pushes into may wait (room.c,
+ * "Isolation"). */
 typedef struct {
     GstPad *pad;  /* nicesrc's source pad */
     GstClock *clock;
@@ -476,8 +479,9 @@ skip_receive_ghosts(GstPad *up)
     g_clear_object(&peer);
 }
 
-/* nicesrc's thread, on a packet, once: UP (nicesrc's source pad) is linked
- * straight to dtlssrtpdec. */
+/* nicesrc's thread, on the first packet after UP (nicesrc's source pad) was
+ * linked straight to dtlssrtpdec: the receive path's ghost pads go, then
+ * libnice's callback moves to a reader. */
 static GstPadProbeReturn
 start_fast_read(GstPad *up, GstPadProbeInfo *info, gpointer data)
 {
