@@ -17,8 +17,9 @@ WRAP
 chmod +x "$out/worker"
 CONSULTD_MEDIA_BIN="$out/worker" bench/run.py --n 1 --settle 45 --seconds $((secs + 25)) > "$out/run.json" 2>&1 &
 run=$!
-# Under valgrind the worker starts slowly and joins take seconds: wait for
-# the run's warm-up and some more before counting.
+# Under valgrind the worker takes longer to warm up than the server's 20 s
+# offer timeout, so run.py waits 45 s (--settle) before the first request,
+# and joins take seconds: count from 70 s after the worker started.
 pid=""
 for i in $(seq 1 60); do
     pid=$(pgrep -n -f "callgrind-out-file=$out" || true)
@@ -32,5 +33,8 @@ sleep "$secs"
 callgrind_control -d "$pid" > /dev/null
 wait "$run" || true
 grep '^{' "$out/run.json" | tail -1 | cut -c1-200
+# A profile of a worker that relayed nothing (a refused offer) is no profile.
+grep '^{' "$out/run.json" | tail -1 | python3 -c 'import json, sys; sys.exit(json.load(sys.stdin)["relayed_pps"] < 100)' ||
+    { echo "the consultation relayed nothing: not a steady-state profile ($out)" >&2; exit 1; }
 python3 bench/callgrind-summary.py "$out"/callgrind.out.*.1 "$secs"
 echo "raw data: $out"

@@ -353,9 +353,7 @@ typedef struct {
     GstPad *pad;  /* nicesrc's source pad */
     GstClock *clock;
     GstClockTime base;
-    NiceAgent *agent;
-    guint stream, component;
-    GMainContext *ctx;
+    GMainContext *ctx; /* the reader's */
 } FastRead;
 
 static gpointer
@@ -423,7 +421,6 @@ fast_read_free(gpointer data)
     FastRead *r = data;
     gst_object_unref(r->pad);
     gst_object_unref(r->clock);
-    g_object_unref(r->agent);
     g_free(r);
     return G_SOURCE_REMOVE;
 }
@@ -487,33 +484,36 @@ start_fast_read(GstPad *up, GstPadProbeInfo *info, gpointer data)
 {
     skip_receive_ghosts(up);
     GstElement *src = gst_pad_get_parent_element(up);
+    /* The reader's first packet may come through here too while this
+     * probe is still in place: the mark on nicesrc says it is done. */
     GMainContext *ctx = src && !g_object_get_data(G_OBJECT(src), "consultd-fast-read")
                             ? reader_context() : NULL;
-    if (!ctx)
-        goto out;
-    FastRead *r = g_new0(FastRead, 1);
-    g_object_get(src, "agent", &r->agent, "stream", &r->stream, "component", &r->component, NULL);
-    r->clock = gst_element_get_clock(src);
-    r->base = gst_element_get_base_time(src);
-    r->pad = gst_object_ref(up);
-    r->ctx = ctx;
-    if (!r->agent || !r->clock) {
-        g_warning("trim: nicesrc has no agent or clock; it keeps reading");
-        g_clear_object(&r->agent);
-        g_clear_object(&r->clock);
-        gst_object_unref(r->pad);
-        g_free(r);
-        goto out;
+    NiceAgent *agent = NULL;
+    guint stream = 0, component = 0;
+    GstClock *clock = NULL;
+    if (ctx) {
+        g_object_get(src, "agent", &agent, "stream", &stream, "component", &component, NULL);
+        clock = gst_element_get_clock(src);
+        if (!agent || !clock)
+            g_warning("trim: nicesrc has no agent or clock; it keeps reading");
     }
-    g_object_set_data_full(G_OBJECT(src), "consultd-fast-read", r, fast_read_stop);
-    /* The packets nicesrc has read already (a few at most) still come
-     * through its thread and may meet the reader's first ones: both push
-     * into dtlssrtpdemux's sink pad, whose stream lock lets one in at a time;
-     * SRTP's replay window and the receivers' jitterbuffers take the odd
-     * packet out of order. */
-    if (!nice_agent_attach_recv(r->agent, r->stream, r->component, ctx, fast_read, r))
-        g_warning("trim: could not move libnice's receive callback; nicesrc reads");
-out:
+    if (agent && clock) {
+        FastRead *r = g_new0(FastRead, 1);
+        r->pad = gst_object_ref(up);
+        r->clock = g_steal_pointer(&clock);
+        r->base = gst_element_get_base_time(src);
+        r->ctx = ctx;
+        g_object_set_data_full(G_OBJECT(src), "consultd-fast-read", r, fast_read_stop);
+        /* The packets nicesrc has read already (a few at most) still come
+         * through its thread and may meet the reader's first ones: both
+         * push into dtlssrtpdemux's sink pad, whose stream lock lets one in
+         * at a time; SRTP's replay window and the receivers' jitterbuffers
+         * take the odd packet out of order. */
+        if (!nice_agent_attach_recv(agent, stream, component, ctx, fast_read, r))
+            g_warning("trim: could not move libnice's receive callback; nicesrc reads");
+    }
+    g_clear_object(&clock);
+    g_clear_object(&agent);
     if (src)
         gst_object_unref(src);
     return GST_PAD_PROBE_REMOVE;

@@ -138,8 +138,9 @@ def relayed_packets_skip_webrtcbins_pass_through_elements():
     # as chain calls into those elements' sink pads: without the trims,
     # about one per packet.  Pads are linked past the ghost pads between
     # bins, which took 12 proxy chain calls a relayed packet; in steady
-    # state one is left (dtlssrtpenc's, into nicesink).  The nicesinks, which every relayed
-    # packet reaches, show that the log counts what it should.
+    # state one is left (dtlssrtpenc's, into nicesink).  The nicesinks,
+    # which every relayed packet reaches, show that the log counts what it
+    # should.
     s, chains, got, sent = consultation_with_gst_log(
         "GST_SCHEDULING:5",
         r"<(queue|capsfilter|rtpstorage|clocksync_?|nicesink)\d+:sink> calling chainfunction"
