@@ -51,7 +51,8 @@ def main():
             if a.outage_at:
                 netlab.start_after(a.warmup + a.outage_at + 3, imp.outage)
             res = netlab.call(s, cid, {"teacher": tt, "student": st}, a.seconds, a.warmup, a.p2p)
-        res.pop("answers", None)
+        if not os.environ.get("SHOW_ANSWERS"):
+            res.pop("answers", None)
         res.pop("timeline", None) if not a.outage_at else None
         res["impair"] = imp.counts
         print(json.dumps(res, indent=1))

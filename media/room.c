@@ -49,10 +49,12 @@
 #include "room.h"
 
 #include "recorder.h"
+#include "repair.h"
 #include "trim.h"
 
 #define GST_USE_UNSTABLE_API
 #include <gst/gst.h>
+#include <gst/rtp/gstrtcpbuffer.h>
 #include <gst/rtp/gstrtpbuffer.h>
 #include <gst/sdp/sdp.h>
 #include <gst/video/video.h>
@@ -63,6 +65,7 @@ G_DEFINE_QUARK(media-error-quark, media_error)
 
 /* Process-wide counters, bumped on streaming threads. */
 static guint64 packets_in_total, packets_out_total, keyframe_requests_total;
+static guint64 nacks_received_total, retransmitted_total, keyframe_requests_coalesced;
 /* Packets lost on the way from publishers to us, as rtpsession counts them:
  * the sum over sessions that ended plus the latest reading of live ones
  * (main loop only). */
@@ -84,6 +87,18 @@ guint64
 media_keyframe_requests(void)
 {
     return __atomic_load_n(&keyframe_requests_total, __ATOMIC_RELAXED);
+}
+
+guint64
+media_nacks_received(void)
+{
+    return __atomic_load_n(&nacks_received_total, __ATOMIC_RELAXED);
+}
+
+guint64
+media_retransmitted(void)
+{
+    return __atomic_load_n(&retransmitted_total, __ATOMIC_RELAXED);
 }
 
 static void
@@ -109,6 +124,7 @@ typedef struct {
     GQueue pending;      /* packets kept until connected (under the fan-out lock) */
     gint failed;         /* a push failed (logged once; atomic) */
     MediaTrimResult trim; /* of the send path (under the fan-out lock) */
+    MediaHistory *history; /* video: what was sent, for NACKs (under the fan-out lock) */
 } Relay;
 
 #define RELAY_PENDING_MAX 128
@@ -119,7 +135,13 @@ typedef struct {
     GMutex lock;
     GPtrArray *relays;   /* Relay *, attached ones */
     GstPad *tee_sink;    /* a ref; keyframe requests go upstream from here */
+    gint64 keyframe_asked_us; /* monotonic, of the last request sent (atomic) */
 } Fanout;
+
+/* Keyframe requests to one publisher: at most one per this interval,
+ * however many subscribers (and their PLIs and FIRs) ask; the keyframe
+ * asked for answers them all. */
+#define KEYFRAME_REQUEST_INTERVAL_US (500 * 1000)
 
 struct Session {
     MediaRoom *room;      /* not a ref: the room outlives its sessions */
@@ -135,6 +157,7 @@ struct Session {
     gint64 progress_at;   /* monotonic us of the last change of packets */
     gint64 started_at;
     Relay *relay[MEDIA_N_KINDS];
+    gboolean rtcp_watched; /* subscriber: on_subscriber_rtcp() added */
     guint64 lost;         /* publisher: latest inbound packets-lost */
     guint ticks;          /* publisher: media_room_tick() calls since answered */
 };
@@ -275,6 +298,7 @@ track_caps(int kind, const OfferTrack *t)
     GstCaps *c = gst_caps_new_simple("application/x-rtp", "media", G_TYPE_STRING, "video",
                                      "encoding-name", G_TYPE_STRING, t->codec, "payload",
                                      G_TYPE_INT, (int)t->pt, "clock-rate", G_TYPE_INT, 90000,
+                                     "rtcp-fb-nack", G_TYPE_BOOLEAN, TRUE,
                                      "rtcp-fb-nack-pli", G_TYPE_BOOLEAN, TRUE,
                                      "rtcp-fb-ccm-fir", G_TYPE_BOOLEAN, TRUE, NULL);
     if (!strcmp(t->codec, "H264"))
@@ -318,6 +342,8 @@ rewrite_rtp(GstBuffer *in, guint8 pt)
 static void
 relay_push(Relay *r, GstBuffer *out)
 {
+    if (r->history)
+        media_history_put(r->history, out);
     /* The result never goes further: see "Isolation" above. */
     GstFlowReturn ret = gst_pad_push(r->src, out);
     count(&packets_out_total);
@@ -368,18 +394,35 @@ fan_out(GstPad *pad, GstPadProbeInfo *info, gpointer data)
     return GST_PAD_PROBE_OK;
 }
 
+/* Asks F's publisher for a keyframe, unless that was done less than
+ * KEYFRAME_REQUEST_INTERVAL_US ago (its keyframe is on its way).  The
+ * upstream force-key-unit event gains the payload type at rtpptdemux and
+ * the SSRC at rtpssrcdemux, and the publisher's rtpsession turns it into
+ * a PLI (or a FIR where only that is negotiated).  Any thread. */
+static void
+fanout_request_keyframe(Fanout *f)
+{
+    if (!media_throttle(&f->keyframe_asked_us, g_get_monotonic_time(),
+                        KEYFRAME_REQUEST_INTERVAL_US)) {
+        count(&keyframe_requests_coalesced);
+        return;
+    }
+    if (gst_pad_push_event(f->tee_sink,
+                           gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE,
+                                                                       TRUE, 0)))
+        count(&keyframe_requests_total);
+}
+
 /* Upstream events reaching a relay pad (subscriber's threads): keyframe
- * requests go on towards the publisher; the rest ends here.  Only the
+ * requests go on towards the publisher; the rest ends here (NACKs are
+ * answered from the relay's history: on_subscriber_rtcp()).  Only the
  * Fanout is used, which lives as long as the room. */
 static gboolean
 relay_src_event(GstPad *pad, GstObject *parent, GstEvent *ev)
 {
     Fanout *f = gst_pad_get_element_private(pad);
-    if (gst_video_event_is_force_key_unit(ev)) {
-        if (gst_pad_push_event(f->tee_sink, ev))
-            count(&keyframe_requests_total);
-        return TRUE;
-    }
+    if (gst_video_event_is_force_key_unit(ev))
+        fanout_request_keyframe(f);
     gst_event_unref(ev);
     return TRUE;
 }
@@ -387,11 +430,7 @@ relay_src_event(GstPad *pad, GstObject *parent, GstEvent *ev)
 static void
 request_keyframe(Relay *r)
 {
-    Fanout *f = &r->room->fan[r->from_role][r->kind];
-    if (gst_pad_push_event(f->tee_sink,
-                           gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE,
-                                                                       TRUE, 0)))
-        count(&keyframe_requests_total);
+    fanout_request_keyframe(&r->room->fan[r->from_role][r->kind]);
 }
 
 /* Puts R in its publisher's fan-out once its subscriber is answered (main
@@ -475,10 +514,13 @@ relay_new(MediaRoom *room, Session *sub, int kind, const OfferTrack *t)
     g_autofree char *pad_name = g_strdup_printf("sink_%u", t->mline);
     r->sink_pad = gst_element_request_pad(sub->webrtc, templ, pad_name, caps);
     gst_pad_add_probe(r->sink_pad, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, drop_tos_event, NULL, NULL);
+    if (kind == MEDIA_KIND_VIDEO)
+        r->history = media_history_new();
     GstWebRTCRTPTransceiver *trans = NULL;
     g_object_get(r->sink_pad, "transceiver", &trans, NULL);
     g_object_set(trans, "direction", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY,
                  "codec-preferences", caps, NULL);
+
     gst_object_unref(trans);
     g_autofree char *src_name = g_strdup_printf("relay-%s-%s", role_names[r->from_role],
                                                 kind_names[kind]);
@@ -518,6 +560,7 @@ relay_free(Relay *r)
     }
     gst_object_unref(r->src);
     g_clear_object(&r->sink_pad);
+    media_history_free(r->history);
     g_free(r);
 }
 
@@ -711,6 +754,52 @@ advertise(const MediaIceConfig *ice, char *sdp)
     return g_strjoinv("\r\n", lines);
 }
 
+/* What the answer says beyond what webrtcbin 1.22 writes, because the
+ * relay does it rather than webrtcbin (docs/architecture.md, "Loss
+ * repair"):
+ *
+ * - "a=rtcp-fb:PT nack" on the video codec: we NACK a publisher's missing
+ *   packets (rtppass.h) and answer a subscriber's NACKs (room.c,
+ *   on_subscriber_rtcp()).  webrtcbin writes it only with the
+ *   transceiver's do-nack, which also negotiates RTX through its
+ *   rtprtxsend/rtprtxreceive (taken off the path: trim.h) and signals a
+ *   sender SSRC of 0 for our relay pads; so it stays off, and
+ *   retransmissions are plain (same SSRC and sequence number, RFC 4585).
+ * - "a=msid" on a subscriber's m-lines: both tracks of one participant in
+ *   one stream, so that the receiver plays them in sync.
+ */
+static void
+complete_answer(GstSDPMessage *sdp, const Session *s)
+{
+    for (guint i = 0; i < gst_sdp_message_medias_len(sdp); i++) {
+        GstSDPMedia *m = (GstSDPMedia *)gst_sdp_message_get_media(sdp, i);
+        const char *media = gst_sdp_media_get_media(m);
+        gboolean video = !g_strcmp0(media, "video");
+        if (!video && g_strcmp0(media, "audio"))
+            continue;
+        if (!s->publish) {
+            g_autofree char *msid = g_strdup_printf("consultd-%s %s-%s", role_names[1 - s->role],
+                                                    role_names[1 - s->role], media);
+            gst_sdp_media_add_attribute(m, "msid", msid);
+        }
+        for (guint f = 0; video && f < gst_sdp_media_formats_len(m); f++) {
+            const char *pt = gst_sdp_media_get_format(m, f);
+            g_autofree char *pli = g_strdup_printf("%s nack pli", pt);
+            g_autofree char *nack = g_strdup_printf("%s nack", pt);
+            gboolean has_pli = FALSE, has_nack = FALSE;
+            for (guint a = 0; a < gst_sdp_media_attributes_len(m); a++) {
+                const GstSDPAttribute *at = gst_sdp_media_get_attribute(m, a);
+                if (g_strcmp0(at->key, "rtcp-fb"))
+                    continue;
+                has_pli |= !g_strcmp0(at->value, pli);
+                has_nack |= !g_strcmp0(at->value, nack);
+            }
+            if (has_pli && !has_nack)
+                gst_sdp_media_add_attribute(m, "rtcp-fb", nack);
+        }
+    }
+}
+
 static void
 on_gathering(GstElement *webrtc, GParamSpec *ps, gpointer data)
 {
@@ -725,6 +814,7 @@ on_gathering(GstElement *webrtc, GParamSpec *ps, gpointer data)
         reply(s, NULL, "no local description");
         return;
     }
+    complete_answer(local->sdp, s);
     char *text = gst_sdp_message_as_text(local->sdp);
     gst_webrtc_session_description_free(local);
     reply(s, advertise(&s->room->ice, text), NULL);
@@ -772,11 +862,94 @@ on_remote_set(GstPromise *p, gpointer data)
     g_signal_emit_by_name(s->webrtc, "create-answer", NULL, next);
 }
 
+/* The relay of S's that carries KIND, while it is attached; call with
+ * the publisher's fan-out lock held (relay_free() takes a relay out of its
+ * fan-out under that lock before freeing it). */
+static Relay *
+attached_relay(Fanout *f, Session *s)
+{
+    for (guint i = 0; i < f->relays->len; i++) {
+        Relay *r = f->relays->pdata[i];
+        if (r->sub == s)
+            return r;
+    }
+    return NULL;
+}
+
+/* Subscriber's RTCP thread: every compound RTCP packet it sends us, before
+ * its rtpsession reads it.  A NACK is answered from the video relay's
+ * history, at once and in this thread, with the packet as it was first
+ * sent (same SSRC and sequence number: plain retransmission, which every
+ * receiver understands; srtpenc allows the repeat, see
+ * on_subscriber_element()).  A PLI or FIR becomes a keyframe request to the
+ * publisher (throttled per publisher).  webrtcbin's own path for both ends
+ * in rtpfunnel, which routes upstream events by SSRCs it never learns from
+ * our caps (issue 18): so they are taken here, and what rtpsession makes of
+ * them upstream is dropped at the relay pad. */
+static GstPadProbeReturn
+on_subscriber_rtcp(GstPad *pad, GstPadProbeInfo *info, gpointer data)
+{
+    Session *s = data;
+    MediaFeedback fb;
+    if (!(info->type & GST_PAD_PROBE_TYPE_BUFFER) ||
+        !media_feedback_scan(GST_PAD_PROBE_INFO_BUFFER(info), &fb))
+        return GST_PAD_PROBE_OK;
+    Fanout *f = &s->room->fan[1 - s->role][MEDIA_KIND_VIDEO];
+    if (fb.plis || fb.firs)
+        fanout_request_keyframe(f);
+    if (!fb.n_nacks)
+        return GST_PAD_PROBE_OK;
+    g_mutex_lock(&f->lock);
+    Relay *r = attached_relay(f, s);
+    for (guint i = 0; r && r->history && i < fb.n_nacks; i++) {
+        count(&nacks_received_total);
+        GstBuffer *b = media_history_get(r->history, fb.nacks[i]);
+        if (!b)
+            continue;
+        GstFlowReturn ret = gst_pad_push(r->src, b);
+        if (ret == GST_FLOW_OK)
+            count(&retransmitted_total);
+    }
+    g_mutex_unlock(&f->lock);
+    return GST_PAD_PROBE_OK;
+}
+
+static void
+watch_subscriber_rtcp(Session *s)
+{
+    GstElement *session = media_webrtc_find(s->webrtc, "rtpsession", "rtpbin");
+    GstPad *pad = session ? gst_element_get_static_pad(session, "recv_rtcp_sink") : NULL;
+    if (pad)
+        gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, on_subscriber_rtcp, session_ref(s),
+                          (GDestroyNotify)session_unref);
+    else
+        g_warning("session %s: no rtpsession RTCP input found: NACKs and PLIs go unanswered",
+                  s->id);
+    g_clear_object(&pad);
+    g_clear_object(&session);
+}
+
+/* Subscriber's webrtcbin built an element.  Its srtpenc must let a packet
+ * be protected twice with the same index (libsrtp refuses by default), or
+ * a retransmission never leaves.  The same packet with the same key and
+ * index gives the same ciphertext, so nothing is revealed by it. */
+static void
+on_subscriber_element(GstBin *bin, GstBin *sub_bin, GstElement *e, gpointer data)
+{
+    GstElementFactory *f = gst_element_get_factory(e);
+    if (f && !g_strcmp0(GST_OBJECT_NAME(f), "srtpenc"))
+        g_object_set(e, "allow-repeat-tx", TRUE, NULL);
+}
+
 static gboolean
 connected_on_loop(gpointer data)
 {
     Session *s = data;
     if (!s->closed) {
+        if (!s->rtcp_watched) {
+            s->rtcp_watched = TRUE;
+            watch_subscriber_rtcp(s);
+        }
         for (int k = 0; k < MEDIA_N_KINDS; k++)
             if (s->relay[k])
                 g_atomic_int_set(&s->relay[k]->connected, 1);
@@ -946,11 +1119,14 @@ media_room_offer(MediaRoom *room, guint32 req, const char *session, int role,
     g_object_set(s->webrtc, "bundle-policy", GST_WEBRTC_BUNDLE_POLICY_MAX_BUNDLE,
                  "latency", 50, NULL);
     configure_ice(room, s->webrtc);
-    media_trim_rtpbin(s->webrtc, publish);
+    media_trim_rtpbin(s->webrtc, publish,
+                      tracks[MEDIA_KIND_VIDEO].present ? (int)tracks[MEDIA_KIND_VIDEO].pt : -1);
     gst_bin_add(GST_BIN(room->pipe), s->webrtc);
     if (publish)
         g_signal_connect_data(s->webrtc, "pad-added", G_CALLBACK(on_pad_added),
                               session_ref(s), session_unref_closure, 0);
+    else
+        g_signal_connect(s->webrtc, "deep-element-added", G_CALLBACK(on_subscriber_element), NULL);
     g_signal_connect_data(s->webrtc, "notify::ice-gathering-state", G_CALLBACK(on_gathering),
                           session_ref(s), session_unref_closure, 0);
     g_signal_connect_data(s->webrtc, "notify::connection-state",

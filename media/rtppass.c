@@ -1,13 +1,36 @@
 /* rtppass.c - see rtppass.h. */
 #include "rtppass.h"
 
+#include "repair.h"
+
+#include <string.h>
+
 struct _MediaRtpPass {
     GstElement parent;
     GstPad *sink, *src;
     guint latency; /* kept only so rtpbin and webrtcbin may set it */
     gboolean do_retransmission;
     guint64 pushed; /* atomic */
+    int nack_pt;    /* packets of this payload type are NACKed; -1: none */
+    MediaLoss loss; /* streaming thread only */
 };
+
+/* Until a retransmission has measured the round trip. */
+#define FIRST_RETRY_US (100 * 1000)
+
+static guint64 nacks_total, recovered_total;
+
+guint64
+media_rtp_pass_nacks(void)
+{
+    return __atomic_load_n(&nacks_total, __ATOMIC_RELAXED);
+}
+
+guint64
+media_rtp_pass_recovered(void)
+{
+    return __atomic_load_n(&recovered_total, __ATOMIC_RELAXED);
+}
 
 enum { PROP_0, PROP_LATENCY, PROP_DO_RETRANSMISSION, PROP_STATS };
 
@@ -18,11 +41,45 @@ static GstStaticPadTemplate sink_templ =
 static GstStaticPadTemplate src_templ =
     GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS("application/x-rtp"));
 
+/* Asks the publisher again for what did not arrive: an upstream
+ * GstRTPRetransmissionRequest per packet, which rtpsession (upstream of
+ * us in rtpbin) turns into a generic NACK, in early feedback (RFC 4585)
+ * when it may.  This is what rtpjitterbuffer does with do-retransmission,
+ * without holding anything back: packets go on as they come, the
+ * retransmission follows when it comes, and the subscribers' jitterbuffers
+ * and the recorder order them. */
+static void
+ask_again(MediaRtpPass *self, GstBuffer *buf)
+{
+    guint8 head[12];
+    if (gst_buffer_extract(buf, 0, head, 12) != 12 || (head[0] >> 6) != 2 ||
+        (head[1] & 0x7f) != self->nack_pt)
+        return;
+    guint16 seq = (guint16)((head[2] << 8) | head[3]);
+    guint32 ssrc = ((guint32)head[8] << 24) | ((guint32)head[9] << 16) | ((guint32)head[10] << 8) | head[11];
+    guint16 missing[32];
+    guint64 recovered = self->loss.recovered;
+    guint n = media_loss_packet(&self->loss, seq, g_get_monotonic_time(), missing, G_N_ELEMENTS(missing));
+    if (self->loss.recovered != recovered)
+        __atomic_fetch_add(&recovered_total, 1, __ATOMIC_RELAXED);
+    guint deadline_ms = (guint)(self->loss.retry_us / 1000);
+    for (guint i = 0; i < n; i++) {
+        GstStructure *st = gst_structure_new("GstRTPRetransmissionRequest", "seqnum", G_TYPE_UINT,
+                                             (guint)missing[i], "ssrc", G_TYPE_UINT, ssrc,
+                                             "deadline", G_TYPE_UINT, deadline_ms, "delay",
+                                             G_TYPE_UINT, 0u, "avg-rtt", G_TYPE_UINT, 0u, NULL);
+        gst_pad_push_event(self->sink, gst_event_new_custom(GST_EVENT_CUSTOM_UPSTREAM, st));
+        __atomic_fetch_add(&nacks_total, 1, __ATOMIC_RELAXED);
+    }
+}
+
 static GstFlowReturn
 pass_chain(GstPad *pad, GstObject *parent, GstBuffer *buf)
 {
     MediaRtpPass *self = (MediaRtpPass *)parent;
     __atomic_fetch_add(&self->pushed, 1, __ATOMIC_RELAXED);
+    if (self->nack_pt >= 0)
+        ask_again(self, buf);
     return gst_pad_push(self->src, buf);
 }
 
@@ -75,7 +132,7 @@ media_rtp_pass_class_init(MediaRtpPassClass *klass)
     g_object_class_install_property(
         oc, PROP_DO_RETRANSMISSION,
         g_param_spec_boolean("do-retransmission", "Retransmission",
-                             "Ignored: no NACKs are sent from here", FALSE,
+                             "Ignored: a video stream's missing packets are always NACKed", FALSE,
                              G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS));
     g_object_class_install_property(
         oc, PROP_STATS,
@@ -91,6 +148,7 @@ media_rtp_pass_class_init(MediaRtpPassClass *klass)
 static void
 media_rtp_pass_init(MediaRtpPass *self)
 {
+    media_loss_init(&self->loss, FIRST_RETRY_US);
     self->sink = gst_pad_new_from_static_template(&sink_templ, "sink");
     gst_pad_set_chain_function(self->sink, pass_chain);
     GST_PAD_SET_PROXY_CAPS(self->sink);
@@ -102,7 +160,9 @@ media_rtp_pass_init(MediaRtpPass *self)
 }
 
 GstElement *
-media_rtp_pass_new(void)
+media_rtp_pass_new(int nack_pt)
 {
-    return g_object_new(media_rtp_pass_get_type(), NULL);
+    MediaRtpPass *self = g_object_new(media_rtp_pass_get_type(), NULL);
+    self->nack_pt = nack_pt;
+    return GST_ELEMENT(self);
 }

@@ -10,7 +10,10 @@
  * It has the properties rtpbin and webrtcbin use on a jitterbuffer
  * ("latency", "do-retransmission" set, "stats" read by get-stats) so
  * neither warns; the settings do nothing, the stats count pushed packets.
- * No NACKs are generated here (none are negotiated: track_caps() in room.c).
+ * The packets missing from the stream of one payload type (video's: the
+ * stream's caps say nothing of its media here) are NACKed, without holding
+ * anything back (repair.h's MediaLoss says when); the answer says so
+ * (room.c, complete_answer()).
  */
 #pragma once
 
@@ -18,5 +21,11 @@
 
 G_DECLARE_FINAL_TYPE(MediaRtpPass, media_rtp_pass, MEDIA, RTP_PASS, GstElement)
 
-/* A new floating element, for rtpbin's "request-jitterbuffer". */
-GstElement *media_rtp_pass_new(void);
+/* A new floating element, for rtpbin's "request-jitterbuffer"; packets of
+ * payload type NACK_PT are NACKed when missing (-1: none). */
+GstElement *media_rtp_pass_new(int nack_pt);
+
+/* Over every instance, for the worker's metrics: packets NACKed, and of
+ * those, packets that came after all. */
+guint64 media_rtp_pass_nacks(void);
+guint64 media_rtp_pass_recovered(void);

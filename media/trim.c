@@ -135,12 +135,18 @@ find_element(GstElement *webrtc, const char *factory, const char *parent_factory
     return found;
 }
 
+GstElement *
+media_webrtc_find(GstElement *webrtc, const char *factory, const char *parent_factory)
+{
+    return find_element(webrtc, factory, parent_factory, NULL);
+}
+
 /* ------------------------------------------------------------ rtpbin */
 
 static GstElement *
 request_jitterbuffer(GstElement *rtpbin, guint session, gpointer data)
 {
-    return media_rtp_pass_new();
+    return media_rtp_pass_new(GPOINTER_TO_INT(data));
 }
 
 static void
@@ -160,7 +166,7 @@ no_storage(GstElement *rtpbin, GstElement *storage, guint session, gpointer data
  * storage keeps nothing.  Four elements and a copy into the storage fewer
  * per packet: about 10 % of the worker's CPU. */
 void
-media_trim_rtpbin(GstElement *webrtc, gboolean publish)
+media_trim_rtpbin(GstElement *webrtc, gboolean publish, int nack_pt)
 {
     GstElement *rtpbin = gst_bin_get_by_name(GST_BIN(webrtc), "rtpbin");
     if (!rtpbin) {
@@ -168,7 +174,8 @@ media_trim_rtpbin(GstElement *webrtc, gboolean publish)
         return;
     }
     if (publish)
-        g_signal_connect(rtpbin, "request-jitterbuffer", G_CALLBACK(request_jitterbuffer), NULL);
+        g_signal_connect(rtpbin, "request-jitterbuffer", G_CALLBACK(request_jitterbuffer),
+                         GINT_TO_POINTER(nack_pt));
     static const char *const unused[] = {"request-aux-sender", "request-aux-receiver",
                                          "request-fec-decoder-full"};
     for (guint i = 0; i < G_N_ELEMENTS(unused); i++) {

@@ -16,8 +16,10 @@
 #include <gst/gst.h>
 
 /* Before WEBRTC is in a pipeline: no RTX/RED/FEC elements in its rtpbin,
- * no packet storage; publishers (PUBLISH) get no jitterbuffer (rtppass.h). */
-void media_trim_rtpbin(GstElement *webrtc, gboolean publish);
+ * no packet storage; publishers (PUBLISH) get no jitterbuffer but an
+ * rtppass (rtppass.h) that NACKs the missing packets of payload type
+ * NACK_PT (-1: none). */
+void media_trim_rtpbin(GstElement *webrtc, gboolean publish, int nack_pt);
 
 /* The worker's reader threads, one per core (at most 4), each iterating a
  * GMainContext of its own for the life of the process; at most once, any
@@ -50,3 +52,7 @@ MediaTrimResult media_trim_send_path(GstPad *sink);
  * the pad past them.  Only from the one thread that pushes out of SRC,
  * between two pushes.  Whether it did; SRC as it was if not. */
 gboolean media_trim_skip_ghosts(GstPad *src);
+
+/* The first element in WEBRTC, at any depth, made by FACTORY whose parent
+ * is made by PARENT_FACTORY; a new ref or NULL. */
+GstElement *media_webrtc_find(GstElement *webrtc, const char *factory, const char *parent_factory);
