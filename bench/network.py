@@ -48,9 +48,8 @@ def main():
         cid, tt, st = live_consultation(s)
         with netlab.Impair(loss=a.loss, burst=a.burst, delay_ms=a.delay_ms, rate_kbit=a.rate_kbit,
                            queue_ms=a.queue_ms, outage_ms=a.outage_ms, seed=a.seed) as imp:
-            if a.outage_at:
-                netlab.start_after(a.warmup + a.outage_at + 3, imp.outage)
-            res = netlab.call(s, cid, {"teacher": tt, "student": st}, a.seconds, a.warmup, a.p2p)
+            res = netlab.call(s, cid, {"teacher": tt, "student": st}, a.seconds, a.warmup, a.p2p,
+                              outage=imp if a.outage_at else None, outage_at=a.outage_at)
         if not os.environ.get("SHOW_ANSWERS"):
             res.pop("answers", None)
         res.pop("timeline", None) if not a.outage_at else None

@@ -18,6 +18,7 @@
 #include "proto.h"
 #include "recorder.h"
 #include "room.h"
+#include "rtppass.h"
 #include "trim.h"
 
 typedef struct {
@@ -201,7 +202,11 @@ tick(gpointer data)
                                        media_packets_in(), "packets_out", "t",
                                        media_packets_out(), "packets_lost", "t",
                                        media_packets_lost(w->rooms), "keyframe_requests", "t",
-                                       media_keyframe_requests(), NULL));
+                                       media_keyframe_requests(), "nacks_received", "t",
+                                       media_nacks_received(), "retransmitted", "t",
+                                       media_retransmitted(), "nacks_sent", "t",
+                                       media_rtp_pass_nacks(), "recovered", "t",
+                                       media_rtp_pass_recovered(), NULL));
     return G_SOURCE_CONTINUE;
 }
 

@@ -76,6 +76,7 @@ struct Worker {
     guint restart_timer;
     guint consultations;
     guint64 packets_in, packets_out, keyframes, lost;
+    guint64 nacks_received, retransmitted, nacks_sent, recovered; /* loss repair */
     guint rooms, sessions;
 };
 
@@ -326,6 +327,10 @@ on_worker_message(MediaChan *ch, GVariant *msg, gpointer data)
         g_variant_lookup(msg, "packets_out", "t", &w->packets_out);
         g_variant_lookup(msg, "keyframe_requests", "t", &w->keyframes);
         g_variant_lookup(msg, "packets_lost", "t", &w->lost);
+        g_variant_lookup(msg, "nacks_received", "t", &w->nacks_received);
+        g_variant_lookup(msg, "retransmitted", "t", &w->retransmitted);
+        g_variant_lookup(msg, "nacks_sent", "t", &w->nacks_sent);
+        g_variant_lookup(msg, "recovered", "t", &w->recovered);
         g_variant_lookup(msg, "rooms", "u", &w->rooms);
         g_variant_lookup(msg, "sessions", "u", &w->sessions);
     } else if (!strcmp(op, "ready")) {
@@ -657,7 +662,7 @@ sig_media_metrics(SigApp *app, GString *out)
     if (!m)
         return;
     guint ready = 0, rooms = 0, sessions = 0;
-    guint64 in = 0, outp = 0, kf = 0, lost = 0;
+    guint64 in = 0, outp = 0, kf = 0, lost = 0, nr = 0, rtx = 0, ns = 0, rec = 0;
     for (guint i = 0; i < m->workers->len; i++) {
         Worker *w = m->workers->pdata[i];
         ready += w->ready;
@@ -667,6 +672,10 @@ sig_media_metrics(SigApp *app, GString *out)
         outp += w->packets_out;
         kf += w->keyframes;
         lost += w->lost;
+        nr += w->nacks_received;
+        rtx += w->retransmitted;
+        ns += w->nacks_sent;
+        rec += w->recovered;
     }
     g_string_append_printf(out,
         "# HELP consultd_media_workers_ready Media workers running\n"
@@ -689,8 +698,20 @@ sig_media_metrics(SigApp *app, GString *out)
         "consultd_media_keyframe_requests_total %" G_GUINT64_FORMAT "\n"
         "# HELP consultd_media_packets_lost_total RTP packets publishers sent that never arrived\n"
         "# TYPE consultd_media_packets_lost_total counter\n"
-        "consultd_media_packets_lost_total %" G_GUINT64_FORMAT "\n",
-        ready, m->restarts, rooms, sessions, in, outp, kf, lost);
+        "consultd_media_packets_lost_total %" G_GUINT64_FORMAT "\n"
+        "# HELP consultd_media_nacks_received_total Packets subscribers NACKed\n"
+        "# TYPE consultd_media_nacks_received_total counter\n"
+        "consultd_media_nacks_received_total %" G_GUINT64_FORMAT "\n"
+        "# HELP consultd_media_retransmitted_total NACKed packets sent again to subscribers\n"
+        "# TYPE consultd_media_retransmitted_total counter\n"
+        "consultd_media_retransmitted_total %" G_GUINT64_FORMAT "\n"
+        "# HELP consultd_media_nacks_sent_total Packets NACKed to publishers (first NACKs and repeats)\n"
+        "# TYPE consultd_media_nacks_sent_total counter\n"
+        "consultd_media_nacks_sent_total %" G_GUINT64_FORMAT "\n"
+        "# HELP consultd_media_recovered_total Packets missing from publishers that came after a NACK\n"
+        "# TYPE consultd_media_recovered_total counter\n"
+        "consultd_media_recovered_total %" G_GUINT64_FORMAT "\n",
+        ready, m->restarts, rooms, sessions, in, outp, kf, lost, nr, rtx, ns, rec);
 }
 
 void

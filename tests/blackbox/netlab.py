@@ -5,7 +5,7 @@ rule; TCP, so HTTP, is left alone), and a Chromium pair through consultd
 
     enter_netns()             re-runs this process in a new network namespace
     with Impair(loss=2, delay_ms=20): ...
-    call(server, cid, tt, st, seconds=40)  -> tests/browser/network.mjs's result
+    call(server, cid, tokens, seconds=40)  -> tests/browser/network.mjs's result
 
 Needs root (CI runs as root), iptables-legacy and a kernel with NFQUEUE.
 bench/network.py is the command line around it (docs/benchmarks.md).
@@ -15,9 +15,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
-from harness import browser_script
+from harness import BROWSER
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 IMPAIR = os.environ.get("IMPAIR", os.path.join(HERE, "../../build/tests/impair"))
@@ -65,24 +66,40 @@ class Impair:
         return False
 
 
-def call(server, cid, tokens, seconds=40, warmup=5, p2p=False):
+def call(server, cid, tokens, seconds=40, warmup=5, p2p=False, outage=None, outage_at=0):
     """Both participants publish and receive through SERVER (or, with p2p,
     to each other) for WARMUP + SECONDS; what each direction's receiver saw
-    over the SECONDS (tests/browser/network.mjs)."""
+    over the SECONDS (tests/browser/network.mjs).  With OUTAGE (an Impair),
+    its outage starts OUTAGE_AT seconds into the window, and the result says
+    when ("outage_started_ms", Unix ms like the timeline's)."""
     opts = {"base": server.url, "cid": cid, "tokens": tokens, "seconds": seconds,
             "warmup": warmup, "p2p": p2p}
-    return browser_script("network.mjs", opts, seconds + warmup + 150)
+    p = subprocess.Popen(["node", os.path.join(BROWSER, "network.mjs"), json.dumps(opts)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=BROWSER)
+    timer, started = None, {}
 
+    def begin():
+        started["ms"] = time.time() * 1000
+        outage.outage()
 
-def start_after(delay_s, fn):
-    """Calls FN after DELAY_S seconds in a thread (an outage in the middle of
-    a call); the thread is returned so that the caller can join it."""
-    import threading
-
-    def later():
-        time.sleep(delay_s)
-        fn()
-
-    t = threading.Thread(target=later, daemon=True)
-    t.start()
-    return t
+    try:
+        lines = []
+        for raw in p.stdout:
+            line = raw.decode()
+            lines.append(line)
+            if line.startswith("WINDOW") and outage is not None:
+                timer = threading.Timer(outage_at, begin)
+                timer.start()
+        p.wait(seconds + warmup + 150)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        if timer:
+            timer.cancel()
+    js = [l for l in lines if l.startswith("{")]
+    assert js, ("network.mjs", p.returncode, p.stderr.read().decode()[-3000:])
+    res = json.loads(js[-1])
+    if "ms" in started:
+        res["outage_started_ms"] = started["ms"]
+    return res

@@ -15,12 +15,13 @@ const ARGS = [
   '--autoplay-policy=no-user-gesture-required',
 ];
 
-export async function launch() {
+// EXTRA: more flags (a later one overrides an earlier one of ARGS).
+export async function launch(extra = []) {
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'consultd-chromium-'));
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
-    args: ARGS,
+    args: ARGS.concat(extra),
     permissions: ['camera', 'microphone'],
   });
   const close = async () => {
