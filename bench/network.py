@@ -54,6 +54,10 @@ def main():
             res.pop("answers", None)
         res.pop("timeline", None) if not a.outage_at else None
         res["impair"] = imp.counts
+        if not a.p2p:
+            res["server"] = {l.split()[0][len("consultd_media_"):]: int(l.split()[1])
+                             for l in s.get("/metrics").body.splitlines()
+                             if l.startswith("consultd_media_") and l.split()[0].endswith("_total")}
         print(json.dumps(res, indent=1))
     finally:
         Server.stop_all()

@@ -127,6 +127,41 @@ media_feedback_scan(GstBuffer *buf, MediaFeedback *out)
     return TRUE;
 }
 
+gboolean
+media_remb_add(GstBuffer *buf, guint32 sender_ssrc, guint32 media_ssrc, guint64 bps)
+{
+    GstRTCPBuffer rtcp = GST_RTCP_BUFFER_INIT;
+    if (!gst_rtcp_buffer_map(buf, GST_MAP_READWRITE, &rtcp))
+        return FALSE;
+    GstRTCPPacket p;
+    gboolean added = gst_rtcp_buffer_add_packet(&rtcp, GST_RTCP_TYPE_PSFB, &p);
+    gboolean ok = added;
+    if (ok) {
+        gst_rtcp_packet_fb_set_type(&p, GST_RTCP_PSFB_TYPE_AFB);
+        gst_rtcp_packet_fb_set_sender_ssrc(&p, sender_ssrc);
+        gst_rtcp_packet_fb_set_media_ssrc(&p, 0);
+        ok = gst_rtcp_packet_fb_set_fci_length(&p, 3);
+    }
+    if (ok) {
+        /* An 18-bit mantissa and the smallest exponent that fits. */
+        guint exp = 0;
+        while ((bps >> exp) > 0x3ffff)
+            exp++;
+        guint32 mantissa = (guint32)(bps >> exp);
+        guint8 *fci = gst_rtcp_packet_fb_get_fci(&p);
+        memcpy(fci, "REMB", 4);
+        fci[4] = 1;
+        fci[5] = (guint8)((exp << 2) | (mantissa >> 16));
+        fci[6] = (guint8)(mantissa >> 8);
+        fci[7] = (guint8)mantissa;
+        GST_WRITE_UINT32_BE(fci + 8, media_ssrc);
+    } else if (added) {
+        gst_rtcp_packet_remove(&p);
+    }
+    gst_rtcp_buffer_unmap(&rtcp);
+    return ok;
+}
+
 /* ---------------------------------------------------------- losses */
 
 void

@@ -49,6 +49,11 @@ typedef struct {
  * packet, unencrypted).  FALSE, and OUT zeroed, if BUF is not valid RTCP. */
 gboolean media_feedback_scan(GstBuffer *buf, MediaFeedback *out);
 
+/* Appends to BUF (a compound RTCP packet being built, writable) a REMB from
+ * SENDER_SSRC telling the sender of MEDIA_SSRC to stay under BPS.  FALSE,
+ * BUF unchanged, if it does not fit. */
+gboolean media_remb_add(GstBuffer *buf, guint32 sender_ssrc, guint32 media_ssrc, guint64 bps);
+
 /* ---------------------------------------------------------- losses */
 
 /* Which packets of one incoming stream are missing and when to ask for each
@@ -59,7 +64,7 @@ gboolean media_feedback_scan(GstBuffer *buf, MediaFeedback *out);
  * then).  A jump of more than MEDIA_LOSS_MAX_GAP packets (a new stream, a
  * long outage) restarts the count instead of asking for all of it. */
 #define MEDIA_LOSS_SLOTS 128
-#define MEDIA_LOSS_TRIES 4
+#define MEDIA_LOSS_TRIES 8
 #define MEDIA_LOSS_MAX_GAP 100
 #define MEDIA_LOSS_GIVE_UP_US (1000 * 1000)
 #define MEDIA_LOSS_RETRY_MIN_US (30 * 1000)

@@ -125,6 +125,7 @@ typedef struct {
     gint failed;         /* a push failed (logged once; atomic) */
     MediaTrimResult trim; /* of the send path (under the fan-out lock) */
     MediaHistory *history; /* video: what was sent, for NACKs (under the fan-out lock) */
+    guint ast_id;        /* video: abs-send-time's id in the subscriber's offer, or 0 */
 } Relay;
 
 #define RELAY_PENDING_MAX 128
@@ -136,6 +137,11 @@ typedef struct {
     GPtrArray *relays;   /* Relay *, attached ones */
     GstPad *tee_sink;    /* a ref; keyframe requests go upstream from here */
     gint64 keyframe_asked_us; /* monotonic, of the last request sent (atomic) */
+    /* Bandwidth (video): the publisher's SSRC as last seen, and the
+     * subscriber's latest REMB with when it came; all atomic. */
+    guint32 ssrc;
+    guint64 remb_bps;
+    gint64 remb_at_us, remb_sent_us;
 } Fanout;
 
 /* Keyframe requests to one publisher: at most one per this interval,
@@ -157,7 +163,9 @@ struct Session {
     gint64 progress_at;   /* monotonic us of the last change of packets */
     gint64 started_at;
     Relay *relay[MEDIA_N_KINDS];
-    gboolean rtcp_watched; /* subscriber: on_subscriber_rtcp() added */
+    gboolean rtcp_watched; /* subscriber: on_subscriber_rtcp() added;
+                            * publisher: on_publisher_rtcp() connected */
+    GObject *rtp_session;  /* publisher: its rtpbin's RTPSession, once watched */
     guint64 lost;         /* publisher: latest inbound packets-lost */
     guint ticks;          /* publisher: media_room_tick() calls since answered */
 };
@@ -209,7 +217,27 @@ typedef struct {
     char *codec; /* "VP8", "H264", "OPUS" */
     guint pt;
     guint mline; /* index of its m-line in the offer */
+    guint twcc_id; /* the transport-wide-cc header extension's id; 0: none */
+    guint ast_id;  /* the abs-send-time header extension's id; 0: none */
 } OfferTrack;
+
+#define TWCC_URI "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+#define AST_URI "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+
+/* The id M gives the header extension URI (1-14: one-byte headers), or 0. */
+static guint
+offer_extension_id(const GstSDPMedia *m, const char *want)
+{
+    for (guint a = 0; a < gst_sdp_media_attributes_len(m); a++) {
+        const GstSDPAttribute *at = gst_sdp_media_get_attribute(m, a);
+        const char *uri = at->value ? strchr(at->value, ' ') : NULL;
+        if (!g_strcmp0(at->key, "extmap") && uri && !strcmp(uri + 1, want)) {
+            guint64 id = g_ascii_strtoull(at->value, NULL, 10);
+            return id >= 1 && id <= 14 ? (guint)id : 0;
+        }
+    }
+    return 0;
+}
 
 /* Picks, per kind, the codec we relay: VP8 (then H.264) for video, Opus for
  * audio, with the offer's payload type. */
@@ -263,6 +291,8 @@ inspect_offer(const GstSDPMessage *sdp, OfferTrack tracks[MEDIA_N_KINDS], GError
                     }
                     tracks[kind].present = TRUE;
                     tracks[kind].mline = i;
+                    tracks[kind].twcc_id = offer_extension_id(m, TWCC_URI);
+                    tracks[kind].ast_id = offer_extension_id(m, AST_URI);
                     tracks[kind].codec = g_strdup(prefs[kind][p]);
                     tracks[kind].pt = pt;
                     break;
@@ -287,8 +317,25 @@ inspect_offer(const GstSDPMessage *sdp, OfferTrack tracks[MEDIA_N_KINDS], GError
     return TRUE;
 }
 
+static GstCaps *track_caps_of(int kind, const OfferTrack *t);
+
+/* The caps a track is received or sent with.  A publisher's carry the
+ * transport-wide-cc extension when the offer has it: webrtcbin then answers
+ * with it and rtpsession sends transport-cc feedback, from which the
+ * publisher's own congestion control (GCC in browsers) sizes its first leg. */
 static GstCaps *
-track_caps(int kind, const OfferTrack *t)
+track_caps(int kind, const OfferTrack *t, gboolean publish)
+{
+    GstCaps *c = track_caps_of(kind, t);
+    if (publish && t->twcc_id) {
+        g_autofree char *field = g_strdup_printf("extmap-%u", t->twcc_id);
+        gst_caps_set_simple(c, field, G_TYPE_STRING, TWCC_URI, NULL);
+    }
+    return c;
+}
+
+static GstCaps *
+track_caps_of(int kind, const OfferTrack *t)
 {
     if (kind == MEDIA_KIND_AUDIO)
         return gst_caps_new_simple("application/x-rtp", "media", G_TYPE_STRING, "audio",
@@ -308,10 +355,24 @@ track_caps(int kind, const OfferTrack *t)
 
 /* ---------------------------------------------------------------- relays */
 
-/* Copies an RTP packet with payload type PT and without header extensions:
- * the publisher's extension ids mean nothing in the subscriber's session. */
+/* abs-send-time (RFC 5285 one-byte extension, draft "abs-send-time"):
+ * when we send, in seconds as 6.18 fixed point, 24 bits. */
+static void
+put_abs_send_time(guint8 *at)
+{
+    guint64 t = ((guint64)g_get_monotonic_time() << 18) / G_USEC_PER_SEC;
+    at[0] = (guint8)(t >> 16);
+    at[1] = (guint8)(t >> 8);
+    at[2] = (guint8)t;
+}
+
+/* Copies an RTP packet with payload type PT and without the publisher's
+ * header extensions (their ids mean nothing in the subscriber's session).
+ * With AST_ID (1-14) it carries one of ours instead: abs-send-time, stamped
+ * now, from which the subscriber's receive-side estimator (REMB) measures
+ * the path from us to it alone. */
 static GstBuffer *
-rewrite_rtp(GstBuffer *in, guint8 pt)
+rewrite_rtp(GstBuffer *in, guint8 pt, guint ast_id)
 {
     GstMapInfo mi;
     if (!gst_buffer_map(in, &mi, GST_MAP_READ))
@@ -324,19 +385,45 @@ rewrite_rtp(GstBuffer *in, guint8 pt)
         gsize skip = 0;
         if ((d[0] & 0x10) && n >= hdr + 4)
             skip = 4 + 4 * (gsize)((d[hdr + 2] << 8) | d[hdr + 3]);
+        gsize ext = ast_id ? 8 : 0;
         if (hdr + skip <= n) {
-            guint8 *o = g_malloc(n - skip);
+            guint8 *o = g_malloc(n - skip + ext);
             memcpy(o, d, hdr);
-            memcpy(o + hdr, d + hdr + skip, n - hdr - skip);
-            o[0] &= ~0x10;
+            if (ext) {
+                static const guint8 head[4] = {0xbe, 0xde, 0x00, 0x01};
+                memcpy(o + hdr, head, 4);
+                o[hdr + 4] = (guint8)((ast_id << 4) | 2); /* id, 3 bytes */
+                put_abs_send_time(o + hdr + 5);
+            }
+            memcpy(o + hdr + ext, d + hdr + skip, n - hdr - skip);
+            o[0] = (guint8)(ext ? o[0] | 0x10 : o[0] & ~0x10);
             o[1] = (guint8)((o[1] & 0x80) | (pt & 0x7f));
-            out = gst_buffer_new_wrapped(o, n - skip);
+            out = gst_buffer_new_wrapped(o, n - skip + ext);
             gst_buffer_copy_into(out, in, GST_BUFFER_COPY_TIMESTAMPS | GST_BUFFER_COPY_FLAGS,
                                  0, -1);
         }
     }
     gst_buffer_unmap(in, &mi);
     return out;
+}
+
+/* A packet of the history, sent again: a copy with abs-send-time stamped
+ * anew where it has one (rewrite_rtp()), or the packet itself. */
+static GstBuffer *
+restamp(Relay *r, GstBuffer *b)
+{
+    if (!r->ast_id)
+        return b;
+    GstBuffer *c = gst_buffer_copy_deep(b);
+    gst_buffer_unref(b);
+    GstMapInfo mi;
+    if (gst_buffer_map(c, &mi, GST_MAP_WRITE)) {
+        gsize hdr = 12 + 4 * (mi.data[0] & 0x0f);
+        if (mi.size >= hdr + 8)
+            put_abs_send_time(mi.data + hdr + 5);
+        gst_buffer_unmap(c, &mi);
+    }
+    return c;
 }
 
 static void
@@ -357,7 +444,7 @@ fan_one(Fanout *f, GstBuffer *buf)
 {
     for (guint i = 0; i < f->relays->len; i++) {
         Relay *r = f->relays->pdata[i];
-        GstBuffer *out = rewrite_rtp(buf, r->pt);
+        GstBuffer *out = rewrite_rtp(buf, r->pt, r->ast_id);
         if (!out)
             continue;
         if (!g_atomic_int_get(&r->connected)) {
@@ -380,6 +467,10 @@ static GstPadProbeReturn
 fan_out(GstPad *pad, GstPadProbeInfo *info, gpointer data)
 {
     Fanout *f = data;
+    guint8 ssrc[4];
+    if ((info->type & GST_PAD_PROBE_TYPE_BUFFER) &&
+        gst_buffer_extract(GST_PAD_PROBE_INFO_BUFFER(info), 8, ssrc, 4) == 4)
+        __atomic_store_n(&f->ssrc, GST_READ_UINT32_BE(ssrc), __ATOMIC_RELAXED);
     g_mutex_lock(&f->lock);
     if (f->relays->len == 0) {
         /* nobody to relay to */
@@ -407,9 +498,13 @@ fanout_request_keyframe(Fanout *f)
         count(&keyframe_requests_coalesced);
         return;
     }
+    /* all-headers FALSE: a PLI.  With TRUE rtpsession sends a FIR, and
+     * with the same count each time it keeps the FIR's sequence number,
+     * so the publisher takes every FIR after the first for a repeat and
+     * ignores it (RFC 5104 4.3.1.2): measured, 3 requests -> 1 keyframe. */
     if (gst_pad_push_event(f->tee_sink,
                            gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE,
-                                                                       TRUE, 0)))
+                                                                       FALSE, 0)))
         count(&keyframe_requests_total);
 }
 
@@ -505,7 +600,7 @@ relay_new(MediaRoom *room, Session *sub, int kind, const OfferTrack *t)
     r->kind = kind;
     r->from_role = 1 - sub->role;
     r->pt = (guint8)t->pt;
-    g_autoptr(GstCaps) caps = track_caps(kind, t);
+    g_autoptr(GstCaps) caps = track_caps(kind, t, FALSE);
     GstPadTemplate *templ =
         gst_element_class_get_pad_template(GST_ELEMENT_GET_CLASS(sub->webrtc), "sink_%u");
     /* Naming the pad after the offer's m-line binds its transceiver to it;
@@ -514,8 +609,10 @@ relay_new(MediaRoom *room, Session *sub, int kind, const OfferTrack *t)
     g_autofree char *pad_name = g_strdup_printf("sink_%u", t->mline);
     r->sink_pad = gst_element_request_pad(sub->webrtc, templ, pad_name, caps);
     gst_pad_add_probe(r->sink_pad, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, drop_tos_event, NULL, NULL);
-    if (kind == MEDIA_KIND_VIDEO)
+    if (kind == MEDIA_KIND_VIDEO) {
         r->history = media_history_new();
+        r->ast_id = t->ast_id;
+    }
     GstWebRTCRTPTransceiver *trans = NULL;
     g_object_get(r->sink_pad, "transceiver", &trans, NULL);
     g_object_set(trans, "direction", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY,
@@ -777,6 +874,8 @@ complete_answer(GstSDPMessage *sdp, const Session *s)
         gboolean video = !g_strcmp0(media, "video");
         if (!video && g_strcmp0(media, "audio"))
             continue;
+        if (video && s->publish)
+            gst_sdp_media_add_bandwidth(m, "AS", s->room->ice.max_kbps);
         if (!s->publish) {
             g_autofree char *msid = g_strdup_printf("consultd-%s %s-%s", role_names[1 - s->role],
                                                     role_names[1 - s->role], media);
@@ -796,6 +895,28 @@ complete_answer(GstSDPMessage *sdp, const Session *s)
             }
             if (has_pli && !has_nack)
                 gst_sdp_media_add_attribute(m, "rtcp-fb", nack);
+            if (has_pli && !s->publish) {
+                g_autofree char *remb = g_strdup_printf("%s goog-remb", pt);
+                gst_sdp_media_add_attribute(m, "rtcp-fb", remb);
+            }
+        }
+        Relay *r = !s->publish && video ? s->relay[MEDIA_KIND_VIDEO] : NULL;
+        if (r && r->ast_id) {
+            g_autofree char *ext = g_strdup_printf("%u %s", r->ast_id, AST_URI);
+            gst_sdp_media_add_attribute(m, "extmap", ext);
+        }
+        /* transport-cc without its header extension is inert; toward a
+         * subscriber it would also stop REMB (the receiver's estimate,
+         * which we pass on to the publisher). */
+        gboolean twcc = FALSE;
+        for (guint a = 0; a < gst_sdp_media_attributes_len(m); a++) {
+            const GstSDPAttribute *at = gst_sdp_media_get_attribute(m, a);
+            twcc |= !g_strcmp0(at->key, "extmap") && at->value && strstr(at->value, TWCC_URI);
+        }
+        for (guint a = gst_sdp_media_attributes_len(m); !twcc && a-- > 0;) {
+            const GstSDPAttribute *at = gst_sdp_media_get_attribute(m, a);
+            if (!g_strcmp0(at->key, "rtcp-fb") && at->value && g_str_has_suffix(at->value, " transport-cc"))
+                gst_sdp_media_remove_attribute(m, a);
         }
     }
 }
@@ -897,6 +1018,10 @@ on_subscriber_rtcp(GstPad *pad, GstPadProbeInfo *info, gpointer data)
     Fanout *f = &s->room->fan[1 - s->role][MEDIA_KIND_VIDEO];
     if (fb.plis || fb.firs)
         fanout_request_keyframe(f);
+    if (fb.remb_bps) {
+        __atomic_store_n(&f->remb_bps, fb.remb_bps, __ATOMIC_RELAXED);
+        __atomic_store_n(&f->remb_at_us, g_get_monotonic_time(), __ATOMIC_RELAXED);
+    }
     if (!fb.n_nacks)
         return GST_PAD_PROBE_OK;
     g_mutex_lock(&f->lock);
@@ -906,7 +1031,7 @@ on_subscriber_rtcp(GstPad *pad, GstPadProbeInfo *info, gpointer data)
         GstBuffer *b = media_history_get(r->history, fb.nacks[i]);
         if (!b)
             continue;
-        GstFlowReturn ret = gst_pad_push(r->src, b);
+        GstFlowReturn ret = gst_pad_push(r->src, restamp(r, b));
         if (ret == GST_FLOW_OK)
             count(&retransmitted_total);
     }
@@ -941,6 +1066,67 @@ on_subscriber_element(GstBin *bin, GstBin *sub_bin, GstElement *e, gpointer data
         g_object_set(e, "allow-repeat-tx", TRUE, NULL);
 }
 
+/* How long a subscriber's REMB counts: Chromium sends one about every
+ * 200 ms to 1 s while it receives; one that stops sending stops counting. */
+#define REMB_FRESH_US (5 * G_USEC_PER_SEC)
+/* How often the publisher gets a REMB: rtpsession sends RTCP with every
+ * transport-cc feedback, far more often than that. */
+#define REMB_INTERVAL_US (250 * 1000)
+
+/* Publisher's RTCP thread: rtpsession is building a compound RTCP packet
+ * for the publisher.  It gets a REMB: the subscriber's own estimate of its
+ * path (its REMB, read in on_subscriber_rtcp()) capped by max_kbps, or
+ * max_kbps alone.  So a publisher whose viewer sits behind a narrow link
+ * sends what that link carries, not what its own uplink does (its
+ * congestion control takes the lower of its own estimate and a REMB).
+ * Reads atomics and the room's config only. */
+static gboolean
+on_publisher_rtcp(GObject *session, GstBuffer *buf, gboolean early, gpointer data)
+{
+    Session *s = data;
+    Fanout *f = &s->room->fan[s->role][MEDIA_KIND_VIDEO];
+    gint64 now = g_get_monotonic_time();
+    guint32 media_ssrc = __atomic_load_n(&f->ssrc, __ATOMIC_RELAXED);
+    if (!media_ssrc || !media_throttle(&f->remb_sent_us, now, REMB_INTERVAL_US))
+        return FALSE;
+    guint64 bps = (guint64)s->room->ice.max_kbps * 1000;
+    guint64 remb = __atomic_load_n(&f->remb_bps, __ATOMIC_RELAXED);
+    if (remb && now - __atomic_load_n(&f->remb_at_us, __ATOMIC_RELAXED) < REMB_FRESH_US)
+        bps = MIN(bps, remb);
+    guint own = 0;
+    g_object_get(session, "internal-ssrc", &own, NULL);
+    return media_remb_add(buf, own, media_ssrc, bps);
+}
+
+static void
+watch_publisher_rtcp(Session *s)
+{
+    GstElement *rtpbin = gst_bin_get_by_name(GST_BIN(s->webrtc), "rtpbin");
+    GObject *session = NULL;
+    if (rtpbin)
+        g_signal_emit_by_name(rtpbin, "get-internal-session", 0u, &session);
+    if (session) {
+        s->rtp_session = session; /* our ref */
+        g_signal_connect_data(session, "on-sending-rtcp", G_CALLBACK(on_publisher_rtcp),
+                              session_ref(s), session_unref_closure, 0);
+    } else {
+        g_warning("session %s: no RTP session to send REMB on", s->id);
+    }
+    g_clear_object(&rtpbin);
+}
+
+static gboolean
+publisher_connected_on_loop(gpointer data)
+{
+    Session *s = data;
+    if (!s->closed && !s->rtcp_watched) {
+        s->rtcp_watched = TRUE;
+        watch_publisher_rtcp(s);
+    }
+    session_unref(s);
+    return G_SOURCE_REMOVE;
+}
+
 static gboolean
 connected_on_loop(gpointer data)
 {
@@ -968,9 +1154,12 @@ on_connection_state(GstElement *webrtc, GParamSpec *ps, gpointer data)
     g_object_get(webrtc, "connection-state", &st, NULL);
     if (st != GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED)
         return;
-    if (!s->publish)
+    if (!s->publish) {
         g_main_context_invoke(NULL, connected_on_loop, session_ref(s));
-    else if (g_atomic_int_compare_and_exchange(&s->queue_trimmed, 0, 1))
+        return;
+    }
+    g_main_context_invoke(NULL, publisher_connected_on_loop, session_ref(s));
+    if (g_atomic_int_compare_and_exchange(&s->queue_trimmed, 0, 1))
         media_trim_receive_queue(webrtc);
 }
 
@@ -1071,6 +1260,10 @@ session_stop(Session *s)
     /* Handlers hold session refs; dropping them breaks the cycle with our
      * own ref on the element, which stays valid for late promise callbacks. */
     g_signal_handlers_disconnect_by_data(s->webrtc, s);
+    if (s->rtp_session) {
+        g_signal_handlers_disconnect_by_data(s->rtp_session, s);
+        g_clear_object(&s->rtp_session);
+    }
     gst_element_set_state(s->webrtc, GST_STATE_NULL);
     gst_bin_remove(GST_BIN(room->pipe), s->webrtc);
     if (s->publish && room->pub[s->role] == s) {
@@ -1136,7 +1329,7 @@ media_room_offer(MediaRoom *room, guint32 req, const char *session, int role,
         if (!tracks[k].present)
             continue;
         if (publish) {
-            g_autoptr(GstCaps) caps = track_caps(k, &tracks[k]);
+            g_autoptr(GstCaps) caps = track_caps(k, &tracks[k], TRUE);
             GstWebRTCRTPTransceiver *t = NULL;
             g_signal_emit_by_name(s->webrtc, "add-transceiver",
                                   GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_RECVONLY, caps, &t);

@@ -20,6 +20,7 @@ typedef struct {
     char *public_ip;       /* advertised instead of host addresses (1:1 NAT) */
     char *stun;            /* stun://host:port for server reflexive candidates */
     guint media_timeout_s; /* no RTP this long: the participant is gone */
+    guint max_kbps;        /* a publisher's video at most (b=AS, REMB) */
     char *recordings_dir;  /* NULL: do not record */
 } MediaIceConfig;
 

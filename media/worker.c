@@ -304,7 +304,7 @@ main(int argc, char **argv)
     setlocale(LC_ALL, "");
     gst_init(&argc, &argv);
     int fd = -1;
-    gint min_port = 0, max_port = 0, timeout = 15;
+    gint min_port = 0, max_port = 0, timeout = 15, max_kbps = 2500;
     gboolean loopback = FALSE;
     g_autofree char *addresses = NULL, *public_ip = NULL, *stun = NULL;
     g_autofree char *recordings = NULL, *finalize = NULL, *compose = NULL;
@@ -318,6 +318,7 @@ main(int argc, char **argv)
         {"public-ip", 0, 0, G_OPTION_ARG_STRING, &public_ip, "advertised address", "IP"},
         {"stun", 0, 0, G_OPTION_ARG_STRING, &stun, "stun://host:port", "URL"},
         {"media-timeout", 0, 0, G_OPTION_ARG_INT, &timeout, "seconds without RTP", "S"},
+        {"max-bitrate", 0, 0, G_OPTION_ARG_INT, &max_kbps, "a publisher's video at most", "KBIT/S"},
         {"recordings-dir", 0, 0, G_OPTION_ARG_FILENAME, &recordings, "where to record", "DIR"},
         {"finalize", 0, 0, G_OPTION_ARG_FILENAME, &finalize,
          "repair and finalize one recording, print the outcome, exit", "FILE"},
@@ -345,6 +346,7 @@ main(int argc, char **argv)
     w.ice.public_ip = public_ip;
     w.ice.stun = stun;
     w.ice.media_timeout_s = (guint)MAX(1, timeout);
+    w.ice.max_kbps = (guint)CLAMP(max_kbps, 100, 100000);
     w.ice.recordings_dir = recordings;
     g_auto(GStrv) addr = addresses && *addresses ? g_strsplit(addresses, ",", -1) : NULL;
     w.ice.addresses = addr;

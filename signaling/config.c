@@ -93,6 +93,8 @@ static const CfgOpt opts[] = {
      "seconds a minted TURN credential stays valid"},
     {"media-timeout", CFG_INT, OFF(media_timeout), "15", 1, 3600,
      "seconds without RTP after which a participant counts as gone"},
+    {"media-max-bitrate", CFG_INT, OFF(media_max_bitrate), "2500", 100, 100000,
+     "kbit/s a publisher's video may use at most (b=AS in the answer, REMB to the publisher)"},
     {"media-end-grace", CFG_INT, OFF(media_end_grace), "60", 1, 86400,
      "seconds a live consultation may have nobody publishing before it ends itself"},
     {"record", CFG_BOOL, OFF(record), "true", 0, 0,

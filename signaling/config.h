@@ -44,6 +44,7 @@ typedef struct SigConfig {
     gint64 media_turn_ttl;
     gint64 media_timeout;     /* seconds without RTP: a participant is gone */
     gint64 media_end_grace;   /* seconds a live consultation may be empty */
+    gint64 media_max_bitrate; /* kbit/s a publisher's video may send at most */
     gint64 media_restart_max; /* cap of the worker restart backoff, seconds */
     gboolean record;          /* record every consultation */
     gboolean compose;         /* make a combined side-by-side file afterwards */

@@ -479,6 +479,8 @@ worker_start(Worker *w)
     g_ptr_array_add(argv, g_strdup("--fd=3"));
     g_ptr_array_add(argv, g_strdup_printf("--media-timeout=%" G_GINT64_FORMAT,
                                           cfg->media_timeout));
+    g_ptr_array_add(argv, g_strdup_printf("--max-bitrate=%" G_GINT64_FORMAT,
+                                          cfg->media_max_bitrate));
     if (cfg->media_ice_loopback)
         g_ptr_array_add(argv, g_strdup("--ice-loopback"));
     if (*cfg->media_ice_addresses)
