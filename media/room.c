@@ -166,6 +166,8 @@ struct Session {
     gboolean rtcp_watched; /* subscriber: on_subscriber_rtcp() added;
                             * publisher: on_publisher_rtcp() connected */
     GObject *rtp_session;  /* publisher: its rtpbin's RTPSession, once watched */
+    GstPad *rtcp_pad;      /* subscriber: where on_subscriber_rtcp() is (a ref) */
+    gulong rtcp_probe;
     guint64 lost;         /* publisher: latest inbound packets-lost */
     guint ticks;          /* publisher: media_room_tick() calls since answered */
 };
@@ -1044,13 +1046,16 @@ watch_subscriber_rtcp(Session *s)
 {
     GstElement *session = media_webrtc_find(s->webrtc, "rtpsession", "rtpbin");
     GstPad *pad = session ? gst_element_get_static_pad(session, "recv_rtcp_sink") : NULL;
-    if (pad)
-        gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, on_subscriber_rtcp, session_ref(s),
-                          (GDestroyNotify)session_unref);
-    else
+    /* The probe's session ref makes a cycle (session -> webrtcbin -> pad
+     * -> probe -> session), broken in session_stop(). */
+    if (pad) {
+        s->rtcp_probe = gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, on_subscriber_rtcp,
+                                          session_ref(s), (GDestroyNotify)session_unref);
+        s->rtcp_pad = g_steal_pointer(&pad);
+    } else {
         g_warning("session %s: no rtpsession RTCP input found: NACKs and PLIs go unanswered",
                   s->id);
-    g_clear_object(&pad);
+    }
     g_clear_object(&session);
 }
 
@@ -1265,6 +1270,10 @@ session_stop(Session *s)
         g_clear_object(&s->rtp_session);
     }
     gst_element_set_state(s->webrtc, GST_STATE_NULL);
+    if (s->rtcp_pad) { /* its thread is joined: no probe is running */
+        gst_pad_remove_probe(s->rtcp_pad, s->rtcp_probe);
+        g_clear_object(&s->rtcp_pad);
+    }
     gst_bin_remove(GST_BIN(room->pipe), s->webrtc);
     if (s->publish && room->pub[s->role] == s) {
         room->pub[s->role] = NULL;
