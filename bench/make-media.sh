@@ -11,5 +11,7 @@ gst-launch-1.0 -q \
   timeoverlay ! vp8enc target-bitrate=600000 deadline=1 cpu-used=8 keyframe-max-dist=30 ! queue ! mux. \
   audiotestsrc num-buffers=4219 samplesperbuffer=1024 wave=sine ! audio/x-raw,rate=48000,channels=2 ! \
   audioconvert ! opusenc bitrate=32000 ! queue ! mux. \
-  webmmux name=mux ! filesink location="$out.tmp"
-mv "$out.tmp" "$out"
+  webmmux name=mux ! filesink location="$out.tmp.$$"
+# Two runs at once (the two bench-smoke tests of a fresh clone) each write
+# their own file; the rename is atomic, the last one wins.
+mv "$out.tmp.$$" "$out"

@@ -1112,6 +1112,12 @@ watch_publisher_rtcp(Session *s)
         g_signal_emit_by_name(rtpbin, "get-internal-session", 0u, &session);
     if (session) {
         s->rtp_session = session; /* our ref */
+        /* rtpsession sizes its RTCP interval from the session bandwidth,
+         * which nobody tells it (64 kbit/s assumed: about 270 ms here), and
+         * allows one early packet (a NACK or PLI) per interval; the rest
+         * wait for the next regular one.  At the real bandwidth the
+         * interval is short, and so is a repair. */
+        g_object_set(session, "bandwidth", (gdouble)s->room->ice.max_kbps * 1000, NULL);
         g_signal_connect_data(session, "on-sending-rtcp", G_CALLBACK(on_publisher_rtcp),
                               session_ref(s), session_unref_closure, 0);
     } else {

@@ -3,6 +3,7 @@
 
 #include "repair.h"
 
+#include <gst/video/video.h>
 #include <string.h>
 
 struct _MediaRtpPass {
@@ -13,12 +14,21 @@ struct _MediaRtpPass {
     guint64 pushed; /* atomic */
     int nack_pt;    /* packets of this payload type are NACKed; -1: none */
     MediaLoss loss; /* streaming thread only */
+    gint64 keyframe_asked_us;
 };
 
 /* Until a retransmission has measured the round trip. */
 #define FIRST_RETRY_US (100 * 1000)
 
-static guint64 nacks_total, recovered_total;
+static guint64 nacks_total, recovered_total, keyframes_total;
+/* At most one keyframe request per this for packets given up. */
+#define GIVE_UP_KEYFRAME_INTERVAL_US (500 * 1000)
+
+guint64
+media_rtp_pass_keyframes(void)
+{
+    return __atomic_load_n(&keyframes_total, __ATOMIC_RELAXED);
+}
 
 guint64
 media_rtp_pass_nacks(void)
@@ -58,10 +68,21 @@ ask_again(MediaRtpPass *self, GstBuffer *buf)
     guint16 seq = (guint16)((head[2] << 8) | head[3]);
     guint32 ssrc = ((guint32)head[8] << 24) | ((guint32)head[9] << 16) | ((guint32)head[10] << 8) | head[11];
     guint16 missing[32];
-    guint64 recovered = self->loss.recovered;
-    guint n = media_loss_packet(&self->loss, seq, g_get_monotonic_time(), missing, G_N_ELEMENTS(missing));
+    guint64 recovered = self->loss.recovered, given_up = self->loss.given_up;
+    gint64 now = g_get_monotonic_time();
+    guint n = media_loss_packet(&self->loss, seq, now, missing, G_N_ELEMENTS(missing));
     if (self->loss.recovered != recovered)
         __atomic_fetch_add(&recovered_total, 1, __ATOMIC_RELAXED);
+    /* A packet that will not come: the frame it belongs to, and all that
+     * refer to it, cannot be decoded by anyone downstream, who would wait
+     * (Chromium: 3 s) before asking for a keyframe themselves.  Ask now
+     * (a PLI, see room.c's fanout_request_keyframe()). */
+    if (self->loss.given_up != given_up &&
+        media_throttle(&self->keyframe_asked_us, now, GIVE_UP_KEYFRAME_INTERVAL_US)) {
+        __atomic_fetch_add(&keyframes_total, 1, __ATOMIC_RELAXED);
+        gst_pad_push_event(self->sink, gst_video_event_new_upstream_force_key_unit(
+                                           GST_CLOCK_TIME_NONE, FALSE, 0));
+    }
     guint deadline_ms = (guint)(self->loss.retry_us / 1000);
     for (guint i = 0; i < n; i++) {
         GstStructure *st = gst_structure_new("GstRTPRetransmissionRequest", "seqnum", G_TYPE_UINT,

@@ -13,7 +13,7 @@
  * The packets missing from the stream of one payload type (video's: the
  * stream's caps say nothing of its media here) are NACKed, without holding
  * anything back (repair.h's MediaLoss says when); the answer says so
- * (room.c, complete_answer()).
+ * (room.c, complete_answer()).  A packet given up is a keyframe request.
  */
 #pragma once
 
@@ -29,3 +29,5 @@ GstElement *media_rtp_pass_new(int nack_pt);
  * those, packets that came after all. */
 guint64 media_rtp_pass_nacks(void);
 guint64 media_rtp_pass_recovered(void);
+/* Keyframe requests made because a packet was given up. */
+guint64 media_rtp_pass_keyframes(void);

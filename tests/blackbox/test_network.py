@@ -16,7 +16,7 @@ import netlab
 from harness import Server, test, run
 from mediahelp import live_consultation
 
-WINDOW = int(os.environ.get("NETWORK_WINDOW", "30"))
+WINDOW = 30
 DIRECTIONS = ("teacher_to_student", "student_to_teacher")
 
 
@@ -55,14 +55,15 @@ def two_percent_loss_both_ways():
     rate because both legs are repaired (the publisher gets NACKs for what
     the server lacks, the subscriber's NACKs are answered from the relay's
     history), and nothing freezes for long."""
-    s, res = call_through({"loss": 2, "delay_ms": 20})
+    # A minute, the target's unit (freezes a minute).
+    s, res = call_through({"loss": 2, "delay_ms": 20}, seconds=60)
     report("2%", res)
     info = brief(res)
     assert res["impair"]["lost_random"] > 100, info  # the impairment did bite
     for d in DIRECTIONS:
         x = res[d]
         assert x["fps"] > 25, (d, info)
-        assert x["freezeSeconds"] < 3 * WINDOW / 60, (d, info)
+        assert x["freezeSeconds"] < 3, (d, info)
         assert x["secondsWithoutVideo"] == 0, (d, info)
         # Repaired on the first leg: the publisher was asked and resent.
         assert x["publisher"]["nacksReceived"] > 0 and x["publisher"]["retransmissionsSent"] > 0, (d, info)
