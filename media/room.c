@@ -48,6 +48,7 @@
  */
 #include "room.h"
 
+#include "counters.h"
 #include "recorder.h"
 #include "repair.h"
 #include "trim.h"
@@ -63,49 +64,10 @@
 
 G_DEFINE_QUARK(media-error-quark, media_error)
 
-/* Process-wide counters, bumped on streaming threads. */
-static guint64 packets_in_total, packets_out_total, keyframe_requests_total;
-static guint64 nacks_received_total, retransmitted_total, keyframe_requests_coalesced;
 /* Packets lost on the way from publishers to us, as rtpsession counts them:
  * the sum over sessions that ended plus the latest reading of live ones
  * (main loop only). */
 static guint64 packets_lost_closed;
-
-guint64
-media_packets_in(void)
-{
-    return __atomic_load_n(&packets_in_total, __ATOMIC_RELAXED);
-}
-
-guint64
-media_packets_out(void)
-{
-    return __atomic_load_n(&packets_out_total, __ATOMIC_RELAXED);
-}
-
-guint64
-media_keyframe_requests(void)
-{
-    return __atomic_load_n(&keyframe_requests_total, __ATOMIC_RELAXED);
-}
-
-guint64
-media_nacks_received(void)
-{
-    return __atomic_load_n(&nacks_received_total, __ATOMIC_RELAXED);
-}
-
-guint64
-media_retransmitted(void)
-{
-    return __atomic_load_n(&retransmitted_total, __ATOMIC_RELAXED);
-}
-
-static void
-count(guint64 *counter)
-{
-    __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
-}
 
 static const char *const role_names[] = {"teacher", "student"};
 static const char *const kind_names[] = {"video", "audio"};
@@ -163,6 +125,7 @@ struct Session {
     gint64 progress_at;   /* monotonic us of the last change of packets */
     gint64 started_at;
     Relay *relay[MEDIA_N_KINDS];
+    guint video_fb;       /* OFFER_FB_* of its offer's video codec */
     gboolean rtcp_watched; /* subscriber: on_subscriber_rtcp() added;
                             * publisher: on_publisher_rtcp() connected */
     GObject *rtp_session;  /* publisher: its rtpbin's RTPSession, once watched */
@@ -221,7 +184,33 @@ typedef struct {
     guint mline; /* index of its m-line in the offer */
     guint twcc_id; /* the transport-wide-cc header extension's id; 0: none */
     guint ast_id;  /* the abs-send-time header extension's id; 0: none */
+    guint fb;      /* OFFER_FB_*: feedback the offer has for the codec */
 } OfferTrack;
+
+/* Feedback an offer has for a codec (a=rtcp-fb:PT ... or a=rtcp-fb:* ...):
+ * an answer may only keep what was offered (RFC 4585 4.2). */
+enum { OFFER_FB_NACK = 1, OFFER_FB_REMB = 2 };
+
+static guint
+offer_feedback(const GstSDPMedia *m, guint pt)
+{
+    guint fb = 0;
+    for (guint a = 0; a < gst_sdp_media_attributes_len(m); a++) {
+        const GstSDPAttribute *at = gst_sdp_media_get_attribute(m, a);
+        if (g_strcmp0(at->key, "rtcp-fb") || !at->value)
+            continue;
+        char *rest;
+        if (at->value[0] == '*')
+            rest = (char *)at->value + 1;
+        else if (g_ascii_strtoull(at->value, &rest, 10) != pt)
+            continue;
+        if (!strcmp(rest, " nack"))
+            fb |= OFFER_FB_NACK;
+        else if (!strcmp(rest, " goog-remb"))
+            fb |= OFFER_FB_REMB;
+    }
+    return fb;
+}
 
 #define TWCC_URI "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 #define AST_URI "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
@@ -295,6 +284,7 @@ inspect_offer(const GstSDPMessage *sdp, OfferTrack tracks[MEDIA_N_KINDS], GError
                     tracks[kind].mline = i;
                     tracks[kind].twcc_id = offer_extension_id(m, TWCC_URI);
                     tracks[kind].ast_id = offer_extension_id(m, AST_URI);
+                    tracks[kind].fb = offer_feedback(m, pt);
                     tracks[kind].codec = g_strdup(prefs[kind][p]);
                     tracks[kind].pt = pt;
                     break;
@@ -435,7 +425,7 @@ relay_push(Relay *r, GstBuffer *out)
         media_history_put(r->history, out);
     /* The result never goes further: see "Isolation" above. */
     GstFlowReturn ret = gst_pad_push(r->src, out);
-    count(&packets_out_total);
+    media_count(MEDIA_PACKETS_OUT);
     if (ret < GST_FLOW_EOS && g_atomic_int_compare_and_exchange(&r->failed, 0, 1))
         g_warning("relay %s:%s: %s; the publisher is not affected", r->sub->id,
                   GST_PAD_NAME(r->src), gst_flow_get_name(ret));
@@ -470,7 +460,9 @@ fan_out(GstPad *pad, GstPadProbeInfo *info, gpointer data)
 {
     Fanout *f = data;
     guint8 ssrc[4];
-    if ((info->type & GST_PAD_PROBE_TYPE_BUFFER) &&
+    /* Once per publisher session (media_room_offer() clears it). */
+    if (G_UNLIKELY(!__atomic_load_n(&f->ssrc, __ATOMIC_RELAXED)) &&
+        (info->type & GST_PAD_PROBE_TYPE_BUFFER) &&
         gst_buffer_extract(GST_PAD_PROBE_INFO_BUFFER(info), 8, ssrc, 4) == 4)
         __atomic_store_n(&f->ssrc, GST_READ_UINT32_BE(ssrc), __ATOMIC_RELAXED);
     g_mutex_lock(&f->lock);
@@ -497,7 +489,7 @@ fanout_request_keyframe(Fanout *f)
 {
     if (!media_throttle(&f->keyframe_asked_us, g_get_monotonic_time(),
                         KEYFRAME_REQUEST_INTERVAL_US)) {
-        count(&keyframe_requests_coalesced);
+        media_count(MEDIA_KEYFRAMES_COALESCED);
         return;
     }
     /* all-headers FALSE: a PLI.  With TRUE rtpsession sends a FIR, and
@@ -507,7 +499,7 @@ fanout_request_keyframe(Fanout *f)
     if (gst_pad_push_event(f->tee_sink,
                            gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE,
                                                                        FALSE, 0)))
-        count(&keyframe_requests_total);
+        media_count(MEDIA_KEYFRAME_REQUESTS);
 }
 
 /* Upstream events reaching a relay pad (subscriber's threads): keyframe
@@ -611,10 +603,11 @@ relay_new(MediaRoom *room, Session *sub, int kind, const OfferTrack *t)
     g_autofree char *pad_name = g_strdup_printf("sink_%u", t->mline);
     r->sink_pad = gst_element_request_pad(sub->webrtc, templ, pad_name, caps);
     gst_pad_add_probe(r->sink_pad, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, drop_tos_event, NULL, NULL);
-    if (kind == MEDIA_KIND_VIDEO) {
+    /* Only for a subscriber that NACKs at all. */
+    if (kind == MEDIA_KIND_VIDEO && (t->fb & OFFER_FB_NACK))
         r->history = media_history_new();
+    if (kind == MEDIA_KIND_VIDEO)
         r->ast_id = t->ast_id;
-    }
     GstWebRTCRTPTransceiver *trans = NULL;
     g_object_get(r->sink_pad, "transceiver", &trans, NULL);
     g_object_set(trans, "direction", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY,
@@ -739,7 +732,7 @@ count_in(GstPad *pad, GstPadProbeInfo *info, gpointer data)
 {
     Session *s = data;
     g_atomic_int_inc(&s->packets);
-    count(&packets_in_total);
+    media_count(MEDIA_PACKETS_IN);
     return GST_PAD_PROBE_OK;
 }
 
@@ -895,9 +888,9 @@ complete_answer(GstSDPMessage *sdp, const Session *s)
                 has_pli |= !g_strcmp0(at->value, pli);
                 has_nack |= !g_strcmp0(at->value, nack);
             }
-            if (has_pli && !has_nack)
+            if (has_pli && !has_nack && (s->video_fb & OFFER_FB_NACK))
                 gst_sdp_media_add_attribute(m, "rtcp-fb", nack);
-            if (has_pli && !s->publish) {
+            if (has_pli && !s->publish && (s->video_fb & OFFER_FB_REMB)) {
                 g_autofree char *remb = g_strdup_printf("%s goog-remb", pt);
                 gst_sdp_media_add_attribute(m, "rtcp-fb", remb);
             }
@@ -1029,13 +1022,13 @@ on_subscriber_rtcp(GstPad *pad, GstPadProbeInfo *info, gpointer data)
     g_mutex_lock(&f->lock);
     Relay *r = attached_relay(f, s);
     for (guint i = 0; r && r->history && i < fb.n_nacks; i++) {
-        count(&nacks_received_total);
+        media_count(MEDIA_NACKS_RECEIVED);
         GstBuffer *b = media_history_get(r->history, fb.nacks[i]);
         if (!b)
             continue;
         GstFlowReturn ret = gst_pad_push(r->src, restamp(r, b));
         if (ret == GST_FLOW_OK)
-            count(&retransmitted_total);
+            media_count(MEDIA_RETRANSMITTED);
     }
     g_mutex_unlock(&f->lock);
     return GST_PAD_PROBE_OK;
@@ -1070,6 +1063,11 @@ on_subscriber_element(GstBin *bin, GstBin *sub_bin, GstElement *e, gpointer data
     if (f && !g_strcmp0(GST_OBJECT_NAME(f), "srtpenc"))
         g_object_set(e, "allow-repeat-tx", TRUE, NULL);
 }
+
+/* The publisher's RTCP interval at least (every compound packet costs an
+ * SRTCP encryption and a send; at the real bandwidth rtpsession would send
+ * 28 a second). */
+#define RTCP_MIN_INTERVAL_NS (100 * GST_MSECOND)
 
 /* How long a subscriber's REMB counts: Chromium sends one about every
  * 200 ms to 1 s while it receives; one that stops sending stops counting. */
@@ -1117,7 +1115,8 @@ watch_publisher_rtcp(Session *s)
          * allows one early packet (a NACK or PLI) per interval; the rest
          * wait for the next regular one.  At the real bandwidth the
          * interval is short, and so is a repair. */
-        g_object_set(session, "bandwidth", (gdouble)s->room->ice.max_kbps * 1000, NULL);
+        g_object_set(session, "bandwidth", (gdouble)s->room->ice.max_kbps * 1000,
+                     "rtcp-min-interval", (guint64)RTCP_MIN_INTERVAL_NS, NULL);
         g_signal_connect_data(session, "on-sending-rtcp", G_CALLBACK(on_publisher_rtcp),
                               session_ref(s), session_unref_closure, 0);
     } else {
@@ -1313,6 +1312,9 @@ media_room_offer(MediaRoom *room, guint32 req, const char *session, int role,
     Session *old = publish ? room->pub[role] : room->sub[role];
     if (old)
         media_room_close_session(room, old->id);
+    /* Its threads are joined: the next publisher's SSRC is learnt anew. */
+    for (int k = 0; publish && k < MEDIA_N_KINDS; k++)
+        __atomic_store_n(&room->fan[role][k].ssrc, 0, __ATOMIC_RELAXED);
 
     Session *s = g_atomic_rc_box_new0(Session);
     s->room = room;
@@ -1327,8 +1329,9 @@ media_room_offer(MediaRoom *room, guint32 req, const char *session, int role,
     g_object_set(s->webrtc, "bundle-policy", GST_WEBRTC_BUNDLE_POLICY_MAX_BUNDLE,
                  "latency", 50, NULL);
     configure_ice(room, s->webrtc);
+    s->video_fb = tracks[MEDIA_KIND_VIDEO].fb;
     media_trim_rtpbin(s->webrtc, publish,
-                      tracks[MEDIA_KIND_VIDEO].present ? (int)tracks[MEDIA_KIND_VIDEO].pt : -1);
+                      (s->video_fb & OFFER_FB_NACK) ? (int)tracks[MEDIA_KIND_VIDEO].pt : -1);
     gst_bin_add(GST_BIN(room->pipe), s->webrtc);
     if (publish)
         g_signal_connect_data(s->webrtc, "pad-added", G_CALLBACK(on_pad_added),

@@ -63,13 +63,6 @@ guint media_room_session_count(MediaRoom *room);
 /* Checks liveness (called every second by the worker). */
 void media_room_tick(MediaRoom *room);
 
-/* Packets received from publishers / sent to subscribers, all rooms. */
-guint64 media_packets_in(void);
-guint64 media_packets_out(void);
-guint64 media_keyframe_requests(void);
-/* NACKed packets subscribers asked for, and those we sent again. */
-guint64 media_nacks_received(void);
-guint64 media_retransmitted(void);
 /* RTP packets lost between publishers and us (webrtcbin's inbound-rtp
  * packets-lost), over every session so far; ROOMS is the worker's table of
  * MediaRoom values. */

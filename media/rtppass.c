@@ -1,6 +1,7 @@
 /* rtppass.c - see rtppass.h. */
 #include "rtppass.h"
 
+#include "counters.h"
 #include "repair.h"
 
 #include <gst/video/video.h>
@@ -20,27 +21,8 @@ struct _MediaRtpPass {
 /* Until a retransmission has measured the round trip. */
 #define FIRST_RETRY_US (100 * 1000)
 
-static guint64 nacks_total, recovered_total, keyframes_total;
 /* At most one keyframe request per this for packets given up. */
 #define GIVE_UP_KEYFRAME_INTERVAL_US (500 * 1000)
-
-guint64
-media_rtp_pass_keyframes(void)
-{
-    return __atomic_load_n(&keyframes_total, __ATOMIC_RELAXED);
-}
-
-guint64
-media_rtp_pass_nacks(void)
-{
-    return __atomic_load_n(&nacks_total, __ATOMIC_RELAXED);
-}
-
-guint64
-media_rtp_pass_recovered(void)
-{
-    return __atomic_load_n(&recovered_total, __ATOMIC_RELAXED);
-}
 
 enum { PROP_0, PROP_LATENCY, PROP_DO_RETRANSMISSION, PROP_STATS };
 
@@ -72,14 +54,14 @@ ask_again(MediaRtpPass *self, GstBuffer *buf)
     gint64 now = g_get_monotonic_time();
     guint n = media_loss_packet(&self->loss, seq, now, missing, G_N_ELEMENTS(missing));
     if (self->loss.recovered != recovered)
-        __atomic_fetch_add(&recovered_total, 1, __ATOMIC_RELAXED);
+        media_count(MEDIA_RECOVERED);
     /* A packet that will not come: the frame it belongs to, and all that
      * refer to it, cannot be decoded by anyone downstream, who would wait
      * (Chromium: 3 s) before asking for a keyframe themselves.  Ask now
      * (a PLI, see room.c's fanout_request_keyframe()). */
     if (self->loss.given_up != given_up &&
         media_throttle(&self->keyframe_asked_us, now, GIVE_UP_KEYFRAME_INTERVAL_US)) {
-        __atomic_fetch_add(&keyframes_total, 1, __ATOMIC_RELAXED);
+        media_count(MEDIA_KEYFRAME_REQUESTS);
         gst_pad_push_event(self->sink, gst_video_event_new_upstream_force_key_unit(
                                            GST_CLOCK_TIME_NONE, FALSE, 0));
     }
@@ -90,7 +72,7 @@ ask_again(MediaRtpPass *self, GstBuffer *buf)
                                              "deadline", G_TYPE_UINT, deadline_ms, "delay",
                                              G_TYPE_UINT, 0u, "avg-rtt", G_TYPE_UINT, 0u, NULL);
         gst_pad_push_event(self->sink, gst_event_new_custom(GST_EVENT_CUSTOM_UPSTREAM, st));
-        __atomic_fetch_add(&nacks_total, 1, __ATOMIC_RELAXED);
+        media_count(MEDIA_NACKS_SENT);
     }
 }
 

@@ -25,9 +25,3 @@ G_DECLARE_FINAL_TYPE(MediaRtpPass, media_rtp_pass, MEDIA, RTP_PASS, GstElement)
  * payload type NACK_PT are NACKed when missing (-1: none). */
 GstElement *media_rtp_pass_new(int nack_pt);
 
-/* Over every instance, for the worker's metrics: packets NACKed, and of
- * those, packets that came after all. */
-guint64 media_rtp_pass_nacks(void);
-guint64 media_rtp_pass_recovered(void);
-/* Keyframe requests made because a packet was given up. */
-guint64 media_rtp_pass_keyframes(void);

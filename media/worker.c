@@ -18,7 +18,7 @@
 #include "proto.h"
 #include "recorder.h"
 #include "room.h"
-#include "rtppass.h"
+#include "counters.h"
 #include "trim.h"
 
 typedef struct {
@@ -199,15 +199,14 @@ tick(gpointer data)
     }
     media_chan_send(w->chan, media_msg("stats", "rooms", "u", g_hash_table_size(w->rooms),
                                        "sessions", "u", sessions, "packets_in", "t",
-                                       media_packets_in(), "packets_out", "t",
-                                       media_packets_out(), "packets_lost", "t",
+                                       media_counter(MEDIA_PACKETS_IN), "packets_out", "t",
+                                       media_counter(MEDIA_PACKETS_OUT), "packets_lost", "t",
                                        media_packets_lost(w->rooms), "keyframe_requests", "t",
-                                       media_keyframe_requests() + media_rtp_pass_keyframes(),
-                                       "nacks_received", "t",
-                                       media_nacks_received(), "retransmitted", "t",
-                                       media_retransmitted(), "nacks_sent", "t",
-                                       media_rtp_pass_nacks(), "recovered", "t",
-                                       media_rtp_pass_recovered(), NULL));
+                                       media_counter(MEDIA_KEYFRAME_REQUESTS), "nacks_received",
+                                       "t", media_counter(MEDIA_NACKS_RECEIVED), "retransmitted",
+                                       "t", media_counter(MEDIA_RETRANSMITTED), "nacks_sent", "t",
+                                       media_counter(MEDIA_NACKS_SENT), "recovered", "t",
+                                       media_counter(MEDIA_RECOVERED), NULL));
     return G_SOURCE_CONTINUE;
 }
 
