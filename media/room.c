@@ -309,23 +309,6 @@ inspect_offer(const GstSDPMessage *sdp, OfferTrack tracks[MEDIA_N_KINDS], GError
     return TRUE;
 }
 
-static GstCaps *track_caps_of(int kind, const OfferTrack *t);
-
-/* The caps a track is received or sent with.  A publisher's carry the
- * transport-wide-cc extension when the offer has it: webrtcbin then answers
- * with it and rtpsession sends transport-cc feedback, from which the
- * publisher's own congestion control (GCC in browsers) sizes its first leg. */
-static GstCaps *
-track_caps(int kind, const OfferTrack *t, gboolean publish)
-{
-    GstCaps *c = track_caps_of(kind, t);
-    if (publish && t->twcc_id) {
-        g_autofree char *field = g_strdup_printf("extmap-%u", t->twcc_id);
-        gst_caps_set_simple(c, field, G_TYPE_STRING, TWCC_URI, NULL);
-    }
-    return c;
-}
-
 static GstCaps *
 track_caps_of(int kind, const OfferTrack *t)
 {
@@ -342,6 +325,21 @@ track_caps_of(int kind, const OfferTrack *t)
                                      "rtcp-fb-ccm-fir", G_TYPE_BOOLEAN, TRUE, NULL);
     if (!strcmp(t->codec, "H264"))
         gst_caps_set_simple(c, "packetization-mode", G_TYPE_STRING, "1", NULL);
+    return c;
+}
+
+/* The caps a track is received or sent with.  A publisher's carry the
+ * transport-wide-cc extension when the offer has it: webrtcbin then answers
+ * with it and rtpsession sends transport-cc feedback, from which the
+ * publisher's own congestion control (GCC in browsers) sizes its first leg. */
+static GstCaps *
+track_caps(int kind, const OfferTrack *t, gboolean publish)
+{
+    GstCaps *c = track_caps_of(kind, t);
+    if (publish && t->twcc_id) {
+        g_autofree char *field = g_strdup_printf("extmap-%u", t->twcc_id);
+        gst_caps_set_simple(c, field, G_TYPE_STRING, TWCC_URI, NULL);
+    }
     return c;
 }
 
@@ -612,7 +610,6 @@ relay_new(MediaRoom *room, Session *sub, int kind, const OfferTrack *t)
     g_object_get(r->sink_pad, "transceiver", &trans, NULL);
     g_object_set(trans, "direction", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY,
                  "codec-preferences", caps, NULL);
-
     gst_object_unref(trans);
     g_autofree char *src_name = g_strdup_printf("relay-%s-%s", role_names[r->from_role],
                                                 kind_names[kind]);
