@@ -5,6 +5,7 @@
 set -u
 cd "$(dirname "$0")/.."
 scripts/deps.sh test || exit 1
+scripts/check-deps.sh test || exit 1
 status=0
 # Browser tests: playwright-core from npm drives Debian's chromium (no browser
 # is downloaded).
