@@ -489,6 +489,23 @@ route(SigHttp *h, SigReq *r)
 
 /* --------------------------------------------------------------- handler */
 
+/* libmicrohttpd's unescaping, made strict: a path or query value that
+ * decodes to a NUL (%00) or to bytes that are not UTF-8 becomes "" instead.
+ * Left as MHD decodes it, "/recordings/1/teacher.webm%00.txt" reached the
+ * handlers as ".../teacher.webm" (C strings end at the NUL), and invalid
+ * UTF-8 went on into JSON, logs and GVariant strings.  An empty path is
+ * refused with 400 in req_begin(); an empty query value is a missing one. */
+static size_t
+unescape_strict(void *cls, struct MHD_Connection *c, char *val)
+{
+    size_t n = MHD_http_unescape(val);
+    if (memchr(val, '\0', n) || !g_utf8_validate(val, (gssize)n, NULL)) {
+        val[0] = '\0';
+        return 0;
+    }
+    return n;
+}
+
 static SigReq *
 req_new(SigHttp *h, struct MHD_Connection *c, const char *url, const char *method)
 {
@@ -549,6 +566,10 @@ queue(SigReq *r)
 static void
 req_begin(SigHttp *h, SigReq *r)
 {
+    if (r->path[0] != '/') { /* unescape_strict() refused it */
+        sig_reply_error(r, 400, "bad_path", "the path is not UTF-8 or holds a NUL (%%00)");
+        return;
+    }
     if (!route(h, r))
         return;
     const char *cl = sig_req_get_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -712,6 +733,7 @@ sig_http_start(SigApp *app, const SigRoute *routes, guint n_routes, GError **err
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)app->cfg->per_ip_conn_limit,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape_strict, NULL,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
         MHD_OPTION_END);
     if (!h->d) {

@@ -978,8 +978,11 @@ sig_h_media_session_patch(SigReq *r)
                         "PATCH takes application/trickle-ice-sdpfrag");
         return;
     }
-    if (strlen(r->body->str) != r->body->len || r->body->len > SDP_MAX) {
-        sig_reply_error(r, 400, "bad_sdpfrag", "the fragment is not text");
+    /* Candidates go on to the worker as GVariant strings, which must be
+     * UTF-8 (GLib refuses others with a critical). */
+    if (strlen(r->body->str) != r->body->len || r->body->len > SDP_MAX ||
+        !g_utf8_validate(r->body->str, (gssize)r->body->len, NULL)) {
+        sig_reply_error(r, 400, "bad_sdpfrag", "the fragment is not UTF-8 text");
         return;
     }
     /* An ICE restart (new credentials) is not supported by webrtcbin 1.22:

@@ -66,6 +66,24 @@ def sse_flood_is_capped_and_memory_bounded():
 
 
 @test
+def paths_with_a_nul_or_not_utf8_are_refused():
+    """libmicrohttpd decodes %00 into the path, where a C string ends: a
+    request for ".../teacher.webm%00.txt" reached the handlers as
+    ".../teacher.webm".  Such paths, and paths that are not UTF-8, get 400
+    bad_path; a query value of that kind counts as missing."""
+    s = Server()
+    st = s.login("student1")
+    for path in ("/recordings/1/teacher.webm%00.txt", "/api/teachers%00", "/api/teachers%ff",
+                 "/api/%c3%28"):
+        r = s.get(path, token=st)
+        assert r.status == 400 and r.json["error"] == "bad_path", (path, r)
+    # Valid escapes still work, and the server is fine.
+    assert s.get("/api/teacher%73", token=st).status == 200
+    assert s.get("/api/teachers?x=%00", token=st).status == 200
+    assert s.get("/healthz").status == 200
+
+
+@test
 def foreign_origins_get_no_cors_grant():
     s = Server()
     tok = s.login("student1")

@@ -264,6 +264,12 @@ def patch_and_delete_rules():
                      headers={**h, "Content-Type": "text/plain"}).status == 415
     restart = frag.replace(b"ice-ufrag:abcd", b"ice-ufrag:zzzz")
     assert s.request("PATCH", rel, raw=restart, token=tt, headers=h).status == 422
+    # Not UTF-8: refused before anything reaches the worker (GVariant strings
+    # must be UTF-8), and the session goes on.
+    bad = s.request("PATCH", rel, raw=frag.replace(b"typ host", b"typ \xff\xfe"), token=tt, headers=h)
+    assert bad.status == 400 and bad.json["error"] == "bad_sdpfrag", bad
+    assert s.request("PATCH", rel, raw=frag, token=tt, headers=h).status == 204
+    assert "CRITICAL" not in s.logtext(), s.logtext()[-2000:]
     assert s.request("PATCH", rel, raw=frag, token=st, headers=h).status == 404  # not theirs
     assert s.request("PATCH", rel.replace(rel.split("/")[-1], "0" * 32), raw=frag, token=tt,
                      headers=h).status == 404
