@@ -280,7 +280,8 @@ job_done_verify(HashJob *j)
     SigApp *app = r->app;
     if (!j->ok || !j->user) {
         sig_limiter_hit(j->a->user_fail_limit, j->username);
-        g_message("login failed for '%s' from %s", j->username, r->peer);
+        g_autofree char *who = sig_log_escape(j->username);
+        g_message("login failed for '%s' from %s", who, r->peer);
         sig_reply_error(r, 401, "invalid_credentials", "wrong username or password");
         return;
     }

@@ -213,7 +213,8 @@ sig_reply_store_error(SigReq *r, const GError *err)
     case STORE_ERROR_FAILED:
         break;
     }
-    g_warning("storage error on %s %s: %s", r->method, r->path, err->message);
+    g_autofree char *path = sig_log_escape(r->path);
+    g_warning("storage error on %s %s: %s", r->method, path, err->message);
     sig_reply_error(r, 500, "internal", "a storage error occurred");
 }
 
@@ -489,6 +490,19 @@ route(SigHttp *h, SigReq *r)
 
 /* --------------------------------------------------------------- handler */
 
+char *
+sig_log_escape(const char *s)
+{
+    GString *out = g_string_new(NULL);
+    for (const unsigned char *p = (const unsigned char *)s; *p && out->len < 200; p++) {
+        if (*p < 0x20 || *p == 0x7f || *p == '\\')
+            g_string_append_printf(out, "\\x%02x", *p);
+        else
+            g_string_append_c(out, (char)*p);
+    }
+    return g_string_free(out, FALSE);
+}
+
 /* libmicrohttpd's unescaping, made strict: a path or query value that
  * decodes to a NUL (%00) or to bytes that are not UTF-8 becomes "" instead.
  * Left as MHD decodes it, "/recordings/1/teacher.webm%00.txt" reached the
@@ -674,10 +688,11 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     unsigned status = r->queued ? r->status : 0; /* 0: closed before a reply */
     sig_metrics_http(h->app->metrics, pattern, status, secs,
                      !(flags & SIG_ROUTE_STREAM));
-    if (!(flags & SIG_ROUTE_NO_LOG))
-        g_info("%s %s %u %.1fms %s%s", r->method, r->path, status, secs * 1000,
-               r->peer,
+    if (!(flags & SIG_ROUTE_NO_LOG)) {
+        g_autofree char *path = sig_log_escape(r->path);
+        g_info("%s %s %u %.1fms %s%s", r->method, path, status, secs * 1000, r->peer,
                toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
+    }
     sig_req_free(r);
 }
 

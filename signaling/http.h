@@ -84,6 +84,11 @@ gboolean sig_route_match(const char *pattern, const char *path, char **params, g
 
 /* ---- replies: exactly one per request ---- */
 void sig_reply_json(SigReq *r, unsigned status, json_t *body /* stolen */);
+/* S as it may go into the log: control characters (a newline that would
+ * start a forged log line, escape sequences) and backslashes as \xNN, at
+ * most 200 bytes of it.  Newly allocated. */
+char *sig_log_escape(const char *s);
+
 void sig_reply_error(SigReq *r, unsigned status, const char *code,
                      const char *fmt, ...) G_GNUC_PRINTF(4, 5);
 void sig_reply_data(SigReq *r, unsigned status, const char *content_type,

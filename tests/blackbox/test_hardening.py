@@ -66,7 +66,7 @@ def sse_flood_is_capped_and_memory_bounded():
 
 
 @test
-def paths_with_a_nul_or_not_utf8_are_refused():
+def bad_paths_are_refused_and_remote_text_is_logged_escaped():
     """libmicrohttpd decodes %00 into the path, where a C string ends: a
     request for ".../teacher.webm%00.txt" reached the handlers as
     ".../teacher.webm".  Such paths, and paths that are not UTF-8, get 400
@@ -81,6 +81,18 @@ def paths_with_a_nul_or_not_utf8_are_refused():
     assert s.get("/api/teacher%73", token=st).status == 200
     assert s.get("/api/teachers?x=%00", token=st).status == 200
     assert s.get("/healthz").status == 200
+    # Remote text never starts a log line of its own (issue 21, finding 6):
+    # a username and a path with a newline are logged escaped.
+    r = s.post("/api/login", {"username": "eve\nconsultd-Message: forged login", "password": "x"})
+    assert r.status == 401, r
+    assert s.get("/nothing%0Aforged-path-line", token=st).status == 404
+    log = wait_for(lambda: (lambda t: t if "forged-path-line" in t else None)(s.logtext()), 10,
+                   what="the request in the log")
+    lines = log.splitlines()
+    assert not any(l.startswith("consultd-Message: forged") or l.startswith("forged-path-line")
+                   for l in lines), log[-1500:]
+    assert "eve\\x0aconsultd-Message: forged login" in log, log[-1500:]
+    assert "/nothing\\x0aforged-path-line" in log, log[-1500:]
 
 
 @test
