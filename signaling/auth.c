@@ -118,6 +118,12 @@ job_run(gpointer data, gpointer user_data)
 static void
 job_start(HashJob *j)
 {
+    if (!j->a->pool) { /* sig_auth_drain(): shutting down */
+        sig_req_header(j->r, "Retry-After", "2");
+        sig_reply_error(j->r, 503, "shutting_down", "the server is shutting down; retry");
+        job_free(j);
+        return;
+    }
     if (g_thread_pool_unprocessed(j->a->pool) >= HASH_QUEUE_MAX) {
         sig_req_header(j->r, "Retry-After", "1");
         sig_reply_error(j->r, 503, "overloaded", "too many logins at once; retry");
@@ -148,15 +154,26 @@ sig_auth_new(SigApp *app)
 }
 
 void
+sig_auth_drain(SigAuth *a)
+{
+    if (!a || !a->pool)
+        return;
+    /* Every queued job runs (the pool waits for them), and its completion,
+     * queued on the main context, answers and resumes its request: no
+     * request stays suspended when HTTP stops (libmicrohttpd aborts on one
+     * that is).  Logins that come meanwhile get 503. */
+    GThreadPool *pool = g_steal_pointer(&a->pool);
+    g_thread_pool_free(pool, FALSE, TRUE);
+    while (g_main_context_iteration(NULL, FALSE))
+        ;
+}
+
+void
 sig_auth_free(SigAuth *a)
 {
     if (!a)
         return;
-    g_thread_pool_free(a->pool, FALSE, TRUE);
-    /* Jobs finished after the loop stopped left their completions queued on
-     * the main context; run them so no request or job leaks. */
-    while (g_main_context_iteration(NULL, FALSE))
-        ;
+    sig_auth_drain(a);
     g_free(a->dummy_hash);
     sig_limiter_free(a->ip_limit);
     sig_limiter_free(a->user_fail_limit);

@@ -12,6 +12,9 @@
 
 SigAuth *sig_auth_new(SigApp *app);
 void sig_auth_free(SigAuth *a); /* NULL-safe; waits for running hash jobs */
+/* Runs every queued hash job and answers its request; logins after it get
+ * 503.  For shutdown, before HTTP stops.  NULL-safe, idempotent. */
+void sig_auth_drain(SigAuth *a);
 
 /* Synchronous hashing for the CLI and the demo seed.  Returns a newly
  * allocated hash string, or NULL if libsodium could not allocate. */

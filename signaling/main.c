@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "app.h"
@@ -242,6 +243,7 @@ serve(SigApp *app)
     g_source_remove(retention);
     g_clear_pointer(&app->consult, sig_consult_free);
     g_clear_pointer(&app->media, sig_media_free);
+    sig_auth_drain(app->auth); /* answers queued logins while HTTP still runs */
     g_clear_pointer(&app->http, sig_http_stop);
     g_clear_pointer(&app->webhooks, sig_webhooks_free);
     g_clear_pointer(&app->events, sig_events_free);
@@ -344,6 +346,10 @@ main(int argc, char **argv)
 {
     setlocale(LC_ALL, "");
     signal(SIGPIPE, SIG_IGN);
+    /* Nothing consultd writes is for other users: the data dir, the
+     * recordings and logs 0750/0640 at most, the database 0600
+     * (store_open_path()). */
+    umask(027);
     if (sodium_init() < 0) {
         fprintf(stderr, "consultd: libsodium failed to initialise\n");
         return 1;

@@ -178,6 +178,22 @@ pending_finish(SigMedia *m, Pending *p, const char *sdp, MSession *s, const char
     sig_req_resume(r);
 }
 
+/* Answers the offers waiting for W (NULL: any worker) with 503 MESSAGE and
+ * resumes their requests. */
+static void
+fail_pending(SigMedia *m, Worker *w, const char *message)
+{
+    GHashTableIter it;
+    Pending *p;
+    g_autoptr(GPtrArray) lost = g_ptr_array_new();
+    g_hash_table_iter_init(&it, m->pending);
+    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&p))
+        if (!w || p->w == w)
+            g_ptr_array_add(lost, p);
+    for (guint i = 0; i < lost->len; i++)
+        pending_finish(m, lost->pdata[i], NULL, NULL, "worker_lost", message);
+}
+
 static gboolean
 pending_timeout(gpointer data)
 {
@@ -386,17 +402,8 @@ worker_lost(Worker *w)
     w->ready = FALSE;
     g_clear_pointer(&w->chan, media_chan_free);
     g_clear_object(&w->proc);
-    /* Pending offers fail. */
+    fail_pending(m, w, "the media worker stopped; retry");
     GHashTableIter it;
-    Pending *p;
-    g_autoptr(GPtrArray) lost = g_ptr_array_new();
-    g_hash_table_iter_init(&it, m->pending);
-    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&p))
-        if (p->w == w)
-            g_ptr_array_add(lost, p);
-    for (guint i = 0; i < lost->len; i++)
-        pending_finish(m, lost->pdata[i], NULL, NULL, "worker_lost",
-                       "the media worker stopped; retry");
     /* Its sessions are gone; its live consultations are interrupted. */
     MSession *s;
     g_hash_table_iter_init(&it, m->sessions);
@@ -587,6 +594,10 @@ sig_media_free(SigMedia *m)
 {
     if (!m)
         return;
+    /* Offers still waiting for a worker's answer get one: freed silently,
+     * they left suspended requests (and their timers), on which
+     * libmicrohttpd aborted when HTTP stopped (issue 21, finding 5). */
+    fail_pending(m, NULL, "the server is shutting down; retry");
     Parked *pk;
     while ((pk = g_queue_pop_head(&m->parked))) {
         g_source_remove(pk->timeout);
@@ -1011,9 +1022,17 @@ sig_h_media_worker_pids(SigReq *r)
     SigMedia *m = r->app->media;
     for (guint i = 0; m && i < m->workers->len; i++) {
         Worker *w = m->workers->pdata[i];
-        json_array_append_new(arr, json_pack("{s:I, s:b, s:I, s:I}", "index", (json_int_t)i,
+        /* Offers sent to it and not answered yet. */
+        json_int_t waiting = 0;
+        GHashTableIter it;
+        Pending *p;
+        g_hash_table_iter_init(&it, m->pending);
+        while (g_hash_table_iter_next(&it, NULL, (gpointer *)&p))
+            waiting += p->w == w;
+        json_array_append_new(arr, json_pack("{s:I, s:b, s:I, s:I, s:I}", "index", (json_int_t)i,
                                              "ready", w->ready, "pid", (json_int_t)w->pid,
-                                             "consultations", (json_int_t)w->consultations));
+                                             "consultations", (json_int_t)w->consultations,
+                                             "offers_waiting", waiting));
     }
     sig_reply_json(r, 200, json_pack("{s:o}", "workers", arr));
 }

@@ -377,6 +377,14 @@ store_open_path(const char *path, int target_version, GError **error)
         return NULL;
     }
     sqlite3_extended_result_codes(s->db, 1);
+    /* Password hashes and session digests live here: the owner's alone.
+     * SQLite gives the -wal and -shm files the database's mode; ones left
+     * from an earlier, laxer start are tightened too. */
+    for (guint i = 0; i < 3; i++) {
+        g_autofree char *f = g_strconcat(path, (const char *[]){"", "-wal", "-shm"}[i], NULL);
+        if (g_chmod(f, 0600) != 0 && errno != ENOENT)
+            g_warning("cannot make %s private: %s", f, g_strerror(errno));
+    }
     store_set_busy_timeout(s, 5000);
     if (!exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                  "PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;",

@@ -251,6 +251,29 @@ def sigterm_waits_for_in_flight_login():
 
 
 @test
+def files_are_the_owners_alone():
+    """umask 027 at start and the database 0600 (issue 21, finding 7): the
+    password hashes and session digests are not for other local users, and
+    nothing consultd writes is world-readable.  A database left 0644 by an
+    earlier start is tightened."""
+    import stat
+    s = Server()
+    db = os.path.join(s.data_dir, "consultd.db")
+    s.login("student1")  # a write: the WAL exists
+    for f in (db, db + "-wal", db + "-shm"):
+        if os.path.exists(f):
+            assert stat.S_IMODE(os.stat(f).st_mode) == 0o600, (f, oct(os.stat(f).st_mode))
+    for root, dirs, files in os.walk(s.data_dir):
+        for name in dirs + [f for f in files if f != "server.log"]:  # the harness's own
+            mode = stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode)
+            assert not mode & 0o007, (os.path.join(root, name), oct(mode))
+    s.stop()
+    os.chmod(db, 0o644)
+    s.start()
+    assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
+
+
+@test
 def demo_seed_is_idempotent():
     s = Server()
     adm = s.login("admin")

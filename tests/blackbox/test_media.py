@@ -365,6 +365,42 @@ def an_offer_while_the_worker_restarts_waits_for_it():
 
 
 @test
+def sigterm_with_an_offer_waiting_and_logins_queued_exits_0():
+    """SIGTERM while a WHIP offer waits on a stopped worker and logins are
+    queued for hashing, past shutdown-grace: the offer gets 503 (retry), the
+    logins an answer, and consultd exits 0 (issue 21, finding 5: it aborted
+    in libmicrohttpd on the still-suspended requests)."""
+    import threading
+    s = media_server("--shutdown-grace", "1")
+    cid, tt, st = live_consultation(s)
+    pid = wait_for(lambda: worker(s)["ready"] and worker(s)["pid"], 30, what="worker")
+    os.kill(pid, signal.SIGSTOP)
+    got = {}
+    t = threading.Thread(target=lambda: got.update(offer=post_sdp(s, f"/whip/consultations/{cid}", tt,
+                                                                   offer())))
+    t.start()
+    wait_for(lambda: worker(s)["offers_waiting"] == 1, 20, what="the offer waiting on the worker")
+    logins = []
+
+    def login():
+        try:
+            logins.append(s.post("/api/login", {"username": "student2", "password": "demo"}).status)
+        except OSError as e:  # a connection the shutdown closed before it was read
+            logins.append(str(e))
+
+    ts = [threading.Thread(target=login) for _ in range(20)]
+    for x in ts:
+        x.start()
+    rc = s.stop(timeout=30)
+    for x in ts + [t]:
+        x.join(30)
+    assert rc == 0, (rc, s.logtext()[-3000:])
+    assert got["offer"].status == 503 and got["offer"].header("Retry-After"), got
+    answered = [x for x in logins if isinstance(x, int)]
+    assert all(x in (200, 503) for x in answered), logins
+
+
+@test
 def worker_crash_interrupts_and_recovers():
     s = media_server()
     cid, tt, st = live_consultation(s)
