@@ -52,7 +52,8 @@ def main():
                               outage=imp if a.outage_at else None, outage_at=a.outage_at)
         if not os.environ.get("SHOW_ANSWERS"):
             res.pop("answers", None)
-        res.pop("timeline", None) if not a.outage_at else None
+        if not a.outage_at:
+            res.pop("timeline", None)
         res["impair"] = imp.counts
         if not a.p2p:
             res["server"] = {l.split()[0][len("consultd_media_"):]: int(l.split()[1])

@@ -9,7 +9,6 @@ typedef enum {
     MEDIA_PACKETS_IN,         /* RTP packets from publishers */
     MEDIA_PACKETS_OUT,        /* relayed to subscribers */
     MEDIA_KEYFRAME_REQUESTS,  /* sent to publishers */
-    MEDIA_KEYFRAMES_COALESCED,/* asked for within the throttle: not sent */
     MEDIA_NACKS_RECEIVED,     /* packets subscribers NACKed */
     MEDIA_RETRANSMITTED,      /* of those, sent again from a relay's history */
     MEDIA_NACKS_SENT,         /* packets NACKed to publishers, repeats included */

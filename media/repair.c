@@ -33,29 +33,29 @@ media_history_free(MediaHistory *h)
     g_free(h);
 }
 
-/* The sequence number of an RTP packet without mapping it through
- * GstRTPBuffer (which validates the whole header): bytes 2-3. */
-static gboolean
-rtp_seq(GstBuffer *buf, guint16 *seq)
+gboolean
+media_rtp_head(GstBuffer *buf, MediaRtpHead *out)
 {
-    guint8 head[4];
-    if (gst_buffer_extract(buf, 0, head, 4) != 4 || (head[0] >> 6) != 2)
+    guint8 head[12];
+    if (gst_buffer_extract(buf, 0, head, 12) != 12 || (head[0] >> 6) != 2)
         return FALSE;
-    *seq = (guint16)((head[2] << 8) | head[3]);
+    out->pt = head[1] & 0x7f;
+    out->seq = GST_READ_UINT16_BE(head + 2);
+    out->ssrc = GST_READ_UINT32_BE(head + 8);
     return TRUE;
 }
 
 void
 media_history_put(MediaHistory *h, GstBuffer *buf)
 {
-    guint16 seq;
-    if (!rtp_seq(buf, &seq))
+    MediaRtpHead rtp;
+    if (!media_rtp_head(buf, &rtp))
         return;
-    HistorySlot *s = &h->slot[seq % MEDIA_HISTORY_PACKETS];
+    HistorySlot *s = &h->slot[rtp.seq % MEDIA_HISTORY_PACKETS];
     if (s->buf)
         gst_buffer_unref(s->buf);
     s->buf = gst_buffer_ref(buf);
-    s->seq = seq;
+    s->seq = rtp.seq;
 }
 
 GstBuffer *

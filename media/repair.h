@@ -15,6 +15,17 @@
 
 #include <gst/gst.h>
 
+/* The fixed header fields of an RTP packet, read without mapping it through
+ * GstRTPBuffer (which validates the whole packet): what the relay path
+ * needs per packet.  FALSE if BUF is not RTP version 2. */
+typedef struct {
+    guint8 pt;
+    guint16 seq;
+    guint32 ssrc;
+} MediaRtpHead;
+
+gboolean media_rtp_head(GstBuffer *buf, MediaRtpHead *out);
+
 /* ---------------------------------------------------------- history */
 
 /* The packets last relayed to one subscriber, by sequence number: a ring of

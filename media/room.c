@@ -457,12 +457,12 @@ static GstPadProbeReturn
 fan_out(GstPad *pad, GstPadProbeInfo *info, gpointer data)
 {
     Fanout *f = data;
-    guint8 ssrc[4];
+    MediaRtpHead rtp;
     /* Once per publisher session (media_room_offer() clears it). */
     if (G_UNLIKELY(!__atomic_load_n(&f->ssrc, __ATOMIC_RELAXED)) &&
         (info->type & GST_PAD_PROBE_TYPE_BUFFER) &&
-        gst_buffer_extract(GST_PAD_PROBE_INFO_BUFFER(info), 8, ssrc, 4) == 4)
-        __atomic_store_n(&f->ssrc, GST_READ_UINT32_BE(ssrc), __ATOMIC_RELAXED);
+        media_rtp_head(GST_PAD_PROBE_INFO_BUFFER(info), &rtp))
+        __atomic_store_n(&f->ssrc, rtp.ssrc, __ATOMIC_RELAXED);
     g_mutex_lock(&f->lock);
     if (f->relays->len == 0) {
         /* nobody to relay to */
@@ -486,10 +486,8 @@ static void
 fanout_request_keyframe(Fanout *f)
 {
     if (!media_throttle(&f->keyframe_asked_us, g_get_monotonic_time(),
-                        KEYFRAME_REQUEST_INTERVAL_US)) {
-        media_count(MEDIA_KEYFRAMES_COALESCED);
+                        KEYFRAME_REQUEST_INTERVAL_US))
         return;
-    }
     /* all-headers FALSE: a PLI.  With TRUE rtpsession sends a FIR, and
      * with the same count each time it keeps the FIR's sequence number,
      * so the publisher takes every FIR after the first for a repeat and

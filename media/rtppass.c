@@ -43,12 +43,11 @@ static GstStaticPadTemplate src_templ =
 static void
 ask_again(MediaRtpPass *self, GstBuffer *buf)
 {
-    guint8 head[12];
-    if (gst_buffer_extract(buf, 0, head, 12) != 12 || (head[0] >> 6) != 2 ||
-        (head[1] & 0x7f) != self->nack_pt)
+    MediaRtpHead rtp;
+    if (!media_rtp_head(buf, &rtp) || rtp.pt != self->nack_pt)
         return;
-    guint16 seq = (guint16)((head[2] << 8) | head[3]);
-    guint32 ssrc = ((guint32)head[8] << 24) | ((guint32)head[9] << 16) | ((guint32)head[10] << 8) | head[11];
+    guint16 seq = rtp.seq;
+    guint32 ssrc = rtp.ssrc;
     guint16 missing[32];
     guint64 recovered = self->loss.recovered, given_up = self->loss.given_up;
     gint64 now = g_get_monotonic_time();

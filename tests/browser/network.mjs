@@ -38,7 +38,7 @@ async function camera() {
 function show(pc, id) {
   pc.ontrack = e => {
     window.msid = window.msid || {};
-    window.msid[id] = e.streams.length;
+    window.msid[id] = e.streams.length ? e.streams[0].id : '';
     const v = document.getElementById(id);
     if (!v.srcObject) v.srcObject = e.streams[0] || new MediaStream();
     if (!v.srcObject.getTracks().includes(e.track)) v.srcObject.addTrack(e.track);
@@ -90,7 +90,7 @@ window.stats = async (role) => {
     if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') out.pair = s;
   }
   const v = document.getElementById(role);
-  out.streams = (window.msid || {})[role] || 0; // streams in ontrack: a=msid
+  out.stream = (window.msid || {})[role] || ''; // the stream id in ontrack: a=msid
   out.videoWidth = v.videoWidth;
   return out;
 };
@@ -142,7 +142,7 @@ function summary(first, last, perSecond) {
       qualityLimitation: last.out.qualityLimitationReason || '',
       frameWidth: last.out.frameWidth || 0,
     },
-    streams: last.streams,
+    stream: last.stream,
   };
 }
 
@@ -179,7 +179,7 @@ try {
     }
   }
   // A direction: what the receiver got, what the sender was asked for.
-  const dir = (from, to, x) => ({ in: x[to].in, audio: x[to].audio, streams: x[to].streams,
+  const dir = (from, to, x) => ({ in: x[to].in, audio: x[to].audio, stream: x[to].stream,
                                    out: x[from].out, pair: x[from].pair });
   out.teacher_to_student = summary(dir('teacher', 'student', first), dir('teacher', 'student', last),
                                    perSecond.student);

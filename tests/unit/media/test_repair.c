@@ -40,6 +40,13 @@ test_history_keeps_the_last_packets(void)
         media_history_put(h, b);
         gst_buffer_unref(b);
     }
+    GstBuffer *one = rtp_packet(7);
+    MediaRtpHead head;
+    g_assert_true(media_rtp_head(one, &head));
+    g_assert_cmpuint(head.pt, ==, 96);
+    g_assert_cmpuint(head.seq, ==, 7);
+    g_assert_cmpuint(head.ssrc, ==, 0x1234);
+    gst_buffer_unref(one);
     guint16 last = (guint16)(65000 + MEDIA_HISTORY_PACKETS + 99);
     GstBuffer *b = media_history_get(h, last);
     g_assert_nonnull(b);
