@@ -19,17 +19,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "app.h"
-#include "auth.h"
-#include "consult.h"
-#include "events.h"
-#include "media.h"
-#include "recordings.h"
-#include "ops.h"
-#include "webhooks.h"
+#include "api/accounts.h"
+#include "api/consult.h"
+#include "api/routes.h"
+#include "api/stream.h"
 #include "build-config.h"
-#include "metrics.h"
-#include "routes.h"
+#include "core/app.h"
+#include "core/events.h"
+#include "core/health.h"
+#include "core/metrics.h"
+#include "core/webhooks.h"
+#include "workers/media.h"
+#include "workers/reactions.h"
+#include "workers/recordings.h"
 
 /* ---------------------------------------------------------------- logging */
 
@@ -84,11 +86,8 @@ static gboolean
 shutdown_poll(gpointer data)
 {
     SigApp *app = data;
-    static gint64 deadline;
-    if (!deadline)
-        deadline = g_get_monotonic_time() + app->cfg->shutdown_grace * G_USEC_PER_SEC;
     guint open = sig_http_in_flight(app->http);
-    if (open == 0 || g_get_monotonic_time() >= deadline) {
+    if (open == 0 || g_get_monotonic_time() >= app->stop_deadline) {
         if (open)
             g_warning("shutdown: %u request(s) still in flight after %" G_GINT64_FORMAT
                       " s; closing them", open, app->cfg->shutdown_grace);
@@ -106,8 +105,9 @@ on_signal(gpointer data)
         return G_SOURCE_CONTINUE;
     g_message("shutting down: no new connections, finishing requests in flight");
     app->stopping = TRUE;
+    app->stop_deadline = g_get_monotonic_time() + app->cfg->shutdown_grace * G_USEC_PER_SEC;
     sig_http_quiesce(app->http);
-    sig_events_close_all(app);
+    sig_streams_close_all(app);
     g_timeout_add(50, shutdown_poll, app);
     return G_SOURCE_CONTINUE;
 }
@@ -134,7 +134,7 @@ domain_metrics(SigApp *app, GString *out)
         "# TYPE consultd_event_log_seq gauge\nconsultd_event_log_seq %" G_GINT64_FORMAT "\n"
         "# HELP consultd_event_lag Events not yet dispatched to read models\n"
         "# TYPE consultd_event_lag gauge\nconsultd_event_lag %" G_GINT64_FORMAT "\n",
-        sig_events_stream_count(app), sig_webhooks_in_flight(app),
+        sig_streams_count(app), sig_webhooks_in_flight(app),
         store_events_last_seq(app->store),
         store_events_last_seq(app->store) - store_cursor(app->store, "projections"));
     static const StoreConsultStatus sts[] = {STORE_CONSULT_REQUESTED, STORE_CONSULT_LIVE,
@@ -193,13 +193,15 @@ serve(SigApp *app)
 {
     g_autoptr(GError) err = NULL;
     app->metrics = sig_metrics_new();
+    app->media_bin = sig_find_media_bin();
+    sig_health_new(app);
     /* The loop's one thread must not stall behind a tool's lock: fail fast
      * (503 + Retry-After) instead.  Subcommands keep store_open's 5 s. */
     store_set_busy_timeout(app->store, (int)app->cfg->db_busy_timeout);
     fit_fd_limit(app);
     guint n_routes;
     const SigRoute *routes = sig_routes(&n_routes);
-    app->http = sig_http_start(app, routes, n_routes, &err);
+    app->http = sig_http_start(app, routes, n_routes, sig_auth_identify, &err);
     if (!app->http) {
         g_critical("%s", err->message);
         return 1;
@@ -215,15 +217,19 @@ serve(SigApp *app)
             g_strdup_printf("http://%s:%u", host, sig_http_port(app->http));
     }
     app->auth = sig_auth_new(app);
+    /* The dispatcher first: the others register as its listeners. */
     sig_events_new(app);
+    sig_streams_new(app);
     sig_webhooks_new(app);
     app->consult = sig_consult_new(app);
+    sig_recordings_new(app);
     sig_media_new(app);
+    sig_reactions_init(app);
     sig_recordings_repair(app, NULL); /* whatever a crash left unfinished */
     sig_recordings_compose_resume(app);
-    sig_ops_add_ready_check("media", sig_media_ready);
-    sig_ops_add_metrics(sig_media_metrics);
-    sig_ops_add_metrics(domain_metrics);
+    sig_health_add_ready_check(app, "media", sig_media_ready);
+    sig_health_add_metrics(app, sig_media_metrics);
+    sig_health_add_metrics(app, domain_metrics);
     if (app->cfg->demo && !sig_auth_seed_demo(app, &err)) {
         g_critical("demo seed: %s", err->message);
         return 1;
@@ -246,6 +252,8 @@ serve(SigApp *app)
     sig_auth_drain(app->auth); /* answers queued logins while HTTP still runs */
     g_clear_pointer(&app->http, sig_http_stop);
     g_clear_pointer(&app->webhooks, sig_webhooks_free);
+    g_clear_pointer(&app->recordings, sig_recordings_free);
+    g_clear_pointer(&app->streams, sig_streams_free);
     g_clear_pointer(&app->events, sig_events_free);
     g_clear_pointer(&app->auth, sig_auth_free);
     g_message("stopped cleanly");
@@ -435,6 +443,8 @@ main(int argc, char **argv)
     }
     g_free(sub_argv);
     store_close(app.store);
+    sig_health_free(app.health);
+    g_free(app.media_bin);
     sig_metrics_free(app.metrics);
     sig_config_free(app.cfg);
     return rc;

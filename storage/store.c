@@ -457,3 +457,24 @@ store_integrity_ok(Store *s)
     sqlite3_reset(st);
     return ok;
 }
+
+/* The consultation statuses as SQL and JSON spell them (StoreConsultStatus
+ * order). */
+static const char *const consult_names[] = {"requested", "live",    "ended",
+                                            "declined",  "canceled", "expired",
+                                            "interrupted"};
+
+const char *
+store_consult_status_name(StoreConsultStatus st)
+{
+    return (guint)st < G_N_ELEMENTS(consult_names) ? consult_names[st] : "unknown";
+}
+
+int
+store_consult_status_parse(const char *name)
+{
+    for (guint i = 0; name && i < G_N_ELEMENTS(consult_names); i++)
+        if (!strcmp(name, consult_names[i]))
+            return (int)i;
+    return -1;
+}

@@ -118,6 +118,12 @@ gboolean store_session_add(Store *s, const char *token_hash, gint64 user_id,
 StoreUser *store_session_user(Store *s, const char *token_hash, gint64 now_ms,
                               GError **error);
 gboolean store_session_delete(Store *s, const char *token_hash, GError **error);
+/* Logout of USER: deletes the session TOKEN_HASH and, in the same
+ * transaction, takes USER offline if they are an online teacher (with its
+ * teacher.offline event; *WENT_OFFLINE says so).  A busy teacher stays
+ * busy: the consultation goes on without the page. */
+gboolean store_logout(Store *s, const char *token_hash, gint64 user, gboolean *went_offline,
+                      GError **error);
 /* Deletes expired sessions; returns how many. */
 gint64 store_session_purge(Store *s, gint64 now_ms);
 

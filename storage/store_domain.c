@@ -24,14 +24,11 @@
  * enforced by a partial unique index): a teacher is busy exactly when they
  * have one consultation in requested, live or interrupted.
  */
-#include "store_private.h"
+#include "store_events.h"
 
 #include <string.h>
 
 static const char *const presence_names[] = {"offline", "online", "busy"};
-static const char *const consult_names[] = {"requested", "live",    "ended",
-                                            "declined",  "canceled", "expired",
-                                            "interrupted"};
 
 const char *
 store_presence_name(StorePresence p)
@@ -44,21 +41,6 @@ store_presence_parse(const char *name)
 {
     for (guint i = 0; name && i < G_N_ELEMENTS(presence_names); i++)
         if (!strcmp(name, presence_names[i]))
-            return (int)i;
-    return -1;
-}
-
-const char *
-store_consult_status_name(StoreConsultStatus st)
-{
-    return (guint)st < G_N_ELEMENTS(consult_names) ? consult_names[st] : "unknown";
-}
-
-int
-store_consult_status_parse(const char *name)
-{
-    for (guint i = 0; name && i < G_N_ELEMENTS(consult_names); i++)
-        if (!strcmp(name, consult_names[i]))
             return (int)i;
     return -1;
 }
@@ -274,6 +256,22 @@ store_teacher_set_presence(Store *s, gint64 id, StorePresence to, gboolean *chan
     } else if (now != (int)to) {
         ok = teacher_move(s, id, to, 0, error);
         *changed = ok;
+    }
+    return store_autocommit(s, began, ok, error);
+}
+
+gboolean
+store_logout(Store *s, const char *token_hash, gint64 user, gboolean *went_offline,
+             GError **error)
+{
+    *went_offline = FALSE;
+    gboolean began;
+    if (!store_autobegin(s, &began, error))
+        return FALSE;
+    gboolean ok = store_session_delete(s, token_hash, error);
+    if (ok && teacher_status(s, user) == STORE_PRESENCE_ONLINE) {
+        ok = teacher_move(s, user, STORE_PRESENCE_OFFLINE, 0, error);
+        *went_offline = ok;
     }
     return store_autocommit(s, began, ok, error);
 }

@@ -12,7 +12,7 @@
  *   mypage (a student's consultations).  They may lag the write model by one
  *   dispatcher step: that is the eventual consistency the API documents.
  */
-#include "store_private.h"
+#include "store_events.h"
 
 #include <string.h>
 

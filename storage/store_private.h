@@ -1,4 +1,5 @@
-/* store_private.h - helpers shared by the storage/ implementation files only. */
+/* store_private.h - store.c's helpers for the other storage/ files only:
+ * the handle, statements, errors and transactions. */
 #pragma once
 
 #include <sqlite3.h>
@@ -25,11 +26,6 @@ gboolean store_step_done(Store *s, sqlite3_stmt *st, GError **error,
 gboolean store_autobegin(Store *s, gboolean *began, GError **error);
 gboolean store_autocommit(Store *s, gboolean began, gboolean ok, GError **error);
 char *store_col_strdup(sqlite3_stmt *st, int col);
-/* Appends a domain event; only inside an open transaction.  PAYLOAD is a
- * JSON object's text. */
-gboolean store_event_append(Store *s, const char *type, gint64 teacher,
-                            gint64 student, gint64 consultation,
-                            const char *payload, GError **error);
 /* Steps ST to the end, building one element per row with ROW; returns the
  * array (freeing elements with FREE_FN), or NULL and ERROR (mentioning WHAT)
  * if stepping failed.  Resets ST either way. */

@@ -10,7 +10,7 @@
  * ready appends recording.ready, which feeds the my page read model and the
  * notifications; becoming failed appends recording.failed.
  */
-#include "store_private.h"
+#include "store_events.h"
 
 #include <string.h>
 

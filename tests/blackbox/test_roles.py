@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Every endpoint, tried by every role and by nobody, against the table in
 docs/api.md ("Who may call what"); and that table lists every route of
-signaling/routes.c."""
+signaling/api/routes.c."""
 import os
 import re
 
@@ -27,7 +27,7 @@ def doc_rows():
 
 
 def code_routes():
-    src = open(os.path.join(ROOT, "signaling", "routes.c")).read()
+    src = open(os.path.join(ROOT, "signaling", "api", "routes.c")).read()
     return set(re.findall(r'\{"([A-Z]+)", "([^"]+)"', src))
 
 

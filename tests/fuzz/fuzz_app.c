@@ -5,12 +5,16 @@
 #include <sodium.h>
 #include <string.h>
 
-#include "auth.h"
-#include "consult.h"
-#include "events.h"
-#include "media.h"
-#include "metrics.h"
-#include "webhooks.h"
+#include "api/accounts.h"
+#include "api/consult.h"
+#include "core/events.h"
+#include "workers/media.h"
+#include "core/metrics.h"
+#include "core/webhooks.h"
+#include "core/health.h"
+#include "api/stream.h"
+#include "workers/reactions.h"
+#include "workers/recordings.h"
 
 static SigApp *app;
 static char *dir; /* the temporary data dir, kept for the process */
@@ -47,11 +51,16 @@ fuzz_app(void)
     g_assert_no_error(err);
     app->loop = g_main_loop_new(NULL, FALSE);
     app->metrics = sig_metrics_new();
+    app->media_bin = sig_find_media_bin();
+    sig_health_new(app);
     app->auth = sig_auth_new(app);
     sig_events_new(app);
+    sig_streams_new(app);
     sig_webhooks_new(app);
     app->consult = sig_consult_new(app);
+    sig_recordings_new(app);
     sig_media_new(app);
+    sig_reactions_init(app);
     g_assert(sig_auth_seed_demo(app, &err));
     for (guint i = 1; i < FUZZ_N_USERS; i++) {
         users[i] = store_user_get_by_name(app->store, usernames[i], NULL, NULL);

@@ -5,8 +5,8 @@
  * is waited for by iterating the main context. */
 #pragma once
 
-#include "app.h"
-#include "http.h"
+#include "core/app.h"
+#include "http/http.h"
 
 typedef enum {
     FUZZ_NOBODY, FUZZ_ADMIN, FUZZ_TEACHER1, FUZZ_TEACHER2, FUZZ_STUDENT1, FUZZ_N_USERS

@@ -5,8 +5,8 @@
  * but 503; the handlers' own checks must turn anything else into a 4xx. */
 #include <stdint.h>
 
-#include "auth.h"
-#include "consult.h"
+#include "api/accounts.h"
+#include "api/consult.h"
 #include "fuzz_app.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -2,7 +2,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "recordings.h"
+#include "api/recordings.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

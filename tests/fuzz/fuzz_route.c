@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "fuzz_app.h"
-#include "routes.h"
+#include "api/routes.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,7 +1,7 @@
 /* Fuzz target: the SDP offer scan and the trickle-ice-sdpfrag walk. */
 #include <stdint.h>
 
-#include "sdpscan.h"
+#include "core/sdpscan.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

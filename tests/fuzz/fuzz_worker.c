@@ -7,9 +7,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "consult.h"
+#include "api/consult.h"
 #include "fuzz_app.h"
-#include "media.h"
+#include "workers/media.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

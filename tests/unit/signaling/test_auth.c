@@ -1,9 +1,9 @@
-/* Unit tests for signaling/auth.c and ratelimit.c. */
+/* Unit tests for signaling/api/accounts.c and core/ratelimit.c. */
 #include <sodium.h>
 #include <string.h>
 
-#include "auth.h"
-#include "ratelimit.h"
+#include "api/accounts.h"
+#include "core/ratelimit.h"
 
 static void
 test_password_hash_roundtrip(void)

@@ -1,7 +1,7 @@
-/* Unit tests for signaling/config.c: precedence and validation. */
+/* Unit tests for signaling/core/config.c: precedence and validation. */
 #include <glib/gstdio.h>
 
-#include "config.h"
+#include "core/config.h"
 
 static SigConfig *
 load(const char *const *args, GError **error)

@@ -1,0 +1,27 @@
+/* consult.h - the consultation domain's HTTP side: teachers, presence,
+ * favorites, consultations, my page, and the timers that expire requests
+ * and sweep presence. */
+#pragma once
+
+#include "http/http.h"
+
+SigConsult *sig_consult_new(SigApp *app);
+void sig_consult_free(SigConsult *c); /* NULL-safe */
+
+/* A consultation as the API shows it; new reference. */
+json_t *sig_consultation_json(const StoreConsultation *c);
+
+void sig_h_teachers_list(SigReq *r);
+void sig_h_teacher_get(SigReq *r);
+void sig_h_teacher_profile(SigReq *r);
+void sig_h_teacher_presence(SigReq *r);
+void sig_h_favorite_add(SigReq *r);
+void sig_h_favorite_remove(SigReq *r);
+void sig_h_consultation_create(SigReq *r);
+void sig_h_consultation_get(SigReq *r);
+void sig_h_consultations_list(SigReq *r);
+void sig_h_consultation_accept(SigReq *r);
+void sig_h_consultation_decline(SigReq *r);
+void sig_h_consultation_cancel(SigReq *r);
+void sig_h_consultation_end(SigReq *r);
+void sig_h_mypage(SigReq *r);

@@ -1,0 +1,115 @@
+/* ops.c - see ops.h.
+ *
+ * /healthz proves only that the loop answers (a liveness probe must not
+ * depend on the database, or a slow disk would get the process killed).
+ * /readyz runs every registered check; /metrics renders counters plus the
+ * gauges subsystems append (core/health.h holds both registries).
+ */
+#include "api/ops.h"
+
+#include <string.h>
+
+#include "build-config.h"
+#include "core/health.h"
+#include "core/metrics.h"
+
+void
+sig_h_healthz(SigReq *r)
+{
+    sig_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+/* NULL when the database answers, else why not (newly allocated). */
+static char *
+database_ready(SigApp *app)
+{
+    g_autoptr(GError) err = NULL;
+    return store_ping(app->store, &err) ? NULL : g_strdup(err->message);
+}
+
+typedef struct {
+    json_t *checks, *failing;
+} ReadyAcc;
+
+static void
+ready_one(const char *name, const char *why, gpointer data)
+{
+    ReadyAcc *acc = data;
+    json_object_set_new(acc->checks, name, json_string(why ? why : "ok"));
+    if (why)
+        json_array_append_new(acc->failing, json_string(name));
+}
+
+void
+sig_h_readyz(SigReq *r)
+{
+    json_t *checks = json_object();
+    json_t *failing = json_array();
+    ReadyAcc acc = {checks, failing};
+    g_autofree char *db = database_ready(r->app);
+    ready_one("database", db, &acc);
+    sig_health_check(r->app, ready_one, &acc);
+    if (r->app->stopping) {
+        json_object_set_new(checks, "server", json_string("shutting down"));
+        json_array_append_new(failing, json_string("server"));
+    }
+    if (json_array_size(failing) == 0) {
+        json_decref(failing);
+        sig_reply_json(r, 200, json_pack("{s:s, s:o}", "status", "ready", "checks", checks));
+        return;
+    }
+    sig_reply_json(r, 503, json_pack("{s:s, s:s, s:o, s:o}", "error", "not_ready",
+                                     "message", "some subsystems are not ready",
+                                     "not_ready", failing, "checks", checks));
+}
+
+void
+sig_h_metrics(SigReq *r)
+{
+    SigApp *app = r->app;
+    g_autoptr(GString) out = g_string_sized_new(4096);
+    g_string_append_printf(out,
+        "# HELP consultd_build_info Build information\n"
+        "# TYPE consultd_build_info gauge\n"
+        "consultd_build_info{version=\"%s\"} 1\n"
+        "# HELP consultd_uptime_seconds Seconds since the process started\n"
+        "# TYPE consultd_uptime_seconds gauge\n"
+        "consultd_uptime_seconds %.1f\n"
+        "# HELP consultd_db_commits_total Committed database write transactions\n"
+        "# TYPE consultd_db_commits_total counter\n"
+        "consultd_db_commits_total %" G_GUINT64_FORMAT "\n"
+        "# HELP consultd_http_connections Open HTTP connections\n"
+        "# TYPE consultd_http_connections gauge\n"
+        "consultd_http_connections %u\n",
+        CONSULTD_VERSION, (g_get_monotonic_time() - app->started_at) / 1e6,
+        store_commit_count(app->store), sig_http_connections(app->http));
+    sig_metrics_render(app->metrics, out);
+    sig_health_metrics(app, out);
+    sig_reply_data(r, 200, "text/plain; version=0.0.4; charset=utf-8", out->str,
+                   out->len);
+}
+
+/* GET /api/admin/webhook-deliveries: the newest deliveries and their state. */
+void
+sig_h_webhook_deliveries(SigReq *r)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GPtrArray) ds = store_deliveries_list(r->app->store, 500, &err);
+    if (!ds) {
+        sig_reply_store_error(r, err);
+        return;
+    }
+    json_t *arr = json_array();
+    for (guint i = 0; i < ds->len; i++) {
+        StoreDelivery *d = ds->pdata[i];
+        char eid[32];
+        g_snprintf(eid, sizeof eid, "evt_%" G_GINT64_FORMAT, d->event_seq);
+        json_array_append_new(arr, json_pack(
+            "{s:I, s:s, s:s, s:s, s:I, s:o, s:s, s:o}", "id", (json_int_t)d->id,
+            "event_id", eid, "url", d->url, "state", d->state, "attempts",
+            (json_int_t)d->attempts, "next_attempt_at",
+            strcmp(d->state, "pending") ? json_null() : sig_json_time(d->next_attempt_at),
+            "last_error", d->last_error, "delivered_at", sig_json_time(d->delivered_at)));
+    }
+    sig_reply_json(r, 200, json_pack("{s:o}", "deliveries", arr));
+}

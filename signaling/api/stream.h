@@ -1,0 +1,20 @@
+/* stream.h - GET /api/events: the live Server-Sent Events streams, and
+ * teacher presence as their streams show it.
+ */
+#pragma once
+
+#include "http/http.h"
+
+SigStreams *sig_streams_new(SigApp *app); /* after sig_events_new() */
+void sig_streams_free(SigStreams *st);    /* NULL-safe; streams must be closed */
+
+/* Ends every stream (at shutdown) so their connections can close. */
+void sig_streams_close_all(SigApp *app);
+guint sig_streams_count(SigApp *app);
+
+/* Presence tracking by stream: a teacher was seen now (went online). */
+void sig_streams_teacher_seen(SigApp *app, gint64 teacher);
+/* TRUE if TEACHER has no open stream and was last seen GRACE_S ago. */
+gboolean sig_streams_teacher_gone(SigApp *app, gint64 teacher, gint64 grace_s);
+
+void sig_h_events(SigReq *r);

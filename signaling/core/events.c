@@ -1,0 +1,181 @@
+/* events.c - see events.h.
+ *
+ * One dispatcher run: store_dispatch() moves the projections and the
+ * webhook queue forward in one transaction and returns the events it
+ * applied; each listener then sees each of them, in seq order, on the loop.
+ * Listeners are registered at start-up (api/stream.c: the live streams;
+ * workers/reactions.c: what the media side does about them; the webhook
+ * sender).
+ */
+#include "core/events.h"
+
+#include <string.h>
+
+#include "core/json.h"
+#include "core/metrics.h"
+
+#define DISPATCH_BATCH 256
+
+typedef struct {
+    SigEventFunc fn;
+    gpointer data;
+} Listener;
+
+struct SigEvents {
+    SigApp *app;
+    GArray *listeners;      /* Listener */
+    guint dispatch_idle;
+    guint64 generation;
+    guint retry_timer;
+    guint poll_timer;
+    char **webhook_urls;
+};
+
+/* ------------------------------------------------------------ who gets it */
+
+gboolean
+sig_event_for_user(SigApp *app, const StoreEvent *e, const StoreUser *u,
+                   GArray *favorers)
+{
+    if (u->role == STORE_ROLE_ADMIN)
+        return TRUE;
+    if (e->teacher_id == u->id || (e->student_id && e->student_id == u->id))
+        return TRUE;
+    /* Presence changes also go to the students who favor the teacher. */
+    if (u->role != STORE_ROLE_STUDENT)
+        return FALSE;
+    static const char *const presence[] = {"teacher.online", "teacher.offline",
+                                           "teacher.busy", "teacher.available", NULL};
+    if (!g_strv_contains(presence, e->type))
+        return FALSE;
+    g_autoptr(GArray) own = NULL;
+    if (!favorers)
+        favorers = own = store_favorers(app->store, e->teacher_id);
+    for (guint i = 0; i < favorers->len; i++)
+        if (g_array_index(favorers, gint64, i) == u->id)
+            return TRUE;
+    return FALSE;
+}
+
+json_t *
+sig_event_json(const StoreEvent *e)
+{
+    json_t *data = json_loads(e->payload, 0, NULL);
+    char id[32];
+    g_snprintf(id, sizeof id, "evt_%" G_GINT64_FORMAT, e->seq);
+    return json_pack("{s:s, s:I, s:s, s:o, s:o}", "id", id, "seq", (json_int_t)e->seq,
+                     "type", e->type, "time", sig_json_time(e->created_at), "data",
+                     data ? data : json_object());
+}
+
+/* ------------------------------------------------------------ dispatcher */
+
+static gboolean dispatch(gpointer data);
+
+static gboolean
+retry_dispatch(gpointer data)
+{
+    SigEvents *ev = data;
+    ev->retry_timer = 0;
+    sig_events_kick(ev->app);
+    return G_SOURCE_REMOVE;
+}
+
+static gboolean
+dispatch(gpointer data)
+{
+    SigEvents *ev = data;
+    ev->dispatch_idle = 0;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GPtrArray) evs = store_dispatch(ev->app->store, DISPATCH_BATCH,
+                                              (const char *const *)ev->webhook_urls, &err);
+    if (!evs) {
+        g_warning("events: dispatch failed, retrying: %s", err->message);
+        if (!ev->retry_timer)
+            ev->retry_timer = g_timeout_add(200, retry_dispatch, ev);
+        return G_SOURCE_REMOVE;
+    }
+    if (evs->len)
+        ev->generation++; /* the read models moved */
+    for (guint i = 0; i < evs->len; i++)
+        for (guint k = 0; k < ev->listeners->len; k++) {
+            Listener *l = &g_array_index(ev->listeners, Listener, k);
+            l->fn(ev->app, evs->pdata[i], l->data);
+        }
+    if (evs->len)
+        sig_metrics_add(ev->app->metrics, "consultd_events_dispatched_total",
+                        "Domain events applied to read models and streams", "", evs->len);
+    if (evs->len == DISPATCH_BATCH)
+        sig_events_kick(ev->app); /* more to do; let other sources run first */
+    return G_SOURCE_REMOVE;
+}
+
+guint64
+sig_events_generation(SigApp *app)
+{
+    return app->events ? app->events->generation : 0;
+}
+
+void
+sig_events_kick(SigApp *app)
+{
+    SigEvents *ev = app->events;
+    if (ev)
+        ev->generation++;
+    if (ev && !ev->dispatch_idle)
+        ev->dispatch_idle = g_idle_add(dispatch, ev);
+}
+
+/* A safety net: events appended by another process (the CLI) or left by a
+ * failed dispatch are picked up within a second. */
+static gboolean
+poll_log(gpointer data)
+{
+    SigEvents *ev = data;
+    if (store_events_last_seq(ev->app->store) > store_cursor(ev->app->store, "notify"))
+        sig_events_kick(ev->app);
+    return G_SOURCE_CONTINUE;
+}
+
+SigEvents *
+sig_events_new(SigApp *app)
+{
+    SigEvents *ev = g_new0(SigEvents, 1);
+    ev->app = app;
+    ev->listeners = g_array_new(FALSE, FALSE, sizeof(Listener));
+    ev->webhook_urls = g_strsplit(app->cfg->webhook_urls, ",", -1);
+    /* Drop empty entries ("" or a trailing comma). */
+    guint k = 0;
+    for (guint i = 0; ev->webhook_urls[i]; i++) {
+        char *u = g_strstrip(ev->webhook_urls[i]);
+        if (*u)
+            ev->webhook_urls[k++] = u;
+        else
+            g_free(u);
+    }
+    ev->webhook_urls[k] = NULL;
+    ev->poll_timer = g_timeout_add_seconds(1, poll_log, ev);
+    app->events = ev;
+    sig_events_kick(app); /* catch up with whatever the last run left */
+    return ev;
+}
+
+void
+sig_events_listen(SigApp *app, SigEventFunc fn, gpointer data)
+{
+    Listener l = {fn, data};
+    g_array_append_val(app->events->listeners, l);
+}
+
+void
+sig_events_free(SigEvents *ev)
+{
+    if (!ev)
+        return;
+    g_clear_handle_id(&ev->dispatch_idle, g_source_remove);
+    g_clear_handle_id(&ev->retry_timer, g_source_remove);
+    g_clear_handle_id(&ev->poll_timer, g_source_remove);
+    g_array_unref(ev->listeners);
+    g_strfreev(ev->webhook_urls);
+    g_free(ev);
+}

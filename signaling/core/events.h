@@ -1,0 +1,37 @@
+/* events.h - the read side's engine: the event dispatcher, its listeners
+ * and who receives which event.
+ *
+ * Commands append events in their own transaction and call
+ * sig_events_kick(); the dispatcher runs on an idle source, moves the
+ * projections and the webhook queue forward (store_dispatch) and hands each
+ * new event to every listener: the live streams (api/stream.c), the
+ * reactions of the media side (workers/reactions.c), the webhook sender.
+ * A reaction to a domain event lives in a listener, never in the handler
+ * that made the transition.
+ */
+#pragma once
+
+#include <jansson.h>
+
+#include "core/app.h"
+
+SigEvents *sig_events_new(SigApp *app);
+void sig_events_free(SigEvents *ev); /* NULL-safe */
+
+/* Called once per dispatched event, in seq order, on the loop. */
+typedef void (*SigEventFunc)(SigApp *app, const StoreEvent *e, gpointer data);
+/* Registers a listener (at start-up; there is no unregistering). */
+void sig_events_listen(SigApp *app, SigEventFunc fn, gpointer data);
+
+/* Schedules a dispatcher run on the loop (cheap; coalesces). */
+void sig_events_kick(SigApp *app);
+/* A counter that moves whenever state visible to readers may have changed
+ * (a command ran, the read models moved): caches compare it. */
+guint64 sig_events_generation(SigApp *app);
+
+/* Whether event E concerns user U (FAVORERS: the teacher's favorers, or
+ * NULL to look them up). */
+gboolean sig_event_for_user(SigApp *app, const StoreEvent *e, const StoreUser *u,
+                            GArray *favorers);
+/* The event as clients see it (SSE data, webhook body); new reference. */
+json_t *sig_event_json(const StoreEvent *e);

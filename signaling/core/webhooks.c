@@ -1,0 +1,213 @@
+/* webhooks.c - see webhooks.h.
+ *
+ * In-flight deliveries are remembered by id so a delivery is never sent
+ * twice at once; at most MAX_IN_FLIGHT go out together.  Receivers get
+ * WEBHOOK_TIMEOUT_S to answer.
+ */
+#include "core/webhooks.h"
+
+#include <libsoup/soup.h>
+
+#include "core/events.h"
+#include "core/metrics.h"
+
+#define MAX_IN_FLIGHT 16
+#define WEBHOOK_TIMEOUT_S 10
+#define BACKOFF_CAP_MS (5 * 60 * 1000)
+
+struct SigWebhooks {
+    SigApp *app;
+    SoupSession *session;
+    GCancellable *cancel;
+    GHashTable *in_flight; /* gint64 *delivery id -> NULL */
+    guint timer, idle;
+};
+
+typedef struct {
+    SigWebhooks *w;
+    gint64 id;
+    gint64 attempts;
+    char *url;
+} Send;
+
+static void
+send_free(Send *s)
+{
+    g_free(s->url);
+    g_free(s);
+}
+
+static gint64
+backoff_ms(SigApp *app, gint64 attempts)
+{
+    gint64 d = app->cfg->webhook_retry_ms;
+    for (gint64 i = 1; i < attempts && d < BACKOFF_CAP_MS; i++)
+        d *= 2;
+    return MIN(d, BACKOFF_CAP_MS);
+}
+
+static void
+record(Send *s, gboolean ok, const char *why)
+{
+    SigApp *app = s->w->app;
+    gint64 attempts = s->attempts + 1;
+    gint64 next = 0;
+    if (!ok && attempts < app->cfg->webhook_max_attempts)
+        next = store_now_ms() + backoff_ms(app, attempts);
+    g_autoptr(GError) err = NULL;
+    if (!store_delivery_result(app->store, s->id, ok, why, next, &err))
+        g_warning("webhooks: cannot record delivery %" G_GINT64_FORMAT ": %s", s->id,
+                  err->message);
+    sig_metrics_add(app->metrics, "consultd_webhook_attempts_total",
+                    "Webhook delivery attempts by outcome", ok ? "outcome=\"ok\""
+                                                               : "outcome=\"error\"", 1);
+    if (!ok)
+        g_message("webhooks: delivery %" G_GINT64_FORMAT " to %s failed (attempt %"
+                  G_GINT64_FORMAT "): %s%s", s->id, s->url, attempts, why,
+                  next ? "" : "; giving up");
+}
+
+static void
+on_sent(GObject *src, GAsyncResult *res, gpointer data)
+{
+    Send *s = data;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GBytes) body = soup_session_send_and_read_finish(SOUP_SESSION(src), res, &err);
+    if (g_error_matches(err, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
+        send_free(s); /* shutting down; the queue keeps it pending */
+        return;
+    }
+    SigWebhooks *w = s->w;
+    SoupMessage *msg = soup_session_get_async_result_message(SOUP_SESSION(src), res);
+    guint status = msg ? soup_message_get_status(msg) : 0;
+    if (err) {
+        record(s, FALSE, err->message);
+    } else if (status >= 200 && status < 300) {
+        record(s, TRUE, NULL);
+    } else {
+        g_autofree char *why = g_strdup_printf("HTTP %u", status);
+        record(s, FALSE, why);
+    }
+    g_hash_table_remove(w->in_flight, &s->id);
+    send_free(s);
+    sig_webhooks_kick(w->app);
+}
+
+static void
+start_send(SigWebhooks *w, const StoreDelivery *d)
+{
+    SigApp *app = w->app;
+    g_autoptr(StoreEvent) e = store_event_get(app->store, d->event_seq);
+    g_autoptr(SoupMessage) msg = e ? soup_message_new("POST", d->url) : NULL;
+    if (!msg) {
+        Send tmp = {.w = w, .id = d->id, .attempts = G_MAXINT32, .url = d->url};
+        record(&tmp, FALSE, e ? "invalid URL" : "event missing");
+        return;
+    }
+    json_t *j = sig_event_json(e);
+    char *text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    gsize len = strlen(text);
+    g_autofree char *sig = g_compute_hmac_for_data(
+        G_CHECKSUM_SHA256, (const guchar *)app->cfg->webhook_secret,
+        strlen(app->cfg->webhook_secret), (const guchar *)text, len);
+    g_autofree char *sig_header = g_strconcat("sha256=", sig, NULL);
+    g_autofree char *event_id = g_strdup_printf("evt_%" G_GINT64_FORMAT, e->seq);
+    SoupMessageHeaders *h = soup_message_get_request_headers(msg);
+    soup_message_headers_replace(h, "X-Consultd-Signature", sig_header);
+    soup_message_headers_replace(h, "X-Consultd-Event-Id", event_id);
+    soup_message_headers_replace(h, "X-Consultd-Event-Type", e->type);
+    g_autoptr(GBytes) body = g_bytes_new_take(text, len);
+    soup_message_set_request_body_from_bytes(msg, "application/json", body);
+    Send *s = g_new0(Send, 1);
+    s->w = w;
+    s->id = d->id;
+    s->attempts = d->attempts;
+    s->url = g_strdup(d->url);
+    g_hash_table_add(w->in_flight, g_memdup2(&s->id, sizeof s->id));
+    soup_session_send_and_read_async(w->session, msg, G_PRIORITY_DEFAULT, w->cancel,
+                                     on_sent, s);
+}
+
+static gboolean
+pump(gpointer data)
+{
+    SigWebhooks *w = data;
+    w->idle = 0;
+    guint room = MAX_IN_FLIGHT - MIN(MAX_IN_FLIGHT, g_hash_table_size(w->in_flight));
+    if (room == 0)
+        return G_SOURCE_REMOVE;
+    g_autoptr(GPtrArray) due = store_deliveries_due(w->app->store, store_now_ms(),
+                                                    room + MAX_IN_FLIGHT);
+    for (guint i = 0; due && i < due->len && room > 0; i++) {
+        StoreDelivery *d = due->pdata[i];
+        if (g_hash_table_contains(w->in_flight, &d->id))
+            continue;
+        start_send(w, d);
+        room--;
+    }
+    return G_SOURCE_REMOVE;
+}
+
+static gboolean
+tick(gpointer data)
+{
+    sig_webhooks_kick(((SigWebhooks *)data)->app);
+    return G_SOURCE_CONTINUE;
+}
+
+void
+sig_webhooks_kick(SigApp *app)
+{
+    SigWebhooks *w = app->webhooks;
+    if (w && !w->idle)
+        w->idle = g_idle_add(pump, w);
+}
+
+guint
+sig_webhooks_in_flight(SigApp *app)
+{
+    return app->webhooks ? g_hash_table_size(app->webhooks->in_flight) : 0;
+}
+
+/* A dispatched event may have queued deliveries. */
+static void
+on_event(SigApp *app, const StoreEvent *e, gpointer data)
+{
+    sig_webhooks_kick(app);
+}
+
+SigWebhooks *
+sig_webhooks_new(SigApp *app)
+{
+    SigWebhooks *w = g_new0(SigWebhooks, 1);
+    w->app = app;
+    w->session = soup_session_new_with_options("timeout", WEBHOOK_TIMEOUT_S,
+                                               "user-agent", "consultd-webhooks", NULL);
+    w->cancel = g_cancellable_new();
+    w->in_flight = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
+    /* Retries come due by time, not by events: look every 250 ms. */
+    w->timer = g_timeout_add(250, tick, w);
+    app->webhooks = w;
+    sig_events_listen(app, on_event, NULL);
+    sig_webhooks_kick(app);
+    return w;
+}
+
+void
+sig_webhooks_free(SigWebhooks *w)
+{
+    if (!w)
+        return;
+    g_clear_handle_id(&w->timer, g_source_remove);
+    g_clear_handle_id(&w->idle, g_source_remove);
+    g_cancellable_cancel(w->cancel);
+    /* Let the cancelled sends call back and free themselves. */
+    while (g_hash_table_size(w->in_flight) > 0 && g_main_context_iteration(NULL, FALSE))
+        ;
+    g_object_unref(w->session);
+    g_object_unref(w->cancel);
+    g_hash_table_destroy(w->in_flight);
+    w->app->webhooks = NULL;
+    g_free(w);
+}

@@ -1,6 +1,0 @@
-/* routes.h - the main process's route table. */
-#pragma once
-
-#include "http.h"
-
-const SigRoute *sig_routes(guint *n);
