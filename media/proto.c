@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <glib-unix.h>
 #include <stdarg.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -32,8 +33,8 @@ GVariant *
 media_msg_decode(const void *data, gsize len)
 {
     g_autoptr(GBytes) bytes = g_bytes_new(data, len);
-    g_autoptr(GVariant) v = g_variant_ref_sink(
-        g_variant_new_from_bytes(G_VARIANT_TYPE_VARDICT, bytes, FALSE));
+    g_autoptr(GVariant) v =
+        g_variant_ref_sink(g_variant_new_from_bytes(G_VARIANT_TYPE_VARDICT, bytes, FALSE));
     /* Serialized data from another process: normalize before use, so a
      * malformed message reads as defaults rather than anything worse. */
     return g_variant_get_normal_form(v);
@@ -104,8 +105,8 @@ media_chan_free(MediaChan *ch)
     if (!ch)
         return;
     if (ch->watch) {
-        GSource *s = g_main_context_find_source_by_id(g_main_context_get_thread_default(),
-                                                       ch->watch);
+        GSource *s =
+            g_main_context_find_source_by_id(g_main_context_get_thread_default(), ch->watch);
         if (s)
             g_source_destroy(s);
     }
@@ -137,4 +138,52 @@ media_msg_op(GVariant *msg)
     const char *op = "";
     g_variant_lookup(msg, "op", "&s", &op);
     return op;
+}
+
+/* ---------------------------------------------------------------- frames */
+
+gboolean
+media_frame_write(int fd, GVariant *msg)
+{
+    g_autoptr(GVariant) v = g_variant_ref_sink(msg);
+    gsize len = g_variant_get_size(v);
+    if (len > MEDIA_MSG_MAX)
+        return FALSE;
+    /* Copied, not g_variant_store()d at frame + 4: GVariant serializes
+     * only into suitably aligned memory. */
+    g_autoptr(GBytes) data = g_variant_get_data_as_bytes(v);
+    g_autofree guint8 *frame = g_malloc(4 + len);
+    guint32 be = GUINT32_TO_BE((guint32)len);
+    memcpy(frame, &be, 4);
+    if (len)
+        memcpy(frame + 4, g_bytes_get_data(data, NULL), len);
+    for (gsize off = 0; off < 4 + len;) {
+        ssize_t n = write(fd, frame + off, 4 + len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return FALSE;
+        off += (gsize)n;
+    }
+    return TRUE;
+}
+
+GVariant *
+media_frame_pop(GByteArray *buf)
+{
+    if (buf->len < 4)
+        return NULL;
+    guint32 be;
+    memcpy(&be, buf->data, 4);
+    gsize len = GUINT32_FROM_BE(be);
+    if (len > MEDIA_MSG_MAX) {
+        /* Not a frame of ours: nothing after it can be trusted either. */
+        g_byte_array_set_size(buf, 0);
+        return media_msg_decode("", 0);
+    }
+    if (buf->len < 4 + len)
+        return NULL;
+    GVariant *msg = media_msg_decode(buf->data + 4, len);
+    g_byte_array_remove_range(buf, 0, (guint)(4 + len));
+    return msg;
 }

@@ -7,14 +7,42 @@
  * that dies shows as EOF.  Neither side includes GStreamer, libmicrohttpd or
  * jansson for this.
  *
- * Messages (every request carries "req", echoed by its reply):
- *   main -> worker: offer {req, session, consultation, role, dir, sdp}
- *                   trickle {session, mline, candidate}
- *                   close {session}   end {consultation}
- *   worker -> main: answer {req, session, sdp}
- *                   error {req, session, code, message}
- *                   joined/left {session, consultation, role, reason}
- *                   stats {sessions, rooms, packets_in, packets_out, ...}
+ * The same messages, framed (a 4-byte big-endian length, then the
+ * serialized a{sv}), are what the one-shot runs `consultd-media --finalize`
+ * and `--compose` write to their stdout.
+ *
+ * Every message has "op" (s).  Types in GVariant notation; roles and states
+ * are spelled as common/vocab.h names them.  A request's "req" is echoed by
+ * its reply.
+ *
+ * main -> worker (the channel):
+ *   offer     req u, session s, consultation x, role s (teacher|student),
+ *             dir s (publish|receive), sdp s
+ *   trickle   session s, mline u, candidate s   (an a=candidate line)
+ *   close     session s                         (the client ended it)
+ *   end       consultation x                    (closed: all its media goes)
+ * worker -> main (the channel):
+ *   ready     pid x                             (once, when it can serve)
+ *   answer    req u, session s, sdp s
+ *   error     req u, session s, code s (bad_message|bad_offer|no_codec|...),
+ *             message s
+ *   joined    consultation x, role s, session s (media arrived)
+ *   left      consultation x, role s, session s, reason s
+ *             (deleted|media-timeout|no-media|...)
+ *   recording consultation x, role s, file s, state s, reason s,
+ *             started_at x (wall-clock ms), duration_ms x, size x
+ *   stats     rooms u, sessions u, packets_in t, packets_out t,
+ *             packets_lost t, keyframe_requests t, nacks_received t,
+ *             retransmitted t, nacks_sent t, recovered t
+ * `consultd-media --finalize FILE` -> main (stdout, framed):
+ *   finalized state s (ready|empty|failed), duration_ms x, size x,
+ *             lead_ms x, reason s
+ * `consultd-media --compose OUT --input F@MS ...` -> main (stdout, framed):
+ *   progress  percent i                         (0-100, as it goes)
+ *   composed  state s (ready|failed), duration_ms x, size x, reason s
+ *
+ * A receiver reads every field with a default (g_variant_lookup), so a
+ * missing or mistyped one reads as 0 or "" and never as anything worse.
  */
 #pragma once
 
@@ -29,8 +57,7 @@ typedef void (*MediaChanClosed)(MediaChan *ch, gpointer data);
 
 /* Takes FD (a SOCK_SEQPACKET socket) and watches it on the thread-default
  * main context.  ON_CLOSED runs once, on EOF or error. */
-MediaChan *media_chan_new(int fd, MediaChanFunc on_msg, MediaChanClosed on_closed,
-                          gpointer data);
+MediaChan *media_chan_new(int fd, MediaChanFunc on_msg, MediaChanClosed on_closed, gpointer data);
 /* Sends MSG (a{sv}; a floating ref is consumed).  FALSE if the peer is gone
  * or the message is over MEDIA_MSG_MAX. */
 gboolean media_chan_send(MediaChan *ch, GVariant *msg);
@@ -44,3 +71,12 @@ GVariant *media_msg(const char *op, const char *first_key, ...) G_GNUC_NULL_TERM
 GVariant *media_msg_decode(const void *data, gsize len);
 /* The "op" of MSG, or "" if it has none. */
 const char *media_msg_op(GVariant *msg);
+
+/* Writes MSG (a{sv}; a floating ref is consumed) to FD as one frame.  FALSE
+ * if it is over MEDIA_MSG_MAX or FD failed. */
+gboolean media_frame_write(int fd, GVariant *msg);
+/* Takes the first complete frame off the front of BUF and returns it as
+ * a{sv} in normal form (full reference); NULL while BUF holds no complete
+ * frame.  A length over MEDIA_MSG_MAX empties BUF (an empty dictionary is
+ * returned: the stream is not ours). */
+GVariant *media_frame_pop(GByteArray *buf);

@@ -209,7 +209,10 @@ media_loss_packet(MediaLoss *l, guint16 seq, gint64 now_us, guint16 *out, guint 
                 l->given_up++; /* pushed out, 128 packets later */
             else
                 l->missing++;
-            *slot = (MediaLossSlot){.seq = s, .used = TRUE, .tries = 1, .first_us = now_us,
+            *slot = (MediaLossSlot){.seq = s,
+                                    .used = TRUE,
+                                    .tries = 1,
+                                    .first_us = now_us,
                                     .next_us = now_us + l->retry_us};
             l->nacked++;
             if (n < max)

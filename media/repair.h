@@ -50,10 +50,10 @@ GstBuffer *media_history_get(MediaHistory *h, guint16 seq);
 
 /* What one compound RTCP packet from a receiver asks of a sender. */
 typedef struct {
-    guint plis, firs;        /* keyframe requests */
-    guint n_nacks;           /* sequence numbers in NACKS (the rest dropped) */
+    guint plis, firs; /* keyframe requests */
+    guint n_nacks;    /* sequence numbers in NACKS (the rest dropped) */
     guint16 nacks[MEDIA_FEEDBACK_MAX_NACKS];
-    guint64 remb_bps;        /* 0: no REMB in it */
+    guint64 remb_bps; /* 0: no REMB in it */
 } MediaFeedback;
 
 /* Reads the PLI, FIR, generic NACK and REMB messages in BUF (a compound RTCP
@@ -90,11 +90,11 @@ typedef struct {
 
 typedef struct {
     gboolean started;
-    guint16 max_seq;          /* newest sequence number seen */
-    gint64 retry_us;          /* between two NACKs of one packet */
-    gint64 rtt_us;            /* NACK to retransmission, smoothed; 0: none yet */
+    guint16 max_seq; /* newest sequence number seen */
+    gint64 retry_us; /* between two NACKs of one packet */
+    gint64 rtt_us;   /* NACK to retransmission, smoothed; 0: none yet */
     MediaLossSlot slot[MEDIA_LOSS_SLOTS];
-    guint missing;            /* slots in use */
+    guint missing;                       /* slots in use */
     guint64 nacked, recovered, given_up; /* counts, for the worker's metrics */
 } MediaLoss;
 

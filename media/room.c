@@ -48,6 +48,8 @@
  */
 #include "room.h"
 
+#include "offer.h"
+
 #include "counters.h"
 #include "recorder.h"
 #include "repair.h"
@@ -62,32 +64,29 @@
 #include <gst/webrtc/webrtc.h>
 #include <string.h>
 
-G_DEFINE_QUARK(media-error-quark, media_error)
-
 /* Packets lost on the way from publishers to us, as rtpsession counts them:
  * the sum over sessions that ended plus the latest reading of live ones
  * (main loop only). */
-static guint64 packets_lost_closed;
 
-static const char *const role_names[] = {"teacher", "student"};
 static const char *const kind_names[] = {"video", "audio"};
 
 typedef struct Session Session;
 
 typedef struct {
     MediaRoom *room;
-    Session *sub;        /* the subscriber this relay feeds (not a ref) */
-    int from_role, kind;
-    guint8 pt;           /* the subscriber's payload type */
-    GstPad *src;         /* ours, no parent, linked to the webrtcbin request pad */
-    GstPad *sink_pad;    /* webrtcbin request pad */
-    gboolean attached;   /* in its fan-out */
-    gint connected;      /* the subscriber can take data (atomic) */
-    GQueue pending;      /* packets kept until connected (under the fan-out lock) */
-    gint failed;         /* a push failed (logged once; atomic) */
-    MediaTrimResult trim; /* of the send path (under the fan-out lock) */
+    Session *sub; /* the subscriber this relay feeds (not a ref) */
+    ConsultdRole from_role;
+    int kind;
+    guint8 pt;             /* the subscriber's payload type */
+    GstPad *src;           /* ours, no parent, linked to the webrtcbin request pad */
+    GstPad *sink_pad;      /* webrtcbin request pad */
+    gboolean attached;     /* in its fan-out */
+    gint connected;        /* the subscriber can take data (atomic) */
+    GQueue pending;        /* packets kept until connected (under the fan-out lock) */
+    gint failed;           /* a push failed (logged once; atomic) */
+    MediaTrimResult trim;  /* of the send path (under the fan-out lock) */
     MediaHistory *history; /* video: what was sent, for NACKs (under the fan-out lock) */
-    guint ast_id;        /* video: abs-send-time's id in the subscriber's offer, or 0 */
+    guint ast_id;          /* video: abs-send-time's id in the subscriber's offer, or 0 */
 } Relay;
 
 #define RELAY_PENDING_MAX 128
@@ -96,8 +95,8 @@ typedef struct {
  * publisher's streaming thread and changed on the main loop, under LOCK. */
 typedef struct {
     GMutex lock;
-    GPtrArray *relays;   /* Relay *, attached ones */
-    GstPad *tee_sink;    /* a ref; keyframe requests go upstream from here */
+    GPtrArray *relays;        /* Relay *, attached ones */
+    GstPad *tee_sink;         /* a ref; keyframe requests go upstream from here */
     gint64 keyframe_asked_us; /* monotonic, of the last request sent (atomic) */
     /* Bandwidth (video): the publisher's SSRC as last seen, and the
      * subscriber's latest REMB with when it came; all atomic. */
@@ -112,41 +111,41 @@ typedef struct {
 #define KEYFRAME_REQUEST_INTERVAL_US (500 * 1000)
 
 struct Session {
-    MediaRoom *room;      /* not a ref: the room outlives its sessions */
+    MediaRoom *room; /* not a ref: the room outlives its sessions */
     char *id;
-    int role;
+    ConsultdRole role;
     gboolean publish;
     guint32 req;
     GstElement *webrtc;
     gboolean answered, joined, closed;
-    gint packets;         /* publisher: RTP packets seen (atomic) */
-    gint queue_trimmed;   /* publisher: media_trim_receive_queue() called (atomic) */
+    gint packets;       /* publisher: RTP packets seen (atomic) */
+    gint queue_trimmed; /* publisher: media_trim_receive_queue() called (atomic) */
     gint last_packets;
-    gint64 progress_at;   /* monotonic us of the last change of packets */
+    gint64 progress_at; /* monotonic us of the last change of packets */
     gint64 started_at;
     Relay *relay[MEDIA_N_KINDS];
-    guint video_fb;       /* OFFER_FB_* of its offer's video codec */
+    guint video_fb;        /* MEDIA_OFFER_FB_* of its offer's video codec */
     gboolean rtcp_watched; /* subscriber: on_subscriber_rtcp() added;
                             * publisher: on_publisher_rtcp() connected */
     GObject *rtp_session;  /* publisher: its rtpbin's RTPSession, once watched */
     GstPad *rtcp_pad;      /* subscriber: where on_subscriber_rtcp() is (a ref) */
     gulong rtcp_probe;
-    guint64 lost;         /* publisher: latest inbound packets-lost */
-    guint ticks;          /* publisher: media_room_tick() calls since answered */
+    guint64 lost; /* publisher: latest inbound packets-lost */
+    guint ticks;  /* publisher: media_room_tick() calls since answered */
 };
 
 struct MediaRoom {
     gint64 id;
     GstElement *pipe;
     guint bus_watch;
-    MediaIceConfig ice;   /* borrowed strings: the worker's config outlives rooms */
+    MediaWorkerConfig cfg; /* borrowed strings: the worker's config outlives rooms */
     MediaRoomHooks hooks;
-    GstElement *tee[MEDIA_N_ROLES][MEDIA_N_KINDS];
-    Fanout fan[MEDIA_N_ROLES][MEDIA_N_KINDS];
-    Session *pub[MEDIA_N_ROLES];
-    Session *sub[MEDIA_N_ROLES];
+    GstElement *tee[CONSULTD_N_ROLES][MEDIA_N_KINDS];
+    Fanout fan[CONSULTD_N_ROLES][MEDIA_N_KINDS];
+    Session *pub[CONSULTD_N_ROLES];
+    Session *sub[CONSULTD_N_ROLES];
     GHashTable *sessions; /* id -> Session * (a ref) */
-    RecRecording *rec[MEDIA_N_ROLES];
+    RecRecording *rec[CONSULTD_N_ROLES];
 };
 
 static Session *
@@ -177,152 +176,19 @@ session_unref_closure(gpointer data, GClosure *closure)
 
 /* ------------------------------------------------------------- SDP, caps */
 
-typedef struct {
-    gboolean present;
-    char *codec; /* "VP8", "H264", "OPUS" */
-    guint pt;
-    guint mline; /* index of its m-line in the offer */
-    guint twcc_id; /* the transport-wide-cc header extension's id; 0: none */
-    guint ast_id;  /* the abs-send-time header extension's id; 0: none */
-    guint fb;      /* OFFER_FB_*: feedback the offer has for the codec */
-} OfferTrack;
-
-/* Feedback an offer has for a codec (a=rtcp-fb:PT ... or a=rtcp-fb:* ...):
- * an answer may only keep what was offered (RFC 4585 4.2). */
-enum { OFFER_FB_NACK = 1, OFFER_FB_REMB = 2 };
-
-static guint
-offer_feedback(const GstSDPMedia *m, guint pt)
-{
-    guint fb = 0;
-    for (guint a = 0; a < gst_sdp_media_attributes_len(m); a++) {
-        const GstSDPAttribute *at = gst_sdp_media_get_attribute(m, a);
-        if (g_strcmp0(at->key, "rtcp-fb") || !at->value)
-            continue;
-        char *rest;
-        if (at->value[0] == '*')
-            rest = (char *)at->value + 1;
-        else if (g_ascii_strtoull(at->value, &rest, 10) != pt)
-            continue;
-        if (!strcmp(rest, " nack"))
-            fb |= OFFER_FB_NACK;
-        else if (!strcmp(rest, " goog-remb"))
-            fb |= OFFER_FB_REMB;
-    }
-    return fb;
-}
-
-#define TWCC_URI "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
-#define AST_URI "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
-
-/* The id M gives the header extension URI (1-14: one-byte headers), or 0. */
-static guint
-offer_extension_id(const GstSDPMedia *m, const char *want)
-{
-    for (guint a = 0; a < gst_sdp_media_attributes_len(m); a++) {
-        const GstSDPAttribute *at = gst_sdp_media_get_attribute(m, a);
-        const char *uri = at->value ? strchr(at->value, ' ') : NULL;
-        if (!g_strcmp0(at->key, "extmap") && uri && !strcmp(uri + 1, want)) {
-            guint64 id = g_ascii_strtoull(at->value, NULL, 10);
-            return id >= 1 && id <= 14 ? (guint)id : 0;
-        }
-    }
-    return 0;
-}
-
-/* Picks, per kind, the codec we relay: VP8 (then H.264) for video, Opus for
- * audio, with the offer's payload type. */
-static gboolean
-inspect_offer(const GstSDPMessage *sdp, OfferTrack tracks[MEDIA_N_KINDS], GError **error)
-{
-    gboolean ufrag = gst_sdp_message_get_attribute_val(sdp, "ice-ufrag") != NULL;
-    gboolean fingerprint = gst_sdp_message_get_attribute_val(sdp, "fingerprint") != NULL;
-    guint usable = 0;
-    for (guint i = 0; i < gst_sdp_message_medias_len(sdp); i++) {
-        const GstSDPMedia *m = gst_sdp_message_get_media(sdp, i);
-        ufrag |= gst_sdp_media_get_attribute_val(m, "ice-ufrag") != NULL;
-        fingerprint |= gst_sdp_media_get_attribute_val(m, "fingerprint") != NULL;
-        const char *media = gst_sdp_media_get_media(m);
-        int kind = !g_strcmp0(media, "video") ? MEDIA_KIND_VIDEO
-                 : !g_strcmp0(media, "audio") ? MEDIA_KIND_AUDIO : -1;
-        /* Port 0 rejects an m-line, unless it is bundle-only (RFC 8843). */
-        gboolean rejected = gst_sdp_media_get_port(m) == 0 &&
-                            !gst_sdp_media_get_attribute_val(m, "bundle-only");
-        if (kind < 0 || tracks[kind].present || rejected)
-            continue;
-        static const char *const prefs[][3] = {{"VP8", "H264", NULL}, {"OPUS", NULL, NULL}};
-        for (guint p = 0; !tracks[kind].present && prefs[kind][p]; p++) {
-            for (guint f = 0; f < gst_sdp_media_formats_len(m); f++) {
-                guint pt = (guint)g_ascii_strtoull(gst_sdp_media_get_format(m, f), NULL, 10);
-                const GstCaps *dummy = NULL;
-                (void)dummy;
-                /* rtpmap: "<pt> <codec>/<rate>[/<channels>]" */
-                for (guint a = 0; a < gst_sdp_media_attributes_len(m); a++) {
-                    const GstSDPAttribute *at = gst_sdp_media_get_attribute(m, a);
-                    if (g_strcmp0(at->key, "rtpmap") || !at->value)
-                        continue;
-                    char *end;
-                    guint apt = (guint)g_ascii_strtoull(at->value, &end, 10);
-                    if (apt != pt || *end != ' ')
-                        continue;
-                    g_autofree char *name = g_strndup(end + 1, strcspn(end + 1, "/"));
-                    if (g_ascii_strcasecmp(name, prefs[kind][p]))
-                        continue;
-                    if (kind == MEDIA_KIND_VIDEO && p == 1) {
-                        /* H.264: only packetization-mode=1, the one browsers use. */
-                        const char *fmtp = NULL;
-                        for (guint b = 0; b < gst_sdp_media_attributes_len(m); b++) {
-                            const GstSDPAttribute *fa = gst_sdp_media_get_attribute(m, b);
-                            if (!g_strcmp0(fa->key, "fmtp") && fa->value &&
-                                (guint)g_ascii_strtoull(fa->value, NULL, 10) == pt)
-                                fmtp = fa->value;
-                        }
-                        if (!fmtp || !strstr(fmtp, "packetization-mode=1"))
-                            continue;
-                    }
-                    tracks[kind].present = TRUE;
-                    tracks[kind].mline = i;
-                    tracks[kind].twcc_id = offer_extension_id(m, TWCC_URI);
-                    tracks[kind].ast_id = offer_extension_id(m, AST_URI);
-                    tracks[kind].fb = offer_feedback(m, pt);
-                    tracks[kind].codec = g_strdup(prefs[kind][p]);
-                    tracks[kind].pt = pt;
-                    break;
-                }
-                if (tracks[kind].present)
-                    break;
-            }
-        }
-        if (tracks[kind].present)
-            usable++;
-    }
-    if (!ufrag || !fingerprint) {
-        g_set_error(error, MEDIA_ERROR, MEDIA_ERROR_BAD_OFFER,
-                    "the offer has no %s", ufrag ? "a=fingerprint" : "a=ice-ufrag");
-        return FALSE;
-    }
-    if (!usable) {
-        g_set_error(error, MEDIA_ERROR, MEDIA_ERROR_NO_CODEC,
-                    "the offer has no usable codec (VP8 or H.264 video, Opus audio)");
-        return FALSE;
-    }
-    return TRUE;
-}
-
 static GstCaps *
-track_caps_of(int kind, const OfferTrack *t)
+track_caps_of(int kind, const MediaOfferTrack *t)
 {
     if (kind == MEDIA_KIND_AUDIO)
         return gst_caps_new_simple("application/x-rtp", "media", G_TYPE_STRING, "audio",
-                                   "encoding-name", G_TYPE_STRING, "OPUS", "payload",
-                                   G_TYPE_INT, (int)t->pt, "clock-rate", G_TYPE_INT, 48000,
-                                   "encoding-params", G_TYPE_STRING, "2", NULL);
-    GstCaps *c = gst_caps_new_simple("application/x-rtp", "media", G_TYPE_STRING, "video",
-                                     "encoding-name", G_TYPE_STRING, t->codec, "payload",
-                                     G_TYPE_INT, (int)t->pt, "clock-rate", G_TYPE_INT, 90000,
-                                     "rtcp-fb-nack", G_TYPE_BOOLEAN, TRUE,
-                                     "rtcp-fb-nack-pli", G_TYPE_BOOLEAN, TRUE,
-                                     "rtcp-fb-ccm-fir", G_TYPE_BOOLEAN, TRUE, NULL);
+                                   "encoding-name", G_TYPE_STRING, "OPUS", "payload", G_TYPE_INT,
+                                   (int)t->pt, "clock-rate", G_TYPE_INT, 48000, "encoding-params",
+                                   G_TYPE_STRING, "2", NULL);
+    GstCaps *c = gst_caps_new_simple(
+        "application/x-rtp", "media", G_TYPE_STRING, "video", "encoding-name", G_TYPE_STRING,
+        t->codec, "payload", G_TYPE_INT, (int)t->pt, "clock-rate", G_TYPE_INT, 90000,
+        "rtcp-fb-nack", G_TYPE_BOOLEAN, TRUE, "rtcp-fb-nack-pli", G_TYPE_BOOLEAN, TRUE,
+        "rtcp-fb-ccm-fir", G_TYPE_BOOLEAN, TRUE, NULL);
     if (!strcmp(t->codec, "H264"))
         gst_caps_set_simple(c, "packetization-mode", G_TYPE_STRING, "1", NULL);
     return c;
@@ -333,12 +199,12 @@ track_caps_of(int kind, const OfferTrack *t)
  * with it and rtpsession sends transport-cc feedback, from which the
  * publisher's own congestion control (GCC in browsers) sizes its first leg. */
 static GstCaps *
-track_caps(int kind, const OfferTrack *t, gboolean publish)
+track_caps(int kind, const MediaOfferTrack *t, gboolean publish)
 {
     GstCaps *c = track_caps_of(kind, t);
     if (publish && t->twcc_id) {
         g_autofree char *field = g_strdup_printf("extmap-%u", t->twcc_id);
-        gst_caps_set_simple(c, field, G_TYPE_STRING, TWCC_URI, NULL);
+        gst_caps_set_simple(c, field, G_TYPE_STRING, MEDIA_TWCC_URI, NULL);
     }
     return c;
 }
@@ -389,8 +255,8 @@ rewrite_rtp(GstBuffer *in, guint8 pt, guint ast_id)
             o[0] = (guint8)(ext ? o[0] | 0x10 : o[0] & ~0x10);
             o[1] = (guint8)((o[1] & 0x80) | (pt & 0x7f));
             out = gst_buffer_new_wrapped(o, n - skip + ext);
-            gst_buffer_copy_into(out, in, GST_BUFFER_COPY_TIMESTAMPS | GST_BUFFER_COPY_FLAGS,
-                                 0, -1);
+            gst_buffer_copy_into(out, in, GST_BUFFER_COPY_TIMESTAMPS | GST_BUFFER_COPY_FLAGS, 0,
+                                 -1);
         }
     }
     gst_buffer_unmap(in, &mi);
@@ -492,9 +358,8 @@ fanout_request_keyframe(Fanout *f)
      * with the same count each time it keeps the FIR's sequence number,
      * so the publisher takes every FIR after the first for a repeat and
      * ignores it (RFC 5104 4.3.1.2): measured, 3 requests -> 1 keyframe. */
-    if (gst_pad_push_event(f->tee_sink,
-                           gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE,
-                                                                       FALSE, 0)))
+    if (gst_pad_push_event(f->tee_sink, gst_video_event_new_upstream_force_key_unit(
+                                            GST_CLOCK_TIME_NONE, FALSE, 0)))
         media_count(MEDIA_KEYFRAME_REQUESTS);
 }
 
@@ -582,13 +447,13 @@ drop_tos_event(GstPad *pad, GstPadProbeInfo *info, gpointer data)
 }
 
 static Relay *
-relay_new(MediaRoom *room, Session *sub, int kind, const OfferTrack *t)
+relay_new(MediaRoom *room, Session *sub, int kind, const MediaOfferTrack *t)
 {
     Relay *r = g_new0(Relay, 1);
     r->room = room;
     r->sub = sub;
     r->kind = kind;
-    r->from_role = 1 - sub->role;
+    r->from_role = (ConsultdRole)(1 - sub->role);
     r->pt = (guint8)t->pt;
     g_autoptr(GstCaps) caps = track_caps(kind, t, FALSE);
     GstPadTemplate *templ =
@@ -600,7 +465,7 @@ relay_new(MediaRoom *room, Session *sub, int kind, const OfferTrack *t)
     r->sink_pad = gst_element_request_pad(sub->webrtc, templ, pad_name, caps);
     gst_pad_add_probe(r->sink_pad, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, drop_tos_event, NULL, NULL);
     /* Only for a subscriber that NACKs at all. */
-    if (kind == MEDIA_KIND_VIDEO && (t->fb & OFFER_FB_NACK))
+    if (kind == MEDIA_KIND_VIDEO && (t->fb & MEDIA_OFFER_FB_NACK))
         r->history = media_history_new();
     if (kind == MEDIA_KIND_VIDEO)
         r->ast_id = t->ast_id;
@@ -609,8 +474,8 @@ relay_new(MediaRoom *room, Session *sub, int kind, const OfferTrack *t)
     g_object_set(trans, "direction", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY,
                  "codec-preferences", caps, NULL);
     gst_object_unref(trans);
-    g_autofree char *src_name = g_strdup_printf("relay-%s-%s", role_names[r->from_role],
-                                                kind_names[kind]);
+    g_autofree char *src_name =
+        g_strdup_printf("relay-%s-%s", consultd_role_name(r->from_role), kind_names[kind]);
     r->src = gst_object_ref_sink(gst_pad_new(src_name, GST_PAD_SRC));
     gst_pad_set_element_private(r->src, &room->fan[r->from_role][kind]);
     gst_pad_set_event_function(r->src, relay_src_event);
@@ -656,55 +521,53 @@ relay_free(Relay *r)
 typedef struct {
     MediaRoomHooks hooks;
     gint64 consultation;
-    int role;
+    ConsultdRole role;
     gint64 started_at;
 } RecReport;
 
 static void
-rec_done(gpointer data, const char *path, const char *state, const char *reason,
+rec_done(gpointer data, const char *path, ConsultdRecState state, const char *reason,
          gint64 duration_ms, gint64 size, gint64 lead_ms)
 {
     RecReport *rr = data;
     g_autofree char *file = g_path_get_basename(path);
     /* Where the content begins on the consultation's timeline. */
     gint64 started = rr->started_at > lead_ms ? rr->started_at - lead_ms : rr->started_at;
-    rr->hooks.recording(rr->hooks.data, rr->consultation, rr->role, file, state, reason,
-                        started, duration_ms, size);
+    rr->hooks.recording(rr->hooks.data, rr->consultation, rr->role, file, state, reason, started,
+                        duration_ms, size);
     g_free(rr);
 }
 
 /* Starts recording ROLE's media into the first free name of its series:
  * teacher.webm, then teacher-2.webm, ... (a rejoin never overwrites). */
 static void
-recording_start(MediaRoom *room, int role)
+recording_start(MediaRoom *room, ConsultdRole role)
 {
-    if (!room->ice.recordings_dir || room->rec[role])
+    if (!room->cfg.recordings_dir || room->rec[role])
         return;
-    g_autofree char *dir = g_strdup_printf("%s/%" G_GINT64_FORMAT, room->ice.recordings_dir,
-                                           room->id);
     g_autofree char *path = NULL;
     for (guint n = 1; !path || g_file_test(path, G_FILE_TEST_EXISTS); n++) {
+        g_autofree char *name = consultd_recording_file(role, n);
         g_free(path);
-        path = n == 1 ? g_strdup_printf("%s/%s.webm", dir, role_names[role])
-                      : g_strdup_printf("%s/%s-%u.webm", dir, role_names[role], n);
+        path = consultd_recording_path(room->cfg.recordings_dir, room->id, name);
     }
     g_autoptr(GError) err = NULL;
-    room->rec[role] = rec_start(room->tee[role][MEDIA_KIND_VIDEO],
+    room->rec[role] = rec_start(room->cfg.recorder, room->tee[role][MEDIA_KIND_VIDEO],
                                 room->tee[role][MEDIA_KIND_AUDIO], path, &err);
     g_autofree char *file = g_path_get_basename(path);
     if (!room->rec[role]) {
         g_warning("room %" G_GINT64_FORMAT ": cannot record %s: %s", room->id,
-                  role_names[role], err->message);
-        room->hooks.recording(room->hooks.data, room->id, role, file, "failed",
+                  consultd_role_name(role), err->message);
+        room->hooks.recording(room->hooks.data, room->id, role, file, CONSULTD_REC_FAILED,
                               err->message, 0, 0, 0);
         return;
     }
-    room->hooks.recording(room->hooks.data, room->id, role, file, "recording", NULL,
+    room->hooks.recording(room->hooks.data, room->id, role, file, CONSULTD_REC_RECORDING, NULL,
                           g_get_real_time() / 1000, 0, 0);
 }
 
 static void
-recording_stop(MediaRoom *room, int role)
+recording_stop(MediaRoom *room, ConsultdRole role)
 {
     RecRecording *rec = g_steal_pointer(&room->rec[role]);
     if (!rec)
@@ -715,7 +578,7 @@ recording_stop(MediaRoom *room, int role)
     rr->role = role;
     rr->started_at = rec_started_at(rec);
     g_autofree char *file = g_path_get_basename(rec_path(rec));
-    room->hooks.recording(room->hooks.data, room->id, role, file, "processing", NULL,
+    room->hooks.recording(room->hooks.data, room->id, role, file, CONSULTD_REC_PROCESSING, NULL,
                           rr->started_at, 0, 0);
     rec_stop(rec, 5000, rec_done, rr);
 }
@@ -764,18 +627,18 @@ on_pad_added(GstElement *webrtc, GstPad *pad, gpointer data)
     gst_pad_add_probe(real ? real : pad, GST_PAD_PROBE_TYPE_BUFFER, count_in, s, NULL);
     if (gst_pad_link(pad, tsink) != GST_PAD_LINK_OK)
         g_warning("room %" G_GINT64_FORMAT ": cannot link %s %s", s->room->id,
-                  role_names[s->role], kind_names[kind]);
+                  consultd_role_name(s->role), kind_names[kind]);
     else if (!real || !media_trim_skip_ghosts(real))
         g_warning("trim: could not link rtpptdemux to the tee past the ghost pads; kept");
     g_clear_object(&real);
     gst_object_unref(tsink);
 }
 
-static void recording_start(MediaRoom *room, int role);
+static void recording_start(MediaRoom *room, ConsultdRole role);
 
 typedef struct {
     Session *s;
-    char *sdp;   /* answer text, or NULL on error */
+    char *sdp; /* answer text, or NULL on error */
     char *error;
 } Reply;
 
@@ -821,9 +684,9 @@ reply(Session *s, char *sdp, const char *error)
 
 /* Rewrites host candidates to the advertised public address (1:1 NAT). */
 static char *
-advertise(const MediaIceConfig *ice, char *sdp)
+advertise(const MediaWorkerConfig *cfg, char *sdp)
 {
-    if (!ice->public_ip || !*ice->public_ip)
+    if (!cfg->public_ip || !*cfg->public_ip)
         return sdp;
     g_auto(GStrv) lines = g_strsplit(sdp, "\r\n", -1);
     for (guint i = 0; lines[i]; i++) {
@@ -832,7 +695,7 @@ advertise(const MediaIceConfig *ice, char *sdp)
         g_auto(GStrv) f = g_strsplit(lines[i], " ", -1);
         if (g_strv_length(f) > 5 && strcmp(f[4], "127.0.0.1")) {
             g_free(f[4]);
-            f[4] = g_strdup(ice->public_ip);
+            f[4] = g_strdup(cfg->public_ip);
             g_free(lines[i]);
             lines[i] = g_strjoinv(" ", f);
         }
@@ -865,10 +728,11 @@ complete_answer(GstSDPMessage *sdp, const Session *s)
         if (!video && g_strcmp0(media, "audio"))
             continue;
         if (video && s->publish)
-            gst_sdp_media_add_bandwidth(m, "AS", s->room->ice.max_kbps);
+            gst_sdp_media_add_bandwidth(m, "AS", s->room->cfg.max_kbps);
         if (!s->publish) {
-            g_autofree char *msid = g_strdup_printf("consultd-%s %s-%s", role_names[1 - s->role],
-                                                    role_names[1 - s->role], media);
+            g_autofree char *msid =
+                g_strdup_printf("consultd-%s %s-%s", consultd_role_name(1 - s->role),
+                                consultd_role_name(1 - s->role), media);
             gst_sdp_media_add_attribute(m, "msid", msid);
         }
         for (guint f = 0; video && f < gst_sdp_media_formats_len(m); f++) {
@@ -883,16 +747,16 @@ complete_answer(GstSDPMessage *sdp, const Session *s)
                 has_pli |= !g_strcmp0(at->value, pli);
                 has_nack |= !g_strcmp0(at->value, nack);
             }
-            if (has_pli && !has_nack && (s->video_fb & OFFER_FB_NACK))
+            if (has_pli && !has_nack && (s->video_fb & MEDIA_OFFER_FB_NACK))
                 gst_sdp_media_add_attribute(m, "rtcp-fb", nack);
-            if (has_pli && !s->publish && (s->video_fb & OFFER_FB_REMB)) {
+            if (has_pli && !s->publish && (s->video_fb & MEDIA_OFFER_FB_REMB)) {
                 g_autofree char *remb = g_strdup_printf("%s goog-remb", pt);
                 gst_sdp_media_add_attribute(m, "rtcp-fb", remb);
             }
         }
         Relay *r = !s->publish && video ? s->relay[MEDIA_KIND_VIDEO] : NULL;
         if (r && r->ast_id) {
-            g_autofree char *ext = g_strdup_printf("%u %s", r->ast_id, AST_URI);
+            g_autofree char *ext = g_strdup_printf("%u %s", r->ast_id, MEDIA_AST_URI);
             gst_sdp_media_add_attribute(m, "extmap", ext);
         }
         /* transport-cc without its header extension is inert; toward a
@@ -901,11 +765,12 @@ complete_answer(GstSDPMessage *sdp, const Session *s)
         gboolean twcc = FALSE;
         for (guint a = 0; a < gst_sdp_media_attributes_len(m); a++) {
             const GstSDPAttribute *at = gst_sdp_media_get_attribute(m, a);
-            twcc |= !g_strcmp0(at->key, "extmap") && at->value && strstr(at->value, TWCC_URI);
+            twcc |= !g_strcmp0(at->key, "extmap") && at->value && strstr(at->value, MEDIA_TWCC_URI);
         }
         for (guint a = gst_sdp_media_attributes_len(m); !twcc && a-- > 0;) {
             const GstSDPAttribute *at = gst_sdp_media_get_attribute(m, a);
-            if (!g_strcmp0(at->key, "rtcp-fb") && at->value && g_str_has_suffix(at->value, " transport-cc"))
+            if (!g_strcmp0(at->key, "rtcp-fb") && at->value &&
+                g_str_has_suffix(at->value, " transport-cc"))
                 gst_sdp_media_remove_attribute(m, a);
         }
     }
@@ -928,7 +793,7 @@ on_gathering(GstElement *webrtc, GParamSpec *ps, gpointer data)
     complete_answer(local->sdp, s);
     char *text = gst_sdp_message_as_text(local->sdp);
     gst_webrtc_session_description_free(local);
-    reply(s, advertise(&s->room->ice, text), NULL);
+    reply(s, advertise(&s->room->cfg, text), NULL);
 }
 
 static void
@@ -1087,7 +952,7 @@ on_publisher_rtcp(GObject *session, GstBuffer *buf, gboolean early, gpointer dat
     guint32 media_ssrc = __atomic_load_n(&f->ssrc, __ATOMIC_RELAXED);
     if (!media_ssrc || !media_throttle(&f->remb_sent_us, now, REMB_INTERVAL_US))
         return FALSE;
-    guint64 bps = (guint64)s->room->ice.max_kbps * 1000;
+    guint64 bps = (guint64)s->room->cfg.max_kbps * 1000;
     guint64 remb = __atomic_load_n(&f->remb_bps, __ATOMIC_RELAXED);
     if (remb && now - __atomic_load_n(&f->remb_at_us, __ATOMIC_RELAXED) < REMB_FRESH_US)
         bps = MIN(bps, remb);
@@ -1110,7 +975,7 @@ watch_publisher_rtcp(Session *s)
          * allows one early packet (a NACK or PLI) per interval; the rest
          * wait for the next regular one.  At the real bandwidth the
          * interval is short, and so is a repair. */
-        g_object_set(session, "bandwidth", (gdouble)s->room->ice.max_kbps * 1000,
+        g_object_set(session, "bandwidth", (gdouble)s->room->cfg.max_kbps * 1000,
                      "rtcp-min-interval", (guint64)RTCP_MIN_INTERVAL_NS, NULL);
         g_signal_connect_data(session, "on-sending-rtcp", G_CALLBACK(on_publisher_rtcp),
                               session_ref(s), session_unref_closure, 0);
@@ -1178,9 +1043,9 @@ configure_ice(MediaRoom *room, GstElement *webrtc)
     g_object_get(webrtc, "ice-agent", &ice, NULL);
     if (!ice)
         return;
-    if (room->ice.min_port && room->ice.max_port)
-        g_object_set(ice, "min-rtp-port", room->ice.min_port, "max-rtp-port",
-                     room->ice.max_port, NULL);
+    if (room->cfg.min_port && room->cfg.max_port)
+        g_object_set(ice, "min-rtp-port", room->cfg.min_port, "max-rtp-port", room->cfg.max_port,
+                     NULL);
     g_object_set(ice, "ice-tcp", FALSE, NULL);
     GObject *agent = NULL;
     g_object_get(ice, "agent", &agent, NULL);
@@ -1189,13 +1054,13 @@ configure_ice(MediaRoom *room, GstElement *webrtc)
         g_object_unref(agent);
     }
     gboolean ok;
-    for (guint i = 0; room->ice.addresses && room->ice.addresses[i]; i++)
-        g_signal_emit_by_name(ice, "add-local-ip-address", room->ice.addresses[i], &ok);
-    if (room->ice.loopback)
+    for (guint i = 0; room->cfg.addresses && room->cfg.addresses[i]; i++)
+        g_signal_emit_by_name(ice, "add-local-ip-address", room->cfg.addresses[i], &ok);
+    if (room->cfg.loopback)
         g_signal_emit_by_name(ice, "add-local-ip-address", "127.0.0.1", &ok);
     g_object_unref(ice);
-    if (room->ice.stun && *room->ice.stun)
-        g_object_set(webrtc, "stun-server", room->ice.stun, NULL);
+    if (room->cfg.stun && *room->cfg.stun)
+        g_object_set(webrtc, "stun-server", room->cfg.stun, NULL);
 }
 
 static void
@@ -1209,13 +1074,15 @@ add_session_lost(const GValue *item, gpointer data)
     g_object_get(e, "stats", &st, NULL);
     const GValue *v = st ? gst_structure_get_value(st, "source-stats") : NULL;
     G_GNUC_BEGIN_IGNORE_DEPRECATIONS
-    GValueArray *srcs = v && G_VALUE_TYPE(v) == g_value_array_get_type() ? g_value_get_boxed(v) : NULL;
+    GValueArray *srcs =
+        v && G_VALUE_TYPE(v) == g_value_array_get_type() ? g_value_get_boxed(v) : NULL;
     guint n = srcs ? srcs->n_values : 0;
     const GValue *vals = srcs ? srcs->values : NULL;
     G_GNUC_END_IGNORE_DEPRECATIONS
     for (guint i = 0; i < n; i++) {
         const GValue *sv = &vals[i];
-        const GstStructure *src = GST_VALUE_HOLDS_STRUCTURE(sv) ? gst_value_get_structure(sv) : NULL;
+        const GstStructure *src =
+            GST_VALUE_HOLDS_STRUCTURE(sv) ? gst_value_get_structure(sv) : NULL;
         gboolean internal = TRUE;
         gint n_lost = 0;
         if (src && gst_structure_get_boolean(src, "internal", &internal) && !internal &&
@@ -1259,7 +1126,7 @@ session_stop(Session *s)
     s->closed = TRUE;
     if (s->publish && s->answered) /* what was lost since the last reading too */
         s->lost = publisher_lost(s->webrtc);
-    packets_lost_closed += s->lost;
+    media_count_n(MEDIA_LOST_CLOSED, s->lost);
     for (int k = 0; k < MEDIA_N_KINDS; k++)
         g_clear_pointer(&s->relay[k], relay_free);
     /* Handlers hold session refs; dropping them breaks the cycle with our
@@ -1284,10 +1151,10 @@ session_stop(Session *s)
 }
 
 gboolean
-media_room_offer(MediaRoom *room, guint32 req, const char *session, int role,
+media_room_offer(MediaRoom *room, guint32 req, const char *session, ConsultdRole role,
                  gboolean publish, const char *sdp_text, GError **error)
 {
-    g_return_val_if_fail(role >= 0 && role < MEDIA_N_ROLES, FALSE);
+    g_return_val_if_fail(role >= 0 && role < CONSULTD_N_ROLES, FALSE);
     GstSDPMessage *sdp = NULL;
     if (gst_sdp_message_new_from_text(sdp_text, &sdp) != GST_SDP_OK ||
         gst_sdp_message_medias_len(sdp) == 0) {
@@ -1296,8 +1163,8 @@ media_room_offer(MediaRoom *room, guint32 req, const char *session, int role,
         g_set_error(error, MEDIA_ERROR, MEDIA_ERROR_BAD_OFFER, "the offer is not valid SDP");
         return FALSE;
     }
-    OfferTrack tracks[MEDIA_N_KINDS] = {{0}};
-    if (!inspect_offer(sdp, tracks, error)) {
+    MediaOfferTrack tracks[MEDIA_N_KINDS] = {{0}};
+    if (!media_offer_inspect(sdp, tracks, error)) {
         gst_sdp_message_free(sdp);
         for (int k = 0; k < MEDIA_N_KINDS; k++)
             g_free(tracks[k].codec);
@@ -1318,26 +1185,25 @@ media_room_offer(MediaRoom *room, guint32 req, const char *session, int role,
     s->publish = publish;
     s->req = req;
     s->started_at = s->progress_at = g_get_monotonic_time();
-    g_autofree char *name = g_strdup_printf("%s-%s-%s", publish ? "pub" : "sub",
-                                            role_names[role], session);
+    g_autofree char *name =
+        g_strdup_printf("%s-%s-%s", publish ? "pub" : "sub", consultd_role_name(role), session);
     s->webrtc = gst_object_ref_sink(gst_element_factory_make("webrtcbin", name));
-    g_object_set(s->webrtc, "bundle-policy", GST_WEBRTC_BUNDLE_POLICY_MAX_BUNDLE,
-                 "latency", 50, NULL);
+    g_object_set(s->webrtc, "bundle-policy", GST_WEBRTC_BUNDLE_POLICY_MAX_BUNDLE, "latency", 50,
+                 NULL);
     configure_ice(room, s->webrtc);
     s->video_fb = tracks[MEDIA_KIND_VIDEO].fb;
     media_trim_rtpbin(s->webrtc, publish,
-                      (s->video_fb & OFFER_FB_NACK) ? (int)tracks[MEDIA_KIND_VIDEO].pt : -1);
+                      (s->video_fb & MEDIA_OFFER_FB_NACK) ? (int)tracks[MEDIA_KIND_VIDEO].pt : -1);
     gst_bin_add(GST_BIN(room->pipe), s->webrtc);
     if (publish)
-        g_signal_connect_data(s->webrtc, "pad-added", G_CALLBACK(on_pad_added),
-                              session_ref(s), session_unref_closure, 0);
+        g_signal_connect_data(s->webrtc, "pad-added", G_CALLBACK(on_pad_added), session_ref(s),
+                              session_unref_closure, 0);
     else
         g_signal_connect(s->webrtc, "deep-element-added", G_CALLBACK(on_subscriber_element), NULL);
     g_signal_connect_data(s->webrtc, "notify::ice-gathering-state", G_CALLBACK(on_gathering),
                           session_ref(s), session_unref_closure, 0);
-    g_signal_connect_data(s->webrtc, "notify::connection-state",
-                          G_CALLBACK(on_connection_state), session_ref(s),
-                          session_unref_closure, 0);
+    g_signal_connect_data(s->webrtc, "notify::connection-state", G_CALLBACK(on_connection_state),
+                          session_ref(s), session_unref_closure, 0);
     for (int k = 0; k < MEDIA_N_KINDS; k++) {
         if (!tracks[k].present)
             continue;
@@ -1366,7 +1232,7 @@ media_room_offer(MediaRoom *room, guint32 req, const char *session, int role,
                                                      (GDestroyNotify)session_unref);
     g_signal_emit_by_name(s->webrtc, "set-remote-description", offer, p);
     gst_webrtc_session_description_free(offer);
-    g_info("room %" G_GINT64_FORMAT ": %s %s session %s", room->id, role_names[role],
+    g_info("room %" G_GINT64_FORMAT ": %s %s session %s", room->id, consultd_role_name(role),
            publish ? "publishes" : "receives", session);
     return TRUE;
 }
@@ -1402,7 +1268,7 @@ void
 media_room_tick(MediaRoom *room)
 {
     gint64 now = g_get_monotonic_time();
-    gint64 timeout = (gint64)room->ice.media_timeout_s * G_USEC_PER_SEC;
+    gint64 timeout = (gint64)room->cfg.media_timeout_s * G_USEC_PER_SEC;
     g_autoptr(GPtrArray) gone = g_ptr_array_new_with_free_func(g_free);
     GHashTableIter it;
     Session *s;
@@ -1471,19 +1337,19 @@ session_table_free(gpointer p)
 }
 
 MediaRoom *
-media_room_new(gint64 consultation, const MediaIceConfig *ice, const MediaRoomHooks *hooks)
+media_room_new(gint64 consultation, const MediaWorkerConfig *cfg, const MediaRoomHooks *hooks)
 {
     MediaRoom *room = g_new0(MediaRoom, 1);
     room->id = consultation;
-    room->ice = *ice;
+    room->cfg = *cfg;
     room->hooks = *hooks;
-    room->sessions = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-                                           session_table_free);
+    room->sessions = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, session_table_free);
     g_autofree char *name = g_strdup_printf("consultation-%" G_GINT64_FORMAT, consultation);
     room->pipe = gst_pipeline_new(name);
-    for (int r = 0; r < MEDIA_N_ROLES; r++) {
+    for (int r = 0; r < CONSULTD_N_ROLES; r++) {
         for (int k = 0; k < MEDIA_N_KINDS; k++) {
-            g_autofree char *tn = g_strdup_printf("tee-%s-%s", role_names[r], kind_names[k]);
+            g_autofree char *tn =
+                g_strdup_printf("tee-%s-%s", consultd_role_name(r), kind_names[k]);
             room->tee[r][k] = gst_element_factory_make("tee", tn);
             g_object_set(room->tee[r][k], "allow-not-linked", TRUE, NULL);
             gst_bin_add(GST_BIN(room->pipe), room->tee[r][k]);
@@ -1492,8 +1358,8 @@ media_room_new(gint64 consultation, const MediaIceConfig *ice, const MediaRoomHo
             f->relays = g_ptr_array_new();
             f->tee_sink = gst_element_get_static_pad(room->tee[r][k], "sink");
             gst_pad_add_probe(f->tee_sink,
-                              GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST,
-                              fan_out, f, NULL);
+                              GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST, fan_out,
+                              f, NULL);
         }
     }
     GstBus *bus = gst_pipeline_get_bus(GST_PIPELINE(room->pipe));
@@ -1512,11 +1378,11 @@ media_room_free(MediaRoom *room)
      * recording: that goes on by itself and reports through a copy of the
      * hooks), then the pipeline. */
     g_hash_table_destroy(room->sessions);
-    for (int r = 0; r < MEDIA_N_ROLES; r++)
+    for (int r = 0; r < CONSULTD_N_ROLES; r++)
         recording_stop(room, r);
     gst_element_set_state(room->pipe, GST_STATE_NULL);
     g_source_remove(room->bus_watch);
-    for (int r = 0; r < MEDIA_N_ROLES; r++) {
+    for (int r = 0; r < CONSULTD_N_ROLES; r++) {
         for (int k = 0; k < MEDIA_N_KINDS; k++) {
             Fanout *f = &room->fan[r][k];
             g_assert(f->relays->len == 0); /* every session is gone */
@@ -1532,7 +1398,7 @@ media_room_free(MediaRoom *room)
 guint64
 media_packets_lost(GHashTable *rooms)
 {
-    guint64 n = packets_lost_closed;
+    guint64 n = media_counter(MEDIA_LOST_CLOSED);
     GHashTableIter it, si;
     MediaRoom *room;
     Session *s;

@@ -10,39 +10,43 @@
 
 #include <glib.h>
 
-enum { MEDIA_ROLE_TEACHER, MEDIA_ROLE_STUDENT, MEDIA_N_ROLES };
-enum { MEDIA_KIND_VIDEO, MEDIA_KIND_AUDIO, MEDIA_N_KINDS };
+#include "offer.h"
+#include "recorder.h"
+#include "vocab.h"
 
+/* Everything a worker is told on its command line (the main process's
+ * config table holds the defaults; the worker has none of its own). */
 typedef struct {
-    char **addresses;      /* local addresses for ICE (NULL: all but loopback) */
-    gboolean loopback;     /* also offer 127.0.0.1 (tests, single-host setups) */
+    char **addresses;  /* local addresses for ICE (NULL: all but loopback) */
+    gboolean loopback; /* also offer 127.0.0.1 (tests, single-host setups) */
     guint min_port, max_port;
     char *public_ip;       /* advertised instead of host addresses (1:1 NAT) */
     char *stun;            /* stun://host:port for server reflexive candidates */
     guint media_timeout_s; /* no RTP this long: the participant is gone */
     guint max_kbps;        /* a publisher's video at most (b=AS, REMB) */
     char *recordings_dir;  /* NULL: do not record */
-} MediaIceConfig;
+    Recorder *recorder;    /* the worker's (recorder/recorder.h) */
+} MediaWorkerConfig;
 
 /* What a room reports, always on the main loop. */
 typedef struct {
     void (*answer)(gpointer data, guint32 req, const char *session, const char *sdp);
     void (*error)(gpointer data, guint32 req, const char *session, const char *code,
                   const char *message);
-    void (*joined)(gpointer data, gint64 consultation, int role, const char *session);
-    void (*left)(gpointer data, gint64 consultation, int role, const char *session,
+    void (*joined)(gpointer data, gint64 consultation, ConsultdRole role, const char *session);
+    void (*left)(gpointer data, gint64 consultation, ConsultdRole role, const char *session,
                  const char *reason);
-    /* A recording changed state: "recording", "processing", "ready", "failed"
-     * or "empty".  FILE is its name in the consultation's directory. */
-    void (*recording)(gpointer data, gint64 consultation, int role, const char *file,
-                      const char *state, const char *reason, gint64 started_at,
+    /* A recording changed state (recording, processing, then ready, failed
+     * or empty).  FILE is its name in the consultation's directory. */
+    void (*recording)(gpointer data, gint64 consultation, ConsultdRole role, const char *file,
+                      ConsultdRecState state, const char *reason, gint64 started_at,
                       gint64 duration_ms, gint64 size);
     gpointer data;
 } MediaRoomHooks;
 
 typedef struct MediaRoom MediaRoom;
 
-MediaRoom *media_room_new(gint64 consultation, const MediaIceConfig *ice,
+MediaRoom *media_room_new(gint64 consultation, const MediaWorkerConfig *cfg,
                           const MediaRoomHooks *hooks);
 /* Tears the pipeline down (to NULL, which joins its threads) and frees. */
 void media_room_free(MediaRoom *room); /* NULL-safe */
@@ -52,7 +56,7 @@ void media_room_free(MediaRoom *room); /* NULL-safe */
  * through the hooks with REQ.  A new publish session of a role replaces the
  * previous one; so does a new receive session.  FALSE (and ERROR set, code in
  * its message prefix) if the offer is refused before any work starts. */
-gboolean media_room_offer(MediaRoom *room, guint32 req, const char *session, int role,
+gboolean media_room_offer(MediaRoom *room, guint32 req, const char *session, ConsultdRole role,
                           gboolean publish, const char *sdp, GError **error);
 /* Adds a remote ICE candidate to SESSION.  FALSE if there is no session. */
 gboolean media_room_trickle(MediaRoom *room, const char *session, guint mline,
@@ -67,7 +71,3 @@ void media_room_tick(MediaRoom *room);
  * packets-lost), over every session so far; ROOMS is the worker's table of
  * MediaRoom values. */
 guint64 media_packets_lost(GHashTable *rooms);
-
-#define MEDIA_ERROR (media_error_quark())
-GQuark media_error_quark(void);
-enum { MEDIA_ERROR_BAD_OFFER, MEDIA_ERROR_NO_CODEC, MEDIA_ERROR_FAILED };

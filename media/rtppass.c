@@ -24,14 +24,19 @@ struct _MediaRtpPass {
 /* At most one keyframe request per this for packets given up. */
 #define GIVE_UP_KEYFRAME_INTERVAL_US (500 * 1000)
 
-enum { PROP_0, PROP_LATENCY, PROP_DO_RETRANSMISSION, PROP_STATS };
+enum {
+    PROP_0,
+    PROP_LATENCY,
+    PROP_DO_RETRANSMISSION,
+    PROP_STATS
+};
 
 G_DEFINE_TYPE(MediaRtpPass, media_rtp_pass, GST_TYPE_ELEMENT)
 
-static GstStaticPadTemplate sink_templ =
-    GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS("application/x-rtp"));
-static GstStaticPadTemplate src_templ =
-    GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS("application/x-rtp"));
+static GstStaticPadTemplate sink_templ = GST_STATIC_PAD_TEMPLATE(
+    "sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS("application/x-rtp"));
+static GstStaticPadTemplate src_templ = GST_STATIC_PAD_TEMPLATE(
+    "src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS("application/x-rtp"));
 
 /* Asks the publisher again for what did not arrive: an upstream
  * GstRTPRetransmissionRequest per packet, which rtpsession (upstream of
@@ -61,8 +66,8 @@ ask_again(MediaRtpPass *self, GstBuffer *buf)
     if (self->loss.given_up != given_up &&
         media_throttle(&self->keyframe_asked_us, now, GIVE_UP_KEYFRAME_INTERVAL_US)) {
         media_count(MEDIA_KEYFRAME_REQUESTS);
-        gst_pad_push_event(self->sink, gst_video_event_new_upstream_force_key_unit(
-                                           GST_CLOCK_TIME_NONE, FALSE, 0));
+        gst_pad_push_event(
+            self->sink, gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE, FALSE, 0));
     }
     guint deadline_ms = (guint)(self->loss.retry_us / 1000);
     for (guint i = 0; i < n; i++) {
@@ -108,14 +113,14 @@ pass_get_property(GObject *obj, guint id, GValue *v, GParamSpec *ps)
     else if (id == PROP_STATS)
         /* The fields of rtpjitterbuffer's, which webrtcbin's get-stats reads. */
         g_value_take_boxed(
-            v, gst_structure_new("application/x-rtp-jitterbuffer-stats", "num-pushed",
-                                 G_TYPE_UINT64, __atomic_load_n(&self->pushed, __ATOMIC_RELAXED),
-                                 "num-lost", G_TYPE_UINT64, (guint64)0, "num-late",
-                                 G_TYPE_UINT64, (guint64)0, "num-duplicates", G_TYPE_UINT64,
-                                 (guint64)0, "avg-jitter", G_TYPE_UINT64, (guint64)0,
-                                 "rtx-count", G_TYPE_UINT64, (guint64)0, "rtx-success-count",
-                                 G_TYPE_UINT64, (guint64)0, "rtx-per-packet", G_TYPE_DOUBLE, 0.0,
-                                 "rtx-rtt", G_TYPE_UINT64, (guint64)0, NULL));
+            v,
+            gst_structure_new("application/x-rtp-jitterbuffer-stats", "num-pushed", G_TYPE_UINT64,
+                              __atomic_load_n(&self->pushed, __ATOMIC_RELAXED), "num-lost",
+                              G_TYPE_UINT64, (guint64)0, "num-late", G_TYPE_UINT64, (guint64)0,
+                              "num-duplicates", G_TYPE_UINT64, (guint64)0, "avg-jitter",
+                              G_TYPE_UINT64, (guint64)0, "rtx-count", G_TYPE_UINT64, (guint64)0,
+                              "rtx-success-count", G_TYPE_UINT64, (guint64)0, "rtx-per-packet",
+                              G_TYPE_DOUBLE, 0.0, "rtx-rtt", G_TYPE_UINT64, (guint64)0, NULL));
     else
         G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
 }
@@ -129,8 +134,8 @@ media_rtp_pass_class_init(MediaRtpPassClass *klass)
     oc->get_property = pass_get_property;
     g_object_class_install_property(
         oc, PROP_LATENCY,
-        g_param_spec_uint("latency", "Latency", "Ignored: nothing is held back", 0, G_MAXUINT,
-                          0, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS));
+        g_param_spec_uint("latency", "Latency", "Ignored: nothing is held back", 0, G_MAXUINT, 0,
+                          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS));
     g_object_class_install_property(
         oc, PROP_DO_RETRANSMISSION,
         g_param_spec_boolean("do-retransmission", "Retransmission",

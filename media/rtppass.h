@@ -24,4 +24,3 @@ G_DECLARE_FINAL_TYPE(MediaRtpPass, media_rtp_pass, MEDIA, RTP_PASS, GstElement)
 /* A new floating element, for rtpbin's "request-jitterbuffer"; packets of
  * payload type NACK_PT are NACKed when missing (-1: none). */
 GstElement *media_rtp_pass_new(int nack_pt);
-

@@ -8,6 +8,8 @@
  */
 #include "trim.h"
 
+#include "readers.h"
+
 #include "rtppass.h"
 
 #define GST_USE_UNSTABLE_API
@@ -221,7 +223,7 @@ media_trim_rtpbin(GstElement *webrtc, gboolean publish, int nack_pt)
  * - the queue, idle, is stopped on the main loop (one thread fewer). */
 typedef struct {
     GstElement *caps, *queue, *storage; /* storage may be NULL */
-    gint ice_up;         /* atomic */
+    gint ice_up;                        /* atomic */
 } RecvTrim;
 
 static void
@@ -357,49 +359,11 @@ out:
  * of several consultations, so nothing it pushes into may wait (room.c,
  * "Isolation"). */
 typedef struct {
-    GstPad *pad;  /* nicesrc's source pad */
+    GstPad *pad; /* nicesrc's source pad */
     GstClock *clock;
     GstClockTime base;
     GMainContext *ctx; /* the reader's */
 } FastRead;
-
-static gpointer
-reader_main(gpointer data)
-{
-    GMainContext *ctx = data;
-    GMainLoop *loop = g_main_loop_new(ctx, FALSE);
-    g_main_loop_run(loop); /* for the life of the process */
-    return NULL;
-}
-
-static GMainContext **readers;
-static guint n_readers;
-
-void
-media_readers_start(void)
-{
-    static gsize once;
-    if (!g_once_init_enter(&once))
-        return;
-    const char *e = g_getenv("CONSULTD_READERS");
-    n_readers = e ? (guint)CLAMP(atoi(e), 0, 64) : (guint)CLAMP(g_get_num_processors(), 1, 4);
-    readers = g_new0(GMainContext *, MAX(n_readers, 1));
-    for (guint i = 0; i < n_readers; i++) {
-        readers[i] = g_main_context_new();
-        g_autofree char *name = g_strdup_printf("rtp-read%u", i);
-        g_thread_unref(g_thread_new(name, reader_main, readers[i]));
-    }
-    g_once_init_leave(&once, 1);
-}
-
-/* The next reader's context, in turn; NULL if there are none. */
-static GMainContext *
-reader_context(void)
-{
-    static gint next;
-    media_readers_start();
-    return n_readers ? readers[(guint)g_atomic_int_add(&next, 1) % n_readers] : NULL;
-}
 
 static void
 fast_read(NiceAgent *agent, guint stream, guint component, guint len, gchar *buf, gpointer data)
@@ -494,7 +458,8 @@ start_fast_read(GstPad *up, GstPadProbeInfo *info, gpointer data)
     /* The reader's first packet may come through here too while this
      * probe is still in place: the mark on nicesrc says it is done. */
     GMainContext *ctx = src && !g_object_get_data(G_OBJECT(src), "consultd-fast-read")
-                            ? reader_context() : NULL;
+                            ? media_reader_context()
+                            : NULL;
     NiceAgent *agent = NULL;
     guint stream = 0, component = 0;
     GstClock *clock = NULL;
@@ -650,7 +615,8 @@ skip_send_ghosts(GstPad *fsrc, GstPadProbeInfo *info, gpointer data)
     GstPad *peer = gst_pad_get_peer(fsrc);
     GstElement *session = peer ? gst_pad_get_parent_element(peer) : NULL;
     GstPad *out = is_factory(session, "rtpsession")
-                      ? gst_element_get_static_pad(session, "send_rtp_src") : NULL;
+                      ? gst_element_get_static_pad(session, "send_rtp_src")
+                      : NULL;
     skip_ghosts_or_warn(out, "rtpsession");
     g_clear_object(&out);
     g_clear_object(&session);
@@ -695,8 +661,8 @@ media_trim_send_path(GstPad *sink)
     skip_ghosts_or_warn(relay, "the relay");
     g_clear_object(&relay);
     GstElement *rtpfunnel = gst_pad_get_parent_element(funnel);
-    GstPad *fsrc = is_factory(rtpfunnel, "rtpfunnel")
-                       ? gst_element_get_static_pad(rtpfunnel, "src") : NULL;
+    GstPad *fsrc =
+        is_factory(rtpfunnel, "rtpfunnel") ? gst_element_get_static_pad(rtpfunnel, "src") : NULL;
     if (!fsrc)
         g_warning("trim: webrtcbin's send path has no rtpfunnel; its ghost pads kept");
     else if (GST_IS_PROXY_PAD(GST_PAD_PEER(fsrc))) /* the transport's first relay */

@@ -21,12 +21,6 @@
  * NACK_PT (-1: none). */
 void media_trim_rtpbin(GstElement *webrtc, gboolean publish, int nack_pt);
 
-/* The worker's reader threads, one per core (at most 4), each iterating a
- * GMainContext of its own for the life of the process; at most once, any
- * thread.  CONSULTD_READERS=N sets how many; 0 leaves reading to nicesrc
- * (for measurements: docs/benchmarks.md). */
-void media_readers_start(void);
-
 /* Once a publisher's WEBRTC is connected (ICE and DTLS): packets go from
  * nicesrc on into SRTP, not through the receive bin's capsfilter, queue
  * and its thread, nor rtpbin's storage; then libnice hands them to one of
@@ -37,7 +31,7 @@ void media_trim_receive_queue(GstElement *webrtc);
 typedef enum {
     MEDIA_TRIM_LATER, /* webrtcbin has not built the send path yet */
     MEDIA_TRIM_DONE,
-    MEDIA_TRIM_NEVER  /* not the path this code knows: left as it is */
+    MEDIA_TRIM_NEVER /* not the path this code knows: left as it is */
 } MediaTrimResult;
 
 /* SINK, a webrtcbin sink pad whose only data comes from the caller's

@@ -19,88 +19,85 @@
 #include "recorder.h"
 #include "room.h"
 #include "counters.h"
+#include "readers.h"
 #include "trim.h"
 
 typedef struct {
     GMainLoop *loop;
     MediaChan *chan;
-    MediaIceConfig ice;
+    MediaWorkerConfig cfg;
     GHashTable *rooms;    /* gint64 *consultation -> MediaRoom * */
     GHashTable *sessions; /* char *session -> gint64 *consultation */
-} Worker;
-
-static const char *const roles[] = {"teacher", "student"};
+} MediaWorker;
 
 static void
-send_error(Worker *w, guint32 req, const char *session, const char *code, const char *msg)
+send_error(MediaWorker *w, guint32 req, const char *session, const char *code, const char *msg)
 {
-    media_chan_send(w->chan, media_msg("error", "req", "u", req, "session", "s",
-                                       session ? session : "", "code", "s", code,
-                                       "message", "s", msg, NULL));
+    media_chan_send(w->chan,
+                    media_msg("error", "req", "u", req, "session", "s", session ? session : "",
+                              "code", "s", code, "message", "s", msg, NULL));
 }
 
 static void
 hook_answer(gpointer data, guint32 req, const char *session, const char *sdp)
 {
-    Worker *w = data;
-    media_chan_send(w->chan, media_msg("answer", "req", "u", req, "session", "s", session,
-                                       "sdp", "s", sdp, NULL));
+    MediaWorker *w = data;
+    media_chan_send(w->chan, media_msg("answer", "req", "u", req, "session", "s", session, "sdp",
+                                       "s", sdp, NULL));
 }
 
 static void
-hook_error(gpointer data, guint32 req, const char *session, const char *code,
-           const char *message)
+hook_error(gpointer data, guint32 req, const char *session, const char *code, const char *message)
 {
     send_error(data, req, session, code, message);
 }
 
 static void
-hook_joined(gpointer data, gint64 consultation, int role, const char *session)
+hook_joined(gpointer data, gint64 consultation, ConsultdRole role, const char *session)
 {
-    Worker *w = data;
-    media_chan_send(w->chan, media_msg("joined", "consultation", "x", consultation, "role",
-                                       "s", roles[role], "session", "s", session, NULL));
+    MediaWorker *w = data;
+    media_chan_send(w->chan, media_msg("joined", "consultation", "x", consultation, "role", "s",
+                                       consultd_role_name(role), "session", "s", session, NULL));
 }
 
 static void
-hook_left(gpointer data, gint64 consultation, int role, const char *session,
+hook_left(gpointer data, gint64 consultation, ConsultdRole role, const char *session,
           const char *reason)
 {
-    Worker *w = data;
+    MediaWorker *w = data;
     media_chan_send(w->chan, media_msg("left", "consultation", "x", consultation, "role", "s",
-                                       roles[role], "session", "s", session, "reason", "s",
-                                       reason, NULL));
+                                       consultd_role_name(role), "session", "s", session, "reason",
+                                       "s", reason, NULL));
     g_hash_table_remove(w->sessions, session);
 }
 
 static void
-hook_recording(gpointer data, gint64 consultation, int role, const char *file,
-               const char *state, const char *reason, gint64 started_at, gint64 duration_ms,
+hook_recording(gpointer data, gint64 consultation, ConsultdRole role, const char *file,
+               ConsultdRecState state, const char *reason, gint64 started_at, gint64 duration_ms,
                gint64 size)
 {
-    Worker *w = data;
+    MediaWorker *w = data;
     media_chan_send(w->chan, media_msg("recording", "consultation", "x", consultation, "role", "s",
-                                       roles[role], "file", "s", file, "state", "s", state,
-                                       "reason", "s", reason ? reason : "", "started_at", "x",
-                                       started_at, "duration_ms", "x", duration_ms, "size", "x",
-                                       size, NULL));
+                                       consultd_role_name(role), "file", "s", file, "state", "s",
+                                       consultd_rec_state_name(state), "reason", "s",
+                                       reason ? reason : "", "started_at", "x", started_at,
+                                       "duration_ms", "x", duration_ms, "size", "x", size, NULL));
 }
 
 static MediaRoom *
-room_for(Worker *w, gint64 consultation, gboolean create)
+room_for(MediaWorker *w, gint64 consultation, gboolean create)
 {
     MediaRoom *room = g_hash_table_lookup(w->rooms, &consultation);
     if (!room && create) {
-        MediaRoomHooks hooks = {hook_answer, hook_error, hook_joined, hook_left,
-                                hook_recording, w};
-        room = media_room_new(consultation, &w->ice, &hooks);
+        MediaRoomHooks hooks = {hook_answer, hook_error, hook_joined, hook_left, hook_recording, w};
+        room = media_room_new(consultation, &w->cfg, &hooks);
         g_hash_table_insert(w->rooms, g_memdup2(&consultation, sizeof consultation), room);
     }
     return room;
 }
 
 static void
-on_offer(Worker *w, GVariant *m)
+on_offer(MediaWorker *w, GVariant *m)
 {
     guint32 req = 0;
     gint64 consultation = 0;
@@ -113,9 +110,8 @@ on_offer(Worker *w, GVariant *m)
         send_error(w, req, session, "bad_message", "offer: missing fields");
         return;
     }
-    int r = !strcmp(role, "teacher") ? MEDIA_ROLE_TEACHER
-          : !strcmp(role, "student") ? MEDIA_ROLE_STUDENT : -1;
-    if (r < 0) {
+    ConsultdRole r;
+    if (!consultd_role_parse(role, FALSE, &r)) {
         send_error(w, req, session, "bad_message", "offer: unknown role");
         return;
     }
@@ -133,7 +129,7 @@ on_offer(Worker *w, GVariant *m)
 }
 
 static MediaRoom *
-room_of_session(Worker *w, const char *session)
+room_of_session(MediaWorker *w, const char *session)
 {
     gint64 *c = g_hash_table_lookup(w->sessions, session);
     return c ? g_hash_table_lookup(w->rooms, c) : NULL;
@@ -142,7 +138,7 @@ room_of_session(Worker *w, const char *session)
 static void
 on_message(MediaChan *ch, GVariant *m, gpointer data)
 {
-    Worker *w = data;
+    MediaWorker *w = data;
     const char *op = media_msg_op(m);
     const char *session = "";
     g_variant_lookup(m, "session", "&s", &session);
@@ -179,7 +175,7 @@ on_message(MediaChan *ch, GVariant *m, gpointer data)
 static void
 on_closed(MediaChan *ch, gpointer data)
 {
-    Worker *w = data;
+    MediaWorker *w = data;
     g_message("media worker: main process gone; exiting");
     g_main_loop_quit(w->loop);
 }
@@ -187,7 +183,7 @@ on_closed(MediaChan *ch, gpointer data)
 static gboolean
 tick(gpointer data)
 {
-    Worker *w = data;
+    MediaWorker *w = data;
     GHashTableIter it;
     MediaRoom *room;
     g_autoptr(GPtrArray) empty = g_ptr_array_new_with_free_func(g_free);
@@ -197,48 +193,49 @@ tick(gpointer data)
         media_room_tick(room);
         sessions += media_room_session_count(room);
     }
-    media_chan_send(w->chan, media_msg("stats", "rooms", "u", g_hash_table_size(w->rooms),
-                                       "sessions", "u", sessions, "packets_in", "t",
-                                       media_counter(MEDIA_PACKETS_IN), "packets_out", "t",
-                                       media_counter(MEDIA_PACKETS_OUT), "packets_lost", "t",
-                                       media_packets_lost(w->rooms), "keyframe_requests", "t",
-                                       media_counter(MEDIA_KEYFRAME_REQUESTS), "nacks_received",
-                                       "t", media_counter(MEDIA_NACKS_RECEIVED), "retransmitted",
-                                       "t", media_counter(MEDIA_RETRANSMITTED), "nacks_sent", "t",
-                                       media_counter(MEDIA_NACKS_SENT), "recovered", "t",
-                                       media_counter(MEDIA_RECOVERED), NULL));
+    media_chan_send(w->chan,
+                    media_msg("stats", "rooms", "u", g_hash_table_size(w->rooms), "sessions", "u",
+                              sessions, "packets_in", "t", media_counter(MEDIA_PACKETS_IN),
+                              "packets_out", "t", media_counter(MEDIA_PACKETS_OUT), "packets_lost",
+                              "t", media_packets_lost(w->rooms), "keyframe_requests", "t",
+                              media_counter(MEDIA_KEYFRAME_REQUESTS), "nacks_received", "t",
+                              media_counter(MEDIA_NACKS_RECEIVED), "retransmitted", "t",
+                              media_counter(MEDIA_RETRANSMITTED), "nacks_sent", "t",
+                              media_counter(MEDIA_NACKS_SENT), "recovered", "t",
+                              media_counter(MEDIA_RECOVERED), NULL));
     return G_SOURCE_CONTINUE;
 }
 
 /* consultd-media --finalize FILE: the repair step the main process runs for
- * recordings a crash left unfinished.  One line on stdout:
- * "<state> <duration_ms> <size> <lead_ms> <reason>". */
+ * recordings a crash left unfinished.  Reports one framed "finalized"
+ * message on stdout (media/proto.h). */
 static int
 finalize_one(const char *path)
 {
     g_autofree char *out = g_strconcat(path, ".final", NULL);
     gint64 duration = 0, size = 0, lead = 0;
     g_autoptr(GError) err = NULL;
-    const char *state = rec_finalize_file(path, out, &duration, &size, &lead, &err);
-    if (!strcmp(state, "ready") && rename(out, path) != 0)
-        state = "failed";
-    if (strcmp(state, "ready"))
+    ConsultdRecState state = rec_finalize_file(path, out, &duration, &size, &lead, &err);
+    if (state == CONSULTD_REC_READY && rename(out, path) != 0)
+        state = CONSULTD_REC_FAILED;
+    if (state != CONSULTD_REC_READY)
         unlink(out);
-    printf("%s %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %s\n", state,
-           duration, size, lead, err ? err->message : "");
+    media_frame_write(STDOUT_FILENO,
+                      media_msg("finalized", "state", "s", consultd_rec_state_name(state),
+                                "duration_ms", "x", duration, "size", "x", size, "lead_ms", "x",
+                                lead, "reason", "s", err ? err->message : "", NULL));
     return 0;
 }
 
 static void
-print_progress(int percent, gpointer data)
+report_progress(int percent, gpointer data)
 {
-    printf("progress %d\n", percent);
-    fflush(stdout);
+    media_frame_write(STDOUT_FILENO, media_msg("progress", "percent", "i", percent, NULL));
 }
 
 /* consultd-media --compose OUT --input A@0 --input B@1200: the background
- * combined file.  Lines on stdout: "progress N" as it goes, then
- * "ready <duration_ms> <size>" or "failed 0 0 <reason>". */
+ * combined file.  Framed messages on stdout (media/proto.h): "progress" as
+ * it goes, then one "composed". */
 static int
 compose_one(const char *out, char **inputs)
 {
@@ -256,16 +253,21 @@ compose_one(const char *out, char **inputs)
     g_autofree char *tmp = g_strconcat(out, ".part", NULL);
     gint64 duration = 0, size = 0;
     g_autoptr(GError) err = NULL;
-    gboolean ok = n > 0 && rec_compose(files, offsets, n, tmp, print_progress, NULL, &duration,
-                                       &size, &err);
+    gboolean ok =
+        n > 0 && rec_compose(files, offsets, n, tmp, report_progress, NULL, &duration, &size, &err);
     if (ok && rename(tmp, out) != 0)
         ok = FALSE;
     if (!ok)
         unlink(tmp);
-    if (ok)
-        printf("ready %" G_GINT64_FORMAT " %" G_GINT64_FORMAT "\n", duration, size);
-    else
-        printf("failed 0 0 %s\n", err ? err->message : "no inputs");
+    ConsultdRecState state = ok ? CONSULTD_REC_READY : CONSULTD_REC_FAILED;
+    media_frame_write(STDOUT_FILENO,
+                      media_msg("composed", "state", "s", consultd_rec_state_name(state),
+                                "duration_ms", "x", ok ? duration : 0, "size", "x", ok ? size : 0,
+                                "reason", "s",
+                                ok    ? ""
+                                : err ? err->message
+                                      : "no inputs",
+                                NULL));
     return 0;
 }
 
@@ -304,7 +306,9 @@ main(int argc, char **argv)
     setlocale(LC_ALL, "");
     gst_init(&argc, &argv);
     int fd = -1;
-    gint min_port = 0, max_port = 0, timeout = 15, max_kbps = 2500;
+    /* No defaults of its own: consultd's config table has them, and passes
+     * every setting (signaling/workers/media.c, worker_start()). */
+    gint min_port = 0, max_port = 0, timeout = -1, max_kbps = -1;
     gboolean loopback = FALSE;
     g_autofree char *addresses = NULL, *public_ip = NULL, *stun = NULL;
     g_autofree char *recordings = NULL, *finalize = NULL, *compose = NULL;
@@ -335,21 +339,23 @@ main(int argc, char **argv)
         return finalize_one(finalize);
     if (parsed && compose)
         return compose_one(compose, inputs);
-    if (!parsed || fd < 0) {
-        fprintf(stderr, "consultd-media: %s\n", err ? err->message : "--fd is required");
+    if (!parsed || fd < 0 || timeout < 0 || max_kbps < 0) {
+        fprintf(stderr, "consultd-media: %s\n",
+                err ? err->message : "--fd, --media-timeout and --max-bitrate are required");
         return 2;
     }
-    Worker w = {0};
-    w.ice.loopback = loopback;
-    w.ice.min_port = (guint)MAX(0, min_port);
-    w.ice.max_port = (guint)MAX(0, max_port);
-    w.ice.public_ip = public_ip;
-    w.ice.stun = stun;
-    w.ice.media_timeout_s = (guint)MAX(1, timeout);
-    w.ice.max_kbps = (guint)CLAMP(max_kbps, 100, 100000);
-    w.ice.recordings_dir = recordings;
+    MediaWorker w = {0};
+    w.cfg.loopback = loopback;
+    w.cfg.min_port = (guint)MAX(0, min_port);
+    w.cfg.max_port = (guint)MAX(0, max_port);
+    w.cfg.public_ip = public_ip;
+    w.cfg.stun = stun;
+    w.cfg.media_timeout_s = (guint)MAX(1, timeout);
+    w.cfg.max_kbps = (guint)CLAMP(max_kbps, 100, 100000);
+    w.cfg.recordings_dir = recordings;
+    w.cfg.recorder = rec_recorder_new();
     g_auto(GStrv) addr = addresses && *addresses ? g_strsplit(addresses, ",", -1) : NULL;
-    w.ice.addresses = addr;
+    w.cfg.addresses = addr;
     w.loop = g_main_loop_new(NULL, FALSE);
     w.rooms = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, room_free_cb);
     w.sessions = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
@@ -364,7 +370,7 @@ main(int argc, char **argv)
     g_source_remove(t);
     g_hash_table_destroy(w.sessions);
     g_hash_table_destroy(w.rooms);
-    rec_abort_all();
+    rec_recorder_free(g_steal_pointer(&w.cfg.recorder));
     media_chan_free(w.chan);
     g_main_loop_unref(w.loop);
     gst_deinit();

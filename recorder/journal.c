@@ -8,14 +8,24 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The writer thread and the journals it serves. */
+struct JrnWriter {
+    GMutex lock;
+    GCond cond;
+    GList *list; /* Journal refs */
+    gboolean kick;
+    GThread *thread;
+};
+
 struct Journal {
     gint refs;
+    JrnWriter *w; /* a reference */
     char *path;
     int fd;              /* -1 once closed */
     GMutex lock;         /* pending, closing, aborted, error, dropped */
     GByteArray *pending; /* appended, not yet written */
     gboolean closing, aborted, writing;
-    GCond written;       /* signalled when a write ends (jrn_abort waits) */
+    GCond written; /* signalled when a write ends (jrn_abort waits) */
     char *error;
     guint64 dropped;
     JrnClosed closed;
@@ -23,12 +33,29 @@ struct Journal {
     GMainContext *ctx;
 };
 
-/* The writer thread and the journals it serves. */
-static GMutex w_lock;
-static GCond w_cond;
-static GList *w_list; /* Journal refs */
-static gboolean w_kick;
-static GThread *w_thread;
+static void
+writer_clear(gpointer data)
+{
+    JrnWriter *w = data;
+    g_mutex_clear(&w->lock);
+    g_cond_clear(&w->cond);
+}
+
+JrnWriter *
+jrn_writer_new(void)
+{
+    JrnWriter *w = g_atomic_rc_box_new0(JrnWriter);
+    g_mutex_init(&w->lock);
+    g_cond_init(&w->cond);
+    return w;
+}
+
+void
+jrn_writer_unref(JrnWriter *w)
+{
+    if (w)
+        g_atomic_rc_box_release_full(w, writer_clear);
+}
 
 static Journal *
 jrn_ref(Journal *j)
@@ -51,6 +78,7 @@ jrn_unref(Journal *j)
         g_main_context_unref(j->ctx);
     g_free(j->error);
     g_free(j->path);
+    jrn_writer_unref(j->w);
     g_free(j);
 }
 
@@ -120,8 +148,8 @@ flush_one(Journal *j)
     g_cond_broadcast(&j->written);
     if (err && !j->error) {
         j->error = g_strdup(err);
-        g_warning("recording %s: %s (the recording stops here; the consultation goes on)",
-                  j->path, err);
+        g_warning("recording %s: %s (the recording stops here; the consultation goes on)", j->path,
+                  err);
     }
     gboolean done = closing && !j->aborted;
     if (done) {
@@ -147,62 +175,65 @@ ref_copy(gconstpointer j, gpointer unused)
     return jrn_ref((Journal *)j);
 }
 
+/* The writer thread: holds a reference to W while it runs. */
 static gpointer
-writer_main(gpointer unused)
+writer_main(gpointer data)
 {
+    JrnWriter *w = data;
     for (;;) {
-        g_mutex_lock(&w_lock);
+        g_mutex_lock(&w->lock);
         gint64 until = g_get_monotonic_time() + JRN_FLUSH_MS * G_TIME_SPAN_MILLISECOND;
-        while (!w_kick)
-            if (!g_cond_wait_until(&w_cond, &w_lock, until))
+        while (!w->kick)
+            if (!g_cond_wait_until(&w->cond, &w->lock, until))
                 break;
-        w_kick = FALSE;
-        GList *all = g_list_copy_deep(w_list, ref_copy, NULL);
-        g_mutex_unlock(&w_lock);
+        w->kick = FALSE;
+        GList *all = g_list_copy_deep(w->list, ref_copy, NULL);
+        g_mutex_unlock(&w->lock);
         for (GList *l = all; l; l = l->next) {
             if (!flush_one(l->data))
                 continue;
-            g_mutex_lock(&w_lock);
-            GList *link = g_list_find(w_list, l->data);
+            g_mutex_lock(&w->lock);
+            GList *link = g_list_find(w->list, l->data);
             if (link) {
-                w_list = g_list_delete_link(w_list, link);
+                w->list = g_list_delete_link(w->list, link);
                 jrn_unref(l->data); /* the list's */
             }
-            g_mutex_unlock(&w_lock);
+            g_mutex_unlock(&w->lock);
         }
         g_list_free_full(all, (GDestroyNotify)jrn_unref);
         /* Nothing left to write: the thread ends (the next jrn_open()
          * starts another), so an idle worker keeps no thread for this. */
-        g_mutex_lock(&w_lock);
-        if (!w_list) {
-            g_thread_unref(w_thread);
-            w_thread = NULL;
-            g_mutex_unlock(&w_lock);
+        g_mutex_lock(&w->lock);
+        if (!w->list) {
+            g_thread_unref(w->thread);
+            w->thread = NULL;
+            g_mutex_unlock(&w->lock);
+            jrn_writer_unref(w);
             return NULL;
         }
-        g_mutex_unlock(&w_lock);
+        g_mutex_unlock(&w->lock);
     }
 }
 
 static void
-kick(void)
+kick(JrnWriter *w)
 {
-    g_mutex_lock(&w_lock);
-    w_kick = TRUE;
-    g_cond_signal(&w_cond);
-    g_mutex_unlock(&w_lock);
+    g_mutex_lock(&w->lock);
+    w->kick = TRUE;
+    g_cond_signal(&w->cond);
+    g_mutex_unlock(&w->lock);
 }
 
 Journal *
-jrn_open(const char *path, GError **error)
+jrn_open(JrnWriter *w, const char *path, GError **error)
 {
     int fd = g_open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (fd < 0 || !write_all(fd, (const guint8 *)JRN_MAGIC, JRN_MAGIC_LEN)) {
         int e = errno;
         if (fd >= 0)
             close(fd);
-        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(e), "cannot write %s: %s",
-                    path, g_strerror(e));
+        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(e), "cannot write %s: %s", path,
+                    g_strerror(e));
         return NULL;
     }
     Journal *j = g_new0(Journal, 1);
@@ -212,11 +243,12 @@ jrn_open(const char *path, GError **error)
     j->pending = g_byte_array_sized_new(64 * 1024);
     g_mutex_init(&j->lock);
     g_cond_init(&j->written);
-    g_mutex_lock(&w_lock);
-    if (!w_thread)
-        w_thread = g_thread_new("rec-writer", writer_main, NULL);
-    w_list = g_list_prepend(w_list, jrn_ref(j));
-    g_mutex_unlock(&w_lock);
+    j->w = g_atomic_rc_box_acquire(w);
+    g_mutex_lock(&w->lock);
+    if (!w->thread)
+        w->thread = g_thread_new("rec-writer", writer_main, g_atomic_rc_box_acquire(w));
+    w->list = g_list_prepend(w->list, jrn_ref(j));
+    g_mutex_unlock(&w->lock);
     return j;
 }
 
@@ -243,7 +275,7 @@ jrn_append(Journal *j, guint8 type, guint8 track, gint64 pts, const guint8 *data
     }
     g_mutex_unlock(&j->lock);
     if (wake)
-        kick();
+        kick(j->w);
     return ok;
 }
 
@@ -256,7 +288,7 @@ jrn_close(Journal *j, JrnClosed closed, gpointer data)
     j->closed_data = data;
     j->ctx = g_main_context_ref_thread_default();
     g_mutex_unlock(&j->lock);
-    kick();
+    kick(j->w);
 }
 
 void
@@ -276,7 +308,7 @@ jrn_abort(Journal *j, guint timeout_ms)
         j->fd = -1;
     }
     g_mutex_unlock(&j->lock);
-    kick(); /* the writer drops it from its list */
+    kick(j->w); /* the writer drops it from its list */
 }
 
 guint64

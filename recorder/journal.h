@@ -37,17 +37,29 @@
 #define JRN_FLUSH_BYTES (256 * 1024)
 #define JRN_PENDING_MAX (8 * 1024 * 1024)
 
-enum { JRN_CAPS = 1, JRN_RTP = 2 };
+enum {
+    JRN_CAPS = 1,
+    JRN_RTP = 2
+};
 
 typedef struct Journal Journal;
+
+/* The writer: one thread, started by the first open journal and ended when
+ * none is left, that writes every journal's pending bytes out.  A process
+ * makes one (the recorder's, rec_recorder_new()) and hands it to
+ * jrn_open(); each journal keeps a reference, so the owner may drop its
+ * own at any time. */
+typedef struct JrnWriter JrnWriter;
+JrnWriter *jrn_writer_new(void);
+void jrn_writer_unref(JrnWriter *w); /* NULL-safe */
 
 /* Called on CTX's loop once a closed journal is written out and its file
  * closed.  ERROR is the first write error, NULL if none. */
 typedef void (*JrnClosed)(gpointer data, const char *error);
 
-/* Creates PATH (truncating) and writes the header; NULL and ERROR if the
- * file cannot be created. */
-Journal *jrn_open(const char *path, GError **error);
+/* Creates PATH (truncating) and writes the header; W writes the rest.  NULL
+ * and ERROR if the file cannot be created. */
+Journal *jrn_open(JrnWriter *w, const char *path, GError **error);
 void jrn_unref(Journal *j);
 /* Any thread.  FALSE when dropped: closed, failed, or too much pending. */
 gboolean jrn_append(Journal *j, guint8 type, guint8 track, gint64 pts, const guint8 *data,

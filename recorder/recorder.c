@@ -26,7 +26,11 @@
 #include <gst/video/video.h>
 #include <string.h>
 
-enum { KIND_VIDEO, KIND_AUDIO, N_KINDS };
+enum {
+    KIND_VIDEO,
+    KIND_AUDIO,
+    N_KINDS
+};
 
 /* What the probes share with the recording; outlives it while a probe
  * callback may still run (probes hold a reference). */
@@ -42,6 +46,7 @@ typedef struct {
 } Probe;
 
 struct RecRecording {
+    Recorder *rc;
     char *path;
     Live *live;
     GstPad *tee_sink[N_KINDS];
@@ -116,8 +121,8 @@ record_one(Live *live, int kind, GstBuffer *in)
     gint64 expect = -1;
     if (kind == KIND_VIDEO && __atomic_load_n(&live->base, __ATOMIC_ACQUIRE) < 0 &&
         vp8_keyframe_start(in) &&
-        __atomic_compare_exchange_n(&live->base, &expect, (gint64)pts, FALSE,
-                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        __atomic_compare_exchange_n(&live->base, &expect, (gint64)pts, FALSE, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
         __atomic_store_n(&live->started_at, g_get_real_time() / 1000, __ATOMIC_RELEASE);
     gint64 base = __atomic_load_n(&live->base, __ATOMIC_ACQUIRE);
     if (base < 0 || (gint64)pts < base)
@@ -196,20 +201,29 @@ rec_request_keyframe(RecRecording *rec)
     /* Pushed upstream from the tee's sink pad: webrtcbin makes it a PLI. */
     GstPad *pad = rec->tee_sink[KIND_VIDEO];
     if (pad)
-        gst_pad_push_event(pad, gst_video_event_new_upstream_force_key_unit(
-                                    GST_CLOCK_TIME_NONE, TRUE, 0));
+        gst_pad_push_event(
+            pad, gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE, TRUE, 0));
 }
 
-/* Recordings not yet finished (main loop only): what rec_abort_all()
- * stops when the process is about to exit; and finalizations under way,
- * which it waits for. */
-static GList *recordings;
-static guint finishing;
+/* A process's recording state (main loop only). */
+struct Recorder {
+    JrnWriter *writer;
+    GList *recordings; /* not yet finished: what rec_recorder_free() stops */
+    guint finishing;   /* finalizations under way, which it waits for */
+};
+
+Recorder *
+rec_recorder_new(void)
+{
+    Recorder *rc = g_new0(Recorder, 1);
+    rc->writer = jrn_writer_new();
+    return rc;
+}
 
 static void
 rec_release(RecRecording *rec)
 {
-    recordings = g_list_remove(recordings, rec);
+    rec->rc->recordings = g_list_remove(rec->rc->recordings, rec);
     detach(rec);
     live_unref(rec->live);
     g_free(rec->path);
@@ -217,10 +231,12 @@ rec_release(RecRecording *rec)
 }
 
 void
-rec_abort_all(void)
+rec_recorder_free(Recorder *rc)
 {
-    while (recordings) {
-        RecRecording *rec = recordings->data;
+    if (!rc)
+        return;
+    while (rc->recordings) {
+        RecRecording *rec = rc->recordings->data;
         g_clear_handle_id(&rec->close_timer, g_source_remove);
         detach(rec); /* no probe may append while the journal is aborted */
         jrn_abort(rec->live->j, 1000);
@@ -231,26 +247,33 @@ rec_abort_all(void)
      * gst_deinit() wait forever; give it a few seconds to end (a file it
      * does not finish is repaired at the next start). */
     gint64 until = g_get_monotonic_time() + 5 * G_TIME_SPAN_SECOND;
-    while (finishing && g_get_monotonic_time() < until)
+    while (rc->finishing && g_get_monotonic_time() < until)
         if (!g_main_context_iteration(NULL, FALSE))
             g_usleep(10 * 1000);
-    if (finishing)
-        g_warning("%u recordings still finalizing at exit; left for repair", finishing);
+    jrn_writer_unref(rc->writer);
+    if (rc->finishing) {
+        /* Their threads still point at RC: it stays, the process exits. */
+        g_warning("%u recordings still finalizing at exit; left for repair", rc->finishing);
+        return;
+    }
+    g_free(rc);
 }
 
 RecRecording *
-rec_start(GstElement *tee_video, GstElement *tee_audio, const char *path, GError **error)
+rec_start(Recorder *rc, GstElement *tee_video, GstElement *tee_audio, const char *path,
+          GError **error)
 {
     g_autofree char *dir = g_path_get_dirname(path);
     if (g_mkdir_with_parents(dir, 0750) != 0) {
         g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot create %s", dir);
         return NULL;
     }
-    Journal *j = jrn_open(path, error);
+    Journal *j = jrn_open(rc->writer, path, error);
     if (!j)
         return NULL;
     RecRecording *rec = g_new0(RecRecording, 1);
-    recordings = g_list_prepend(recordings, rec);
+    rec->rc = rc;
+    rc->recordings = g_list_prepend(rc->recordings, rec);
     rec->path = g_strdup(path);
     rec->live = g_atomic_rc_box_new0(Live);
     rec->live->j = j;
@@ -265,11 +288,11 @@ rec_start(GstElement *tee_video, GstElement *tee_audio, const char *path, GError
         Probe *p = g_new0(Probe, 1);
         p->live = g_atomic_rc_box_acquire(rec->live);
         p->kind = k;
-        rec->probe[k] = gst_pad_add_probe(rec->tee_sink[k],
-                                          GST_PAD_PROBE_TYPE_BUFFER |
-                                              GST_PAD_PROBE_TYPE_BUFFER_LIST |
-                                              GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM,
-                                          on_probe, p, probe_free);
+        rec->probe[k] =
+            gst_pad_add_probe(rec->tee_sink[k],
+                              GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST |
+                                  GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM,
+                              on_probe, p, probe_free);
     }
     rec_request_keyframe(rec);
     return rec;
@@ -278,10 +301,11 @@ rec_start(GstElement *tee_video, GstElement *tee_audio, const char *path, GError
 /* ------------------------------------------------------------- stopping */
 
 typedef struct {
+    Recorder *rc;
     char *in, *out;
     RecDone done;
     gpointer data;
-    const char *state;
+    ConsultdRecState state;
     char *reason;
     gint64 duration_ms, size, lead_ms;
 } Finish;
@@ -301,21 +325,21 @@ static void
 finish_done(GObject *src, GAsyncResult *res, gpointer data)
 {
     Finish *f = data;
-    if (!strcmp(f->state, "ready")) {
+    if (f->state == CONSULTD_REC_READY) {
         /* The finalized file replaces the journal under the final name. */
         if (g_rename(f->out, f->in) != 0) {
-            f->state = "failed";
+            f->state = CONSULTD_REC_FAILED;
             g_free(f->reason);
             f->reason = g_strdup("cannot rename the finalized file");
         }
     } else {
         g_unlink(f->out);
-        if (!strcmp(f->state, "empty"))
+        if (f->state == CONSULTD_REC_EMPTY)
             g_unlink(f->in);
     }
     f->done(f->data, f->in, f->state, f->reason, f->duration_ms, f->size, f->lead_ms);
     if (res)
-        finishing--;
+        f->rc->finishing--;
     g_free(f->in);
     g_free(f->out);
     g_free(f->reason);
@@ -332,13 +356,14 @@ rec_finish(RecRecording *rec)
     f->out = g_strconcat(rec->path, ".final", NULL);
     f->done = rec->done;
     f->data = rec->done_data;
+    f->rc = rec->rc;
     rec_release(rec);
     if (!got_media) {
-        f->state = "empty";
+        f->state = CONSULTD_REC_EMPTY;
         finish_done(NULL, NULL, f);
         return;
     }
-    finishing++;
+    f->rc->finishing++;
     GTask *task = g_task_new(NULL, NULL, finish_done, f);
     g_task_set_task_data(task, f, NULL);
     g_task_run_in_thread(task, finish_thread);
@@ -391,15 +416,16 @@ on_demux_pad(GstElement *demux, GstPad *pad, gpointer data)
     GstElement *pipe = GST_ELEMENT(gst_element_get_parent(demux));
     g_autoptr(GstCaps) caps = gst_pad_get_current_caps(pad);
     const char *name = caps ? gst_structure_get_name(gst_caps_get_structure(caps, 0)) : "";
-    const char *templ = g_str_has_prefix(name, "video/") ? "video_%u"
-                      : g_str_has_prefix(name, "audio/") ? "audio_%u" : NULL;
+    const char *templ = g_str_has_prefix(name, "video/")   ? "video_%u"
+                        : g_str_has_prefix(name, "audio/") ? "audio_%u"
+                                                           : NULL;
     if (templ) {
         /* Unbounded: the muxer waits for data on every pad, and a stream
          * that starts later than the other (video waits for a keyframe)
          * would otherwise fill a bounded queue and deadlock the remux. */
         GstElement *q = gst_element_factory_make("queue", NULL);
-        g_object_set(q, "max-size-buffers", 0, "max-size-bytes", 0, "max-size-time",
-                     (guint64)0, NULL);
+        g_object_set(q, "max-size-buffers", 0, "max-size-bytes", 0, "max-size-time", (guint64)0,
+                     NULL);
         gst_bin_add(GST_BIN(pipe), q);
         gst_element_sync_state_with_parent(q);
         GstPad *qs = gst_element_get_static_pad(q, "sink");
@@ -417,7 +443,7 @@ on_demux_pad(GstElement *demux, GstPad *pad, gpointer data)
 /* ------------------------------------------------- journal -> WebM */
 
 #define REORDER_WINDOW 32 /* packets held per track to put them in order */
-#define PRIME_PACKETS 256  /* packets looked at to anchor a track's timing */
+#define PRIME_PACKETS 256 /* packets looked at to anchor a track's timing */
 #define PRIME_SPAN (2 * GST_SECOND)
 #define MIN_STEP GST_MSECOND /* between frames: never equal, never back */
 #define DRIFT_WINDOW GST_SECOND
@@ -426,7 +452,7 @@ on_demux_pad(GstElement *demux, GstPad *pad, gpointer data)
 
 typedef struct {
     int kind;
-    char *caps;          /* first caps record, NULL if none */
+    char *caps; /* first caps record, NULL if none */
     guint64 packets;
     guint64 last_record; /* index of its last packet record */
     GstElement *src;     /* NULL: not in the file */
@@ -436,8 +462,8 @@ typedef struct {
     guint64 top_seq, out_seq;
     gboolean any, any_out;
     /* timing */
-    guint64 ext_ts;   /* gst_rtp_buffer_ext_timestamp() state */
-    gboolean primed;  /* anchor chosen */
+    guint64 ext_ts;     /* gst_rtp_buffer_ext_timestamp() state */
+    gboolean primed;    /* anchor chosen */
     guint64 primed_seq; /* the last packet the anchor was chosen from */
     guint64 anchor_ts;
     gint64 anchor_pts;
@@ -573,8 +599,8 @@ take_packet(Track *t, gint64 arrival, const guint8 *data, gsize len)
     if (len < 12)
         return;
     guint16 seq = (guint16)((data[2] << 8) | data[3]);
-    guint32 ts = ((guint32)data[4] << 24) | ((guint32)data[5] << 16) | ((guint32)data[6] << 8) |
-                 data[7];
+    guint32 ts =
+        ((guint32)data[4] << 24) | ((guint32)data[5] << 16) | ((guint32)data[6] << 8) | data[7];
     guint64 ext;
     if (!t->any) {
         ext = 65536 + seq; /* room below for packets that come before it */
@@ -659,15 +685,15 @@ track_chain(GstElement *pipe, GstElement *mux, Track *t, int kind, GError **erro
     else if (kind == KIND_AUDIO && !g_strcmp0(enc, "OPUS"))
         chain = "rtpopusdepay ! opusparse";
     if (!chain || !gst_structure_get_int(s, "clock-rate", &t->rate)) {
-        g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
-                    "cannot record %s to WebM", enc ? enc : "a track without caps");
+        g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED, "cannot record %s to WebM",
+                    enc ? enc : "a track without caps");
         return FALSE;
     }
     t->kind = kind;
     t->ext_ts = G_MAXUINT64; /* gst_rtp_buffer_ext_timestamp(): none yet */
     t->src = gst_element_factory_make("appsrc", NULL);
-    g_object_set(t->src, "caps", caps, "format", GST_FORMAT_TIME, "max-bytes", (guint64)0,
-                 "block", FALSE, NULL);
+    g_object_set(t->src, "caps", caps, "format", GST_FORMAT_TIME, "max-bytes", (guint64)0, "block",
+                 FALSE, NULL);
     GstElement *bin = gst_parse_bin_from_description(chain, TRUE, NULL);
     gst_bin_add_many(GST_BIN(pipe), t->src, bin, NULL);
     return gst_element_link(t->src, bin) && gst_element_link(bin, mux);
@@ -683,8 +709,8 @@ throttle(Track *tracks, int kind, GstBus *bus)
             if (k != kind && tracks[k].src && !tracks[k].eos &&
                 gst_app_src_get_current_level_bytes(GST_APP_SRC(tracks[k].src)) == 0)
                 return;
-        g_autoptr(GstMessage) m = gst_bus_timed_pop_filtered(bus, 2 * GST_MSECOND,
-                                                             GST_MESSAGE_ERROR);
+        g_autoptr(GstMessage) m =
+            gst_bus_timed_pop_filtered(bus, 2 * GST_MSECOND, GST_MESSAGE_ERROR);
         if (m) {
             gst_bus_post(bus, gst_message_ref(m)); /* for the EOS wait */
             return;
@@ -697,8 +723,8 @@ static gboolean
 wait_eos(GstElement *pipe, GError **error)
 {
     GstBus *bus = gst_pipeline_get_bus(GST_PIPELINE(pipe));
-    GstMessage *msg = gst_bus_timed_pop_filtered(bus, 300 * GST_SECOND,
-                                                 GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+    GstMessage *msg =
+        gst_bus_timed_pop_filtered(bus, 300 * GST_SECOND, GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
     gboolean ok = msg && GST_MESSAGE_TYPE(msg) == GST_MESSAGE_EOS;
     if (!ok) {
         GError *e = NULL;
@@ -717,8 +743,7 @@ wait_eos(GstElement *pipe, GError **error)
 /* Reads the journal IN twice: once for the tracks (caps, where each ends),
  * then feeding the packets through depayloaders into a WebM muxer. */
 static gboolean
-convert_journal(const char *in, const char *out, gboolean *empty, gint64 *lead_ms,
-                GError **error)
+convert_journal(const char *in, const char *out, gboolean *empty, gint64 *lead_ms, GError **error)
 {
     Track tracks[N_KINDS] = {{0}};
     JrnReader r;
@@ -833,20 +858,20 @@ decoded_ms(const char *path, GError **error)
     return GST_CLOCK_TIME_IS_VALID(d) ? (gint64)(d / GST_MSECOND) : 0;
 }
 
-const char *
+ConsultdRecState
 rec_finalize_file(const char *in, const char *out, gint64 *duration_ms, gint64 *size,
                   gint64 *lead_ms, GError **error)
 {
     *duration_ms = *size = *lead_ms = 0;
     GStatBuf st;
     if (g_stat(in, &st) != 0 || st.st_size < 64)
-        return "empty"; /* nothing, or not even a header */
+        return CONSULTD_REC_EMPTY; /* nothing, or not even a header */
     g_autoptr(GError) err = NULL;
     gboolean ok, empty = FALSE;
     if (jrn_is_journal(in)) {
         ok = convert_journal(in, out, &empty, lead_ms, &err);
         if (empty)
-            return "empty";
+            return CONSULTD_REC_EMPTY;
     } else {
         ok = remux_webm(in, out, &err); /* recorded before journals */
     }
@@ -856,17 +881,17 @@ rec_finalize_file(const char *in, const char *out, gint64 *duration_ms, gint64 *
     if (!ok && (g_stat(out, &ost) != 0 || ost.st_size < 64)) {
         g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "finalizing failed: %s",
                     err ? err->message : "no output");
-        return "failed";
+        return CONSULTD_REC_FAILED;
     }
     /* Check the result decodes and read its duration. */
     *duration_ms = decoded_ms(out, error);
     if (*duration_ms < 0)
-        return "failed";
+        return CONSULTD_REC_FAILED;
     g_stat(out, &ost);
     *size = ost.st_size;
     if (*duration_ms == 0)
-        return "empty";
-    return "ready";
+        return CONSULTD_REC_EMPTY;
+    return CONSULTD_REC_READY;
 }
 
 /* ------------------------------------------------------------ composing */
@@ -888,9 +913,9 @@ on_decoded_pad(GstElement *dec, GstPad *pad, gpointer data)
     gboolean video = g_str_has_prefix(name, "video/");
     if (!video && !g_str_has_prefix(name, "audio/"))
         return;
-    const char *chain = video
-        ? "videoconvert ! videoscale ! videorate ! video/x-raw,width=640,height=480,framerate=30/1"
-        : "audioconvert ! audioresample ! audio/x-raw,rate=48000,channels=2";
+    const char *chain = video ? "videoconvert ! videoscale ! videorate ! "
+                                "video/x-raw,width=640,height=480,framerate=30/1"
+                              : "audioconvert ! audioresample ! audio/x-raw,rate=48000,channels=2";
     GstElement *bin = gst_parse_bin_from_description(chain, TRUE, NULL);
     gst_bin_add(GST_BIN(in->pipe), bin);
     gst_element_sync_state_with_parent(bin);
@@ -913,8 +938,8 @@ on_decoded_pad(GstElement *dec, GstPad *pad, gpointer data)
 static GstClockTime
 opus_preskip(GstCaps *caps)
 {
-    const GValue *hdrs = caps ? gst_structure_get_value(gst_caps_get_structure(caps, 0),
-                                                        "streamheader") : NULL;
+    const GValue *hdrs =
+        caps ? gst_structure_get_value(gst_caps_get_structure(caps, 0), "streamheader") : NULL;
     if (!hdrs || !GST_VALUE_HOLDS_ARRAY(hdrs) || gst_value_array_get_size(hdrs) < 1)
         return 0;
     GstBuffer *head = gst_value_get_buffer(gst_value_array_get_value(hdrs, 0));
@@ -942,9 +967,9 @@ drop_before_preskip(GstPad *pad, GstPadProbeInfo *info, gpointer unused)
 }
 
 gboolean
-rec_compose(const char *const *inputs, const gint64 *offsets_ms, guint n_inputs,
-            const char *out, void (*progress)(int percent, gpointer data), gpointer data,
-            gint64 *duration_ms, gint64 *size, GError **error)
+rec_compose(const char *const *inputs, const gint64 *offsets_ms, guint n_inputs, const char *out,
+            void (*progress)(int percent, gpointer data), gpointer data, gint64 *duration_ms,
+            gint64 *size, GError **error)
 {
     *duration_ms = *size = 0;
     g_autofree char *esc = g_strescape(out, NULL);
@@ -953,7 +978,8 @@ rec_compose(const char *const *inputs, const gint64 *offsets_ms, guint n_inputs,
         "video/x-raw,width=%u,height=480,framerate=30/1 ! "
         "videoconvert ! vp8enc deadline=1 cpu-used=8 target-bitrate=1200000 threads=1 ! "
         "queue ! mux. audiomixer name=amix ! audioconvert ! opusenc name=aenc ! queue ! mux. "
-        "webmmux name=mux ! filesink location=\"%s\"", 640 * MAX(n_inputs, 1), esc);
+        "webmmux name=mux ! filesink location=\"%s\"",
+        640 * MAX(n_inputs, 1), esc);
     GError *perr = NULL;
     GstElement *pipe = gst_parse_launch(desc, &perr);
     if (!pipe) {
@@ -984,8 +1010,8 @@ rec_compose(const char *const *inputs, const gint64 *offsets_ms, guint n_inputs,
     gboolean ok = FALSE, done = FALSE;
     gint64 moved = g_get_monotonic_time(), last_pos = -1;
     while (!done) {
-        GstMessage *msg = gst_bus_timed_pop_filtered(bus, GST_SECOND,
-                                                     GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+        GstMessage *msg =
+            gst_bus_timed_pop_filtered(bus, GST_SECOND, GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
         if (msg && GST_MESSAGE_TYPE(msg) == GST_MESSAGE_EOS) {
             ok = done = TRUE;
         } else if (msg) {

@@ -3,7 +3,8 @@
  * While the consultation runs, a recording is a journal (journal.h): a
  * buffer probe on each of the participant's two tees (video, audio) in the
  * room's pipeline copies every packet, from the first video keyframe on,
- * into memory, and the process's one writer thread appends it to the file.
+ * into memory, and the Recorder's writer thread (one per worker process)
+ * appends it to the file.
  * No depayloader, muxer or thread per recording on the live path: that
  * halved what recording costs (docs/benchmarks.md).
  *
@@ -28,22 +29,28 @@
 
 #include <gst/gst.h>
 
+#include "vocab.h"
+
+/* A process's recorder: its journal writer and the recordings it has
+ * going, so that an exiting worker can leave them for repair. */
+typedef struct Recorder Recorder;
+Recorder *rec_recorder_new(void);
+
 typedef struct RecRecording RecRecording;
 
-/* Reports the end of a recording on the main loop: STATE is "ready",
- * "failed" (REASON says why) or "empty" (nothing was received).  LEAD_MS:
+/* Reports the end of a recording on the main loop: STATE is ready, failed
+ * (REASON says why) or empty (nothing was received).  LEAD_MS:
  * how long before rec_started_at() the file's content begins (positive: its
  * first packets came late, a sender that held them back while connecting;
  * negative by a few ms: the first frame came after the journal's start). */
-typedef void (*RecDone)(gpointer data, const char *path, const char *state,
-                        const char *reason, gint64 duration_ms, gint64 size,
-                        gint64 lead_ms);
+typedef void (*RecDone)(gpointer data, const char *path, ConsultdRecState state, const char *reason,
+                        gint64 duration_ms, gint64 size, gint64 lead_ms);
 
 /* Starts recording what reaches TEE_VIDEO and TEE_AUDIO (tees of a room's
  * pipeline) into a journal at PATH.  NULL and ERROR if the file cannot be
  * created. */
-RecRecording *rec_start(GstElement *tee_video, GstElement *tee_audio, const char *path,
-                        GError **error);
+RecRecording *rec_start(Recorder *rc, GstElement *tee_video, GstElement *tee_audio,
+                        const char *path, GError **error);
 /* Wall-clock ms of the first media written, 0 while nothing has been. */
 gint64 rec_started_at(RecRecording *rec);
 const char *rec_path(RecRecording *rec);
@@ -54,19 +61,18 @@ void rec_request_keyframe(RecRecording *rec);
  * main loop.  Frees REC.  DONE always runs exactly once. */
 void rec_stop(RecRecording *rec, guint timeout_ms, RecDone done, gpointer data);
 /* For a worker about to exit, whose main loop no longer runs; call after
- * every room is gone.  Stops every recording still running or being written
+ * every room is gone.  Frees RC.  Stops every recording still running or being written
  * out, without finalizing (no DONE): their journals stay as written, for
  * the main process's repair.  Then waits a few seconds for finalizations
  * under way (gst_deinit() would wait for their pipelines forever). */
-void rec_abort_all(void);
+void rec_recorder_free(Recorder *rc); /* NULL-safe */
 
 /* Turns IN (a journal, possibly cut short by a crash; or a WebM written
  * before journals, remuxed) into a WebM at OUT with cues and duration, then
- * checks OUT decodes.  Returns "ready", "empty" or
- * "failed" (with ERROR set); fills DURATION_MS, SIZE and LEAD_MS (RecDone)
- * for "ready". */
-const char *rec_finalize_file(const char *in, const char *out, gint64 *duration_ms,
-                              gint64 *size, gint64 *lead_ms, GError **error);
+ * checks OUT decodes.  Returns ready, empty or failed (with
+ * ERROR set); fills DURATION_MS, SIZE and LEAD_MS (RecDone) for ready. */
+ConsultdRecState rec_finalize_file(const char *in, const char *out, gint64 *duration_ms,
+                                   gint64 *size, gint64 *lead_ms, GError **error);
 
 /* Composes a consultation's recordings into one file for download: videos
  * side by side (each scaled to 640x480, placed by its offset), audio mixed,
@@ -74,5 +80,5 @@ const char *rec_finalize_file(const char *in, const char *out, gint64 *duration_
  * ms.  PROGRESS (0-100) is called from the calling thread as it goes.
  * Returns TRUE and fills DURATION_MS and SIZE, or FALSE with ERROR. */
 gboolean rec_compose(const char *const *inputs, const gint64 *offsets_ms, guint n_inputs,
-                     const char *out, void (*progress)(int percent, gpointer data),
-                     gpointer data, gint64 *duration_ms, gint64 *size, GError **error);
+                     const char *out, void (*progress)(int percent, gpointer data), gpointer data,
+                     gint64 *duration_ms, gint64 *size, GError **error);

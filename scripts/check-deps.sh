@@ -53,6 +53,7 @@ if [ "$want" = test ]; then
     need_bin python3 python3
     need_bin sqlite3 sqlite3
     need_bin curl curl
+    need_bin clang-format clang-format
     need_bin chromium chromium
     need_bin node nodejs
     need_bin npm npm

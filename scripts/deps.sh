@@ -8,7 +8,7 @@ libsqlite3-dev libjansson-dev libsodium-dev libsoup-3.0-dev
 libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 gstreamer1.0-nice libnice-dev"
-test_extra="python3 sqlite3 curl chromium gstreamer1.0-plugins-base-apps gstreamer1.0-x coturn valgrind
+test_extra="python3 sqlite3 curl clang-format chromium gstreamer1.0-plugins-base-apps gstreamer1.0-x coturn valgrind
 iptables iproute2 libnetfilter-queue-dev"
 want="$build"
 [ "${1:-build}" = test ] && want="$build $test_extra"

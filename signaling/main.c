@@ -35,12 +35,11 @@
 
 /* ---------------------------------------------------------------- logging */
 
-static GLogLevelFlags max_level = G_LOG_LEVEL_INFO;
-
 static GLogWriterOutput
 log_writer(GLogLevelFlags level, const GLogField *fields, gsize n, gpointer data)
 {
     GLogLevelFlags l = level & G_LOG_LEVEL_MASK;
+    GLogLevelFlags max_level = (GLogLevelFlags)GPOINTER_TO_UINT(data);
     if (l > max_level && !(level & G_LOG_FLAG_FATAL))
         return G_LOG_WRITER_HANDLED;
     const char *msg = NULL, *domain = NULL;
@@ -59,8 +58,8 @@ log_writer(GLogLevelFlags level, const GLogField *fields, gsize n, gpointer data
     g_autoptr(GDateTime) now = g_date_time_new_now_utc();
     g_autofree char *ts = g_date_time_format(now, "%H:%M:%S.%f");
     ts[12] = '\0'; /* milliseconds are enough */
-    fprintf(stderr, "%s %-5s %s%s%s\n", ts, name, domain && strcmp(domain, "consultd")
-                                                      ? domain : "",
+    fprintf(stderr, "%s %-5s %s%s%s\n", ts, name,
+            domain && strcmp(domain, "consultd") ? domain : "",
             domain && strcmp(domain, "consultd") ? ": " : "", msg ? msg : "");
     return G_LOG_WRITER_HANDLED;
 }
@@ -71,13 +70,16 @@ setup_logging(const char *level)
     static const struct {
         const char *name;
         GLogLevelFlags flag;
-    } levels[] = {{"error", G_LOG_LEVEL_CRITICAL}, {"warning", G_LOG_LEVEL_WARNING},
-                  {"message", G_LOG_LEVEL_MESSAGE}, {"info", G_LOG_LEVEL_INFO},
+    } levels[] = {{"error", G_LOG_LEVEL_CRITICAL},
+                  {"warning", G_LOG_LEVEL_WARNING},
+                  {"message", G_LOG_LEVEL_MESSAGE},
+                  {"info", G_LOG_LEVEL_INFO},
                   {"debug", G_LOG_LEVEL_DEBUG}};
+    GLogLevelFlags max_level = G_LOG_LEVEL_INFO;
     for (guint i = 0; i < G_N_ELEMENTS(levels); i++)
         if (!strcmp(level, levels[i].name))
             max_level = levels[i].flag;
-    g_log_set_writer_func(log_writer, NULL, NULL);
+    g_log_set_writer_func(log_writer, GUINT_TO_POINTER(max_level), NULL);
 }
 
 /* --------------------------------------------------------------- serving */
@@ -90,7 +92,8 @@ shutdown_poll(gpointer data)
     if (open == 0 || g_get_monotonic_time() >= app->stop_deadline) {
         if (open)
             g_warning("shutdown: %u request(s) still in flight after %" G_GINT64_FORMAT
-                      " s; closing them", open, app->cfg->shutdown_grace);
+                      " s; closing them",
+                      open, app->cfg->shutdown_grace);
         g_main_loop_quit(app->loop);
         return G_SOURCE_REMOVE;
     }
@@ -125,7 +128,8 @@ purge_sessions(gpointer data)
 static void
 domain_metrics(SigApp *app, GString *out)
 {
-    g_string_append_printf(out,
+    g_string_append_printf(
+        out,
         "# HELP consultd_event_streams Open Server-Sent Events streams\n"
         "# TYPE consultd_event_streams gauge\nconsultd_event_streams %u\n"
         "# HELP consultd_webhooks_in_flight Webhook deliveries being sent\n"
@@ -134,8 +138,7 @@ domain_metrics(SigApp *app, GString *out)
         "# TYPE consultd_event_log_seq gauge\nconsultd_event_log_seq %" G_GINT64_FORMAT "\n"
         "# HELP consultd_event_lag Events not yet dispatched to read models\n"
         "# TYPE consultd_event_lag gauge\nconsultd_event_lag %" G_GINT64_FORMAT "\n",
-        sig_streams_count(app), sig_webhooks_in_flight(app),
-        store_events_last_seq(app->store),
+        sig_streams_count(app), sig_webhooks_in_flight(app), store_events_last_seq(app->store),
         store_events_last_seq(app->store) - store_cursor(app->store, "projections"));
     static const StoreConsultStatus sts[] = {STORE_CONSULT_REQUESTED, STORE_CONSULT_LIVE,
                                              STORE_CONSULT_INTERRUPTED};
@@ -213,8 +216,7 @@ serve(SigApp *app)
         if (colon)
             *colon = '\0';
         g_free(app->cfg->public_url);
-        app->cfg->public_url =
-            g_strdup_printf("http://%s:%u", host, sig_http_port(app->http));
+        app->cfg->public_url = g_strdup_printf("http://%s:%u", host, sig_http_port(app->http));
     }
     app->auth = sig_auth_new(app);
     /* The dispatcher first: the others register as its listeners. */
@@ -275,8 +277,7 @@ read_password_stdin(void)
 }
 
 static int
-cmd_user_add(SigApp *app, const char *role, const char *username,
-             const char *display_name)
+cmd_user_add(SigApp *app, const char *role, const char *username, const char *display_name)
 {
     StoreRole rl = store_role_parse(role);
     if (!rl || !sig_username_valid(username)) {
@@ -286,16 +287,18 @@ cmd_user_add(SigApp *app, const char *role, const char *username,
     }
     g_autofree char *pw = read_password_stdin();
     if (!pw || g_utf8_strlen(pw, -1) < SIG_PASSWORD_MIN) {
-        fprintf(stderr, "consultd user add: the password (one line on stdin) must "
-                        "have at least %d characters\n", SIG_PASSWORD_MIN);
+        fprintf(stderr,
+                "consultd user add: the password (one line on stdin) must "
+                "have at least %d characters\n",
+                SIG_PASSWORD_MIN);
         return 2;
     }
     g_autofree char *hash = sig_auth_hash_password(pw);
     sodium_memzero(pw, strlen(pw));
     g_autoptr(GError) err = NULL;
     gint64 id = hash ? store_user_add(app->store, username, rl,
-                                      display_name ? display_name : username, "",
-                                      hash, &err) : 0;
+                                      display_name ? display_name : username, "", hash, &err)
+                     : 0;
     if (!id) {
         fprintf(stderr, "consultd user add: %s\n", err ? err->message : "hash failed");
         return 1;
@@ -316,8 +319,8 @@ cmd_user_list(SigApp *app)
     printf("id\tusername\trole\tdisplay_name\n");
     for (guint i = 0; i < users->len; i++) {
         StoreUser *u = users->pdata[i];
-        printf("%" G_GINT64_FORMAT "\t%s\t%s\t%s\n", u->id, u->username,
-               store_role_name(u->role), u->display_name);
+        printf("%" G_GINT64_FORMAT "\t%s\t%s\t%s\n", u->id, u->username, store_role_name(u->role),
+               u->display_name);
     }
     return 0;
 }
@@ -385,8 +388,8 @@ main(int argc, char **argv)
         for (int i = 1; i < argc; i++) {
             gboolean own = g_str_has_prefix(argv[i], "--role") ||
                            g_str_has_prefix(argv[i], "--username") ||
-                           g_str_has_prefix(argv[i], "--display-name") ||
-                           !strcmp(argv[i], "add") || !strcmp(argv[i], "list");
+                           g_str_has_prefix(argv[i], "--display-name") || !strcmp(argv[i], "add") ||
+                           !strcmp(argv[i], "list");
             gboolean takes_next = own && !strchr(argv[i], '=') && argv[i][0] == '-';
             if (own) {
                 sub_argv[sub_argc++] = argv[i];

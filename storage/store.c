@@ -19,7 +19,11 @@
 #include <errno.h>
 #include <glib/gstdio.h>
 
-G_DEFINE_QUARK(store-error-quark, store_error)
+GQuark
+store_error_quark(void)
+{
+    return g_quark_from_static_string("store-error-quark");
+}
 
 /* Migration N (1-based) brings user_version from N-1 to N. */
 static const char *const migrations[] = {
@@ -171,14 +175,10 @@ map_code(int rc)
 {
     switch (rc & 0xff) {
     case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        return STORE_ERROR_BUSY;
-    case SQLITE_FULL:
-        return STORE_ERROR_FULL;
-    case SQLITE_CONSTRAINT:
-        return STORE_ERROR_EXISTS;
-    default:
-        return STORE_ERROR_FAILED;
+    case SQLITE_LOCKED: return STORE_ERROR_BUSY;
+    case SQLITE_FULL: return STORE_ERROR_FULL;
+    case SQLITE_CONSTRAINT: return STORE_ERROR_EXISTS;
+    default: return STORE_ERROR_FAILED;
     }
 }
 
@@ -186,8 +186,7 @@ void
 store_set_error(Store *s, GError **error, const char *what)
 {
     int rc = sqlite3_extended_errcode(s->db);
-    g_set_error(error, STORE_ERROR, map_code(rc), "%s: %s", what,
-                sqlite3_errmsg(s->db));
+    g_set_error(error, STORE_ERROR, map_code(rc), "%s: %s", what, sqlite3_errmsg(s->db));
 }
 
 sqlite3_stmt *
@@ -199,8 +198,7 @@ store_stmt(Store *s, const char *sql)
         sqlite3_clear_bindings(st);
         return st;
     }
-    int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st,
-                                NULL);
+    int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
     if (rc != SQLITE_OK)
         g_error("store: cannot prepare \"%s\": %s", sql, sqlite3_errmsg(s->db));
     g_hash_table_insert(s->stmts, (gpointer)sql, st);
@@ -221,8 +219,8 @@ store_step_done(Store *s, sqlite3_stmt *st, GError **error, const char *what)
 }
 
 GPtrArray *
-store_collect(Store *s, sqlite3_stmt *st, gpointer (*row)(sqlite3_stmt *),
-              GDestroyNotify free_fn, const char *what, GError **error)
+store_collect(Store *s, sqlite3_stmt *st, gpointer (*row)(sqlite3_stmt *), GDestroyNotify free_fn,
+              const char *what, GError **error)
 {
     GPtrArray *out = g_ptr_array_new_with_free_func(free_fn);
     int rc;
@@ -329,8 +327,8 @@ migrate(Store *s, int target, GError **error)
     int have = store_schema_version(s);
     if (have > STORE_SCHEMA_VERSION) {
         g_set_error(error, STORE_ERROR, STORE_ERROR_FAILED,
-                    "database schema version %d is newer than this build (%d)",
-                    have, STORE_SCHEMA_VERSION);
+                    "database schema version %d is newer than this build (%d)", have,
+                    STORE_SCHEMA_VERSION);
         return FALSE;
     }
     for (int v = have; v < target; v++) {
@@ -365,12 +363,9 @@ Store *
 store_open_path(const char *path, int target_version, GError **error)
 {
     g_autoptr(Store) s = g_new0(Store, 1);
-    s->stmts = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
-                                     finalize_stmt);
-    int rc = sqlite3_open_v2(path, &s->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                 SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    s->stmts = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, finalize_stmt);
+    int rc = sqlite3_open_v2(
+        path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         g_set_error(error, STORE_ERROR, map_code(rc), "cannot open %s: %s", path,
                     s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
@@ -386,8 +381,9 @@ store_open_path(const char *path, int target_version, GError **error)
             g_warning("cannot make %s private: %s", f, g_strerror(errno));
     }
     store_set_busy_timeout(s, 5000);
-    if (!exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                 "PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;",
+    if (!exec(s,
+              "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+              "PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;",
               error)) {
         g_prefix_error(error, "%s: ", path);
         return NULL;
@@ -404,8 +400,8 @@ store_open(const char *data_dir, GError **error)
 {
     if (g_mkdir_with_parents(data_dir, 0750) != 0) {
         int e = errno;
-        g_set_error(error, STORE_ERROR, STORE_ERROR_FAILED,
-                    "cannot create data dir %s: %s", data_dir, g_strerror(e));
+        g_set_error(error, STORE_ERROR, STORE_ERROR_FAILED, "cannot create data dir %s: %s",
+                    data_dir, g_strerror(e));
         return NULL;
     }
     g_autofree char *path = g_build_filename(data_dir, "consultd.db", NULL);
@@ -421,8 +417,7 @@ store_close(Store *s)
     g_clear_pointer(&s->stmts, g_hash_table_destroy);
     if (s->db) {
         /* Checkpoint so that a clean shutdown leaves a single file. */
-        sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL,
-                                  NULL);
+        sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
         sqlite3_close(s->db);
     }
     g_free(s);
@@ -460,9 +455,8 @@ store_integrity_ok(Store *s)
 
 /* The consultation statuses as SQL and JSON spell them (StoreConsultStatus
  * order). */
-static const char *const consult_names[] = {"requested", "live",    "ended",
-                                            "declined",  "canceled", "expired",
-                                            "interrupted"};
+static const char *const consult_names[] = {"requested", "live",    "ended",      "declined",
+                                            "canceled",  "expired", "interrupted"};
 
 const char *
 store_consult_status_name(StoreConsultStatus st)
@@ -473,8 +467,5 @@ store_consult_status_name(StoreConsultStatus st)
 int
 store_consult_status_parse(const char *name)
 {
-    for (guint i = 0; name && i < G_N_ELEMENTS(consult_names); i++)
-        if (!strcmp(name, consult_names[i]))
-            return (int)i;
-    return -1;
+    return consultd_name_index(consult_names, G_N_ELEMENTS(consult_names), name);
 }

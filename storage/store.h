@@ -12,21 +12,23 @@
 
 #include <glib.h>
 
+#include "vocab.h"
+
 G_BEGIN_DECLS
 
 #define STORE_ERROR (store_error_quark())
 GQuark store_error_quark(void);
 
 typedef enum {
-    STORE_ERROR_FAILED,    /* an I/O or internal SQLite error */
-    STORE_ERROR_NOT_FOUND, /* the row does not exist (or was deleted) */
-    STORE_ERROR_EXISTS,    /* a unique key is already taken */
-    STORE_ERROR_CONFLICT,  /* a domain rule forbids the change now */
-    STORE_ERROR_BUSY,      /* the database stayed locked past busy_timeout */
-    STORE_ERROR_FULL,      /* the disk is full */
+    STORE_ERROR_FAILED,          /* an I/O or internal SQLite error */
+    STORE_ERROR_NOT_FOUND,       /* the row does not exist (or was deleted) */
+    STORE_ERROR_EXISTS,          /* a unique key is already taken */
+    STORE_ERROR_CONFLICT,        /* a domain rule forbids the change now */
+    STORE_ERROR_BUSY,            /* the database stayed locked past busy_timeout */
+    STORE_ERROR_FULL,            /* the disk is full */
     STORE_ERROR_TEACHER_OFFLINE, /* a request to a teacher who is offline */
     STORE_ERROR_TEACHER_BUSY,    /* a request to a teacher who is busy */
-    STORE_ERROR_BAD_STATE, /* the transition is not legal from this state */
+    STORE_ERROR_BAD_STATE,       /* the transition is not legal from this state */
 } StoreErrorCode;
 
 /* The schema version this build migrates to; PRAGMA user_version. */
@@ -92,15 +94,14 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(StoreUser, store_user_free)
 
 /* Adds a user; PWHASH is an already hashed password string.  Returns the new
  * id, or 0 with STORE_ERROR_EXISTS when the username is taken. */
-gint64 store_user_add(Store *s, const char *username, StoreRole role,
-                      const char *display_name, const char *intro,
-                      const char *pwhash, GError **error);
+gint64 store_user_add(Store *s, const char *username, StoreRole role, const char *display_name,
+                      const char *intro, const char *pwhash, GError **error);
 /* Returns a new StoreUser (caller frees) or NULL with STORE_ERROR_NOT_FOUND.
  * Deleted users are not found.  PWHASH_OUT, if not NULL, receives a copy of
  * the stored password hash. */
 StoreUser *store_user_get(Store *s, gint64 id, GError **error);
-StoreUser *store_user_get_by_name(Store *s, const char *username,
-                                  char **pwhash_out, GError **error);
+StoreUser *store_user_get_by_name(Store *s, const char *username, char **pwhash_out,
+                                  GError **error);
 /* All users that are not deleted, ordered by id: a GPtrArray of StoreUser
  * with store_user_free as its free function. */
 GPtrArray *store_user_list(Store *s, GError **error);
@@ -111,12 +112,11 @@ gboolean store_user_delete(Store *s, gint64 id, GError **error);
 gint64 store_user_count(Store *s);
 
 /* Sessions are stored by the SHA-256 of the token only (64 hex chars). */
-gboolean store_session_add(Store *s, const char *token_hash, gint64 user_id,
-                           gint64 expires_at_ms, GError **error);
+gboolean store_session_add(Store *s, const char *token_hash, gint64 user_id, gint64 expires_at_ms,
+                           GError **error);
 /* Returns the session's user if the session exists, has not expired at
  * NOW_MS and the user is not deleted; else NULL with STORE_ERROR_NOT_FOUND. */
-StoreUser *store_session_user(Store *s, const char *token_hash, gint64 now_ms,
-                              GError **error);
+StoreUser *store_session_user(Store *s, const char *token_hash, gint64 now_ms, GError **error);
 gboolean store_session_delete(Store *s, const char *token_hash, GError **error);
 /* Logout of USER: deletes the session TOKEN_HASH and, in the same
  * transaction, takes USER offline if they are an online teacher (with its
@@ -160,13 +160,12 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(StoreTeacher, store_teacher_free)
 GPtrArray *store_teacher_list(Store *s, gint64 viewer, int status, GError **error);
 StoreTeacher *store_teacher_get(Store *s, gint64 id, gint64 viewer, GError **error);
 /* teacher.profile_updated */
-gboolean store_teacher_set_intro(Store *s, gint64 id, const char *intro,
-                                 GError **error);
+gboolean store_teacher_set_intro(Store *s, gint64 id, const char *intro, GError **error);
 /* online <-> offline (teacher.online / teacher.offline).  A busy teacher
  * gets STORE_ERROR_TEACHER_BUSY.  *CHANGED tells whether anything changed
  * (setting the current status again is a no-op without an event). */
-gboolean store_teacher_set_presence(Store *s, gint64 id, StorePresence to,
-                                    gboolean *changed, GError **error);
+gboolean store_teacher_set_presence(Store *s, gint64 id, StorePresence to, gboolean *changed,
+                                    GError **error);
 /* teacher.favorited / teacher.unfavorited; idempotent. */
 gboolean store_favorite_set(Store *s, gint64 student, gint64 teacher, gboolean on,
                             gboolean *changed, GError **error);
@@ -204,8 +203,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(StoreConsultation, store_consultation_free)
  * they become busy and the consultation is requested (events
  * consultation.requested, teacher.busy).  Errors: NOT_FOUND (no such
  * teacher), TEACHER_OFFLINE, TEACHER_BUSY. */
-StoreConsultation *store_consultation_request(Store *s, gint64 student,
-                                              gint64 teacher, GError **error);
+StoreConsultation *store_consultation_request(Store *s, gint64 student, gint64 teacher,
+                                              GError **error);
 /* Moves consultation ID to TO if the state machine allows it (see the top
  * of store_domain.c), with REASON stored for terminal states.  Freeing the
  * teacher (teacher.available) happens in the same transaction.  Errors:
@@ -214,23 +213,26 @@ gboolean store_consultation_transition(Store *s, gint64 id, StoreConsultStatus t
                                        const char *reason, GError **error);
 StoreConsultation *store_consultation_get(Store *s, gint64 id, GError **error);
 /* TEACHER 0: all; STATUS -1: all; newest first, at most LIMIT. */
-GPtrArray *store_consultation_list(Store *s, gint64 teacher, int status,
-                                   guint limit, GError **error);
+GPtrArray *store_consultation_list(Store *s, gint64 teacher, int status, guint limit,
+                                   GError **error);
 gint64 store_consultation_count(Store *s, StoreConsultStatus status);
 /* Ids of requested consultations older than BEFORE_MS. */
 GArray *store_consultations_requested_before(Store *s, gint64 before_ms);
 
-/* participant.joined / participant.left for consultation ID (ROLE is
- * "teacher" or "student"; REASON a fixed word or NULL).  Not a state
+/* participant.joined / participant.left for consultation ID (ROLE a
+ * participant: teacher or student; REASON a fixed word or NULL).  Not a state
  * change of the consultation: a fact the participants are told about. */
-gboolean store_participant_event(Store *s, gint64 id, const char *role, gboolean joined,
+gboolean store_participant_event(Store *s, gint64 id, ConsultdRole role, gboolean joined,
                                  const char *reason, GError **error);
 
 /* ---- recordings (store_recordings.c) ---- */
 
 typedef struct {
     gint64 id, consultation_id;
-    char *role, *file, *state, *reason;
+    ConsultdRole role; /* teacher, student or combined */
+    char *file;
+    ConsultdRecState state;
+    char *reason;
     gint64 started_at, duration_ms, size, offset_ms, created_at;
 } StoreRecording;
 void store_recording_free(StoreRecording *r);
@@ -240,10 +242,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(StoreRecording, store_recording_free)
  * | empty), creating the row on first sight.  Becoming ready appends
  * recording.ready (with the file's offset from the consultation's start),
  * becoming failed recording.failed.  A terminal state is never left. */
-gboolean store_recording_update(Store *s, gint64 consultation, const char *role,
-                                const char *file, const char *state, const char *reason,
-                                gint64 started_at, gint64 duration_ms, gint64 size,
-                                GError **error);
+gboolean store_recording_update(Store *s, gint64 consultation, ConsultdRole role, const char *file,
+                                ConsultdRecState state, const char *reason, gint64 started_at,
+                                gint64 duration_ms, gint64 size, GError **error);
 GPtrArray *store_recordings_list(Store *s, gint64 consultation, GError **error);
 /* The ready recording FILE of CONSULTATION, or NULL. */
 StoreRecording *store_recording_get_ready(Store *s, gint64 consultation, const char *file);
@@ -264,7 +265,8 @@ gboolean store_recording_deleted(Store *s, gint64 id, const char *reason, GError
 
 typedef struct {
     gint64 consultation_id;
-    char *file, *role;
+    char *file;
+    ConsultdRole role;
     gint64 duration_ms, size, offset_ms;
 } StoreMyRecording;
 void store_my_recording_free(StoreMyRecording *r);
@@ -277,15 +279,14 @@ typedef struct {
     gint64 seq;
     char *type;
     gint64 teacher_id, student_id, consultation_id; /* 0 when not involved */
-    char *payload; /* JSON object text */
+    char *payload;                                  /* JSON object text */
     gint64 created_at;
 } StoreEvent;
 void store_event_free(StoreEvent *e);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(StoreEvent, store_event_free)
 
 /* Events with seq > AFTER and <= UPTO (0: no bound), oldest first. */
-GPtrArray *store_events_range(Store *s, gint64 after, gint64 upto, guint limit,
-                              GError **error);
+GPtrArray *store_events_range(Store *s, gint64 after, gint64 upto, guint limit, GError **error);
 gint64 store_events_last_seq(Store *s);
 /* Where the dispatcher stands ("projections", "notify"). */
 gint64 store_cursor(Store *s, const char *name);
@@ -295,8 +296,7 @@ gint64 store_cursor(Store *s, const char *name);
  * URL for events past the notify cursor, and moves both cursors.  Returns
  * the newly notified events (for the live streams), or NULL on error with
  * nothing changed. */
-GPtrArray *store_dispatch(Store *s, guint limit, const char *const *webhook_urls,
-                          GError **error);
+GPtrArray *store_dispatch(Store *s, guint limit, const char *const *webhook_urls, GError **error);
 /* Drops every read model and replays the whole event log into it.  The
  * notify cursor and the webhook queue are left alone. */
 gboolean store_rebuild_projections(Store *s, GError **error);
@@ -329,9 +329,8 @@ GPtrArray *store_deliveries_due(Store *s, gint64 now_ms, guint limit);
 GPtrArray *store_deliveries_list(Store *s, guint limit, GError **error);
 /* Records an attempt's outcome: delivered, or retried at NEXT_AT_MS, or
  * failed for good when NEXT_AT_MS is 0. */
-gboolean store_delivery_result(Store *s, gint64 id, gboolean delivered,
-                               const char *error_text, gint64 next_at_ms,
-                               GError **err);
+gboolean store_delivery_result(Store *s, gint64 id, gboolean delivered, const char *error_text,
+                               gint64 next_at_ms, GError **err);
 StoreEvent *store_event_get(Store *s, gint64 seq);
 
 G_END_DECLS

@@ -39,10 +39,7 @@ store_presence_name(StorePresence p)
 int
 store_presence_parse(const char *name)
 {
-    for (guint i = 0; name && i < G_N_ELEMENTS(presence_names); i++)
-        if (!strcmp(name, presence_names[i]))
-            return (int)i;
-    return -1;
+    return consultd_name_index(presence_names, G_N_ELEMENTS(presence_names), name);
 }
 
 static gboolean
@@ -60,12 +57,9 @@ consult_legal(StoreConsultStatus from, StoreConsultStatus to)
     case STORE_CONSULT_REQUESTED:
         return to == STORE_CONSULT_LIVE || to == STORE_CONSULT_DECLINED ||
                to == STORE_CONSULT_CANCELED || to == STORE_CONSULT_EXPIRED;
-    case STORE_CONSULT_LIVE:
-        return to == STORE_CONSULT_ENDED || to == STORE_CONSULT_INTERRUPTED;
-    case STORE_CONSULT_INTERRUPTED:
-        return to == STORE_CONSULT_LIVE || to == STORE_CONSULT_ENDED;
-    default:
-        return FALSE;
+    case STORE_CONSULT_LIVE: return to == STORE_CONSULT_ENDED || to == STORE_CONSULT_INTERRUPTED;
+    case STORE_CONSULT_INTERRUPTED: return to == STORE_CONSULT_LIVE || to == STORE_CONSULT_ENDED;
+    default: return FALSE;
     }
 }
 
@@ -74,8 +68,7 @@ consult_event(StoreConsultStatus from, StoreConsultStatus to)
 {
     switch (to) {
     case STORE_CONSULT_LIVE:
-        return from == STORE_CONSULT_INTERRUPTED ? "consultation.resumed"
-                                                 : "consultation.accepted";
+        return from == STORE_CONSULT_INTERRUPTED ? "consultation.resumed" : "consultation.accepted";
     case STORE_CONSULT_ENDED: return "consultation.ended";
     case STORE_CONSULT_DECLINED: return "consultation.declined";
     case STORE_CONSULT_CANCELED: return "consultation.canceled";
@@ -98,13 +91,13 @@ store_teacher_free(StoreTeacher *t)
     g_free(t);
 }
 
-#define TEACHER_SELECT                                                        \
-    "SELECT u.id, u.username, u.display_name, u.intro, t.status,"            \
-    " coalesce(ts.popularity, 0), coalesce(ts.consultation_count, 0),"      \
-    " EXISTS (SELECT 1 FROM favorites f WHERE f.teacher_id = u.id"          \
-    "         AND f.student_id = ?1)"                                        \
-    " FROM teachers t JOIN users u ON u.id = t.user_id"                      \
-    " LEFT JOIN teacher_stats ts ON ts.teacher_id = t.user_id"              \
+#define TEACHER_SELECT                                                                             \
+    "SELECT u.id, u.username, u.display_name, u.intro, t.status,"                                  \
+    " coalesce(ts.popularity, 0), coalesce(ts.consultation_count, 0),"                             \
+    " EXISTS (SELECT 1 FROM favorites f WHERE f.teacher_id = u.id"                                 \
+    "         AND f.student_id = ?1)"                                                              \
+    " FROM teachers t JOIN users u ON u.id = t.user_id"                                            \
+    " LEFT JOIN teacher_stats ts ON ts.teacher_id = t.user_id"                                     \
     " WHERE u.deleted_at IS NULL"
 
 static StoreTeacher *
@@ -115,8 +108,8 @@ teacher_from_row(sqlite3_stmt *st)
     t->username = store_col_strdup(st, 1);
     t->display_name = store_col_strdup(st, 2);
     t->intro = store_col_strdup(st, 3);
-    t->status = (StorePresence)MAX(0, store_presence_parse(
-                                          (const char *)sqlite3_column_text(st, 4)));
+    t->status =
+        (StorePresence)MAX(0, store_presence_parse((const char *)sqlite3_column_text(st, 4)));
     t->popularity = sqlite3_column_int64(st, 5);
     t->consultation_count = sqlite3_column_int64(st, 6);
     t->favorite = sqlite3_column_int(st, 7) != 0;
@@ -126,8 +119,8 @@ teacher_from_row(sqlite3_stmt *st)
 GPtrArray *
 store_teacher_list(Store *s, gint64 viewer, int status, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(s, TEACHER_SELECT
-        " AND (?2 IS NULL OR t.status = ?2) ORDER BY u.display_name, u.id");
+    sqlite3_stmt *st = store_stmt(
+        s, TEACHER_SELECT " AND (?2 IS NULL OR t.status = ?2) ORDER BY u.display_name, u.id");
     sqlite3_bind_int64(st, 1, viewer);
     if (status >= 0)
         sqlite3_bind_text(st, 2, store_presence_name(status), -1, SQLITE_STATIC);
@@ -144,8 +137,7 @@ store_teacher_get(Store *s, gint64 id, gint64 viewer, GError **error)
     if (sqlite3_step(st) == SQLITE_ROW)
         t = teacher_from_row(st);
     else
-        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND,
-                    "no teacher %" G_GINT64_FORMAT, id);
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "no teacher %" G_GINT64_FORMAT, id);
     sqlite3_reset(st);
     return t;
 }
@@ -154,9 +146,9 @@ store_teacher_get(Store *s, gint64 id, gint64 viewer, GError **error)
 static int
 teacher_status(Store *s, gint64 id)
 {
-    sqlite3_stmt *st = store_stmt(s,
-        "SELECT t.status FROM teachers t JOIN users u ON u.id = t.user_id"
-        " WHERE t.user_id = ?1 AND u.deleted_at IS NULL");
+    sqlite3_stmt *st =
+        store_stmt(s, "SELECT t.status FROM teachers t JOIN users u ON u.id = t.user_id"
+                      " WHERE t.user_id = ?1 AND u.deleted_at IS NULL");
     sqlite3_bind_int64(st, 1, id);
     int v = -1;
     if (sqlite3_step(st) == SQLITE_ROW)
@@ -166,13 +158,11 @@ teacher_status(Store *s, gint64 id)
 }
 
 static gboolean
-teacher_move(Store *s, gint64 id, StorePresence to, gint64 consultation,
-             GError **error)
+teacher_move(Store *s, gint64 id, StorePresence to, gint64 consultation, GError **error)
 {
-    static const char *const events[] = {"teacher.offline", "teacher.online",
-                                         "teacher.busy"};
-    sqlite3_stmt *st = store_stmt(s,
-        "UPDATE teachers SET status = ?2, status_at = ?3 WHERE user_id = ?1");
+    static const char *const events[] = {"teacher.offline", "teacher.online", "teacher.busy"};
+    sqlite3_stmt *st =
+        store_stmt(s, "UPDATE teachers SET status = ?2, status_at = ?3 WHERE user_id = ?1");
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_text(st, 2, store_presence_name(to), -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, store_now_ms());
@@ -184,8 +174,7 @@ teacher_move(Store *s, gint64 id, StorePresence to, gint64 consultation,
     if (to == STORE_PRESENCE_ONLINE && consultation)
         type = "teacher.available";
     g_autofree char *payload = g_strdup_printf(
-        "{\"teacher_id\":%" G_GINT64_FORMAT ",\"status\":\"%s\"}", id,
-        store_presence_name(to));
+        "{\"teacher_id\":%" G_GINT64_FORMAT ",\"status\":\"%s\"}", id, store_presence_name(to));
     return store_event_append(s, type, id, 0, consultation, payload, error);
 }
 
@@ -194,11 +183,11 @@ teacher_move(Store *s, gint64 id, StorePresence to, gint64 consultation,
 static void
 check_teacher_consistent(Store *s, gint64 id)
 {
-    sqlite3_stmt *st = store_stmt(s,
-        "SELECT t.status = 'busy', EXISTS (SELECT 1 FROM consultations c"
-        "  WHERE c.teacher_id = t.user_id"
-        "  AND c.status IN ('requested','live','interrupted'))"
-        " FROM teachers t WHERE t.user_id = ?1");
+    sqlite3_stmt *st =
+        store_stmt(s, "SELECT t.status = 'busy', EXISTS (SELECT 1 FROM consultations c"
+                      "  WHERE c.teacher_id = t.user_id"
+                      "  AND c.status IN ('requested','live','interrupted'))"
+                      " FROM teachers t WHERE t.user_id = ?1");
     sqlite3_bind_int64(st, 1, id);
     if (sqlite3_step(st) == SQLITE_ROW)
         g_assert_cmpint(sqlite3_column_int(st, 0), ==, sqlite3_column_int(st, 1));
@@ -216,8 +205,7 @@ store_teacher_set_intro(Store *s, gint64 id, const char *intro, GError **error)
         return FALSE;
     gboolean ok = TRUE;
     if (teacher_status(s, id) < 0) {
-        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND,
-                    "no teacher %" G_GINT64_FORMAT, id);
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "no teacher %" G_GINT64_FORMAT, id);
         ok = FALSE;
     }
     if (ok) {
@@ -227,16 +215,14 @@ store_teacher_set_intro(Store *s, gint64 id, const char *intro, GError **error)
         ok = store_step_done(s, st, error, "set intro");
     }
     if (ok) {
-        g_autofree char *payload =
-            g_strdup_printf("{\"teacher_id\":%" G_GINT64_FORMAT "}", id);
+        g_autofree char *payload = g_strdup_printf("{\"teacher_id\":%" G_GINT64_FORMAT "}", id);
         ok = store_event_append(s, "teacher.profile_updated", id, 0, 0, payload, error);
     }
     return store_autocommit(s, began, ok, error);
 }
 
 gboolean
-store_teacher_set_presence(Store *s, gint64 id, StorePresence to, gboolean *changed,
-                           GError **error)
+store_teacher_set_presence(Store *s, gint64 id, StorePresence to, gboolean *changed, GError **error)
 {
     g_return_val_if_fail(to != STORE_PRESENCE_BUSY, FALSE);
     *changed = FALSE;
@@ -246,8 +232,7 @@ store_teacher_set_presence(Store *s, gint64 id, StorePresence to, gboolean *chan
     gboolean ok = TRUE;
     int now = teacher_status(s, id);
     if (now < 0) {
-        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND,
-                    "no teacher %" G_GINT64_FORMAT, id);
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "no teacher %" G_GINT64_FORMAT, id);
         ok = FALSE;
     } else if (now == STORE_PRESENCE_BUSY) {
         g_set_error(error, STORE_ERROR, STORE_ERROR_TEACHER_BUSY,
@@ -261,8 +246,7 @@ store_teacher_set_presence(Store *s, gint64 id, StorePresence to, gboolean *chan
 }
 
 gboolean
-store_logout(Store *s, const char *token_hash, gint64 user, gboolean *went_offline,
-             GError **error)
+store_logout(Store *s, const char *token_hash, gint64 user, gboolean *went_offline, GError **error)
 {
     *went_offline = FALSE;
     gboolean began;
@@ -277,8 +261,8 @@ store_logout(Store *s, const char *token_hash, gint64 user, gboolean *went_offli
 }
 
 gboolean
-store_favorite_set(Store *s, gint64 student, gint64 teacher, gboolean on,
-                   gboolean *changed, GError **error)
+store_favorite_set(Store *s, gint64 student, gint64 teacher, gboolean on, gboolean *changed,
+                   GError **error)
 {
     *changed = FALSE;
     gboolean began;
@@ -286,8 +270,8 @@ store_favorite_set(Store *s, gint64 student, gint64 teacher, gboolean on,
         return FALSE;
     gboolean ok = TRUE;
     if (teacher_status(s, teacher) < 0) {
-        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND,
-                    "no teacher %" G_GINT64_FORMAT, teacher);
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "no teacher %" G_GINT64_FORMAT,
+                    teacher);
         ok = FALSE;
     }
     sqlite3_stmt *st;
@@ -303,11 +287,11 @@ store_favorite_set(Store *s, gint64 student, gint64 teacher, gboolean on,
         ok = store_step_done(s, st, error, "favorite");
     }
     if (ok && sqlite3_changes(s->db) > 0) {
-        g_autofree char *payload = g_strdup_printf(
-            "{\"teacher_id\":%" G_GINT64_FORMAT ",\"student_id\":%" G_GINT64_FORMAT "}",
-            teacher, student);
-        ok = store_event_append(s, on ? "teacher.favorited" : "teacher.unfavorited",
-                                teacher, student, 0, payload, error);
+        g_autofree char *payload = g_strdup_printf("{\"teacher_id\":%" G_GINT64_FORMAT
+                                                   ",\"student_id\":%" G_GINT64_FORMAT "}",
+                                                   teacher, student);
+        ok = store_event_append(s, on ? "teacher.favorited" : "teacher.unfavorited", teacher,
+                                student, 0, payload, error);
         *changed = ok;
     }
     return store_autocommit(s, began, ok, error);
@@ -328,9 +312,9 @@ id_column(Store *s, sqlite3_stmt *st)
 GArray *
 store_favorers(Store *s, gint64 teacher)
 {
-    sqlite3_stmt *st = store_stmt(s,
-        "SELECT f.student_id FROM favorites f JOIN users u ON u.id = f.student_id"
-        " WHERE f.teacher_id = ?1 AND u.deleted_at IS NULL");
+    sqlite3_stmt *st =
+        store_stmt(s, "SELECT f.student_id FROM favorites f JOIN users u ON u.id = f.student_id"
+                      " WHERE f.teacher_id = ?1 AND u.deleted_at IS NULL");
     sqlite3_bind_int64(st, 1, teacher);
     return id_column(s, st);
 }
@@ -346,8 +330,7 @@ store_favorites_of(Store *s, gint64 student)
 GArray *
 store_teachers_online(Store *s)
 {
-    return id_column(s, store_stmt(s,
-        "SELECT user_id FROM teachers WHERE status = 'online'"));
+    return id_column(s, store_stmt(s, "SELECT user_id FROM teachers WHERE status = 'online'"));
 }
 
 /* -------------------------------------------------------- consultations */
@@ -363,10 +346,10 @@ store_consultation_free(StoreConsultation *c)
     g_free(c);
 }
 
-#define CONSULT_SELECT                                                          \
-    "SELECT c.id, c.teacher_id, c.student_id, tu.display_name, su.display_name," \
-    " c.status, c.requested_at, c.accepted_at, c.ended_at, c.end_reason"       \
-    " FROM consultations c JOIN users tu ON tu.id = c.teacher_id"              \
+#define CONSULT_SELECT                                                                             \
+    "SELECT c.id, c.teacher_id, c.student_id, tu.display_name, su.display_name,"                   \
+    " c.status, c.requested_at, c.accepted_at, c.ended_at, c.end_reason"                           \
+    " FROM consultations c JOIN users tu ON tu.id = c.teacher_id"                                  \
     " JOIN users su ON su.id = c.student_id"
 
 static StoreConsultation *
@@ -378,8 +361,8 @@ consult_from_row(sqlite3_stmt *st)
     c->student_id = sqlite3_column_int64(st, 2);
     c->teacher_name = store_col_strdup(st, 3);
     c->student_name = store_col_strdup(st, 4);
-    c->status = (StoreConsultStatus)MAX(0, store_consult_status_parse(
-                                               (const char *)sqlite3_column_text(st, 5)));
+    c->status = (StoreConsultStatus)MAX(
+        0, store_consult_status_parse((const char *)sqlite3_column_text(st, 5)));
     c->requested_at = sqlite3_column_int64(st, 6);
     c->accepted_at = sqlite3_column_int64(st, 7);
     c->ended_at = sqlite3_column_int64(st, 8);
@@ -396,25 +379,24 @@ store_consultation_get(Store *s, gint64 id, GError **error)
     if (sqlite3_step(st) == SQLITE_ROW)
         c = consult_from_row(st);
     else
-        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND,
-                    "no consultation %" G_GINT64_FORMAT, id);
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "no consultation %" G_GINT64_FORMAT,
+                    id);
     sqlite3_reset(st);
     return c;
 }
 
 GPtrArray *
-store_consultation_list(Store *s, gint64 teacher, int status, guint limit,
-                        GError **error)
+store_consultation_list(Store *s, gint64 teacher, int status, guint limit, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(s, CONSULT_SELECT
-        " WHERE (?1 = 0 OR c.teacher_id = ?1) AND (?2 IS NULL OR c.status = ?2)"
-        " ORDER BY c.id DESC LIMIT ?3");
+    sqlite3_stmt *st = store_stmt(
+        s, CONSULT_SELECT " WHERE (?1 = 0 OR c.teacher_id = ?1) AND (?2 IS NULL OR c.status = ?2)"
+                          " ORDER BY c.id DESC LIMIT ?3");
     sqlite3_bind_int64(st, 1, teacher);
     if (status >= 0)
         sqlite3_bind_text(st, 2, store_consult_status_name(status), -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, limit);
-    return STORE_COLLECT(s, st, consult_from_row, store_consultation_free,
-                         "list consultations", error);
+    return STORE_COLLECT(s, st, consult_from_row, store_consultation_free, "list consultations",
+                         error);
 }
 
 gint64
@@ -430,8 +412,8 @@ store_consultation_count(Store *s, StoreConsultStatus status)
 GArray *
 store_consultations_requested_before(Store *s, gint64 before_ms)
 {
-    sqlite3_stmt *st = store_stmt(s,
-        "SELECT id FROM consultations WHERE status = 'requested' AND requested_at < ?1");
+    sqlite3_stmt *st = store_stmt(
+        s, "SELECT id FROM consultations WHERE status = 'requested' AND requested_at < ?1");
     sqlite3_bind_int64(st, 1, before_ms);
     return id_column(s, st);
 }
@@ -442,12 +424,10 @@ consult_payload(gint64 id, gint64 teacher, gint64 student, StoreConsultStatus st
 {
     /* REASON is one of our own fixed words (no escaping needed); assert so. */
     g_assert(!reason || strpbrk(reason, "\"\\") == NULL);
-    return g_strdup_printf("{\"consultation_id\":%" G_GINT64_FORMAT
-                           ",\"teacher_id\":%" G_GINT64_FORMAT
-                           ",\"student_id\":%" G_GINT64_FORMAT
-                           ",\"status\":\"%s\",\"reason\":\"%s\"}",
-                           id, teacher, student, store_consult_status_name(st),
-                           reason ? reason : "");
+    return g_strdup_printf(
+        "{\"consultation_id\":%" G_GINT64_FORMAT ",\"teacher_id\":%" G_GINT64_FORMAT
+        ",\"student_id\":%" G_GINT64_FORMAT ",\"status\":\"%s\",\"reason\":\"%s\"}",
+        id, teacher, student, store_consult_status_name(st), reason ? reason : "");
 }
 
 StoreConsultation *
@@ -460,8 +440,8 @@ store_consultation_request(Store *s, gint64 student, gint64 teacher, GError **er
     gint64 id = 0;
     int now = teacher_status(s, teacher);
     if (now < 0) {
-        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND,
-                    "no teacher %" G_GINT64_FORMAT, teacher);
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "no teacher %" G_GINT64_FORMAT,
+                    teacher);
         ok = FALSE;
     } else if (now == STORE_PRESENCE_OFFLINE) {
         g_set_error(error, STORE_ERROR, STORE_ERROR_TEACHER_OFFLINE, "the teacher is offline");
@@ -471,9 +451,9 @@ store_consultation_request(Store *s, gint64 student, gint64 teacher, GError **er
         ok = FALSE;
     }
     if (ok) {
-        sqlite3_stmt *st = store_stmt(s,
-            "INSERT INTO consultations (teacher_id, student_id, status, requested_at)"
-            " VALUES (?1, ?2, 'requested', ?3)");
+        sqlite3_stmt *st =
+            store_stmt(s, "INSERT INTO consultations (teacher_id, student_id, status, requested_at)"
+                          " VALUES (?1, ?2, 'requested', ?3)");
         sqlite3_bind_int64(st, 1, teacher);
         sqlite3_bind_int64(st, 2, student);
         sqlite3_bind_int64(st, 3, store_now_ms());
@@ -483,9 +463,9 @@ store_consultation_request(Store *s, gint64 student, gint64 teacher, GError **er
     if (ok) {
         g_autofree char *payload =
             consult_payload(id, teacher, student, STORE_CONSULT_REQUESTED, NULL);
-        ok = store_event_append(s, "consultation.requested", teacher, student, id,
-                                payload, error) &&
-             teacher_move(s, teacher, STORE_PRESENCE_BUSY, id, error);
+        ok =
+            store_event_append(s, "consultation.requested", teacher, student, id, payload, error) &&
+            teacher_move(s, teacher, STORE_PRESENCE_BUSY, id, error);
     }
     if (ok)
         check_teacher_consistent(s, teacher);
@@ -495,8 +475,8 @@ store_consultation_request(Store *s, gint64 student, gint64 teacher, GError **er
 }
 
 gboolean
-store_consultation_transition(Store *s, gint64 id, StoreConsultStatus to,
-                              const char *reason, GError **error)
+store_consultation_transition(Store *s, gint64 id, StoreConsultStatus to, const char *reason,
+                              GError **error)
 {
     gboolean began;
     if (!store_autobegin(s, &began, error))
@@ -511,13 +491,13 @@ store_consultation_transition(Store *s, gint64 id, StoreConsultStatus to,
     }
     if (ok) {
         gint64 now = store_now_ms();
-        sqlite3_stmt *st = store_stmt(s,
-            "UPDATE consultations SET status = ?2,"
-            " accepted_at = CASE WHEN ?2 = 'live' AND accepted_at = 0 THEN ?3"
-            "               ELSE accepted_at END,"
-            " ended_at = CASE WHEN ?4 THEN ?3 ELSE ended_at END,"
-            " end_reason = CASE WHEN ?4 THEN ?5 ELSE end_reason END"
-            " WHERE id = ?1");
+        sqlite3_stmt *st =
+            store_stmt(s, "UPDATE consultations SET status = ?2,"
+                          " accepted_at = CASE WHEN ?2 = 'live' AND accepted_at = 0 THEN ?3"
+                          "               ELSE accepted_at END,"
+                          " ended_at = CASE WHEN ?4 THEN ?3 ELSE ended_at END,"
+                          " end_reason = CASE WHEN ?4 THEN ?5 ELSE end_reason END"
+                          " WHERE id = ?1");
         sqlite3_bind_int64(st, 1, id);
         sqlite3_bind_text(st, 2, store_consult_status_name(to), -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, now);
@@ -526,10 +506,9 @@ store_consultation_transition(Store *s, gint64 id, StoreConsultStatus to,
         ok = store_step_done(s, st, error, "consultation transition");
     }
     if (ok) {
-        g_autofree char *payload =
-            consult_payload(id, c->teacher_id, c->student_id, to, reason);
-        ok = store_event_append(s, consult_event(c->status, to), c->teacher_id,
-                                c->student_id, id, payload, error);
+        g_autofree char *payload = consult_payload(id, c->teacher_id, c->student_id, to, reason);
+        ok = store_event_append(s, consult_event(c->status, to), c->teacher_id, c->student_id, id,
+                                payload, error);
     }
     if (ok && !consult_open(to))
         ok = teacher_move(s, c->teacher_id, STORE_PRESENCE_ONLINE, id, error);
@@ -539,10 +518,10 @@ store_consultation_transition(Store *s, gint64 id, StoreConsultStatus to,
 }
 
 gboolean
-store_participant_event(Store *s, gint64 id, const char *role, gboolean joined,
-                        const char *reason, GError **error)
+store_participant_event(Store *s, gint64 id, ConsultdRole role, gboolean joined, const char *reason,
+                        GError **error)
 {
-    g_return_val_if_fail(!g_strcmp0(role, "teacher") || !g_strcmp0(role, "student"), FALSE);
+    g_return_val_if_fail(role < CONSULTD_N_ROLES, FALSE);
     gboolean began;
     if (!store_autobegin(s, &began, error))
         return FALSE;
@@ -553,7 +532,7 @@ store_participant_event(Store *s, gint64 id, const char *role, gboolean joined,
         g_autofree char *payload = g_strdup_printf(
             "{\"consultation_id\":%" G_GINT64_FORMAT ",\"teacher_id\":%" G_GINT64_FORMAT
             ",\"student_id\":%" G_GINT64_FORMAT ",\"role\":\"%s\",\"reason\":\"%s\"}",
-            id, c->teacher_id, c->student_id, role, reason ? reason : "");
+            id, c->teacher_id, c->student_id, consultd_role_name(role), reason ? reason : "");
         ok = store_event_append(s, joined ? "participant.joined" : "participant.left",
                                 c->teacher_id, c->student_id, id, payload, error);
     }

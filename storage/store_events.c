@@ -17,13 +17,13 @@
 #include <string.h>
 
 gboolean
-store_event_append(Store *s, const char *type, gint64 teacher, gint64 student,
-                   gint64 consultation, const char *payload, GError **error)
+store_event_append(Store *s, const char *type, gint64 teacher, gint64 student, gint64 consultation,
+                   const char *payload, GError **error)
 {
     g_return_val_if_fail(s->in_tx, FALSE);
-    sqlite3_stmt *st = store_stmt(s,
-        "INSERT INTO events (type, teacher_id, student_id, consultation_id, payload,"
-        " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    sqlite3_stmt *st =
+        store_stmt(s, "INSERT INTO events (type, teacher_id, student_id, consultation_id, payload,"
+                      " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
     sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, teacher);
     sqlite3_bind_int64(st, 3, student);
@@ -62,9 +62,9 @@ event_from_row(sqlite3_stmt *st)
 GPtrArray *
 store_events_range(Store *s, gint64 after, gint64 upto, guint limit, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(s,
-        "SELECT " EVENT_COLS " FROM events WHERE seq > ?1 AND (?2 = 0 OR seq <= ?2)"
-        " ORDER BY seq LIMIT ?3");
+    sqlite3_stmt *st =
+        store_stmt(s, "SELECT " EVENT_COLS " FROM events WHERE seq > ?1 AND (?2 = 0 OR seq <= ?2)"
+                      " ORDER BY seq LIMIT ?3");
     sqlite3_bind_int64(st, 1, after);
     sqlite3_bind_int64(st, 2, upto);
     sqlite3_bind_int64(st, 3, limit);
@@ -114,11 +114,11 @@ cursor_set(Store *s, const char *name, gint64 seq, GError **error)
 static gboolean
 stats_add(Store *s, gint64 teacher, int popularity, int count, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(s,
-        "INSERT INTO teacher_stats (teacher_id, popularity, consultation_count)"
-        " VALUES (?1, max(?2, 0), ?3) ON CONFLICT (teacher_id) DO UPDATE SET"
-        " popularity = max(popularity + ?2, 0),"
-        " consultation_count = consultation_count + ?3");
+    sqlite3_stmt *st =
+        store_stmt(s, "INSERT INTO teacher_stats (teacher_id, popularity, consultation_count)"
+                      " VALUES (?1, max(?2, 0), ?3) ON CONFLICT (teacher_id) DO UPDATE SET"
+                      " popularity = max(popularity + ?2, 0),"
+                      " consultation_count = consultation_count + ?3");
     sqlite3_bind_int64(st, 1, teacher);
     sqlite3_bind_int(st, 2, popularity);
     sqlite3_bind_int(st, 3, count);
@@ -128,11 +128,11 @@ stats_add(Store *s, gint64 teacher, int popularity, int count, GError **error)
 static gboolean
 mypage_insert(Store *s, const StoreEvent *e, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(s,
-        "INSERT OR REPLACE INTO mypage (consultation_id, student_id, teacher_id,"
-        " teacher_name, status, requested_at)"
-        " SELECT ?1, ?2, ?3, coalesce((SELECT display_name FROM users WHERE id = ?3), ''),"
-        " 'requested', ?4");
+    sqlite3_stmt *st = store_stmt(
+        s, "INSERT OR REPLACE INTO mypage (consultation_id, student_id, teacher_id,"
+           " teacher_name, status, requested_at)"
+           " SELECT ?1, ?2, ?3, coalesce((SELECT display_name FROM users WHERE id = ?3), ''),"
+           " 'requested', ?4");
     sqlite3_bind_int64(st, 1, e->consultation_id);
     sqlite3_bind_int64(st, 2, e->student_id);
     sqlite3_bind_int64(st, 3, e->teacher_id);
@@ -141,16 +141,15 @@ mypage_insert(Store *s, const StoreEvent *e, GError **error)
 }
 
 static gboolean
-mypage_update(Store *s, const StoreEvent *e, gboolean started, gboolean ended,
-              GError **error)
+mypage_update(Store *s, const StoreEvent *e, gboolean started, gboolean ended, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(s,
-        "UPDATE mypage SET status = json_extract(?2, '$.status'),"
-        " started_at = CASE WHEN ?3 AND started_at = 0 THEN ?5 ELSE started_at END,"
-        " ended_at = CASE WHEN ?4 THEN ?5 ELSE ended_at END,"
-        " end_reason = CASE WHEN ?4 THEN coalesce(json_extract(?2, '$.reason'), '')"
-        "              ELSE end_reason END"
-        " WHERE consultation_id = ?1");
+    sqlite3_stmt *st =
+        store_stmt(s, "UPDATE mypage SET status = json_extract(?2, '$.status'),"
+                      " started_at = CASE WHEN ?3 AND started_at = 0 THEN ?5 ELSE started_at END,"
+                      " ended_at = CASE WHEN ?4 THEN ?5 ELSE ended_at END,"
+                      " end_reason = CASE WHEN ?4 THEN coalesce(json_extract(?2, '$.reason'), '')"
+                      "              ELSE end_reason END"
+                      " WHERE consultation_id = ?1");
     sqlite3_bind_int64(st, 1, e->consultation_id);
     sqlite3_bind_text(st, 2, e->payload, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 3, started);
@@ -162,11 +161,11 @@ mypage_update(Store *s, const StoreEvent *e, gboolean started, gboolean ended,
 static gboolean
 project_recording(Store *s, const StoreEvent *e, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(s,
-        "INSERT OR REPLACE INTO mypage_recordings (consultation_id, file, role, duration_ms,"
-        " size, offset_ms) VALUES (?1, json_extract(?2, '$.file'), json_extract(?2, '$.role'),"
-        " json_extract(?2, '$.duration_ms'), json_extract(?2, '$.size'),"
-        " json_extract(?2, '$.offset_ms'))");
+    sqlite3_stmt *st = store_stmt(
+        s, "INSERT OR REPLACE INTO mypage_recordings (consultation_id, file, role, duration_ms,"
+           " size, offset_ms) VALUES (?1, json_extract(?2, '$.file'), json_extract(?2, '$.role'),"
+           " json_extract(?2, '$.duration_ms'), json_extract(?2, '$.size'),"
+           " json_extract(?2, '$.offset_ms'))");
     sqlite3_bind_int64(st, 1, e->consultation_id);
     sqlite3_bind_text(st, 2, e->payload, -1, SQLITE_STATIC);
     return store_step_done(s, st, error, "mypage recording");
@@ -189,13 +188,13 @@ project(Store *s, const StoreEvent *e, GError **error)
     if (!strcmp(t, "consultation.interrupted"))
         return mypage_update(s, e, FALSE, FALSE, error);
     if (!strcmp(t, "consultation.ended"))
-        return mypage_update(s, e, FALSE, TRUE, error) &&
-               stats_add(s, e->teacher_id, 0, 1, error);
+        return mypage_update(s, e, FALSE, TRUE, error) && stats_add(s, e->teacher_id, 0, 1, error);
     if (!strcmp(t, "recording.ready"))
         return project_recording(s, e, error);
     if (!strcmp(t, "recording.deleted")) {
-        sqlite3_stmt *st = store_stmt(s, "DELETE FROM mypage_recordings WHERE"
-                                         " consultation_id = ?1 AND file = json_extract(?2, '$.file')");
+        sqlite3_stmt *st =
+            store_stmt(s, "DELETE FROM mypage_recordings WHERE"
+                          " consultation_id = ?1 AND file = json_extract(?2, '$.file')");
         sqlite3_bind_int64(st, 1, e->consultation_id);
         sqlite3_bind_text(st, 2, e->payload, -1, SQLITE_STATIC);
         return store_step_done(s, st, error, "mypage recording deleted");
@@ -207,13 +206,12 @@ project(Store *s, const StoreEvent *e, GError **error)
 }
 
 static gboolean
-enqueue_webhooks(Store *s, const StoreEvent *e, const char *const *urls,
-                 GError **error)
+enqueue_webhooks(Store *s, const StoreEvent *e, const char *const *urls, GError **error)
 {
     for (guint i = 0; urls && urls[i]; i++) {
-        sqlite3_stmt *st = store_stmt(s,
-            "INSERT OR IGNORE INTO webhook_deliveries (event_seq, url, next_attempt_at)"
-            " VALUES (?1, ?2, ?3)");
+        sqlite3_stmt *st = store_stmt(
+            s, "INSERT OR IGNORE INTO webhook_deliveries (event_seq, url, next_attempt_at)"
+               " VALUES (?1, ?2, ?3)");
         sqlite3_bind_int64(st, 1, e->seq);
         sqlite3_bind_text(st, 2, urls[i], -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, store_now_ms());
@@ -306,8 +304,8 @@ mypage_from_row(sqlite3_stmt *st)
     r->consultation_id = sqlite3_column_int64(st, 0);
     r->teacher_id = sqlite3_column_int64(st, 1);
     r->teacher_name = store_col_strdup(st, 2);
-    r->status = (StoreConsultStatus)MAX(0, store_consult_status_parse(
-                                               (const char *)sqlite3_column_text(st, 3)));
+    r->status = (StoreConsultStatus)MAX(
+        0, store_consult_status_parse((const char *)sqlite3_column_text(st, 3)));
     r->requested_at = sqlite3_column_int64(st, 4);
     r->started_at = sqlite3_column_int64(st, 5);
     r->ended_at = sqlite3_column_int64(st, 6);
@@ -318,10 +316,10 @@ mypage_from_row(sqlite3_stmt *st)
 GPtrArray *
 store_mypage(Store *s, gint64 student, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(s,
-        "SELECT consultation_id, teacher_id, teacher_name, status, requested_at,"
-        " started_at, ended_at, end_reason FROM mypage WHERE student_id = ?1"
-        " ORDER BY requested_at DESC, consultation_id DESC");
+    sqlite3_stmt *st =
+        store_stmt(s, "SELECT consultation_id, teacher_id, teacher_name, status, requested_at,"
+                      " started_at, ended_at, end_reason FROM mypage WHERE student_id = ?1"
+                      " ORDER BY requested_at DESC, consultation_id DESC");
     sqlite3_bind_int64(st, 1, student);
     return STORE_COLLECT(s, st, mypage_from_row, store_mypage_row_free, "my page", error);
 }
@@ -339,7 +337,7 @@ store_delivery_free(StoreDelivery *d)
     g_free(d);
 }
 
-#define DELIVERY_COLS \
+#define DELIVERY_COLS                                                                              \
     "id, event_seq, url, state, attempts, next_attempt_at, last_error, delivered_at"
 
 static StoreDelivery *
@@ -367,9 +365,9 @@ deliveries(Store *s, sqlite3_stmt *st, GError **error)
 GPtrArray *
 store_deliveries_due(Store *s, gint64 now_ms, guint limit)
 {
-    sqlite3_stmt *st = store_stmt(s,
-        "SELECT " DELIVERY_COLS " FROM webhook_deliveries"
-        " WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2");
+    sqlite3_stmt *st =
+        store_stmt(s, "SELECT " DELIVERY_COLS " FROM webhook_deliveries"
+                      " WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2");
     sqlite3_bind_int64(st, 1, now_ms);
     sqlite3_bind_int64(st, 2, limit);
     return deliveries(s, st, NULL);
@@ -378,8 +376,8 @@ store_deliveries_due(Store *s, gint64 now_ms, guint limit)
 GPtrArray *
 store_deliveries_list(Store *s, guint limit, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(s,
-        "SELECT " DELIVERY_COLS " FROM webhook_deliveries ORDER BY id DESC LIMIT ?1");
+    sqlite3_stmt *st =
+        store_stmt(s, "SELECT " DELIVERY_COLS " FROM webhook_deliveries ORDER BY id DESC LIMIT ?1");
     sqlite3_bind_int64(st, 1, limit);
     return deliveries(s, st, error);
 }
@@ -388,13 +386,13 @@ gboolean
 store_delivery_result(Store *s, gint64 id, gboolean delivered, const char *error_text,
                       gint64 next_at_ms, GError **err)
 {
-    sqlite3_stmt *st = store_stmt(s,
-        "UPDATE webhook_deliveries SET attempts = attempts + 1,"
-        " state = CASE WHEN ?2 THEN 'delivered' WHEN ?4 = 0 THEN 'failed'"
-        "         ELSE 'pending' END,"
-        " delivered_at = CASE WHEN ?2 THEN ?5 ELSE 0 END,"
-        " next_attempt_at = CASE WHEN ?4 = 0 THEN next_attempt_at ELSE ?4 END,"
-        " last_error = ?3 WHERE id = ?1");
+    sqlite3_stmt *st =
+        store_stmt(s, "UPDATE webhook_deliveries SET attempts = attempts + 1,"
+                      " state = CASE WHEN ?2 THEN 'delivered' WHEN ?4 = 0 THEN 'failed'"
+                      "         ELSE 'pending' END,"
+                      " delivered_at = CASE WHEN ?2 THEN ?5 ELSE 0 END,"
+                      " next_attempt_at = CASE WHEN ?4 = 0 THEN next_attempt_at ELSE ?4 END,"
+                      " last_error = ?3 WHERE id = ?1");
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int(st, 2, delivered);
     sqlite3_bind_text(st, 3, error_text ? error_text : "", -1, SQLITE_TRANSIENT);

@@ -7,6 +7,5 @@
 
 /* Appends a domain event; only inside an open transaction.  PAYLOAD is a
  * JSON object's text. */
-gboolean store_event_append(Store *s, const char *type, gint64 teacher,
-                            gint64 student, gint64 consultation,
-                            const char *payload, GError **error);
+gboolean store_event_append(Store *s, const char *type, gint64 teacher, gint64 student,
+                            gint64 consultation, const char *payload, GError **error);

@@ -20,8 +20,7 @@ sqlite3_stmt *store_stmt(Store *s, const char *sql);
 /* Sets ERROR from the database's last error, mapping the SQLite code. */
 void store_set_error(Store *s, GError **error, const char *what);
 /* Runs a write statement that is already bound; TRUE on SQLITE_DONE. */
-gboolean store_step_done(Store *s, sqlite3_stmt *st, GError **error,
-                         const char *what);
+gboolean store_step_done(Store *s, sqlite3_stmt *st, GError **error, const char *what);
 /* Wraps a single write in its own transaction unless one is open. */
 gboolean store_autobegin(Store *s, gboolean *began, GError **error);
 gboolean store_autocommit(Store *s, gboolean began, gboolean ok, GError **error);
@@ -31,6 +30,6 @@ char *store_col_strdup(sqlite3_stmt *st, int col);
  * if stepping failed.  Resets ST either way. */
 GPtrArray *store_collect(Store *s, sqlite3_stmt *st, gpointer (*row)(sqlite3_stmt *),
                          GDestroyNotify free_fn, const char *what, GError **error);
-#define STORE_COLLECT(s, st, row, free_fn, what, error)                          \
-    store_collect((s), (st), (gpointer (*)(sqlite3_stmt *))(row),                 \
-                  (GDestroyNotify)(free_fn), (what), (error))
+#define STORE_COLLECT(s, st, row, free_fn, what, error)                                            \
+    store_collect((s), (st), (gpointer(*)(sqlite3_stmt *))(row), (GDestroyNotify)(free_fn),        \
+                  (what), (error))

@@ -14,16 +14,15 @@
 
 #include <string.h>
 
-static const char *const states[] = {"recording", "processing", "ready", "failed",
-                                     "empty", NULL};
-
 /* A ready recording may later be deleted by retention:
  *     ready --retention--> deleted      (recording.deleted) */
 
+/* Whether the stored state named ST is settled (an unknown one is not). */
 static gboolean
 terminal(const char *st)
 {
-    return !g_strcmp0(st, "ready") || !g_strcmp0(st, "failed") || !g_strcmp0(st, "empty");
+    ConsultdRecState v;
+    return consultd_rec_state_parse(st, &v) && consultd_rec_state_settled(v);
 }
 
 void
@@ -31,15 +30,13 @@ store_recording_free(StoreRecording *r)
 {
     if (!r)
         return;
-    g_free(r->role);
     g_free(r->file);
-    g_free(r->state);
     g_free(r->reason);
     g_free(r);
 }
 
-#define REC_COLS                                                                 \
-    "id, consultation_id, role, file, state, reason, started_at, duration_ms, size," \
+#define REC_COLS                                                                                   \
+    "id, consultation_id, role, file, state, reason, started_at, duration_ms, size,"               \
     " offset_ms, created_at"
 
 static StoreRecording *
@@ -48,9 +45,12 @@ rec_from_row(sqlite3_stmt *st)
     StoreRecording *r = g_new0(StoreRecording, 1);
     r->id = sqlite3_column_int64(st, 0);
     r->consultation_id = sqlite3_column_int64(st, 1);
-    r->role = store_col_strdup(st, 2);
+    /* The schema's CHECK constraints allow only known names. */
+    r->role = CONSULTD_ROLE_COMBINED;
+    consultd_role_parse((const char *)sqlite3_column_text(st, 2), TRUE, &r->role);
     r->file = store_col_strdup(st, 3);
-    r->state = store_col_strdup(st, 4);
+    r->state = CONSULTD_REC_FAILED;
+    consultd_rec_state_parse((const char *)sqlite3_column_text(st, 4), &r->state);
     r->reason = store_col_strdup(st, 5);
     r->started_at = sqlite3_column_int64(st, 6);
     r->duration_ms = sqlite3_column_int64(st, 7);
@@ -77,12 +77,13 @@ plain(const char *v)
 }
 
 gboolean
-store_recording_update(Store *s, gint64 consultation, const char *role, const char *file,
-                       const char *state, const char *reason, gint64 started_at,
+store_recording_update(Store *s, gint64 consultation, ConsultdRole role_id, const char *file,
+                       ConsultdRecState state_id, const char *reason, gint64 started_at,
                        gint64 duration_ms, gint64 size, GError **error)
 {
-    if (!plain(file) || !plain(role) || !g_strv_contains(states, state) || started_at < 0 ||
-        duration_ms < 0 || size < 0) {
+    const char *role = consultd_role_name(role_id), *state = consultd_rec_state_name(state_id);
+    if (!plain(file) || (guint)role_id > CONSULTD_ROLE_COMBINED ||
+        (guint)state_id > CONSULTD_REC_EMPTY || started_at < 0 || duration_ms < 0 || size < 0) {
         g_set_error(error, STORE_ERROR, STORE_ERROR_CONFLICT, "bad recording report");
         return FALSE;
     }
@@ -93,8 +94,8 @@ store_recording_update(Store *s, gint64 consultation, const char *role, const ch
     gboolean ok = c != NULL;
     g_autofree char *was = NULL;
     if (ok) {
-        sqlite3_stmt *st = store_stmt(s,
-            "SELECT state FROM recordings WHERE consultation_id = ?1 AND file = ?2");
+        sqlite3_stmt *st =
+            store_stmt(s, "SELECT state FROM recordings WHERE consultation_id = ?1 AND file = ?2");
         sqlite3_bind_int64(st, 1, consultation);
         sqlite3_bind_text(st, 2, file, -1, SQLITE_TRANSIENT);
         if (sqlite3_step(st) == SQLITE_ROW)
@@ -106,16 +107,17 @@ store_recording_update(Store *s, gint64 consultation, const char *role, const ch
     gint64 now = store_now_ms();
     /* No subtraction that can overflow: started_at comes from a worker. */
     gint64 offset = started_at && c && started_at > c->accepted_at && c->accepted_at > 0
-                        ? started_at - c->accepted_at : 0;
+                        ? started_at - c->accepted_at
+                        : 0;
     if (ok) {
-        sqlite3_stmt *st = store_stmt(s,
-            "INSERT INTO recordings (consultation_id, role, file, state, reason, started_at,"
-            " duration_ms, size, offset_ms, created_at, updated_at)"
-            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)"
-            " ON CONFLICT (consultation_id, file) DO UPDATE SET state = ?4, reason = ?5,"
-            " started_at = CASE WHEN ?6 THEN ?6 ELSE started_at END,"
-            " duration_ms = ?7, size = ?8,"
-            " offset_ms = CASE WHEN ?6 THEN ?9 ELSE offset_ms END, updated_at = ?10");
+        sqlite3_stmt *st = store_stmt(
+            s, "INSERT INTO recordings (consultation_id, role, file, state, reason, started_at,"
+               " duration_ms, size, offset_ms, created_at, updated_at)"
+               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)"
+               " ON CONFLICT (consultation_id, file) DO UPDATE SET state = ?4, reason = ?5,"
+               " started_at = CASE WHEN ?6 THEN ?6 ELSE started_at END,"
+               " duration_ms = ?7, size = ?8,"
+               " offset_ms = CASE WHEN ?6 THEN ?9 ELSE offset_ms END, updated_at = ?10");
         sqlite3_bind_int64(st, 1, consultation);
         sqlite3_bind_text(st, 2, role, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 3, file, -1, SQLITE_TRANSIENT);
@@ -128,9 +130,9 @@ store_recording_update(Store *s, gint64 consultation, const char *role, const ch
         sqlite3_bind_int64(st, 10, now);
         ok = store_step_done(s, st, error, "recording");
     }
-    if (ok && (!strcmp(state, "ready") || !strcmp(state, "failed"))) {
-        sqlite3_stmt *st = store_stmt(s,
-            "SELECT offset_ms FROM recordings WHERE consultation_id = ?1 AND file = ?2");
+    if (ok && (state_id == CONSULTD_REC_READY || state_id == CONSULTD_REC_FAILED)) {
+        sqlite3_stmt *st = store_stmt(
+            s, "SELECT offset_ms FROM recordings WHERE consultation_id = ?1 AND file = ?2");
         sqlite3_bind_int64(st, 1, consultation);
         sqlite3_bind_text(st, 2, file, -1, SQLITE_TRANSIENT);
         gint64 off = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
@@ -141,9 +143,9 @@ store_recording_update(Store *s, gint64 consultation, const char *role, const ch
             "\"duration_ms\":%" G_GINT64_FORMAT ",\"size\":%" G_GINT64_FORMAT
             ",\"offset_ms\":%" G_GINT64_FORMAT "}",
             consultation, c->teacher_id, c->student_id, role, file, duration_ms, size, off);
-        ok = store_event_append(s, !strcmp(state, "ready") ? "recording.ready"
-                                                           : "recording.failed",
-                                c->teacher_id, c->student_id, consultation, payload, error);
+        ok = store_event_append(
+            s, state_id == CONSULTD_REC_READY ? "recording.ready" : "recording.failed",
+            c->teacher_id, c->student_id, consultation, payload, error);
     }
     return store_autocommit(s, began, ok, error);
 }
@@ -173,18 +175,19 @@ store_recording_get_ready(Store *s, gint64 consultation, const char *file)
 GPtrArray *
 store_recordings_unfinished(Store *s)
 {
-    return rec_rows(s, store_stmt(s, "SELECT " REC_COLS " FROM recordings"
-                                     " WHERE state IN ('recording','processing') ORDER BY id"),
+    return rec_rows(s,
+                    store_stmt(s, "SELECT " REC_COLS " FROM recordings"
+                                  " WHERE state IN ('recording','processing') ORDER BY id"),
                     NULL);
 }
 
 void
 store_recordings_progress(Store *s, gint64 consultation, gint64 *open, gint64 *ready)
 {
-    sqlite3_stmt *st = store_stmt(s,
-        "SELECT count(*) FILTER (WHERE state IN ('recording','processing')),"
-        " count(*) FILTER (WHERE state = 'ready')"
-        " FROM recordings WHERE consultation_id = ?1 AND role != 'combined'");
+    sqlite3_stmt *st =
+        store_stmt(s, "SELECT count(*) FILTER (WHERE state IN ('recording','processing')),"
+                      " count(*) FILTER (WHERE state = 'ready')"
+                      " FROM recordings WHERE consultation_id = ?1 AND role != 'combined'");
     sqlite3_bind_int64(st, 1, consultation);
     *open = *ready = 0;
     if (sqlite3_step(st) == SQLITE_ROW) {
@@ -200,7 +203,6 @@ store_my_recording_free(StoreMyRecording *r)
     if (!r)
         return;
     g_free(r->file);
-    g_free(r->role);
     g_free(r);
 }
 
@@ -210,7 +212,8 @@ my_recording_from_row(sqlite3_stmt *st)
     StoreMyRecording *r = g_new0(StoreMyRecording, 1);
     r->consultation_id = sqlite3_column_int64(st, 0);
     r->file = store_col_strdup(st, 1);
-    r->role = store_col_strdup(st, 2);
+    r->role = CONSULTD_ROLE_COMBINED;
+    consultd_role_parse((const char *)sqlite3_column_text(st, 2), TRUE, &r->role);
     r->duration_ms = sqlite3_column_int64(st, 3);
     r->size = sqlite3_column_int64(st, 4);
     r->offset_ms = sqlite3_column_int64(st, 5);
@@ -220,10 +223,10 @@ my_recording_from_row(sqlite3_stmt *st)
 GPtrArray *
 store_mypage_recordings(Store *s, gint64 student, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(s,
-        "SELECT r.consultation_id, r.file, r.role, r.duration_ms, r.size, r.offset_ms"
-        " FROM mypage_recordings r JOIN mypage m ON m.consultation_id = r.consultation_id"
-        " WHERE m.student_id = ?1 ORDER BY r.consultation_id, r.role DESC, r.file");
+    sqlite3_stmt *st = store_stmt(
+        s, "SELECT r.consultation_id, r.file, r.role, r.duration_ms, r.size, r.offset_ms"
+           " FROM mypage_recordings r JOIN mypage m ON m.consultation_id = r.consultation_id"
+           " WHERE m.student_id = ?1 ORDER BY r.consultation_id, r.role DESC, r.file");
     sqlite3_bind_int64(st, 1, student);
     return STORE_COLLECT(s, st, my_recording_from_row, store_my_recording_free,
                          "my page recordings", error);
@@ -241,8 +244,10 @@ store_recordings_all(Store *s, guint limit, GError **error)
 GPtrArray *
 store_recordings_ready_oldest(Store *s, GError **error)
 {
-    return rec_rows(s, store_stmt(s, "SELECT " REC_COLS " FROM recordings"
-                                     " WHERE state = 'ready' ORDER BY created_at, id"), error);
+    return rec_rows(s,
+                    store_stmt(s, "SELECT " REC_COLS " FROM recordings"
+                                  " WHERE state = 'ready' ORDER BY created_at, id"),
+                    error);
 }
 
 gint64
@@ -267,12 +272,11 @@ store_recording_deleted(Store *s, gint64 id, const char *reason, GError **error)
     sqlite3_bind_int64(st, 1, id);
     g_autoptr(StoreRecording) r = sqlite3_step(st) == SQLITE_ROW ? rec_from_row(st) : NULL;
     sqlite3_reset(st);
-    g_autoptr(StoreConsultation) c = r ? store_consultation_get(s, r->consultation_id, NULL)
-                                       : NULL;
+    g_autoptr(StoreConsultation) c = r ? store_consultation_get(s, r->consultation_id, NULL) : NULL;
     gboolean ok = c != NULL;
     if (!ok)
-        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "no ready recording %"
-                    G_GINT64_FORMAT, id);
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND,
+                    "no ready recording %" G_GINT64_FORMAT, id);
     if (ok) {
         st = store_stmt(s, "UPDATE recordings SET state = 'deleted', reason = ?2,"
                            " updated_at = ?3 WHERE id = ?1");
@@ -286,7 +290,8 @@ store_recording_deleted(Store *s, gint64 id, const char *reason, GError **error)
             "{\"consultation_id\":%" G_GINT64_FORMAT ",\"teacher_id\":%" G_GINT64_FORMAT
             ",\"student_id\":%" G_GINT64_FORMAT ",\"role\":\"%s\",\"file\":\"%s\","
             "\"size\":%" G_GINT64_FORMAT ",\"reason\":\"%s\"}",
-            c->id, c->teacher_id, c->student_id, r->role, r->file, r->size, reason);
+            c->id, c->teacher_id, c->student_id, consultd_role_name(r->role), r->file, r->size,
+            reason);
         ok = store_event_append(s, "recording.deleted", c->teacher_id, c->student_id, c->id,
                                 payload, error);
     }

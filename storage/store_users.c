@@ -7,6 +7,8 @@
  */
 #include "store_private.h"
 
+/* An account's roles (StoreRole bit order).  Not the participant roles of
+ * common/vocab.h: an admin takes part in no consultation. */
 static const char *const role_names[] = {"admin", "teacher", "student"};
 
 const char *
@@ -23,10 +25,8 @@ store_role_name(StoreRole role)
 StoreRole
 store_role_parse(const char *name)
 {
-    for (guint i = 0; name && i < G_N_ELEMENTS(role_names); i++)
-        if (strcmp(name, role_names[i]) == 0)
-            return (StoreRole)(1 << i);
-    return 0;
+    int i = consultd_name_index(role_names, G_N_ELEMENTS(role_names), name);
+    return i < 0 ? 0 : (StoreRole)(1 << i);
 }
 
 void
@@ -56,17 +56,15 @@ user_from_row(sqlite3_stmt *st)
 }
 
 gint64
-store_user_add(Store *s, const char *username, StoreRole role,
-               const char *display_name, const char *intro, const char *pwhash,
-               GError **error)
+store_user_add(Store *s, const char *username, StoreRole role, const char *display_name,
+               const char *intro, const char *pwhash, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(s,
-        "INSERT INTO users (username, role, display_name, intro, pwhash, created_at)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    sqlite3_stmt *st =
+        store_stmt(s, "INSERT INTO users (username, role, display_name, intro, pwhash, created_at)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
     sqlite3_bind_text(st, 1, username, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 2, store_role_name(role), -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, display_name ? display_name : username, -1,
-                      SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, display_name ? display_name : username, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 4, intro ? intro : "", -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 5, pwhash, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 6, store_now_ms());
@@ -83,26 +81,23 @@ store_user_add(Store *s, const char *username, StoreRole role,
 StoreUser *
 store_user_get(Store *s, gint64 id, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(s,
-        "SELECT " USER_COLS " FROM users WHERE id = ?1 AND deleted_at IS NULL");
+    sqlite3_stmt *st =
+        store_stmt(s, "SELECT " USER_COLS " FROM users WHERE id = ?1 AND deleted_at IS NULL");
     sqlite3_bind_int64(st, 1, id);
     StoreUser *u = NULL;
     if (sqlite3_step(st) == SQLITE_ROW)
         u = user_from_row(st);
     else
-        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND,
-                    "no user %" G_GINT64_FORMAT, id);
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "no user %" G_GINT64_FORMAT, id);
     sqlite3_reset(st);
     return u;
 }
 
 StoreUser *
-store_user_get_by_name(Store *s, const char *username, char **pwhash_out,
-                       GError **error)
+store_user_get_by_name(Store *s, const char *username, char **pwhash_out, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(s,
-        "SELECT " USER_COLS ", pwhash FROM users"
-        " WHERE username = ?1 AND deleted_at IS NULL");
+    sqlite3_stmt *st = store_stmt(s, "SELECT " USER_COLS ", pwhash FROM users"
+                                     " WHERE username = ?1 AND deleted_at IS NULL");
     sqlite3_bind_text(st, 1, username, -1, SQLITE_TRANSIENT);
     StoreUser *u = NULL;
     if (sqlite3_step(st) == SQLITE_ROW) {
@@ -119,16 +114,15 @@ store_user_get_by_name(Store *s, const char *username, char **pwhash_out,
 GPtrArray *
 store_user_list(Store *s, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(s,
-        "SELECT " USER_COLS " FROM users WHERE deleted_at IS NULL ORDER BY id");
+    sqlite3_stmt *st =
+        store_stmt(s, "SELECT " USER_COLS " FROM users WHERE deleted_at IS NULL ORDER BY id");
     return STORE_COLLECT(s, st, user_from_row, store_user_free, "list users", error);
 }
 
 gint64
 store_user_count(Store *s)
 {
-    sqlite3_stmt *st = store_stmt(s,
-        "SELECT count(*) FROM users WHERE deleted_at IS NULL");
+    sqlite3_stmt *st = store_stmt(s, "SELECT count(*) FROM users WHERE deleted_at IS NULL");
     gint64 n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_reset(st);
     return n;
@@ -140,14 +134,13 @@ store_user_delete(Store *s, gint64 id, GError **error)
     gboolean began;
     if (!store_autobegin(s, &began, error))
         return FALSE;
-    sqlite3_stmt *st = store_stmt(s,
-        "UPDATE users SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL");
+    sqlite3_stmt *st =
+        store_stmt(s, "UPDATE users SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL");
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int64(st, 2, store_now_ms());
     gboolean ok = store_step_done(s, st, error, "delete user");
     if (ok && sqlite3_changes(s->db) == 0) {
-        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND,
-                    "no user %" G_GINT64_FORMAT, id);
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "no user %" G_GINT64_FORMAT, id);
         ok = FALSE;
     }
     if (ok) {
@@ -159,12 +152,12 @@ store_user_delete(Store *s, gint64 id, GError **error)
 }
 
 gboolean
-store_session_add(Store *s, const char *token_hash, gint64 user_id,
-                  gint64 expires_at_ms, GError **error)
+store_session_add(Store *s, const char *token_hash, gint64 user_id, gint64 expires_at_ms,
+                  GError **error)
 {
-    sqlite3_stmt *st = store_stmt(s,
-        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at)"
-        " VALUES (?1, ?2, ?3, ?4)");
+    sqlite3_stmt *st =
+        store_stmt(s, "INSERT INTO sessions (token_hash, user_id, created_at, expires_at)"
+                      " VALUES (?1, ?2, ?3, ?4)");
     sqlite3_bind_text(st, 1, token_hash, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 2, user_id);
     sqlite3_bind_int64(st, 3, store_now_ms());
@@ -177,13 +170,12 @@ store_session_add(Store *s, const char *token_hash, gint64 user_id,
 }
 
 StoreUser *
-store_session_user(Store *s, const char *token_hash, gint64 now_ms,
-                   GError **error)
+store_session_user(Store *s, const char *token_hash, gint64 now_ms, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(s,
-        "SELECT u.id, u.username, u.role, u.display_name, u.intro, u.created_at"
-        " FROM sessions s JOIN users u ON u.id = s.user_id"
-        " WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND u.deleted_at IS NULL");
+    sqlite3_stmt *st =
+        store_stmt(s, "SELECT u.id, u.username, u.role, u.display_name, u.intro, u.created_at"
+                      " FROM sessions s JOIN users u ON u.id = s.user_id"
+                      " WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND u.deleted_at IS NULL");
     sqlite3_bind_text(st, 1, token_hash, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 2, now_ms);
     StoreUser *u = NULL;

@@ -27,17 +27,20 @@ struct SigAuth {
     SigLimiter *user_fail_limit;
 };
 
-typedef enum { JOB_VERIFY, JOB_HASH } JobKind;
+typedef enum {
+    JOB_VERIFY,
+    JOB_HASH
+} JobKind;
 
 typedef struct {
     JobKind kind;
     SigAuth *a;
     SigReq *r;
     char *password;
-    char *hash;       /* JOB_VERIFY: stored hash; JOB_HASH: result */
+    char *hash; /* JOB_VERIFY: stored hash; JOB_HASH: result */
     gboolean ok;
-    StoreUser *user;  /* JOB_VERIFY: the user, if it exists */
-    char *username;   /* JOB_VERIFY: as typed, for the failure limiter */
+    StoreUser *user; /* JOB_VERIFY: the user, if it exists */
+    char *username;  /* JOB_VERIFY: as typed, for the failure limiter */
 } HashJob;
 
 static void
@@ -147,8 +150,7 @@ sig_auth_new(SigApp *app)
     rnd[32] = 0;
     a->dummy_hash = sig_auth_hash_password(rnd);
     a->ip_limit = sig_limiter_new((guint)app->cfg->login_ip_per_min, 60);
-    a->user_fail_limit =
-        sig_limiter_new((guint)app->cfg->login_user_fail_per_15min, 15 * 60);
+    a->user_fail_limit = sig_limiter_new((guint)app->cfg->login_user_fail_per_15min, 15 * 60);
     return a;
 }
 
@@ -221,10 +223,9 @@ sig_auth_identify(SigReq *r, GError **error)
 json_t *
 sig_user_json(const StoreUser *u)
 {
-    json_t *j = json_pack("{s:I, s:s, s:s, s:s, s:o}", "id", (json_int_t)u->id,
-                          "username", u->username, "role", store_role_name(u->role),
-                          "display_name", u->display_name, "created_at",
-                          sig_json_time(u->created_at));
+    json_t *j = json_pack("{s:I, s:s, s:s, s:s, s:o}", "id", (json_int_t)u->id, "username",
+                          u->username, "role", store_role_name(u->role), "display_name",
+                          u->display_name, "created_at", sig_json_time(u->created_at));
     if (u->role == STORE_ROLE_TEACHER)
         json_object_set_new(j, "intro", json_string(u->intro));
     return j;
@@ -237,8 +238,7 @@ sig_username_valid(const char *username)
     if (n == 0 || n > 64)
         return FALSE;
     for (const char *p = username; *p; p++)
-        if (!(g_ascii_islower(*p) || g_ascii_isdigit(*p) || *p == '.' ||
-              *p == '_' || *p == '-'))
+        if (!(g_ascii_islower(*p) || g_ascii_isdigit(*p) || *p == '.' || *p == '_' || *p == '-'))
             return FALSE;
     return TRUE;
 }
@@ -314,13 +314,12 @@ job_done_verify(HashJob *j)
         return;
     }
     g_autofree char *cookie = g_strdup_printf(
-        COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%" G_GINT64_FORMAT "%s",
-        token, app->cfg->session_ttl,
-        g_str_has_prefix(app->cfg->public_url, "https:") ? "; Secure" : "");
+        COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%" G_GINT64_FORMAT "%s", token,
+        app->cfg->session_ttl, g_str_has_prefix(app->cfg->public_url, "https:") ? "; Secure" : "");
     sig_req_header(r, MHD_HTTP_HEADER_SET_COOKIE, cookie);
-    sig_reply_json(r, 200, json_pack("{s:s, s:o, s:o}", "token", token,
-                                     "expires_at", sig_json_time(expires),
-                                     "user", sig_user_json(j->user)));
+    sig_reply_json(r, 200,
+                   json_pack("{s:s, s:o, s:o}", "token", token, "expires_at",
+                             sig_json_time(expires), "user", sig_user_json(j->user)));
     sodium_memzero(token, sizeof token);
 }
 
@@ -387,8 +386,8 @@ sig_h_users_create(SigReq *r)
     if (!body)
         return;
     const char *username = sig_req_string(r, body, "username", 64, TRUE);
-    const char *password = username ? sig_req_string(r, body, "password",
-                                                     SIG_PASSWORD_MAX, TRUE) : NULL;
+    const char *password =
+        username ? sig_req_string(r, body, "password", SIG_PASSWORD_MAX, TRUE) : NULL;
     const char *role = password ? sig_req_string(r, body, "role", 16, TRUE) : NULL;
     if (!role)
         return;
@@ -399,8 +398,7 @@ sig_h_users_create(SigReq *r)
     if (r->response)
         return;
     if (!sig_username_valid(username)) {
-        sig_reply_error(r, 400, "bad_field",
-                        "username must be 1-64 of a-z, 0-9, '.', '_' and '-'");
+        sig_reply_error(r, 400, "bad_field", "username must be 1-64 of a-z, 0-9, '.', '_' and '-'");
         return;
     }
     if (g_utf8_strlen(password, -1) < SIG_PASSWORD_MIN) {
@@ -438,12 +436,11 @@ job_done_hash(HashJob *j)
         return;
     }
     g_autoptr(GError) err = NULL;
-    gint64 id = store_user_add(r->app->store, n->username, n->role, n->display_name,
-                               n->intro, j->hash, &err);
+    gint64 id = store_user_add(r->app->store, n->username, n->role, n->display_name, n->intro,
+                               j->hash, &err);
     if (!id) {
         if (g_error_matches(err, STORE_ERROR, STORE_ERROR_EXISTS))
-            sig_reply_error(r, 409, "username_taken", "username '%s' is taken",
-                            n->username);
+            sig_reply_error(r, 409, "username_taken", "username '%s' is taken", n->username);
         else
             sig_reply_store_error(r, err);
         return;
@@ -493,10 +490,8 @@ static const DemoUser demo_users[] = {
     {"admin", STORE_ROLE_ADMIN, "Administrator", NULL},
     {"teacher1", STORE_ROLE_TEACHER, "Kim Minji",
      "Mathematics, grades 7-9. Ask me about algebra and geometry."},
-    {"teacher2", STORE_ROLE_TEACHER, "Lee Junho",
-     "English conversation and essay writing."},
-    {"teacher3", STORE_ROLE_TEACHER, "Park Soyeon",
-     "Physics and chemistry; lab reports reviewed."},
+    {"teacher2", STORE_ROLE_TEACHER, "Lee Junho", "English conversation and essay writing."},
+    {"teacher3", STORE_ROLE_TEACHER, "Park Soyeon", "Physics and chemistry; lab reports reviewed."},
     {"student1", STORE_ROLE_STUDENT, "Student One", NULL},
     {"student2", STORE_ROLE_STUDENT, "Student Two", NULL},
     {"student3", STORE_ROLE_STUDENT, "Student Three", NULL},
@@ -511,16 +506,15 @@ sig_auth_seed_demo(SigApp *app, GError **error)
     guint added = 0;
     for (guint i = 0; i < G_N_ELEMENTS(demo_users); i++) {
         const DemoUser *d = &demo_users[i];
-        g_autoptr(StoreUser) have =
-            store_user_get_by_name(app->store, d->username, NULL, NULL);
+        g_autoptr(StoreUser) have = store_user_get_by_name(app->store, d->username, NULL, NULL);
         if (have)
             continue;
         if (!hash && !(hash = sig_auth_hash_password("demo"))) {
             g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot hash");
             return FALSE;
         }
-        if (!store_user_add(app->store, d->username, d->role, d->display_name,
-                            d->intro, hash, error))
+        if (!store_user_add(app->store, d->username, d->role, d->display_name, d->intro, hash,
+                            error))
             return FALSE;
         added++;
     }

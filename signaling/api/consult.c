@@ -21,9 +21,9 @@
 struct SigConsult {
     SigApp *app;
     SigLimiter *request_limit;
-    json_t *teachers;        /* cached list without "favorite", or NULL */
-    guint64 teachers_gen;    /* sig_events_generation() it was built at */
-    gint64 teachers_at;      /* monotonic us; changes made by other processes
+    json_t *teachers;     /* cached list without "favorite", or NULL */
+    guint64 teachers_gen; /* sig_events_generation() it was built at */
+    gint64 teachers_at;   /* monotonic us; changes made by other processes
                               * (the CLI) show within TEACHERS_TTL */
     guint expiry_timer;
     guint presence_timer;
@@ -37,11 +37,10 @@ struct SigConsult {
 static json_t *
 teacher_json(const StoreTeacher *t, gboolean for_student)
 {
-    json_t *j = json_pack("{s:I, s:s, s:s, s:s, s:I, s:I}", "id", (json_int_t)t->id,
-                          "display_name", t->display_name, "intro", t->intro,
-                          "status", store_presence_name(t->status), "popularity",
-                          (json_int_t)t->popularity, "consultation_count",
-                          (json_int_t)t->consultation_count);
+    json_t *j = json_pack("{s:I, s:s, s:s, s:s, s:I, s:I}", "id", (json_int_t)t->id, "display_name",
+                          t->display_name, "intro", t->intro, "status",
+                          store_presence_name(t->status), "popularity", (json_int_t)t->popularity,
+                          "consultation_count", (json_int_t)t->consultation_count);
     if (for_student)
         json_object_set_new(j, "favorite", json_boolean(t->favorite));
     return j;
@@ -54,15 +53,13 @@ sig_consultation_json(const StoreConsultation *c)
     g_snprintf(whip, sizeof whip, "/whip/consultations/%" G_GINT64_FORMAT, c->id);
     g_snprintf(whep, sizeof whep, "/whep/consultations/%" G_GINT64_FORMAT, c->id);
     return json_pack("{s:I, s:{s:I, s:s}, s:{s:I, s:s}, s:s, s:o, s:o, s:o, s:s?, s:{s:s, s:s}}",
-                     "id", (json_int_t)c->id,
-                     "teacher", "id", (json_int_t)c->teacher_id, "display_name", c->teacher_name,
-                     "student", "id", (json_int_t)c->student_id, "display_name", c->student_name,
-                     "status", store_consult_status_name(c->status),
-                     "requested_at", sig_json_time(c->requested_at),
-                     "started_at", sig_json_time(c->accepted_at),
-                     "ended_at", sig_json_time(c->ended_at),
-                     "end_reason", *c->end_reason ? c->end_reason : NULL,
-                     "media", "whip", whip, "whep", whep);
+                     "id", (json_int_t)c->id, "teacher", "id", (json_int_t)c->teacher_id,
+                     "display_name", c->teacher_name, "student", "id", (json_int_t)c->student_id,
+                     "display_name", c->student_name, "status",
+                     store_consult_status_name(c->status), "requested_at",
+                     sig_json_time(c->requested_at), "started_at", sig_json_time(c->accepted_at),
+                     "ended_at", sig_json_time(c->ended_at), "end_reason",
+                     *c->end_reason ? c->end_reason : NULL, "media", "whip", whip, "whep", whep);
 }
 
 static gboolean
@@ -107,8 +104,7 @@ sig_h_teachers_list(SigReq *r)
     }
     g_autoptr(GError) err = NULL;
     json_t *all = teachers_cached(r->app, &err);
-    g_autoptr(GArray) favs = is_student(r) ? store_favorites_of(r->app->store, r->user->id)
-                                           : NULL;
+    g_autoptr(GArray) favs = is_student(r) ? store_favorites_of(r->app->store, r->user->id) : NULL;
     if (!all) {
         sig_reply_store_error(r, err);
         return;
@@ -116,7 +112,8 @@ sig_h_teachers_list(SigReq *r)
     json_t *arr = json_array();
     size_t i;
     json_t *t;
-    json_array_foreach(all, i, t) {
+    json_array_foreach(all, i, t)
+    {
         if (q && strcmp(json_string_value(json_object_get(t, "status")), q))
             continue;
         json_t *copy = json_copy(t); /* shallow: members are shared, not changed */
@@ -235,8 +232,7 @@ favorite(SigReq *r, gboolean on)
     }
     if (changed)
         sig_events_kick(r->app);
-    sig_reply_json(r, 200, json_pack("{s:I, s:b}", "teacher_id", (json_int_t)id,
-                                     "favorite", on));
+    sig_reply_json(r, 200, json_pack("{s:I, s:b}", "teacher_id", (json_int_t)id, "favorite", on));
 }
 
 void
@@ -303,8 +299,8 @@ sig_h_consultation_create(SigReq *r)
     if (!admit(r))
         return;
     g_autoptr(GError) err = NULL;
-    g_autoptr(StoreConsultation) c = store_consultation_request(
-        r->app->store, r->user->id, json_integer_value(tid), &err);
+    g_autoptr(StoreConsultation) c =
+        store_consultation_request(r->app->store, r->user->id, json_integer_value(tid), &err);
     if (!c) {
         sig_reply_store_error(r, err);
         return;
@@ -357,8 +353,7 @@ sig_h_consultations_list(SigReq *r)
     }
     gint64 teacher = r->user->role == STORE_ROLE_TEACHER ? r->user->id : 0;
     g_autoptr(GError) err = NULL;
-    g_autoptr(GPtrArray) cs = store_consultation_list(r->app->store, teacher, status,
-                                                      500, &err);
+    g_autoptr(GPtrArray) cs = store_consultation_list(r->app->store, teacher, status, 500, &err);
     if (!cs) {
         sig_reply_store_error(r, err);
         return;
@@ -370,7 +365,11 @@ sig_h_consultations_list(SigReq *r)
 }
 
 /* One transition by its owner.  WHO says which participant may do it. */
-typedef enum { BY_TEACHER, BY_STUDENT, BY_TEACHER_OR_ADMIN } Who;
+typedef enum {
+    BY_TEACHER,
+    BY_STUDENT,
+    BY_TEACHER_OR_ADMIN
+} Who;
 
 static void
 transition(SigReq *r, StoreConsultStatus to, Who who, const char *reason)
@@ -379,10 +378,9 @@ transition(SigReq *r, StoreConsultStatus to, Who who, const char *reason)
     if (!c)
         return;
     gint64 me = r->user->id;
-    gboolean allowed = (who == BY_TEACHER && c->teacher_id == me) ||
-                       (who == BY_STUDENT && c->student_id == me) ||
-                       (who == BY_TEACHER_OR_ADMIN &&
-                        (c->teacher_id == me || r->user->role == STORE_ROLE_ADMIN));
+    gboolean allowed =
+        (who == BY_TEACHER && c->teacher_id == me) || (who == BY_STUDENT && c->student_id == me) ||
+        (who == BY_TEACHER_OR_ADMIN && (c->teacher_id == me || r->user->role == STORE_ROLE_ADMIN));
     if (!allowed) {
         sig_reply_error(r, 403, "forbidden", "only the consultation's %s may do this",
                         who == BY_STUDENT ? "student" : "teacher");
@@ -444,25 +442,24 @@ sig_h_mypage(SigReq *r)
         for (guint k = 0; recs && k < recs->len; k++) {
             StoreMyRecording *x = recs->pdata[k];
             if (x->consultation_id == m->consultation_id)
-                json_array_append_new(rj, sig_recording_json(x->consultation_id, x->file,
-                                                             x->role, "ready", x->duration_ms,
+                json_array_append_new(rj, sig_recording_json(x->consultation_id, x->file, x->role,
+                                                             CONSULTD_REC_READY, x->duration_ms,
                                                              x->size, x->offset_ms));
         }
         gint64 dur = m->started_at && m->ended_at ? (m->ended_at - m->started_at) : 0;
-        json_array_append_new(arr, json_pack(
-            "{s:I, s:{s:I, s:s}, s:s, s:o, s:o, s:o, s:f, s:s?, s:o}",
-            "consultation_id", (json_int_t)m->consultation_id,
-            "teacher", "id", (json_int_t)m->teacher_id, "display_name", m->teacher_name,
-            "status", store_consult_status_name(m->status),
-            "requested_at", sig_json_time(m->requested_at),
-            "started_at", sig_json_time(m->started_at),
-            "ended_at", sig_json_time(m->ended_at),
-            "duration_seconds", dur / 1000.0,
-            "end_reason", *m->end_reason ? m->end_reason : NULL,
-            "recordings", rj));
+        json_array_append_new(
+            arr,
+            json_pack("{s:I, s:{s:I, s:s}, s:s, s:o, s:o, s:o, s:f, s:s?, s:o}", "consultation_id",
+                      (json_int_t)m->consultation_id, "teacher", "id", (json_int_t)m->teacher_id,
+                      "display_name", m->teacher_name, "status",
+                      store_consult_status_name(m->status), "requested_at",
+                      sig_json_time(m->requested_at), "started_at", sig_json_time(m->started_at),
+                      "ended_at", sig_json_time(m->ended_at), "duration_seconds", dur / 1000.0,
+                      "end_reason", *m->end_reason ? m->end_reason : NULL, "recordings", rj));
     }
-    sig_reply_json(r, 200, json_pack("{s:o, s:I}", "consultations", arr, "as_of_event",
-                                     (json_int_t)store_cursor(r->app->store, "projections")));
+    sig_reply_json(r, 200,
+                   json_pack("{s:o, s:I}", "consultations", arr, "as_of_event",
+                             (json_int_t)store_cursor(r->app->store, "projections")));
 }
 
 /* ---------------------------------------------------------------- timers */
@@ -496,10 +493,11 @@ sweep_presence(gpointer data)
         if (!sig_streams_teacher_gone(app, id, app->cfg->presence_grace))
             continue;
         gboolean changed = FALSE;
-        if (store_teacher_set_presence(app->store, id, STORE_PRESENCE_OFFLINE, &changed,
-                                       NULL) && changed) {
-            g_info("teacher %" G_GINT64_FORMAT " went offline: no events stream for %"
-                   G_GINT64_FORMAT " s", id, app->cfg->presence_grace);
+        if (store_teacher_set_presence(app->store, id, STORE_PRESENCE_OFFLINE, &changed, NULL) &&
+            changed) {
+            g_info("teacher %" G_GINT64_FORMAT
+                   " went offline: no events stream for %" G_GINT64_FORMAT " s",
+                   id, app->cfg->presence_grace);
             n++;
         }
     }

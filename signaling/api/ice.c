@@ -31,8 +31,8 @@ each_server(SigReq *r, EachServer fn, gpointer data)
     g_autofree char *user = NULL, *pass = NULL;
     if (*cfg->media_turn_secret)
         sig_ice_turn_credential(cfg->media_turn_secret, r->user->id,
-                                g_get_real_time() / G_USEC_PER_SEC + cfg->media_turn_ttl,
-                                &user, &pass);
+                                g_get_real_time() / G_USEC_PER_SEC + cfg->media_turn_ttl, &user,
+                                &pass);
     g_auto(GStrv) urls = g_strsplit(cfg->media_turn, ",", -1);
     for (guint i = 0; urls[i]; i++) {
         g_strstrip(urls[i]);
@@ -58,8 +58,9 @@ sig_h_ice_servers(SigReq *r)
     json_t *arr = json_array();
     each_server(r, add_json, arr);
     sig_req_header(r, "Cache-Control", "no-store"); /* holds a credential */
-    sig_reply_json(r, 200, json_pack("{s:o, s:I}", "ice_servers", arr, "ttl",
-                                     (json_int_t)r->app->cfg->media_turn_ttl));
+    sig_reply_json(r, 200,
+                   json_pack("{s:o, s:I}", "ice_servers", arr, "ttl",
+                             (json_int_t)r->app->cfg->media_turn_ttl));
 }
 
 static void
@@ -67,7 +68,8 @@ add_link(const char *url, const char *username, const char *password, gpointer d
 {
     g_autofree char *link =
         username ? g_strdup_printf("<%s>; rel=\"ice-server\"; username=\"%s\"; credential=\"%s\";"
-                                   " credential-type=\"password\"", url, username, password)
+                                   " credential-type=\"password\"",
+                                   url, username, password)
                  : g_strdup_printf("<%s>; rel=\"ice-server\"", url);
     sig_req_header(data, "Link", link);
 }

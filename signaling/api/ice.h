@@ -15,5 +15,5 @@ void sig_h_ice_servers(SigReq *r);
 void sig_ice_link_headers(SigReq *r);
 /* The REST credential for USER_ID valid until EXPIRES (unix seconds);
  * exposed for tests. */
-void sig_ice_turn_credential(const char *secret, gint64 user_id, gint64 expires,
-                             char **username, char **password);
+void sig_ice_turn_credential(const char *secret, gint64 user_id, gint64 expires, char **username,
+                             char **password);

@@ -58,9 +58,10 @@ sig_h_readyz(SigReq *r)
         sig_reply_json(r, 200, json_pack("{s:s, s:o}", "status", "ready", "checks", checks));
         return;
     }
-    sig_reply_json(r, 503, json_pack("{s:s, s:s, s:o, s:o}", "error", "not_ready",
-                                     "message", "some subsystems are not ready",
-                                     "not_ready", failing, "checks", checks));
+    sig_reply_json(r, 503,
+                   json_pack("{s:s, s:s, s:o, s:o}", "error", "not_ready", "message",
+                             "some subsystems are not ready", "not_ready", failing, "checks",
+                             checks));
 }
 
 void
@@ -68,7 +69,8 @@ sig_h_metrics(SigReq *r)
 {
     SigApp *app = r->app;
     g_autoptr(GString) out = g_string_sized_new(4096);
-    g_string_append_printf(out,
+    g_string_append_printf(
+        out,
         "# HELP consultd_build_info Build information\n"
         "# TYPE consultd_build_info gauge\n"
         "consultd_build_info{version=\"%s\"} 1\n"
@@ -85,8 +87,7 @@ sig_h_metrics(SigReq *r)
         store_commit_count(app->store), sig_http_connections(app->http));
     sig_metrics_render(app->metrics, out);
     sig_health_metrics(app, out);
-    sig_reply_data(r, 200, "text/plain; version=0.0.4; charset=utf-8", out->str,
-                   out->len);
+    sig_reply_data(r, 200, "text/plain; version=0.0.4; charset=utf-8", out->str, out->len);
 }
 
 /* GET /api/admin/webhook-deliveries: the newest deliveries and their state. */
@@ -104,12 +105,13 @@ sig_h_webhook_deliveries(SigReq *r)
         StoreDelivery *d = ds->pdata[i];
         char eid[32];
         g_snprintf(eid, sizeof eid, "evt_%" G_GINT64_FORMAT, d->event_seq);
-        json_array_append_new(arr, json_pack(
-            "{s:I, s:s, s:s, s:s, s:I, s:o, s:s, s:o}", "id", (json_int_t)d->id,
-            "event_id", eid, "url", d->url, "state", d->state, "attempts",
-            (json_int_t)d->attempts, "next_attempt_at",
-            strcmp(d->state, "pending") ? json_null() : sig_json_time(d->next_attempt_at),
-            "last_error", d->last_error, "delivered_at", sig_json_time(d->delivered_at)));
+        json_array_append_new(
+            arr,
+            json_pack("{s:I, s:s, s:s, s:s, s:I, s:o, s:s, s:o}", "id", (json_int_t)d->id,
+                      "event_id", eid, "url", d->url, "state", d->state, "attempts",
+                      (json_int_t)d->attempts, "next_attempt_at",
+                      strcmp(d->state, "pending") ? json_null() : sig_json_time(d->next_attempt_at),
+                      "last_error", d->last_error, "delivered_at", sig_json_time(d->delivered_at)));
     }
     sig_reply_json(r, 200, json_pack("{s:o}", "deliveries", arr));
 }

@@ -35,15 +35,16 @@ visible(SigReq *r)
 }
 
 json_t *
-sig_recording_json(gint64 consultation, const char *file, const char *role,
-                   const char *state, gint64 duration_ms, gint64 size, gint64 offset_ms)
+sig_recording_json(gint64 consultation, const char *file, ConsultdRole role, ConsultdRecState state,
+                   gint64 duration_ms, gint64 size, gint64 offset_ms)
 {
-    json_t *j = json_pack("{s:s, s:s, s:s, s:f, s:I, s:f}", "file", file, "role", role,
-                          "state", state, "duration_seconds", duration_ms / 1000.0, "size",
-                          (json_int_t)size, "offset_seconds", offset_ms / 1000.0);
-    if (!strcmp(state, "ready")) {
-        g_autofree char *url = g_strdup_printf("/recordings/%" G_GINT64_FORMAT "/%s",
-                                               consultation, file);
+    json_t *j =
+        json_pack("{s:s, s:s, s:s, s:f, s:I, s:f}", "file", file, "role", consultd_role_name(role),
+                  "state", consultd_rec_state_name(state), "duration_seconds", duration_ms / 1000.0,
+                  "size", (json_int_t)size, "offset_seconds", offset_ms / 1000.0);
+    if (state == CONSULTD_REC_READY) {
+        g_autofree char *url =
+            g_strdup_printf("/recordings/%" G_GINT64_FORMAT "/%s", consultation, file);
         json_object_set_new(j, "url", json_string(url));
     }
     return j;
@@ -53,8 +54,8 @@ sig_recording_json(gint64 consultation, const char *file, const char *role,
 static json_t *
 row_json(const StoreRecording *x)
 {
-    json_t *j = sig_recording_json(x->consultation_id, x->file, x->role, x->state,
-                                   x->duration_ms, x->size, x->offset_ms);
+    json_t *j = sig_recording_json(x->consultation_id, x->file, x->role, x->state, x->duration_ms,
+                                   x->size, x->offset_ms);
     if (*x->reason)
         json_object_set_new(j, "reason", json_string(x->reason));
     return j;
@@ -76,13 +77,14 @@ sig_h_recordings_list(SigReq *r)
     for (guint i = 0; i < rows->len; i++) {
         StoreRecording *x = rows->pdata[i];
         json_t *j = row_json(x);
-        if (!strcmp(x->role, "combined") && !strcmp(x->state, "processing"))
-            json_object_set_new(j, "progress",
-                                json_integer(MAX(0, sig_recordings_compose_progress(r->app, c->id))));
+        if (x->role == CONSULTD_ROLE_COMBINED && x->state == CONSULTD_REC_PROCESSING)
+            json_object_set_new(
+                j, "progress",
+                json_integer(MAX(0, sig_recordings_compose_progress(r->app, c->id))));
         json_array_append_new(arr, j);
     }
-    sig_reply_json(r, 200, json_pack("{s:I, s:o}", "consultation_id", (json_int_t)c->id,
-                                     "recordings", arr));
+    sig_reply_json(
+        r, 200, json_pack("{s:I, s:o}", "consultation_id", (json_int_t)c->id, "recordings", arr));
 }
 
 /* Parses a single "bytes=" range against SIZE.  Returns 1 and sets
@@ -168,12 +170,12 @@ sig_h_recording_file(SigReq *r)
         close(fd);
         g_autofree char *cr = g_strdup_printf("bytes */%" G_GINT64_FORMAT, size);
         sig_req_header(r, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
-        sig_reply_error(r, 416, "range_not_satisfiable", "the file has %" G_GINT64_FORMAT
-                        " bytes", size);
+        sig_reply_error(r, 416, "range_not_satisfiable", "the file has %" G_GINT64_FORMAT " bytes",
+                        size);
         return;
     }
-    struct MHD_Response *resp = MHD_create_response_from_fd_at_offset64(
-        (uint64_t)(to - from + 1), fd, (uint64_t)from);
+    struct MHD_Response *resp =
+        MHD_create_response_from_fd_at_offset64((uint64_t)(to - from + 1), fd, (uint64_t)from);
     if (!resp) {
         close(fd);
         sig_reply_error(r, 500, "internal", "cannot serve the file");
@@ -181,8 +183,8 @@ sig_h_recording_file(SigReq *r)
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "video/webm");
     if (rr > 0) {
-        g_autofree char *cr = g_strdup_printf("bytes %" G_GINT64_FORMAT "-%" G_GINT64_FORMAT
-                                              "/%" G_GINT64_FORMAT, from, to, size);
+        g_autofree char *cr = g_strdup_printf(
+            "bytes %" G_GINT64_FORMAT "-%" G_GINT64_FORMAT "/%" G_GINT64_FORMAT, from, to, size);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
     }
     sig_reply_response(r, rr > 0 ? 206 : 200, resp);
@@ -194,8 +196,9 @@ void
 sig_h_retention_run(SigReq *r)
 {
     guint n = sig_recordings_prune(r->app);
-    sig_reply_json(r, 200, json_pack("{s:I, s:I}", "deleted", (json_int_t)n, "bytes",
-                                     (json_int_t)store_recordings_bytes(r->app->store)));
+    sig_reply_json(r, 200,
+                   json_pack("{s:I, s:I}", "deleted", (json_int_t)n, "bytes",
+                             (json_int_t)store_recordings_bytes(r->app->store)));
 }
 
 void
@@ -220,10 +223,9 @@ sig_h_admin_recordings(SigReq *r)
     if (statvfs(r->app->cfg->data_dir, &vfs) == 0)
         disk = json_pack("{s:I, s:I}", "free_bytes", (json_int_t)vfs.f_bavail * vfs.f_frsize,
                          "total_bytes", (json_int_t)vfs.f_blocks * vfs.f_frsize);
-    sig_reply_json(r, 200, json_pack("{s:o, s:I, s:o, s:{s:I, s:I}}", "recordings", arr,
-                                     "bytes", (json_int_t)store_recordings_bytes(r->app->store),
-                                     "disk", disk, "retention", "days",
-                                     (json_int_t)r->app->cfg->retention_days, "max_bytes",
-                                     (json_int_t)r->app->cfg->retention_max_bytes));
+    sig_reply_json(r, 200,
+                   json_pack("{s:o, s:I, s:o, s:{s:I, s:I}}", "recordings", arr, "bytes",
+                             (json_int_t)store_recordings_bytes(r->app->store), "disk", disk,
+                             "retention", "days", (json_int_t)r->app->cfg->retention_days,
+                             "max_bytes", (json_int_t)r->app->cfg->retention_max_bytes));
 }
-

@@ -5,8 +5,8 @@
 #include "http/http.h"
 
 /* A recording as the API shows it; new reference. */
-json_t *sig_recording_json(gint64 consultation, const char *file, const char *role,
-                           const char *state, gint64 duration_ms, gint64 size,
+json_t *sig_recording_json(gint64 consultation, const char *file, ConsultdRole role,
+                           ConsultdRecState state, gint64 duration_ms, gint64 size,
                            gint64 offset_ms);
 /* Range header parsing (exposed for tests and fuzzing): 1 with [*from, *to],
  * 0 to serve everything, -1 when unsatisfiable. */

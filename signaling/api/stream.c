@@ -44,8 +44,8 @@ typedef struct {
 
 struct SigStreams {
     SigApp *app;
-    GPtrArray *streams;     /* Stream *, not owned */
-    GHashTable *presence;   /* gint64 *teacher -> Presence * */
+    GPtrArray *streams;   /* Stream *, not owned */
+    GHashTable *presence; /* gint64 *teacher -> Presence * */
     guint heartbeat_timer;
 };
 
@@ -69,11 +69,10 @@ stream_push_event(Stream *s, const StoreEvent *e)
     json_t *j = sig_event_json(e);
     g_autofree char *data = json_dumps(j, JSON_COMPACT);
     json_decref(j);
-    g_string_append_printf(s->buf, "id: %" G_GINT64_FORMAT "\nevent: %s\ndata: %s\n\n",
-                           e->seq, e->type, data);
+    g_string_append_printf(s->buf, "id: %" G_GINT64_FORMAT "\nevent: %s\ndata: %s\n\n", e->seq,
+                           e->type, data);
     if (s->buf->len > STREAM_BUFFER_MAX) {
-        g_message("events: closing the stream of %s: it is not reading",
-                  s->user->username);
+        g_message("events: closing the stream of %s: it is not reading", s->user->username);
         s->closing = TRUE;
     }
     stream_wake(s);
@@ -107,8 +106,8 @@ stream_read(void *cls, uint64_t pos, char *buf, size_t max)
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(s->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         if (ci)
-            s->hangup_watch = g_unix_fd_add(ci->connect_fd, G_IO_IN | G_IO_HUP | G_IO_ERR,
-                                            on_hangup, s);
+            s->hangup_watch =
+                g_unix_fd_add(ci->connect_fd, G_IO_IN | G_IO_HUP | G_IO_ERR, on_hangup, s);
         return 0;
     }
     size_t n = MIN(max, s->buf->len);
@@ -159,8 +158,8 @@ streams_of(SigStreams *st, gint64 user)
 static gboolean
 backfill(SigApp *app, Stream *s, gint64 upto)
 {
-    g_autoptr(GPtrArray) evs = store_events_range(app->store, s->last_seq, upto,
-                                                  BACKFILL_MAX, NULL);
+    g_autoptr(GPtrArray) evs =
+        store_events_range(app->store, s->last_seq, upto, BACKFILL_MAX, NULL);
     if (!evs)
         return FALSE;
     for (guint i = 0; i < evs->len; i++) {
@@ -193,8 +192,9 @@ sig_h_events(SigReq *r)
     }
     if (streams_of(st, r->user->id) >= (guint)app->cfg->sse_per_user) {
         sig_req_header(r, "Retry-After", "10");
-        sig_reply_error(r, 429, "too_many_streams", "at most %" G_GINT64_FORMAT
-                        " event streams per user", app->cfg->sse_per_user);
+        sig_reply_error(r, 429, "too_many_streams",
+                        "at most %" G_GINT64_FORMAT " event streams per user",
+                        app->cfg->sse_per_user);
         return;
     }
     gint64 cursor = store_cursor(app->store, "notify");
@@ -216,8 +216,7 @@ sig_h_events(SigReq *r)
         p->last_seen = g_get_monotonic_time();
     }
     struct MHD_Response *resp =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, s,
-                                          stream_free);
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, s, stream_free);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
     /* When a stream ends (shutdown, a slow reader), the connection goes too. */
@@ -270,8 +269,7 @@ gboolean
 sig_streams_teacher_gone(SigApp *app, gint64 teacher, gint64 grace_s)
 {
     Presence *p = presence_of(app->streams, teacher);
-    return p->streams == 0 &&
-           g_get_monotonic_time() - p->last_seen >= grace_s * G_USEC_PER_SEC;
+    return p->streams == 0 && g_get_monotonic_time() - p->last_seen >= grace_s * G_USEC_PER_SEC;
 }
 
 /* ------------------------------------------------------------ lifecycle */

@@ -37,10 +37,9 @@ offer_done(SigOfferResult res, const SigMediaSession *s, const char *text, gpoin
     SigReq *r = data;
     switch (res) {
     case SIG_OFFER_OK: {
-        g_autofree char *loc = g_strdup_printf("%s/%s/consultations/%" G_GINT64_FORMAT
-                                               "/sessions/%s", r->app->cfg->public_url,
-                                               s->publish ? "whip" : "whep", s->consultation,
-                                               s->id);
+        g_autofree char *loc = g_strdup_printf(
+            "%s/%s/consultations/%" G_GINT64_FORMAT "/sessions/%s", r->app->cfg->public_url,
+            s->publish ? "whip" : "whep", s->consultation, s->id);
         g_autofree char *etag = g_strdup_printf("\"%s\"", s->etag);
         sig_req_header(r, MHD_HTTP_HEADER_LOCATION, loc);
         sig_req_header(r, MHD_HTTP_HEADER_ETAG, etag);
@@ -49,15 +48,9 @@ offer_done(SigOfferResult res, const SigMediaSession *s, const char *text, gpoin
         sig_reply_data(r, 201, "application/sdp", text, strlen(text));
         break;
     }
-    case SIG_OFFER_BAD:
-        sig_reply_error(r, 400, "bad_sdp", "%s", text);
-        break;
-    case SIG_OFFER_NO_CODEC:
-        sig_reply_error(r, 400, "no_usable_codec", "%s", text);
-        break;
-    case SIG_OFFER_NOT_LIVE:
-        sig_reply_error(r, 409, "not_live", "%s", text);
-        break;
+    case SIG_OFFER_BAD: sig_reply_error(r, 400, "bad_sdp", "%s", text); break;
+    case SIG_OFFER_NO_CODEC: sig_reply_error(r, 400, "no_usable_codec", "%s", text); break;
+    case SIG_OFFER_NOT_LIVE: sig_reply_error(r, 409, "not_live", "%s", text); break;
     case SIG_OFFER_UNAVAILABLE:
         sig_req_header(r, "Retry-After", "2");
         sig_reply_error(r, 503, "media_unavailable", "%s", text);
@@ -80,8 +73,10 @@ media_post(SigReq *r, gboolean publish)
         sig_reply_store_error(r, err);
         return;
     }
-    int role = c->teacher_id == r->user->id ? 0 : c->student_id == r->user->id ? 1 : -1;
-    if (role < 0) {
+    ConsultdRole role = c->teacher_id == r->user->id   ? CONSULTD_ROLE_TEACHER
+                        : c->student_id == r->user->id ? CONSULTD_ROLE_STUDENT
+                                                       : CONSULTD_N_ROLES;
+    if (role == CONSULTD_N_ROLES) {
         sig_reply_error(r, 403, "forbidden", "only the consultation's participants take part");
         return;
     }
@@ -216,11 +211,11 @@ sig_h_media_workers(SigReq *r)
     json_t *arr = json_array();
     for (guint i = 0; i < ws->len; i++) {
         SigWorkerInfo *w = &g_array_index(ws, SigWorkerInfo, i);
-        json_array_append_new(arr, json_pack("{s:I, s:b, s:I, s:I, s:I}", "index",
-                                             (json_int_t)w->index, "ready", w->ready, "pid",
-                                             (json_int_t)w->pid, "consultations",
-                                             (json_int_t)w->consultations, "offers_waiting",
-                                             (json_int_t)w->offers_waiting));
+        json_array_append_new(arr,
+                              json_pack("{s:I, s:b, s:I, s:I, s:I}", "index", (json_int_t)w->index,
+                                        "ready", w->ready, "pid", (json_int_t)w->pid,
+                                        "consultations", (json_int_t)w->consultations,
+                                        "offers_waiting", (json_int_t)w->offers_waiting));
     }
     sig_reply_json(r, 200, json_pack("{s:o}", "workers", arr));
 }

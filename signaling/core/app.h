@@ -50,7 +50,7 @@ typedef struct SigApp {
     SigRecordings *recordings;
     SigHealth *health;
     SigStreams *streams;
-    char *media_bin;      /* the consultd-media executable (workers, repairs) */
+    char *media_bin; /* the consultd-media executable (workers, repairs) */
     GMainLoop *loop;
     gint64 started_at; /* monotonic, microseconds */
     gboolean stopping;

@@ -12,7 +12,11 @@
 
 #include "build-config.h" /* CONSULTD_VERSION */
 
-typedef enum { CFG_STR, CFG_INT, CFG_BOOL } CfgType;
+typedef enum {
+    CFG_STR,
+    CFG_INT,
+    CFG_BOOL
+} CfgType;
 
 typedef struct {
     const char *key;
@@ -31,24 +35,22 @@ static const CfgOpt opts[] = {
      "directory for the database and recordings"},
     {"public-url", CFG_STR, OFF(public_url), "", 0, 0,
      "absolute base URL clients reach the server at (default: from listen)"},
-    {"log-level", CFG_STR, OFF(log_level), "info", 0, 0,
-     "error, warning, message, info or debug"},
+    {"log-level", CFG_STR, OFF(log_level), "info", 0, 0, "error, warning, message, info or debug"},
     {"db-busy-timeout", CFG_INT, OFF(db_busy_timeout), "250", 0, 60000,
      "ms a request waits for a database locked by another process (503 after)"},
     {"max-body", CFG_INT, OFF(max_body), "1048576", 1024, G_GINT64_CONSTANT(1) << 32,
      "largest request body accepted, in bytes (413 above)"},
     {"conn-timeout", CFG_INT, OFF(conn_timeout), "30", 1, 86400,
      "seconds an idle HTTP connection is kept"},
-    {"conn-limit", CFG_INT, OFF(conn_limit), "4096", 1, 1000000,
-     "most HTTP connections at once"},
+    {"conn-limit", CFG_INT, OFF(conn_limit), "4096", 1, 1000000, "most HTTP connections at once"},
     {"per-ip-conn-limit", CFG_INT, OFF(per_ip_conn_limit), "256", 1, 1000000,
      "most HTTP connections at once from one IP address"},
     {"session-ttl", CFG_INT, OFF(session_ttl), "43200", 60, 31536000,
      "seconds a login session lasts"},
     {"login-ip-per-min", CFG_INT, OFF(login_ip_per_min), "30", 1, 1000000,
      "login attempts per minute from one IP address (429 above)"},
-    {"login-user-fail-per-15min", CFG_INT, OFF(login_user_fail_per_15min), "10", 1,
-     1000000, "failed logins per 15 minutes for one username (429 above)"},
+    {"login-user-fail-per-15min", CFG_INT, OFF(login_user_fail_per_15min), "10", 1, 1000000,
+     "failed logins per 15 minutes for one username (429 above)"},
     {"shutdown-grace", CFG_INT, OFF(shutdown_grace), "10", 0, 3600,
      "seconds in-flight requests get to finish on SIGTERM"},
     {"request-timeout", CFG_INT, OFF(request_timeout), "60", 1, 86400,
@@ -88,7 +90,8 @@ static const CfgOpt opts[] = {
     {"media-turn", CFG_STR, OFF(media_turn), "", 0, 0,
      "TURN servers handed to clients, comma-separated (turn:host:3478?transport=udp,turns:...)"},
     {"media-turn-secret", CFG_STR, OFF(media_turn_secret), "", 0, 0,
-     "the TURN server's shared secret (coturn static-auth-secret): credentials are minted per user"},
+     "the TURN server's shared secret (coturn static-auth-secret): credentials are minted per "
+     "user"},
     {"media-turn-ttl", CFG_INT, OFF(media_turn_ttl), "86400", 60, 31536000,
      "seconds a minted TURN credential stays valid"},
     {"media-timeout", CFG_INT, OFF(media_timeout), "15", 1, 3600,
@@ -113,15 +116,14 @@ static const CfgOpt opts[] = {
 #undef OFF
 
 static gboolean
-apply(SigConfig *cfg, const CfgOpt *o, const char *value, const char *source,
-      GError **error)
+apply(SigConfig *cfg, const CfgOpt *o, const char *value, const char *source, GError **error)
 {
     char *field = (char *)cfg + o->offset;
     switch (o->type) {
     case CFG_STR:
         if (o->min > 0 && !*value) { /* min 1: required */
-            g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                        "%s: %s must not be empty", source, o->key);
+            g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "%s: %s must not be empty",
+                        source, o->key);
             return FALSE;
         }
         g_free(*(char **)field);
@@ -131,8 +133,8 @@ apply(SigConfig *cfg, const CfgOpt *o, const char *value, const char *source,
         gint64 v;
         if (!g_ascii_string_to_signed(value, 10, o->min, o->max, &v, NULL)) {
             g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                        "%s: %s must be an integer from %" G_GINT64_FORMAT
-                        " to %" G_GINT64_FORMAT ", not \"%s\"",
+                        "%s: %s must be an integer from %" G_GINT64_FORMAT " to %" G_GINT64_FORMAT
+                        ", not \"%s\"",
                         source, o->key, o->min, o->max, value);
             return FALSE;
         }
@@ -148,8 +150,7 @@ apply(SigConfig *cfg, const CfgOpt *o, const char *value, const char *source,
             *(gboolean *)field = FALSE;
         } else {
             g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                        "%s: %s must be true or false, not \"%s\"", source,
-                        o->key, value);
+                        "%s: %s must be true or false, not \"%s\"", source, o->key, value);
             return FALSE;
         }
         return TRUE;
@@ -194,18 +195,17 @@ apply_file(SigConfig *cfg, const char *path, GError **error)
 static gboolean
 derive(SigConfig *cfg, GError **error)
 {
-    static const char *const levels[] = {"error", "warning", "message", "info",
-                                         "debug", NULL};
+    static const char *const levels[] = {"error", "warning", "message", "info", "debug", NULL};
     if (!g_strv_contains(levels, cfg->log_level)) {
         g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
                     "log-level must be one of error, warning, message, info, debug");
         return FALSE;
     }
-    if (cfg->media_port_min && cfg->media_port_max &&
-        cfg->media_port_min > cfg->media_port_max) {
+    if (cfg->media_port_min && cfg->media_port_max && cfg->media_port_min > cfg->media_port_max) {
         g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                    "media-port-min (%" G_GINT64_FORMAT ") is above media-port-max (%"
-                    G_GINT64_FORMAT ")", cfg->media_port_min, cfg->media_port_max);
+                    "media-port-min (%" G_GINT64_FORMAT
+                    ") is above media-port-max (%" G_GINT64_FORMAT ")",
+                    cfg->media_port_min, cfg->media_port_max);
         return FALSE;
     }
     /* A trailing slash would double up when paths are appended. */
@@ -216,13 +216,12 @@ derive(SigConfig *cfg, GError **error)
 }
 
 /* Boolean flags take an optional value: --demo, --demo=true, --record=false.
- * GOption hands the callback the flag's name; its value lands in
- * bool_vals[] at the option's index. */
-static char **bool_vals;
-
+ * GOption hands the callback the flag's name and the group's data, the
+ * bool_vals[] array, where its value lands at the option's index. */
 static gboolean
 bool_flag(const char *name, const char *value, gpointer data, GError **error)
 {
+    char **bool_vals = data;
     for (guint i = 0; i < G_N_ELEMENTS(opts); i++) {
         if (opts[i].type == CFG_BOOL && !strcmp(name + 2, opts[i].key)) {
             g_free(bool_vals[i]);
@@ -238,7 +237,7 @@ sig_config_load(int *argc, char ***argv, GError **error)
 {
     g_autoptr(SigConfig) cfg = g_new0(SigConfig, 1);
     g_autofree char **flag_vals = g_new0(char *, G_N_ELEMENTS(opts));
-    bool_vals = g_new0(char *, G_N_ELEMENTS(opts));
+    char **bool_vals = g_new0(char *, G_N_ELEMENTS(opts));
     gboolean version = FALSE;
     g_autofree char *config_file = NULL;
     GOptionEntry *entries = g_new0(GOptionEntry, G_N_ELEMENTS(opts) + 3);
@@ -248,31 +247,41 @@ sig_config_load(int *argc, char ***argv, GError **error)
         if (!apply(cfg, &opts[i], opts[i].def, "default", error))
             g_assert_not_reached();
         if (opts[i].type == CFG_BOOL)
-            entries[e++] = (GOptionEntry){opts[i].key, 0, G_OPTION_FLAG_OPTIONAL_ARG,
-                                          G_OPTION_ARG_CALLBACK, (gpointer)bool_flag,
-                                          opts[i].help, "[true|false]"};
+            entries[e++] = (GOptionEntry){opts[i].key,
+                                          0,
+                                          G_OPTION_FLAG_OPTIONAL_ARG,
+                                          G_OPTION_ARG_CALLBACK,
+                                          (gpointer)bool_flag,
+                                          opts[i].help,
+                                          "[true|false]"};
         else
-            entries[e++] = (GOptionEntry){opts[i].key, 0, 0, G_OPTION_ARG_STRING,
-                                          &flag_vals[i], opts[i].help,
+            entries[e++] = (GOptionEntry){opts[i].key,
+                                          0,
+                                          0,
+                                          G_OPTION_ARG_STRING,
+                                          &flag_vals[i],
+                                          opts[i].help,
                                           opts[i].type == CFG_INT ? "N" : "VALUE"};
     }
-    entries[e++] = (GOptionEntry){"config", 'c', 0, G_OPTION_ARG_FILENAME,
-                                  &config_file, "configuration file (GKeyFile)",
-                                  "FILE"};
-    entries[e++] = (GOptionEntry){"version", 'V', 0, G_OPTION_ARG_NONE, &version,
-                                  "print the version and exit", NULL};
+    entries[e++] = (GOptionEntry){
+        "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_file, "configuration file (GKeyFile)",
+        "FILE"};
+    entries[e++] = (GOptionEntry){
+        "version", 'V', 0, G_OPTION_ARG_NONE, &version, "print the version and exit", NULL};
 
     g_autoptr(GOptionContext) ctx = g_option_context_new("[user|rebuild-projections ...]");
-    g_option_context_set_summary(ctx,
-        "consultd: a self-hosted video consultation server.\n\n"
-        "Subcommands:\n"
-        "  user add --role ROLE --username U [--display-name N]  (password on stdin)\n"
-        "  user list\n"
-        "  rebuild-projections\n"
-        "  prune-recordings   (apply retention-days / retention-max-bytes now)\n\n"
-        "Every option can also be set as CONSULTD_<NAME> in the environment\n"
-        "or as NAME=VALUE in group [consultd] of the config file.");
-    g_option_context_add_main_entries(ctx, entries, NULL);
+    g_option_context_set_summary(
+        ctx, "consultd: a self-hosted video consultation server.\n\n"
+             "Subcommands:\n"
+             "  user add --role ROLE --username U [--display-name N]  (password on stdin)\n"
+             "  user list\n"
+             "  rebuild-projections\n"
+             "  prune-recordings   (apply retention-days / retention-max-bytes now)\n\n"
+             "Every option can also be set as CONSULTD_<NAME> in the environment\n"
+             "or as NAME=VALUE in group [consultd] of the config file.");
+    GOptionGroup *main_group = g_option_group_new(NULL, NULL, NULL, bool_vals, NULL);
+    g_option_group_add_entries(main_group, entries);
+    g_option_context_set_main_group(ctx, main_group);
     gboolean parsed = g_option_context_parse(ctx, argc, argv, error);
     if (!parsed) {
         for (guint i = 0; i < G_N_ELEMENTS(opts); i++) {
@@ -332,8 +341,7 @@ sig_config_print_table(void)
     printf("| flag | environment | default | meaning |\n|---|---|---|---|\n");
     for (guint i = 0; i < G_N_ELEMENTS(opts); i++) {
         g_autofree char *env = env_name(opts[i].key);
-        printf("| `--%s` | `%s` | `%s` | %s |\n", opts[i].key, env, opts[i].def,
-               opts[i].help);
+        printf("| `--%s` | `%s` | `%s` | %s |\n", opts[i].key, env, opts[i].def, opts[i].help);
     }
 }
 

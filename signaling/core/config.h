@@ -10,45 +10,45 @@
 #include <glib.h>
 
 typedef struct SigConfig {
-    char *listen;         /* ADDR:PORT or [ADDR6]:PORT */
+    char *listen; /* ADDR:PORT or [ADDR6]:PORT */
     char *data_dir;
-    char *public_url;     /* absolute base URL, derived from listen if empty */
-    char *log_level;      /* error|warning|message|info|debug */
-    gint64 max_body;      /* bytes */
-    gint64 conn_timeout;  /* seconds of idleness before a connection closes */
+    char *public_url;    /* absolute base URL, derived from listen if empty */
+    char *log_level;     /* error|warning|message|info|debug */
+    gint64 max_body;     /* bytes */
+    gint64 conn_timeout; /* seconds of idleness before a connection closes */
     gint64 conn_limit;
     gint64 per_ip_conn_limit;
-    gint64 session_ttl;   /* seconds */
+    gint64 session_ttl; /* seconds */
     gint64 login_ip_per_min;
     gint64 login_user_fail_per_15min;
-    gint64 shutdown_grace; /* seconds in-flight requests get at SIGTERM */
-    gint64 request_timeout;   /* seconds a request waits for the teacher */
-    gint64 presence_grace;    /* seconds a teacher may be without a stream */
-    gint64 max_live;          /* live consultations at once (503 above) */
-    gint64 max_pending;       /* requested consultations at once (503 above) */
+    gint64 shutdown_grace;       /* seconds in-flight requests get at SIGTERM */
+    gint64 request_timeout;      /* seconds a request waits for the teacher */
+    gint64 presence_grace;       /* seconds a teacher may be without a stream */
+    gint64 max_live;             /* live consultations at once (503 above) */
+    gint64 max_pending;          /* requested consultations at once (503 above) */
     gint64 request_rate_per_min; /* consultation requests per student */
-    gint64 sse_per_user;      /* event streams per user (429 above) */
-    char *webhook_urls;       /* comma-separated */
+    gint64 sse_per_user;         /* event streams per user (429 above) */
+    char *webhook_urls;          /* comma-separated */
     char *webhook_secret;
     gint64 webhook_max_attempts;
-    gint64 webhook_retry_ms;  /* first retry delay; doubles, capped at 5 min */
-    gint64 media_workers;     /* media worker processes; 0 disables media */
+    gint64 webhook_retry_ms; /* first retry delay; doubles, capped at 5 min */
+    gint64 media_workers;    /* media worker processes; 0 disables media */
     gboolean media_ice_loopback;
     char *media_ice_addresses;
     gint64 media_port_min, media_port_max;
     char *media_public_ip;
     char *media_stun;
-    gint64 db_busy_timeout;   /* ms to wait for another process's lock */
-    char *media_turn;         /* comma-separated TURN URLs for clients */
-    char *media_turn_secret;  /* shared with the TURN server (REST credentials) */
+    gint64 db_busy_timeout;  /* ms to wait for another process's lock */
+    char *media_turn;        /* comma-separated TURN URLs for clients */
+    char *media_turn_secret; /* shared with the TURN server (REST credentials) */
     gint64 media_turn_ttl;
-    gint64 media_timeout;     /* seconds without RTP: a participant is gone */
-    gint64 media_end_grace;   /* seconds a live consultation may be empty */
-    gint64 media_max_bitrate; /* kbit/s a publisher's video may send at most */
-    gint64 media_restart_max; /* cap of the worker restart backoff, seconds */
-    gboolean record;          /* record every consultation */
-    gboolean compose;         /* make a combined side-by-side file afterwards */
-    gint64 retention_days;    /* delete recordings older than this (0: never) */
+    gint64 media_timeout;       /* seconds without RTP: a participant is gone */
+    gint64 media_end_grace;     /* seconds a live consultation may be empty */
+    gint64 media_max_bitrate;   /* kbit/s a publisher's video may send at most */
+    gint64 media_restart_max;   /* cap of the worker restart backoff, seconds */
+    gboolean record;            /* record every consultation */
+    gboolean compose;           /* make a combined side-by-side file afterwards */
+    gint64 retention_days;      /* delete recordings older than this (0: never) */
     gint64 retention_max_bytes; /* keep recordings under this total (0: no cap) */
     gboolean demo;
     char *config_file;

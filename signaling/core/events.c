@@ -23,7 +23,7 @@ typedef struct {
 
 struct SigEvents {
     SigApp *app;
-    GArray *listeners;      /* Listener */
+    GArray *listeners; /* Listener */
     guint dispatch_idle;
     guint64 generation;
     guint retry_timer;
@@ -34,8 +34,7 @@ struct SigEvents {
 /* ------------------------------------------------------------ who gets it */
 
 gboolean
-sig_event_for_user(SigApp *app, const StoreEvent *e, const StoreUser *u,
-                   GArray *favorers)
+sig_event_for_user(SigApp *app, const StoreEvent *e, const StoreUser *u, GArray *favorers)
 {
     if (u->role == STORE_ROLE_ADMIN)
         return TRUE;
@@ -44,8 +43,8 @@ sig_event_for_user(SigApp *app, const StoreEvent *e, const StoreUser *u,
     /* Presence changes also go to the students who favor the teacher. */
     if (u->role != STORE_ROLE_STUDENT)
         return FALSE;
-    static const char *const presence[] = {"teacher.online", "teacher.offline",
-                                           "teacher.busy", "teacher.available", NULL};
+    static const char *const presence[] = {"teacher.online", "teacher.offline", "teacher.busy",
+                                           "teacher.available", NULL};
     if (!g_strv_contains(presence, e->type))
         return FALSE;
     g_autoptr(GArray) own = NULL;
@@ -63,8 +62,8 @@ sig_event_json(const StoreEvent *e)
     json_t *data = json_loads(e->payload, 0, NULL);
     char id[32];
     g_snprintf(id, sizeof id, "evt_%" G_GINT64_FORMAT, e->seq);
-    return json_pack("{s:s, s:I, s:s, s:o, s:o}", "id", id, "seq", (json_int_t)e->seq,
-                     "type", e->type, "time", sig_json_time(e->created_at), "data",
+    return json_pack("{s:s, s:I, s:s, s:o, s:o}", "id", id, "seq", (json_int_t)e->seq, "type",
+                     e->type, "time", sig_json_time(e->created_at), "data",
                      data ? data : json_object());
 }
 
@@ -87,8 +86,8 @@ dispatch(gpointer data)
     SigEvents *ev = data;
     ev->dispatch_idle = 0;
     g_autoptr(GError) err = NULL;
-    g_autoptr(GPtrArray) evs = store_dispatch(ev->app->store, DISPATCH_BATCH,
-                                              (const char *const *)ev->webhook_urls, &err);
+    g_autoptr(GPtrArray) evs =
+        store_dispatch(ev->app->store, DISPATCH_BATCH, (const char *const *)ev->webhook_urls, &err);
     if (!evs) {
         g_warning("events: dispatch failed, retrying: %s", err->message);
         if (!ev->retry_timer)

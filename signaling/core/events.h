@@ -31,7 +31,6 @@ guint64 sig_events_generation(SigApp *app);
 
 /* Whether event E concerns user U (FAVORERS: the teacher's favorers, or
  * NULL to look them up). */
-gboolean sig_event_for_user(SigApp *app, const StoreEvent *e, const StoreUser *u,
-                            GArray *favorers);
+gboolean sig_event_for_user(SigApp *app, const StoreEvent *e, const StoreUser *u, GArray *favorers);
 /* The event as clients see it (SSE data, webhook body); new reference. */
 json_t *sig_event_json(const StoreEvent *e);

@@ -20,8 +20,7 @@ void sig_health_add_metrics(SigApp *app, SigMetricsFunc fn);
 
 /* Runs every check in registration order: FN gets each name, and NULL or
  * why it is not ready.  Returns whether all passed. */
-gboolean sig_health_check(SigApp *app, void (*fn)(const char *name, const char *why,
-                                                  gpointer data),
+gboolean sig_health_check(SigApp *app, void (*fn)(const char *name, const char *why, gpointer data),
                           gpointer data);
 /* Appends every registered source's gauges to OUT. */
 void sig_health_metrics(SigApp *app, GString *out);

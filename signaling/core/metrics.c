@@ -9,8 +9,8 @@
 
 #include <string.h>
 
-static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                 0.05,   0.1,   0.25,   0.5,   1,    2.5, 5, 10};
+static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                 0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 
 struct SigMetrics {
     GHashTable *series; /* char *series -> guint64 * */
@@ -40,12 +40,10 @@ sig_metrics_free(SigMetrics *m)
 }
 
 void
-sig_metrics_add(SigMetrics *m, const char *name, const char *help,
-                const char *labels, guint64 n)
+sig_metrics_add(SigMetrics *m, const char *name, const char *help, const char *labels, guint64 n)
 {
-    g_autofree char *key = labels && *labels
-                               ? g_strdup_printf("%s{%s}", name, labels)
-                               : g_strdup(name);
+    g_autofree char *key =
+        labels && *labels ? g_strdup_printf("%s{%s}", name, labels) : g_strdup(name);
     guint64 *v = g_hash_table_lookup(m->series, key);
     if (!v) {
         v = g_new0(guint64, 1);
@@ -57,8 +55,8 @@ sig_metrics_add(SigMetrics *m, const char *name, const char *help,
 }
 
 void
-sig_metrics_http(SigMetrics *m, const char *route, unsigned status,
-                 double seconds, gboolean observe_latency)
+sig_metrics_http(SigMetrics *m, const char *route, unsigned status, double seconds,
+                 gboolean observe_latency)
 {
     char labels[256];
     g_snprintf(labels, sizeof labels, "route=\"%s\",status=\"%u\"", route, status);
@@ -107,16 +105,18 @@ sig_metrics_render(SigMetrics *m, GString *out)
     }
     const char *h = "consultd_http_request_duration_seconds";
     g_string_append_printf(out,
-        "# HELP %s Time from request start to reply completion\n"
-        "# TYPE %s histogram\n", h, h);
+                           "# HELP %s Time from request start to reply completion\n"
+                           "# TYPE %s histogram\n",
+                           h, h);
     guint64 cum = 0;
     for (guint i = 0; i < G_N_ELEMENTS(buckets); i++) {
         cum += m->hist[i];
-        g_string_append_printf(out, "%s_bucket{le=\"%g\"} %" G_GUINT64_FORMAT "\n",
-                               h, buckets[i], cum);
+        g_string_append_printf(out, "%s_bucket{le=\"%g\"} %" G_GUINT64_FORMAT "\n", h, buckets[i],
+                               cum);
     }
     cum += m->hist[G_N_ELEMENTS(buckets)];
-    g_string_append_printf(out, "%s_bucket{le=\"+Inf\"} %" G_GUINT64_FORMAT "\n"
+    g_string_append_printf(out,
+                           "%s_bucket{le=\"+Inf\"} %" G_GUINT64_FORMAT "\n"
                            "%s_sum %.6f\n%s_count %" G_GUINT64_FORMAT "\n",
                            h, cum, h, m->hist_sum, h, m->hist_count);
 }

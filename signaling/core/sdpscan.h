@@ -8,9 +8,9 @@
 #include <glib.h>
 
 typedef struct {
-    char *ufrag;       /* first a=ice-ufrag, or NULL */
+    char *ufrag; /* first a=ice-ufrag, or NULL */
     gboolean fingerprint;
-    GPtrArray *mids;   /* mid of each m-line ("" if none), in order */
+    GPtrArray *mids; /* mid of each m-line ("" if none), in order */
 } SigSdpOffer;
 
 /* Scans an offer; never fails (missing parts stay NULL/FALSE/empty). */

@@ -56,15 +56,14 @@ record(Send *s, gboolean ok, const char *why)
         next = store_now_ms() + backoff_ms(app, attempts);
     g_autoptr(GError) err = NULL;
     if (!store_delivery_result(app->store, s->id, ok, why, next, &err))
-        g_warning("webhooks: cannot record delivery %" G_GINT64_FORMAT ": %s", s->id,
-                  err->message);
+        g_warning("webhooks: cannot record delivery %" G_GINT64_FORMAT ": %s", s->id, err->message);
     sig_metrics_add(app->metrics, "consultd_webhook_attempts_total",
-                    "Webhook delivery attempts by outcome", ok ? "outcome=\"ok\""
-                                                               : "outcome=\"error\"", 1);
+                    "Webhook delivery attempts by outcome",
+                    ok ? "outcome=\"ok\"" : "outcome=\"error\"", 1);
     if (!ok)
-        g_message("webhooks: delivery %" G_GINT64_FORMAT " to %s failed (attempt %"
-                  G_GINT64_FORMAT "): %s%s", s->id, s->url, attempts, why,
-                  next ? "" : "; giving up");
+        g_message("webhooks: delivery %" G_GINT64_FORMAT " to %s failed (attempt %" G_GINT64_FORMAT
+                  "): %s%s",
+                  s->id, s->url, attempts, why, next ? "" : "; giving up");
 }
 
 static void
@@ -108,9 +107,9 @@ start_send(SigWebhooks *w, const StoreDelivery *d)
     char *text = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     gsize len = strlen(text);
-    g_autofree char *sig = g_compute_hmac_for_data(
-        G_CHECKSUM_SHA256, (const guchar *)app->cfg->webhook_secret,
-        strlen(app->cfg->webhook_secret), (const guchar *)text, len);
+    g_autofree char *sig =
+        g_compute_hmac_for_data(G_CHECKSUM_SHA256, (const guchar *)app->cfg->webhook_secret,
+                                strlen(app->cfg->webhook_secret), (const guchar *)text, len);
     g_autofree char *sig_header = g_strconcat("sha256=", sig, NULL);
     g_autofree char *event_id = g_strdup_printf("evt_%" G_GINT64_FORMAT, e->seq);
     SoupMessageHeaders *h = soup_message_get_request_headers(msg);
@@ -125,8 +124,7 @@ start_send(SigWebhooks *w, const StoreDelivery *d)
     s->attempts = d->attempts;
     s->url = g_strdup(d->url);
     g_hash_table_add(w->in_flight, g_memdup2(&s->id, sizeof s->id));
-    soup_session_send_and_read_async(w->session, msg, G_PRIORITY_DEFAULT, w->cancel,
-                                     on_sent, s);
+    soup_session_send_and_read_async(w->session, msg, G_PRIORITY_DEFAULT, w->cancel, on_sent, s);
 }
 
 static gboolean
@@ -137,8 +135,8 @@ pump(gpointer data)
     guint room = MAX_IN_FLIGHT - MIN(MAX_IN_FLIGHT, g_hash_table_size(w->in_flight));
     if (room == 0)
         return G_SOURCE_REMOVE;
-    g_autoptr(GPtrArray) due = store_deliveries_due(w->app->store, store_now_ms(),
-                                                    room + MAX_IN_FLIGHT);
+    g_autoptr(GPtrArray) due =
+        store_deliveries_due(w->app->store, store_now_ms(), room + MAX_IN_FLIGHT);
     for (guint i = 0; due && i < due->len && room > 0; i++) {
         StoreDelivery *d = due->pdata[i];
         if (g_hash_table_contains(w->in_flight, &d->id))
@@ -182,8 +180,8 @@ sig_webhooks_new(SigApp *app)
 {
     SigWebhooks *w = g_new0(SigWebhooks, 1);
     w->app = app;
-    w->session = soup_session_new_with_options("timeout", WEBHOOK_TIMEOUT_S,
-                                               "user-agent", "consultd-webhooks", NULL);
+    w->session = soup_session_new_with_options("timeout", WEBHOOK_TIMEOUT_S, "user-agent",
+                                               "consultd-webhooks", NULL);
     w->cancel = g_cancellable_new();
     w->in_flight = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
     /* Retries come due by time, not by events: look every 250 ms. */

@@ -19,4 +19,3 @@ void sig_webhooks_free(SigWebhooks *w); /* NULL-safe; cancels sends in flight */
 /* Looks for due deliveries soon. */
 void sig_webhooks_kick(SigApp *app);
 guint sig_webhooks_in_flight(SigApp *app);
-

@@ -37,7 +37,7 @@ struct SigHttp {
     SigIdentifyFunc identify; /* who the caller is: given by main.c */
     guint16 port;
     guint in_flight; /* requests begun and not completed */
-    gboolean kick; /* a connection was resumed: run MHD once, now */
+    gboolean kick;   /* a connection was resumed: run MHD once, now */
 };
 
 typedef struct {
@@ -128,8 +128,7 @@ sig_reply_response(SigReq *r, unsigned status, struct MHD_Response *resp)
 }
 
 void
-sig_reply_data(SigReq *r, unsigned status, const char *content_type,
-               const void *data, size_t len)
+sig_reply_data(SigReq *r, unsigned status, const char *content_type, const void *data, size_t len)
 {
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
@@ -141,8 +140,7 @@ sig_reply_data(SigReq *r, unsigned status, const char *content_type,
 void
 sig_reply_empty(SigReq *r, unsigned status)
 {
-    set_response(r, status,
-                 MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT));
+    set_response(r, status, MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT));
 }
 
 void
@@ -157,8 +155,7 @@ sig_reply_json(SigReq *r, unsigned status, json_t *body)
     size_t len = strlen(text);
     text = g_realloc(text, len + 2);
     text[len++] = '\n';
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     set_response(r, status, resp);
 }
@@ -184,15 +181,9 @@ sig_reply_store_error(SigReq *r, const GError *err)
         return;
     }
     switch ((StoreErrorCode)err->code) {
-    case STORE_ERROR_NOT_FOUND:
-        sig_reply_error(r, 404, "not_found", "%s", err->message);
-        return;
-    case STORE_ERROR_EXISTS:
-        sig_reply_error(r, 409, "conflict", "%s", err->message);
-        return;
-    case STORE_ERROR_CONFLICT:
-        sig_reply_error(r, 409, "conflict", "%s", err->message);
-        return;
+    case STORE_ERROR_NOT_FOUND: sig_reply_error(r, 404, "not_found", "%s", err->message); return;
+    case STORE_ERROR_EXISTS: sig_reply_error(r, 409, "conflict", "%s", err->message); return;
+    case STORE_ERROR_CONFLICT: sig_reply_error(r, 409, "conflict", "%s", err->message); return;
     case STORE_ERROR_TEACHER_OFFLINE:
         sig_reply_error(r, 409, "teacher_offline", "%s", err->message);
         return;
@@ -210,8 +201,7 @@ sig_reply_store_error(SigReq *r, const GError *err)
         sig_req_header(r, "Retry-After", "60");
         sig_reply_error(r, 503, "storage_full", "the server's disk is full");
         return;
-    case STORE_ERROR_FAILED:
-        break;
+    case STORE_ERROR_FAILED: break;
     }
     g_autofree char *path = sig_log_escape(r->path);
     g_warning("storage error on %s %s: %s", r->method, path, err->message);
@@ -236,16 +226,14 @@ sig_req_get_header(SigReq *r, const char *name)
 const char *
 sig_req_query(SigReq *r, const char *name)
 {
-    return r->conn ? MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name)
-                   : NULL;
+    return r->conn ? MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name) : NULL;
 }
 
 gint64
 sig_req_id(SigReq *r, guint i)
 {
     gint64 v = 0;
-    if (i >= r->n_params ||
-        !g_ascii_string_to_signed(r->params[i], 10, 1, G_MAXINT64, &v, NULL)) {
+    if (i >= r->n_params || !g_ascii_string_to_signed(r->params[i], 10, 1, G_MAXINT64, &v, NULL)) {
         sig_reply_error(r, 400, "bad_id", "'%s' is not a valid id",
                         i < r->n_params ? r->params[i] : "");
         return 0;
@@ -260,15 +248,14 @@ sig_req_json(SigReq *r)
         return r->json;
     const char *ct = sig_req_get_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
     if (ct && g_ascii_strncasecmp(ct, "application/json", 16) != 0) {
-        sig_reply_error(r, 415, "unsupported_media_type",
-                        "the body must be application/json");
+        sig_reply_error(r, 415, "unsupported_media_type", "the body must be application/json");
         return NULL;
     }
     json_error_t err;
     json_t *j = json_loadb(r->body->str, r->body->len, JSON_REJECT_DUPLICATES, &err);
     if (!j) {
-        sig_reply_error(r, 400, "bad_json", "malformed JSON at line %d column %d: %s",
-                        err.line, err.column, err.text);
+        sig_reply_error(r, 400, "bad_json", "malformed JSON at line %d column %d: %s", err.line,
+                        err.column, err.text);
         return NULL;
     }
     if (!json_is_object(j)) {
@@ -281,8 +268,7 @@ sig_req_json(SigReq *r)
 }
 
 const char *
-sig_req_string(SigReq *r, json_t *obj, const char *key, gsize max,
-               gboolean required)
+sig_req_string(SigReq *r, json_t *obj, const char *key, gsize max, gboolean required)
 {
     json_t *v = json_object_get(obj, key);
     if (!v || json_is_null(v)) {
@@ -304,8 +290,8 @@ sig_req_string(SigReq *r, json_t *obj, const char *key, gsize max,
     glong n = g_utf8_strlen(s, -1);
     if ((required && n == 0) || (gsize)n > max) {
         sig_reply_error(r, 400, "bad_field",
-                        "field '%s' must be %s1 to %" G_GSIZE_FORMAT " characters",
-                        key, required ? "" : "0 or ", max);
+                        "field '%s' must be %s1 to %" G_GSIZE_FORMAT " characters", key,
+                        required ? "" : "0 or ", max);
         return NULL;
     }
     return s;
@@ -465,8 +451,8 @@ route(SigHttp *h, SigReq *r)
     clear_params(r);
     if (allow->len) {
         sig_req_header(r, MHD_HTTP_HEADER_ALLOW, allow->str);
-        sig_reply_error(r, 405, "method_not_allowed", "%s is not allowed on %s",
-                        r->method, r->path);
+        sig_reply_error(r, 405, "method_not_allowed", "%s is not allowed on %s", r->method,
+                        r->path);
     } else {
         sig_reply_error(r, 404, "not_found", "no such resource");
     }
@@ -520,11 +506,9 @@ req_new(SigHttp *h, struct MHD_Connection *c, const char *url, const char *metho
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     const struct sockaddr *sa = ci ? ci->client_addr : NULL;
     if (sa && sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->peer,
-                  sizeof r->peer);
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->peer, sizeof r->peer);
     else if (sa && sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->peer,
-                  sizeof r->peer);
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->peer, sizeof r->peer);
     else
         g_strlcpy(r->peer, "unknown", sizeof r->peer);
     return r;
@@ -599,9 +583,8 @@ req_begin(SigHttp *h, SigReq *r)
 }
 
 static enum MHD_Result
-on_access(void *cls, struct MHD_Connection *c, const char *url,
-          const char *method, const char *version, const char *upload_data,
-          size_t *upload_data_size, void **con_cls)
+on_access(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+          const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
     SigHttp *h = cls;
     SigReq *r = *con_cls;
@@ -671,8 +654,7 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     const char *pattern = r->route ? r->route->pattern : "unmatched";
     guint flags = r->route ? r->route->flags : 0;
     unsigned status = r->queued ? r->status : 0; /* 0: closed before a reply */
-    sig_metrics_http(h->app->metrics, pattern, status, secs,
-                     !(flags & SIG_ROUTE_STREAM));
+    sig_metrics_http(h->app->metrics, pattern, status, secs, !(flags & SIG_ROUTE_STREAM));
     if (!(flags & SIG_ROUTE_NO_LOG)) {
         g_autofree char *path = sig_log_escape(r->path);
         g_info("%s %s %u %.1fms %s%s", r->method, path, status, secs * 1000, r->peer,
@@ -684,8 +666,7 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 /* ----------------------------------------------------------------- start */
 
 static gboolean
-parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len,
-             GError **error)
+parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len, GError **error)
 {
     g_autoptr(GSocketConnectable) na = g_network_address_parse(listen, 0, error);
     if (!na)
@@ -724,24 +705,20 @@ sig_http_start(SigApp *app, const SigRoute *routes, guint n_routes, SigIdentifyF
     h->routes = routes;
     h->n_routes = n_routes;
     h->identify = identify;
-    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, h,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg->conn_timeout,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)app->cfg->conn_limit,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)app->cfg->per_ip_conn_limit,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_UNESCAPE_CALLBACK, unescape_strict, NULL,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-        MHD_OPTION_END);
+    h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, h, MHD_OPTION_SOCK_ADDR,
+                            (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_TIMEOUT,
+                            (unsigned)app->cfg->conn_timeout, MHD_OPTION_CONNECTION_LIMIT,
+                            (unsigned)app->cfg->conn_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                            (unsigned)app->cfg->per_ip_conn_limit, MHD_OPTION_NOTIFY_COMPLETED,
+                            on_completed, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                            MHD_OPTION_UNESCAPE_CALLBACK, unescape_strict, NULL,
+                            MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
     if (!h->d) {
         g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED,
-                    "cannot listen on %s (address in use or not permitted)",
-                    app->cfg->listen);
+                    "cannot listen on %s (address in use or not permitted)", app->cfg->listen);
         g_free(h);
         return NULL;
     }
@@ -778,8 +755,7 @@ sig_http_quiesce(SigHttp *h)
 guint
 sig_http_connections(SigHttp *h)
 {
-    const union MHD_DaemonInfo *i =
-        MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    const union MHD_DaemonInfo *i = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
     return i ? i->num_connections : 0;
 }
 

@@ -24,16 +24,16 @@ typedef void (*SigHandler)(SigReq *r);
 
 /* Route flags. */
 enum {
-    SIG_ROUTE_PUBLIC = 1 << 0,  /* no login needed */
-    SIG_ROUTE_NO_LOG = 1 << 1,  /* not logged per request (probes) */
-    SIG_ROUTE_STREAM = 1 << 2,  /* long-lived response (SSE): no latency metric */
+    SIG_ROUTE_PUBLIC = 1 << 0, /* no login needed */
+    SIG_ROUTE_NO_LOG = 1 << 1, /* not logged per request (probes) */
+    SIG_ROUTE_STREAM = 1 << 2, /* long-lived response (SSE): no latency metric */
 };
 
 typedef struct SigRoute {
     const char *method;  /* "GET", "POST", ...; GET routes also answer HEAD */
     const char *pattern; /* "/api/teachers/{id}/favorite" */
     SigHandler handler;
-    guint roles;         /* StoreRole mask allowed; ignored when PUBLIC */
+    guint roles; /* StoreRole mask allowed; ignored when PUBLIC */
     guint flags;
 } SigRoute;
 
@@ -43,20 +43,20 @@ struct SigReq {
     const SigRoute *route;
     const char *method;
     char *path;
-    char *params[4];     /* path parameters, in pattern order */
+    char *params[4]; /* path parameters, in pattern order */
     guint n_params;
     GString *body;
-    json_t *json;        /* parsed body, owned (sig_req_json) */
-    StoreUser *user;     /* logged-in user or NULL */
-    char *token_hash;    /* the session's hash, when logged in */
-    char peer[64];       /* client IP address as text */
-    gint64 t_start;      /* monotonic, microseconds */
+    json_t *json;     /* parsed body, owned (sig_req_json) */
+    StoreUser *user;  /* logged-in user or NULL */
+    char *token_hash; /* the session's hash, when logged in */
+    char peer[64];    /* client IP address as text */
+    gint64 t_start;   /* monotonic, microseconds */
     unsigned status;
     struct MHD_Response *response;
-    GPtrArray *headers;  /* name, value, name, value ... */
+    GPtrArray *headers; /* name, value, name, value ... */
     gboolean too_large, handled, suspended, queued;
-    guint64 dropped;     /* body bytes read and thrown away past the cap */
-    gpointer data;       /* handler's per-request state */
+    guint64 dropped; /* body bytes read and thrown away past the cap */
+    gpointer data;   /* handler's per-request state */
     GDestroyNotify data_free;
 };
 
@@ -87,8 +87,7 @@ void sig_http_kick(SigHttp *h);
 /* Matches PATH against PATTERN ("/a/{id}/b"): on success stores up to MAX
  * newly allocated parameters in PARAMS and their count in *N; on failure
  * stores nothing.  Exposed for tests and fuzzing. */
-gboolean sig_route_match(const char *pattern, const char *path, char **params, guint max,
-                         guint *n);
+gboolean sig_route_match(const char *pattern, const char *path, char **params, guint max, guint *n);
 
 /* ---- replies: exactly one per request ---- */
 void sig_reply_json(SigReq *r, unsigned status, json_t *body /* stolen */);
@@ -97,10 +96,10 @@ void sig_reply_json(SigReq *r, unsigned status, json_t *body /* stolen */);
  * most 200 bytes of it.  Newly allocated. */
 char *sig_log_escape(const char *s);
 
-void sig_reply_error(SigReq *r, unsigned status, const char *code,
-                     const char *fmt, ...) G_GNUC_PRINTF(4, 5);
-void sig_reply_data(SigReq *r, unsigned status, const char *content_type,
-                    const void *data, size_t len); /* copies DATA */
+void sig_reply_error(SigReq *r, unsigned status, const char *code, const char *fmt, ...)
+    G_GNUC_PRINTF(4, 5);
+void sig_reply_data(SigReq *r, unsigned status, const char *content_type, const void *data,
+                    size_t len); /* copies DATA */
 void sig_reply_empty(SigReq *r, unsigned status);
 /* Replies with a prepared response (for streams and files); takes it. */
 void sig_reply_response(SigReq *r, unsigned status, struct MHD_Response *resp);
@@ -110,7 +109,6 @@ void sig_req_header(SigReq *r, const char *name, const char *value);
 /* Maps a STORE_ERROR to its HTTP status and error code: the one place
  * where storage and domain errors become HTTP. */
 void sig_reply_store_error(SigReq *r, const GError *err);
-
 
 /* Frees R and whatever it holds (its reply included, if not sent).  The
  * request-completed callback calls it; the in-process fuzz harness too. */
@@ -136,5 +134,4 @@ gint64 sig_req_id(SigReq *r, guint i);
 json_t *sig_req_json(SigReq *r);
 /* String member KEY of the body: required, 1..MAX characters (UTF-8 code
  * points).  On failure replies 400 and returns NULL.  Borrowed. */
-const char *sig_req_string(SigReq *r, json_t *obj, const char *key, gsize max,
-                           gboolean required);
+const char *sig_req_string(SigReq *r, json_t *obj, const char *key, gsize max, gboolean required);

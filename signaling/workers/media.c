@@ -36,21 +36,20 @@
  * before it is refused with 503 (a standard WHIP client may not retry). */
 #define WORKER_WAIT_S 10
 
-
 /* An offer on its way: waiting for a ready worker (parked), then for the
  * worker's answer (pending). */
 typedef struct {
     SigMedia *m;
-    SigMediaSession *s;       /* prepared: who, which direction, ufrag and mids;
+    SigMediaSession *s; /* prepared: who, which direction, ufrag and mids;
                                * owned until it is sent (then m->sessions
                                * owns it, and it may go before the answer) */
-    char *session_id;  /* once sent */
+    char *session_id;   /* once sent */
     char *sdp;
     SigOfferDone done;
     gpointer data;
-    gboolean waited;   /* was parked: check the consultation again */
-    guint32 req;       /* pending: the id the worker's reply echoes */
-    SigWorkerProc *w;         /* pending: where it went */
+    gboolean waited;  /* was parked: check the consultation again */
+    guint32 req;      /* pending: the id the worker's reply echoes */
+    SigWorkerProc *w; /* pending: where it went */
     guint timeout;
 } Offer;
 
@@ -75,26 +74,24 @@ struct SigWorkerProc {
 
 struct SigMedia {
     SigApp *app;
-    GPtrArray *workers;       /* SigWorkerProc * */
-    GHashTable *pending;      /* guint32 req -> Offer * */
-    GHashTable *sessions;     /* char *id -> SigMediaSession * */
-    GHashTable *placement;    /* gint64 *consultation -> SigWorkerProc * */
-    GHashTable *present;      /* gint64 *consultation -> guint publishers joined */
-    GHashTable *end_timers;   /* gint64 *consultation -> guint source id */
-    GHashTable *finishing;    /* gint64 *consultation -> SigWorkerProc *: ended, its
+    GPtrArray *workers;     /* SigWorkerProc * */
+    GHashTable *pending;    /* guint32 req -> Offer * */
+    GHashTable *sessions;   /* char *id -> SigMediaSession * */
+    GHashTable *placement;  /* gint64 *consultation -> SigWorkerProc * */
+    GHashTable *present;    /* gint64 *consultation -> guint publishers joined */
+    GHashTable *end_timers; /* gint64 *consultation -> guint source id */
+    GHashTable *finishing;  /* gint64 *consultation -> SigWorkerProc *: ended, its
                                * recordings possibly still being finalized
                                * there; forgotten once they are settled */
     guint32 next_req;
     guint64 restarts;
-    SigWorkerProc *fed;              /* stands for the sender of sig_media_feed() */
-    GQueue parked;            /* Offer *: offers that came while no worker
+    SigWorkerProc *fed; /* stands for the sender of sig_media_feed() */
+    GQueue parked;      /* Offer *: offers that came while no worker
                                * was ready (start-up, restart after a crash):
                                * they wait for one, or WORKER_WAIT_S */
 };
 
 static void offer_dispatch(SigMedia *m, Offer *o);
-
-static const char *const role_names[] = {"teacher", "student"};
 
 static void worker_start(SigWorkerProc *w);
 
@@ -170,9 +167,9 @@ offer_reply(Offer *o, const char *sdp, const char *code, const char *message)
         offer_finish(o, SIG_OFFER_OK, sdp);
         return;
     }
-    SigOfferResult res = !g_strcmp0(code, "bad_offer") ? SIG_OFFER_BAD
-                       : !g_strcmp0(code, "no_codec") ? SIG_OFFER_NO_CODEC
-                       : SIG_OFFER_UNAVAILABLE;
+    SigOfferResult res = !g_strcmp0(code, "bad_offer")  ? SIG_OFFER_BAD
+                         : !g_strcmp0(code, "no_codec") ? SIG_OFFER_NO_CODEC
+                                                        : SIG_OFFER_UNAVAILABLE;
     offer_finish(o, res, message ? message : "the media worker did not answer");
 }
 
@@ -223,12 +220,12 @@ end_if_empty(gpointer data)
     SigMedia *m = e->m;
     g_hash_table_remove(m->end_timers, &e->consultation);
     if (GPOINTER_TO_UINT(g_hash_table_lookup(m->present, &e->consultation)) == 0) {
-        g_autoptr(StoreConsultation) c = store_consultation_get(m->app->store, e->consultation, NULL);
+        g_autoptr(StoreConsultation) c =
+            store_consultation_get(m->app->store, e->consultation, NULL);
         if (c && is_live(c->status) &&
             store_consultation_transition(m->app->store, c->id, STORE_CONSULT_ENDED,
                                           "participants_left", NULL)) {
-            g_message("consultation %" G_GINT64_FORMAT " ended: both participants left",
-                      c->id);
+            g_message("consultation %" G_GINT64_FORMAT " ended: both participants left", c->id);
             sig_events_kick(m->app); /* workers/reactions.c ends its media */
         }
     }
@@ -246,9 +243,8 @@ presence_change(SigMedia *m, gint64 c, int delta)
         EndCheck *e = g_new0(EndCheck, 1);
         e->m = m;
         e->consultation = c;
-        guint id = g_timeout_add_seconds_full(G_PRIORITY_DEFAULT,
-                                              (guint)m->app->cfg->media_end_grace,
-                                              end_if_empty, e, g_free);
+        guint id = g_timeout_add_seconds_full(
+            G_PRIORITY_DEFAULT, (guint)m->app->cfg->media_end_grace, end_if_empty, e, g_free);
         g_hash_table_insert(m->end_timers, g_memdup2(&c, sizeof c), GUINT_TO_POINTER(id));
     }
 }
@@ -262,7 +258,8 @@ on_joined_left(SigMedia *m, GVariant *msg, gboolean joined)
     g_variant_lookup(msg, "role", "&s", &role);
     g_variant_lookup(msg, "session", "&s", &session);
     g_variant_lookup(msg, "reason", "&s", &reason);
-    if (strcmp(role, "teacher") && strcmp(role, "student"))
+    ConsultdRole r;
+    if (!consultd_role_parse(role, FALSE, &r))
         return;
     SigApp *app = m->app;
     SigMediaSession *ms = g_hash_table_lookup(m->sessions, session);
@@ -281,15 +278,16 @@ on_joined_left(SigMedia *m, GVariant *msg, gboolean joined)
     g_autoptr(StoreConsultation) cons = store_consultation_get(app->store, c, NULL);
     if (!cons)
         return;
-    store_participant_event(app->store, c, role, joined,
-                            reason && (!strcmp(reason, "media-timeout") ||
-                                       !strcmp(reason, "no-media")) ? reason : NULL, NULL);
+    store_participant_event(
+        app->store, c, r, joined,
+        reason && (!strcmp(reason, "media-timeout") || !strcmp(reason, "no-media")) ? reason : NULL,
+        NULL);
     if (joined && cons->status == STORE_CONSULT_INTERRUPTED)
         store_consultation_transition(app->store, c, STORE_CONSULT_LIVE, NULL, NULL);
     presence_change(m, c, joined ? 1 : -1);
     sig_metrics_add(app->metrics, "consultd_media_participant_events_total",
-                    "Participants joining and leaving media", joined ? "kind=\"joined\""
-                                                                   : "kind=\"left\"", 1);
+                    "Participants joining and leaving media",
+                    joined ? "kind=\"joined\"" : "kind=\"left\"", 1);
     sig_events_kick(app);
 }
 
@@ -328,7 +326,11 @@ on_worker_message(MediaChan *ch, GVariant *msg, gpointer data)
         g_variant_lookup(msg, "started_at", "x", &started);
         g_variant_lookup(msg, "duration_ms", "x", &duration);
         g_variant_lookup(msg, "size", "x", &size);
-        sig_recording_report(m->app, c, role, file, state, *reason ? reason : NULL, started,
+        ConsultdRole rrole;
+        ConsultdRecState rstate;
+        if (!consultd_role_parse(role, FALSE, &rrole) || !consultd_rec_state_parse(state, &rstate))
+            return; /* not a report of ours */
+        sig_recording_report(m->app, c, rrole, file, rstate, *reason ? reason : NULL, started,
                              duration, size);
         gint64 open, ready;
         store_recordings_progress(m->app->store, c, &open, &ready);
@@ -407,8 +409,8 @@ worker_lost(SigWorkerProc *w)
             g_hash_table_iter_remove(&it);
     gint64 *c;
     SigWorkerProc *pw;
-    g_autoptr(GHashTable) lost_ids = g_hash_table_new_full(g_int64_hash, g_int64_equal,
-                                                           g_free, NULL);
+    g_autoptr(GHashTable) lost_ids =
+        g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
     g_hash_table_iter_init(&it, m->placement);
     while (g_hash_table_iter_next(&it, (gpointer *)&c, (gpointer *)&pw)) {
         if (pw != w)
@@ -460,8 +462,7 @@ on_worker_exit(GObject *src, GAsyncResult *res, gpointer data)
         g_warning("media worker %u (pid %" G_GINT64_FORMAT ") killed by signal %d", w->index,
                   w->pid, g_subprocess_get_term_sig(proc));
     else
-        g_warning("media worker %u exited with %d", w->index,
-                  g_subprocess_get_exit_status(proc));
+        g_warning("media worker %u exited with %d", w->index, g_subprocess_get_exit_status(proc));
     worker_lost(w);
 }
 
@@ -479,10 +480,9 @@ worker_start(SigWorkerProc *w)
     g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
     g_ptr_array_add(argv, g_strdup(m->app->media_bin));
     g_ptr_array_add(argv, g_strdup("--fd=3"));
-    g_ptr_array_add(argv, g_strdup_printf("--media-timeout=%" G_GINT64_FORMAT,
-                                          cfg->media_timeout));
-    g_ptr_array_add(argv, g_strdup_printf("--max-bitrate=%" G_GINT64_FORMAT,
-                                          cfg->media_max_bitrate));
+    g_ptr_array_add(argv, g_strdup_printf("--media-timeout=%" G_GINT64_FORMAT, cfg->media_timeout));
+    g_ptr_array_add(argv,
+                    g_strdup_printf("--max-bitrate=%" G_GINT64_FORMAT, cfg->media_max_bitrate));
     if (cfg->media_ice_loopback)
         g_ptr_array_add(argv, g_strdup("--ice-loopback"));
     if (*cfg->media_ice_addresses)
@@ -496,7 +496,7 @@ worker_start(SigWorkerProc *w)
     if (*cfg->media_stun)
         g_ptr_array_add(argv, g_strdup_printf("--stun=%s", cfg->media_stun));
     if (cfg->record) {
-        g_autofree char *dir = g_build_filename(cfg->data_dir, "recordings", NULL);
+        g_autofree char *dir = consultd_recordings_dir(cfg->data_dir);
         g_autofree char *abs = g_canonicalize_filename(dir, NULL);
         g_ptr_array_add(argv, g_strdup_printf("--recordings-dir=%s", abs));
     }
@@ -654,7 +654,8 @@ sig_media_metrics(SigApp *app, GString *out)
         ns += w->nacks_sent;
         rec += w->recovered;
     }
-    g_string_append_printf(out,
+    g_string_append_printf(
+        out,
         "# HELP consultd_media_workers_ready Media workers running\n"
         "# TYPE consultd_media_workers_ready gauge\nconsultd_media_workers_ready %u\n"
         "# HELP consultd_media_worker_restarts_total Media worker restarts\n"
@@ -682,10 +683,12 @@ sig_media_metrics(SigApp *app, GString *out)
         "# HELP consultd_media_retransmitted_total NACKed packets sent again to subscribers\n"
         "# TYPE consultd_media_retransmitted_total counter\n"
         "consultd_media_retransmitted_total %" G_GUINT64_FORMAT "\n"
-        "# HELP consultd_media_nacks_sent_total Packets NACKed to publishers (first NACKs and repeats)\n"
+        "# HELP consultd_media_nacks_sent_total Packets NACKed to publishers (first NACKs and "
+        "repeats)\n"
         "# TYPE consultd_media_nacks_sent_total counter\n"
         "consultd_media_nacks_sent_total %" G_GUINT64_FORMAT "\n"
-        "# HELP consultd_media_recovered_total Packets missing from publishers that came after a NACK\n"
+        "# HELP consultd_media_recovered_total Packets missing from publishers that came after a "
+        "NACK\n"
         "# TYPE consultd_media_recovered_total counter\n"
         "consultd_media_recovered_total %" G_GUINT64_FORMAT "\n",
         ready, m->restarts, rooms, sessions, in, outp, kf, lost, nr, rtx, ns, rec);
@@ -726,8 +729,8 @@ session_drop(SigMedia *m, SigMediaSession *s, gboolean replaced)
         media_chan_send(s->w->chan, media_msg("close", "session", "s", s->id, NULL));
     if (s->publish && s->joined) {
         if (!replaced) {
-            store_participant_event(m->app->store, s->consultation, role_names[s->role],
-                                    FALSE, "deleted", NULL);
+            store_participant_event(m->app->store, s->consultation, s->role, FALSE, "deleted",
+                                    NULL);
             sig_events_kick(m->app);
         }
         presence_change(m, s->consultation, -1);
@@ -770,9 +773,9 @@ offer_dispatch(SigMedia *m, Offer *o)
         return;
     }
     if (!w) {
-        offer_finish(o, SIG_OFFER_UNAVAILABLE, m->workers->len
-                                                   ? "no media worker is available; retry"
-                                                   : "media is disabled on this server");
+        offer_finish(o, SIG_OFFER_UNAVAILABLE,
+                     m->workers->len ? "no media worker is available; retry"
+                                     : "media is disabled on this server");
         return;
     }
     /* Publishing (or receiving) again replaces the participant's previous
@@ -796,11 +799,10 @@ offer_dispatch(SigMedia *m, Offer *o)
     o->w = w;
     o->timeout = g_timeout_add_seconds(OFFER_TIMEOUT_S, pending_timeout, o);
     g_hash_table_insert(m->pending, &o->req, o);
-    if (!media_chan_send(w->chan, media_msg("offer", "req", "u", o->req, "session", "s", s->id,
-                                            "consultation", "x", id, "role", "s",
-                                            role_names[s->role], "dir", "s",
-                                            s->publish ? "publish" : "receive", "sdp", "s",
-                                            o->sdp, NULL)))
+    if (!media_chan_send(
+            w->chan, media_msg("offer", "req", "u", o->req, "session", "s", s->id, "consultation",
+                               "x", id, "role", "s", consultd_role_name(s->role), "dir", "s",
+                               s->publish ? "publish" : "receive", "sdp", "s", o->sdp, NULL)))
         offer_reply(o, NULL, "worker_lost", "the media worker is not reachable");
 }
 
@@ -832,8 +834,8 @@ void
 sig_media_session_trickle(SigMediaSession *s, guint mline, const char *candidate)
 {
     if (s->w->chan)
-        media_chan_send(s->w->chan, media_msg("trickle", "session", "s", s->id, "mline", "u",
-                                              mline, "candidate", "s", candidate, NULL));
+        media_chan_send(s->w->chan, media_msg("trickle", "session", "s", s->id, "mline", "u", mline,
+                                              "candidate", "s", candidate, NULL));
 }
 
 void

@@ -16,17 +16,17 @@ typedef struct SigWorkerProc SigWorkerProc;
 
 /* A WHIP/WHEP session: one participant's one direction on one worker. */
 typedef struct {
-    char *id;            /* random, names it in its URL */
+    char *id; /* random, names it in its URL */
     char *etag;
     gint64 consultation;
     gint64 user;
-    int role;            /* 0 teacher, 1 student */
+    ConsultdRole role;
     gboolean publish;
     char *remote_ufrag;
-    GPtrArray *mids;     /* mid of each m-line of the offer, in order */
+    GPtrArray *mids; /* mid of each m-line of the offer, in order */
     SigWorkerProc *w;
     gboolean answered;
-    gboolean joined;     /* publish: media has arrived (counted in present) */
+    gboolean joined; /* publish: media has arrived (counted in present) */
 } SigMediaSession;
 
 void sig_media_session_free(SigMediaSession *s); /* NULL-safe */
@@ -58,8 +58,8 @@ typedef enum {
 /* How an offer ended.  S is the session (registered and answered on
  * SIG_OFFER_OK; on failure it is freed after the call); TEXT is the answer
  * or why not.  Runs exactly once, possibly inside sig_media_offer(). */
-typedef void (*SigOfferDone)(SigOfferResult res, const SigMediaSession *s,
-                             const char *text, gpointer data);
+typedef void (*SigOfferDone)(SigOfferResult res, const SigMediaSession *s, const char *text,
+                             gpointer data);
 
 /* Sends SDP for session S (taken; consultation, user, role, publish,
  * remote_ufrag and mids filled in) to the consultation's worker, waiting

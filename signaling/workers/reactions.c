@@ -16,8 +16,7 @@ static void
 on_event(SigApp *app, const StoreEvent *e, gpointer data)
 {
     static const char *const closed[] = {"consultation.ended", "consultation.declined",
-                                         "consultation.canceled", "consultation.expired",
-                                         NULL};
+                                         "consultation.canceled", "consultation.expired", NULL};
     if (!e->consultation_id || !g_strv_contains(closed, e->type))
         return;
     sig_media_end(app, e->consultation_id); /* a closed consultation has no media */

@@ -13,35 +13,36 @@
 #include <unistd.h>
 
 #include "core/events.h"
+#include "proto.h"
 
 typedef struct {
     gint64 consultation;
     gint64 started_at; /* as recorded; 0 if unknown */
-    char *role, *file;
+    ConsultdRole role;
+    char *file;
 } Repair;
 
 typedef struct {
     SigApp *app;
     gint64 consultation;
     GSubprocess *proc;
-    GDataInputStream *out;
-    char *last;
+    GInputStream *out;
+    GByteArray *buf;  /* stdout read and not yet taken as frames */
+    GVariant *result; /* the run's "composed" message, once it came */
 } Compose;
 
 struct SigRecordings {
     SigApp *app;
-    GQueue repairs;      /* Repair * */
+    GQueue repairs; /* Repair * */
     gboolean repairing;
-    GQueue composes;     /* gint64 * consultation ids */
+    GQueue composes; /* gint64 * consultation ids */
     Compose *composing;
     int compose_progress;
 };
 
-
 static void
 repair_free(Repair *r)
 {
-    g_free(r->role);
     g_free(r->file);
     g_free(r);
 }
@@ -49,26 +50,25 @@ repair_free(Repair *r)
 char *
 sig_recordings_path(SigApp *app, gint64 consultation, const char *file)
 {
-    char id[32];
-    g_snprintf(id, sizeof id, "%" G_GINT64_FORMAT, consultation);
-    return g_build_filename(app->cfg->data_dir, "recordings", id, file, NULL);
+    g_autofree char *dir = consultd_recordings_dir(app->cfg->data_dir);
+    return consultd_recording_path(dir, consultation, file);
 }
 
 void
-sig_recording_report(SigApp *app, gint64 consultation, const char *role, const char *file,
-                     const char *state, const char *reason, gint64 started_at,
+sig_recording_report(SigApp *app, gint64 consultation, ConsultdRole role, const char *file,
+                     ConsultdRecState state, const char *reason, gint64 started_at,
                      gint64 duration_ms, gint64 size)
 {
     g_autoptr(GError) err = NULL;
-    if (!store_recording_update(app->store, consultation, role, file, state, reason,
-                                started_at, duration_ms, size, &err)) {
+    if (!store_recording_update(app->store, consultation, role, file, state, reason, started_at,
+                                duration_ms, size, &err)) {
         g_warning("recording %" G_GINT64_FORMAT "/%s: %s", consultation, file, err->message);
         return;
     }
-    g_info("recording %" G_GINT64_FORMAT "/%s: %s%s%s", consultation, file, state,
-           reason && *reason ? ": " : "", reason ? reason : "");
+    g_info("recording %" G_GINT64_FORMAT "/%s: %s%s%s", consultation, file,
+           consultd_rec_state_name(state), reason && *reason ? ": " : "", reason ? reason : "");
     sig_events_kick(app);
-    if (strcmp(role, "combined") && strcmp(state, "recording") && strcmp(state, "processing"))
+    if (role != CONSULTD_ROLE_COMBINED && consultd_rec_state_settled(state))
         sig_recordings_compose_maybe(app, consultation);
 }
 
@@ -79,31 +79,74 @@ typedef struct {
     Repair *r;
 } RepairRun;
 
+/* The one message of a `consultd-media --finalize` or `--compose` run that
+ * has type OP, from its whole stdout OUT; NULL if there is none. */
+static GVariant *
+last_message(GByteArray *out, const char *op)
+{
+    GVariant *found = NULL, *m;
+    while (out && (m = media_frame_pop(out))) {
+        if (!strcmp(media_msg_op(m), op)) {
+            g_clear_pointer(&found, g_variant_unref);
+            found = m;
+        } else {
+            g_variant_unref(m);
+        }
+    }
+    return found;
+}
+
+/* A run's outcome: its state (only READY_STATES count; anything else is
+ * failed) with duration, size, lead and reason, from MSG (NULL: the run
+ * reported nothing). */
+static ConsultdRecState
+outcome(GVariant *msg, gboolean allow_empty, gint64 *duration, gint64 *size, gint64 *lead,
+        const char **reason)
+{
+    const char *name = "";
+    ConsultdRecState st = CONSULTD_REC_FAILED;
+    *duration = *size = *lead = 0;
+    *reason = "the media process reported nothing";
+    if (!msg)
+        return st;
+    g_variant_lookup(msg, "state", "&s", &name);
+    g_variant_lookup(msg, "duration_ms", "x", duration);
+    g_variant_lookup(msg, "size", "x", size);
+    g_variant_lookup(msg, "lead_ms", "x", lead);
+    *reason = "";
+    g_variant_lookup(msg, "reason", "&s", reason);
+    if (!consultd_rec_state_parse(name, &st) ||
+        !(st == CONSULTD_REC_READY || st == CONSULTD_REC_FAILED ||
+          (allow_empty && st == CONSULTD_REC_EMPTY)))
+        st = CONSULTD_REC_FAILED;
+    if (st != CONSULTD_REC_READY)
+        *duration = *size = 0;
+    return st;
+}
+
 static void
 repair_done(GObject *src, GAsyncResult *res, gpointer data)
 {
     RepairRun *run = data;
     SigApp *app = run->app;
     Repair *r = run->r;
-    g_autofree char *out = NULL;
+    g_autoptr(GBytes) out = NULL;
     g_autoptr(GError) err = NULL;
-    g_subprocess_communicate_utf8_finish(G_SUBPROCESS(src), res, &out, NULL, &err);
-    char state[16] = "failed";
-    gint64 duration = 0, size = 0, lead = 0;
-    char reason[256] = "";
-    if (out)
-        sscanf(out, "%15s %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT
-               " %255[^\n]", state, &duration, &size, &lead, reason);
-    else
-        g_strlcpy(reason, err ? err->message : "repair did not run", sizeof reason);
-    if (strcmp(state, "ready") && strcmp(state, "empty") && strcmp(state, "failed"))
-        g_strlcpy(state, "failed", sizeof state);
-    g_message("repaired recording %" G_GINT64_FORMAT "/%s: %s", r->consultation, r->file, state);
+    g_subprocess_communicate_finish(G_SUBPROCESS(src), res, &out, NULL, &err);
+    g_autoptr(GByteArray) buf = out ? g_bytes_unref_to_array(g_steal_pointer(&out)) : NULL;
+    g_autoptr(GVariant) msg = last_message(buf, "finalized");
+    gint64 duration, size, lead;
+    const char *reason;
+    ConsultdRecState state = outcome(msg, TRUE, &duration, &size, &lead, &reason);
+    if (!msg && err)
+        reason = err->message;
+    g_message("repaired recording %" G_GINT64_FORMAT "/%s: %s", r->consultation, r->file,
+              consultd_rec_state_name(state));
     /* The content starts LEAD ms before the first arrival (docs/recording.md,
      * Timing), as media/room.c rec_done() reports for a finalized one. */
     gint64 started = r->started_at > lead ? r->started_at - lead : r->started_at;
-    sig_recording_report(app, r->consultation, r->role, r->file, state,
-                         *reason ? reason : NULL, started, duration, size);
+    sig_recording_report(app, r->consultation, r->role, r->file, state, *reason ? reason : NULL,
+                         started, duration, size);
     repair_free(r);
     g_free(run);
     app->recordings->repairing = FALSE;
@@ -122,8 +165,8 @@ repair_next(SigApp *app)
     g_autoptr(GError) err = NULL;
     GSubprocess *p = g_subprocess_newv(argv, G_SUBPROCESS_FLAGS_STDOUT_PIPE, &err);
     if (!p) {
-        sig_recording_report(app, r->consultation, r->role, r->file, "failed", err->message,
-                             0, 0, 0);
+        sig_recording_report(app, r->consultation, r->role, r->file, CONSULTD_REC_FAILED,
+                             err->message, 0, 0, 0);
         repair_free(r);
         repair_next(app);
         return;
@@ -132,7 +175,7 @@ repair_next(SigApp *app)
     RepairRun *run = g_new0(RepairRun, 1);
     run->app = app;
     run->r = r;
-    g_subprocess_communicate_utf8_async(p, NULL, NULL, repair_done, run);
+    g_subprocess_communicate_async(p, NULL, NULL, repair_done, run);
     g_object_unref(p);
 }
 
@@ -144,7 +187,7 @@ sig_recordings_repair(SigApp *app, GHashTable *only)
         StoreRecording *rec = rows->pdata[i];
         if (only && !g_hash_table_contains(only, &rec->consultation_id))
             continue;
-        if (!strcmp(rec->role, "combined"))
+        if (rec->role == CONSULTD_ROLE_COMBINED)
             continue; /* composing is redone, not repaired: see compose_resume() */
         gboolean queued = FALSE;
         for (GList *l = app->recordings->repairs.head; l; l = l->next) {
@@ -156,7 +199,7 @@ sig_recordings_repair(SigApp *app, GHashTable *only)
         Repair *r = g_new0(Repair, 1);
         r->consultation = rec->consultation_id;
         r->started_at = rec->started_at;
-        r->role = g_strdup(rec->role);
+        r->role = rec->role;
         r->file = g_strdup(rec->file);
         g_queue_push_tail(&app->recordings->repairs, r);
     }
@@ -177,9 +220,9 @@ sig_recordings_prune(SigApp *app)
     guint n = 0;
     for (guint i = 0; rows && i < rows->len; i++) {
         StoreRecording *r = rows->pdata[i];
-        const char *why = r->created_at < cutoff ? "max_age"
-                        : cfg->retention_max_bytes && total > cfg->retention_max_bytes ? "quota"
-                                                                                       : NULL;
+        const char *why = r->created_at < cutoff                                         ? "max_age"
+                          : cfg->retention_max_bytes && total > cfg->retention_max_bytes ? "quota"
+                                                                                         : NULL;
         if (!why)
             continue;
         g_autofree char *path = sig_recordings_path(app, r->consultation_id, r->file);
@@ -194,8 +237,8 @@ sig_recordings_prune(SigApp *app)
         }
         total -= r->size;
         n++;
-        g_message("retention: deleted recording %" G_GINT64_FORMAT "/%s (%s)",
-                  r->consultation_id, r->file, why);
+        g_message("retention: deleted recording %" G_GINT64_FORMAT "/%s (%s)", r->consultation_id,
+                  r->file, why);
     }
     if (n)
         sig_events_kick(app);
@@ -209,14 +252,12 @@ sig_recordings_prune(SigApp *app)
  * lowest CPU priority, one at a time, so it never takes CPU from live
  * consultations.  Its progress lines are kept in memory for the API. */
 
-
-
 int
 sig_recordings_compose_progress(SigApp *app, gint64 consultation)
 {
     SigRecordings *rs = app->recordings;
-    return rs && rs->composing && rs->composing->consultation == consultation
-               ? rs->compose_progress : -1;
+    return rs && rs->composing && rs->composing->consultation == consultation ? rs->compose_progress
+                                                                              : -1;
 }
 
 static void compose_next(SigApp *app);
@@ -225,18 +266,19 @@ static void
 compose_finish(Compose *c)
 {
     SigApp *app = c->app;
-    char state[16] = "failed", reason[256] = "the composer stopped";
-    gint64 duration = 0, size = 0;
-    if (c->last)
-        sscanf(c->last, "%15s %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %255[^\n]", state,
-               &duration, &size, reason);
-    if (strcmp(state, "ready"))
-        g_strlcpy(state, "failed", sizeof state);
-    sig_recording_report(app, c->consultation, "combined", "combined.webm", state,
-                         strcmp(state, "ready") ? reason : NULL, 0, duration, size);
+    gint64 duration, size, lead;
+    const char *reason;
+    ConsultdRecState state = outcome(c->result, FALSE, &duration, &size, &lead, &reason);
+    g_autofree char *file = consultd_recording_file(CONSULTD_ROLE_COMBINED, 1);
+    sig_recording_report(app, c->consultation, CONSULTD_ROLE_COMBINED, file, state,
+                         state == CONSULTD_REC_READY ? NULL
+                         : *reason                   ? reason
+                                                     : "the composer stopped",
+                         0, duration, size);
     g_clear_object(&c->out);
     g_clear_object(&c->proc);
-    g_free(c->last);
+    g_byte_array_unref(c->buf);
+    g_clear_pointer(&c->result, g_variant_unref);
     g_free(c);
     app->recordings->composing = NULL;
     app->recordings->compose_progress = -1;
@@ -244,22 +286,32 @@ compose_finish(Compose *c)
 }
 
 static void
-compose_line(GObject *src, GAsyncResult *res, gpointer data)
+compose_read(GObject *src, GAsyncResult *res, gpointer data)
 {
     Compose *c = data;
-    g_autofree char *line = g_data_input_stream_read_line_finish(G_DATA_INPUT_STREAM(src), res,
-                                                                 NULL, NULL);
-    if (!line) {
+    g_autoptr(GBytes) bytes = g_input_stream_read_bytes_finish(G_INPUT_STREAM(src), res, NULL);
+    if (!bytes || g_bytes_get_size(bytes) == 0) {
         compose_finish(c);
         return;
     }
-    if (g_str_has_prefix(line, "progress "))
-        c->app->recordings->compose_progress = atoi(line + 9);
-    else {
-        g_free(c->last);
-        c->last = g_steal_pointer(&line);
+    gsize n;
+    const guint8 *p = g_bytes_get_data(bytes, &n);
+    g_byte_array_append(c->buf, p, (guint)n);
+    GVariant *m;
+    while ((m = media_frame_pop(c->buf))) {
+        const char *op = media_msg_op(m);
+        gint32 percent;
+        if (!strcmp(op, "progress") && g_variant_lookup(m, "percent", "i", &percent)) {
+            c->app->recordings->compose_progress = CLAMP(percent, 0, 100);
+            g_variant_unref(m);
+        } else if (!strcmp(op, "composed")) {
+            g_clear_pointer(&c->result, g_variant_unref);
+            c->result = m;
+        } else {
+            g_variant_unref(m);
+        }
     }
-    g_data_input_stream_read_line_async(c->out, G_PRIORITY_LOW, NULL, compose_line, c);
+    g_input_stream_read_bytes_async(c->out, 4096, G_PRIORITY_LOW, NULL, compose_read, c);
 }
 
 static void
@@ -283,18 +335,20 @@ compose_next(SigApp *app)
     g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
     g_ptr_array_add(argv, g_strdup(app->media_bin));
     g_ptr_array_add(argv, g_strdup("--compose"));
-    g_ptr_array_add(argv, sig_recordings_path(app, cid, "combined.webm"));
+    g_autofree char *combined = consultd_recording_file(CONSULTD_ROLE_COMBINED, 1);
+    g_ptr_array_add(argv, sig_recordings_path(app, cid, combined));
     gint64 base = G_MAXINT64;
     for (guint i = 0; recs && i < recs->len; i++) {
         StoreRecording *r = recs->pdata[i];
-        if (!strcmp(r->state, "ready") && strcmp(r->role, "combined"))
+        if (r->state == CONSULTD_REC_READY && r->role != CONSULTD_ROLE_COMBINED)
             base = MIN(base, r->offset_ms);
     }
     /* Teacher first: the left half of the picture. */
     for (int pass = 0; pass < 2; pass++) {
         for (guint i = 0; recs && i < recs->len; i++) {
             StoreRecording *r = recs->pdata[i];
-            if (strcmp(r->state, "ready") || strcmp(r->role, pass ? "student" : "teacher"))
+            if (r->state != CONSULTD_REC_READY ||
+                r->role != (pass ? CONSULTD_ROLE_STUDENT : CONSULTD_ROLE_TEACHER))
                 continue;
             g_autofree char *p = sig_recordings_path(app, cid, r->file);
             g_ptr_array_add(argv, g_strdup("--input"));
@@ -308,7 +362,8 @@ compose_next(SigApp *app)
     g_autoptr(GError) err = NULL;
     GSubprocess *p = g_subprocess_launcher_spawnv(l, (const char *const *)argv->pdata, &err);
     if (!p) {
-        sig_recording_report(app, cid, "combined", "combined.webm", "failed", err->message, 0, 0, 0);
+        sig_recording_report(app, cid, CONSULTD_ROLE_COMBINED, combined, CONSULTD_REC_FAILED,
+                             err->message, 0, 0, 0);
         compose_next(app);
         return;
     }
@@ -316,10 +371,11 @@ compose_next(SigApp *app)
     c->app = app;
     c->consultation = cid;
     c->proc = p;
-    c->out = g_data_input_stream_new(g_subprocess_get_stdout_pipe(p));
+    c->out = g_object_ref(g_subprocess_get_stdout_pipe(p));
+    c->buf = g_byte_array_new();
     rs->composing = c;
     rs->compose_progress = 0;
-    g_data_input_stream_read_line_async(c->out, G_PRIORITY_LOW, NULL, compose_line, c);
+    g_input_stream_read_bytes_async(c->out, 4096, G_PRIORITY_LOW, NULL, compose_read, c);
 }
 
 void
@@ -331,13 +387,13 @@ sig_recordings_compose_maybe(SigApp *app, gint64 consultation)
     gint64 open = 0, ready = 0;
     if (c)
         store_recordings_progress(app->store, consultation, &open, &ready);
-    if (!c || c->status == STORE_CONSULT_LIVE || c->status == STORE_CONSULT_INTERRUPTED ||
-        open || !ready)
+    if (!c || c->status == STORE_CONSULT_LIVE || c->status == STORE_CONSULT_INTERRUPTED || open ||
+        !ready)
         return;
     g_autoptr(GPtrArray) recs = store_recordings_list(app->store, consultation, NULL);
     for (guint i = 0; recs && i < recs->len; i++) {
         StoreRecording *r = recs->pdata[i];
-        if (!strcmp(r->role, "combined") && strcmp(r->state, "processing"))
+        if (r->role == CONSULTD_ROLE_COMBINED && r->state != CONSULTD_REC_PROCESSING)
             return; /* done (or failed) already */
     }
     SigRecordings *rs = app->recordings;
@@ -346,8 +402,9 @@ sig_recordings_compose_maybe(SigApp *app, gint64 consultation)
             return;
     if (rs->composing && rs->composing->consultation == consultation)
         return;
-    sig_recording_report(app, consultation, "combined", "combined.webm", "processing", NULL,
-                         0, 0, 0);
+    g_autofree char *combined = consultd_recording_file(CONSULTD_ROLE_COMBINED, 1);
+    sig_recording_report(app, consultation, CONSULTD_ROLE_COMBINED, combined,
+                         CONSULTD_REC_PROCESSING, NULL, 0, 0, 0);
     g_queue_push_tail(&rs->composes, g_memdup2(&consultation, sizeof consultation));
     compose_next(app);
 }
@@ -358,14 +415,13 @@ sig_recordings_compose_resume(SigApp *app)
     g_autoptr(GPtrArray) rows = store_recordings_unfinished(app->store);
     for (guint i = 0; rows && i < rows->len; i++) {
         StoreRecording *r = rows->pdata[i];
-        if (!strcmp(r->role, "combined")) {
+        if (r->role == CONSULTD_ROLE_COMBINED) {
             g_queue_push_tail(&app->recordings->composes,
                               g_memdup2(&r->consultation_id, sizeof(gint64)));
         }
     }
     compose_next(app);
 }
-
 
 SigRecordings *
 sig_recordings_new(SigApp *app)

@@ -15,9 +15,9 @@ void sig_recordings_free(SigRecordings *rs); /* NULL-safe */
 char *sig_recordings_path(SigApp *app, gint64 consultation, const char *file);
 
 /* A worker reported a recording's state (see store_recording_update). */
-void sig_recording_report(SigApp *app, gint64 consultation, const char *role,
-                          const char *file, const char *state, const char *reason,
-                          gint64 started_at, gint64 duration_ms, gint64 size);
+void sig_recording_report(SigApp *app, gint64 consultation, ConsultdRole role, const char *file,
+                          ConsultdRecState state, const char *reason, gint64 started_at,
+                          gint64 duration_ms, gint64 size);
 /* Queues a repair of every recording left in recording/processing, or only
  * of those whose consultation id is a key of ONLY (gint64 *). */
 void sig_recordings_repair(SigApp *app, GHashTable *only);

@@ -40,7 +40,7 @@ fuzz_app(void)
     g_autoptr(GError) err = NULL;
     dir = g_dir_make_tmp("consultd-fuzz-XXXXXX", &err);
     g_assert_no_error(err);
-    char *argv_[] = {"fuzz", "--data-dir", dir, "--media-workers", "0", "--record=false",
+    char *argv_[] = {"fuzz",     "--data-dir",  dir, "--media-workers", "0", "--record=false",
                      "--listen", "127.0.0.1:0", NULL};
     char **argv = argv_;
     int argc = G_N_ELEMENTS(argv_) - 1;
@@ -92,8 +92,8 @@ user_copy(FuzzUser u)
 }
 
 unsigned
-fuzz_request(SigHandler handler, const char *method, const char *path, char *const *params,
-             guint n, FuzzUser user, const void *body, gsize len)
+fuzz_request(SigHandler handler, const char *method, const char *path, char *const *params, guint n,
+             FuzzUser user, const void *body, gsize len)
 {
     fuzz_app();
     SigReq *r = g_new0(SigReq, 1);

@@ -23,13 +23,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         static const char online[] = "{\"status\":\"online\"}";
         char *tid = g_strdup_printf("%" G_GINT64_FORMAT, fuzz_user_id(FUZZ_TEACHER1));
         char *req = g_strdup_printf("{\"teacher_id\":%s}", tid);
-        g_assert(fuzz_request(sig_h_teacher_presence, "PUT", "/", &tid, 1, FUZZ_TEACHER1,
-                              online, sizeof online - 1) == 200);
-        g_assert(fuzz_request(sig_h_consultation_create, "POST", "/", NULL, 0, FUZZ_STUDENT1,
-                              req, strlen(req)) == 201);
+        g_assert(fuzz_request(sig_h_teacher_presence, "PUT", "/", &tid, 1, FUZZ_TEACHER1, online,
+                              sizeof online - 1) == 200);
+        g_assert(fuzz_request(sig_h_consultation_create, "POST", "/", NULL, 0, FUZZ_STUDENT1, req,
+                              strlen(req)) == 201);
         char *one = (char *)"1";
-        g_assert(fuzz_request(sig_h_consultation_accept, "POST", "/", &one, 1, FUZZ_TEACHER1,
-                              "", 0) == 200);
+        g_assert(fuzz_request(sig_h_consultation_accept, "POST", "/", &one, 1, FUZZ_TEACHER1, "",
+                              0) == 200);
         g_free(tid);
         g_free(req);
         ready = TRUE;

@@ -52,8 +52,8 @@ typedef struct {
 } Held;
 
 typedef struct {
-    uint32_t key[3];     /* saddr, daddr, ports */
-    int64_t busy_until;  /* when the link is free again */
+    uint32_t key[3];    /* saddr, daddr, ports */
+    int64_t busy_until; /* when the link is free again */
     int used;
 } Flow;
 

@@ -30,13 +30,21 @@ static SoupSession *soup;
 static char *location, *etag;
 static guint http_status;
 static gint video_frames, audio_buffers;
-static gint64 t_start; /* monotonic us: the process's start, or the go line's arrival */
+static gint64 t_start;   /* monotonic us: the process's start, or the go line's arrival */
 static char *offer_text; /* --wait-go: the offer made, waiting for its URL */
 /* Where a join's time goes (ms from the start, -1: not reached): the offer
  * posted (gathering done), the answer back, ICE connected, the peer
  * connection connected (DTLS done), the first video packet, the first
  * video frame out of the decoder (the join). */
-enum { MARK_OFFER, MARK_ANSWER, MARK_ICE, MARK_CONNECTED, MARK_RTP, MARK_FRAME, N_MARKS };
+enum {
+    MARK_OFFER,
+    MARK_ANSWER,
+    MARK_ICE,
+    MARK_CONNECTED,
+    MARK_RTP,
+    MARK_FRAME,
+    N_MARKS
+};
 static gint64 marks[N_MARKS];
 static gint connected; /* the peer connection is up (DTLS done) */
 
@@ -109,8 +117,8 @@ for_each_feeding_pad(GstElement *w, void (*fn)(GstPad *pad))
 static void
 ask_keyframe(GstPad *pad)
 {
-    GstStructure *st = gst_structure_new("GstForceKeyUnit", "all-headers", G_TYPE_BOOLEAN, TRUE,
-                                         NULL);
+    GstStructure *st =
+        gst_structure_new("GstForceKeyUnit", "all-headers", G_TYPE_BOOLEAN, TRUE, NULL);
     gst_pad_send_event(pad, gst_event_new_custom(GST_EVENT_CUSTOM_UPSTREAM, st));
 }
 
@@ -403,8 +411,8 @@ on_pad_added(GstElement *w, GstPad *pad, gpointer data)
     if (!g_strcmp0(media, "video")) {
         gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, first_packet, NULL, NULL);
         desc = !g_strcmp0(enc, "H264") ? "rtph264depay ! avdec_h264 ! fakesink sync=false"
-               : no_decode ? "rtpvp8depay wait-for-keyframe=true ! fakesink sync=false"
-                           : "rtpvp8depay ! vp8dec ! fakesink sync=false";
+               : no_decode             ? "rtpvp8depay wait-for-keyframe=true ! fakesink sync=false"
+                                       : "rtpvp8depay ! vp8dec ! fakesink sync=false";
         counter = &video_frames;
     } else {
         desc = no_decode ? "rtpopusdepay ! fakesink sync=false"
@@ -520,7 +528,8 @@ main(int argc, char **argv)
          "publish: drop every Nth RTP packet before sending it (a lossy link)", "N"},
         {"wait-go", 0, 0, G_OPTION_ARG_NONE, &wait_go,
          "make the offer, print \"ready\", then wait for \"URL TOKEN\" on stdin; times count "
-         "from that line (for load tests: the peer's start-up is not the server's)", NULL},
+         "from that line (for load tests: the peer's start-up is not the server's)",
+         NULL},
         G_OPTION_ENTRY_NULL};
     g_autoptr(GOptionContext) ctx = g_option_context_new("");
     g_option_context_add_main_entries(ctx, entries, NULL);
@@ -535,29 +544,33 @@ main(int argc, char **argv)
     const char *desc;
     g_autofree char *fdesc = NULL;
     if (publish && file) {
-        fdesc = g_strdup_printf(
-            "webrtcbin name=w bundle-policy=max-bundle "
-            "filesrc location=%s ! matroskademux name=d "
-            "d.video_0 ! queue ! clocksync ! rtpvp8pay pt=96 ! "
-            "application/x-rtp,media=video,encoding-name=VP8,payload=96 ! w. "
-            "d.audio_0 ! queue ! clocksync ! rtpopuspay pt=111 ! "
-            "application/x-rtp,media=audio,encoding-name=OPUS,payload=111 ! w.", file);
+        fdesc = g_strdup_printf("webrtcbin name=w bundle-policy=max-bundle "
+                                "filesrc location=%s ! matroskademux name=d "
+                                "d.video_0 ! queue ! clocksync ! rtpvp8pay pt=96 ! "
+                                "application/x-rtp,media=video,encoding-name=VP8,payload=96 ! w. "
+                                "d.audio_0 ! queue ! clocksync ! rtpopuspay pt=111 ! "
+                                "application/x-rtp,media=audio,encoding-name=OPUS,payload=111 ! w.",
+                                file);
         desc = fdesc;
     } else if (publish && codec && !strcmp(codec, "h264")) {
-        desc = "webrtcbin name=w bundle-policy=max-bundle "
-               "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1 ! "
-               "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! "
-               "video/x-h264,profile=constrained-baseline ! rtph264pay pt=102 config-interval=-1 ! "
-               "application/x-rtp,media=video,encoding-name=H264,payload=102 ! w. "
-               "audiotestsrc is-live=true wave=sine ! audioconvert ! audioresample ! opusenc ! "
-               "rtpopuspay pt=111 ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111 ! w.";
+        desc =
+            "webrtcbin name=w bundle-policy=max-bundle "
+            "videotestsrc is-live=true pattern=ball ! "
+            "video/x-raw,width=320,height=240,framerate=15/1 ! "
+            "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! "
+            "video/x-h264,profile=constrained-baseline ! rtph264pay pt=102 config-interval=-1 ! "
+            "application/x-rtp,media=video,encoding-name=H264,payload=102 ! w. "
+            "audiotestsrc is-live=true wave=sine ! audioconvert ! audioresample ! opusenc ! "
+            "rtpopuspay pt=111 ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111 ! w.";
     } else if (publish) {
-        desc = "webrtcbin name=w bundle-policy=max-bundle "
-               "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1 ! "
-               "vp8enc deadline=1 keyframe-max-dist=30 ! rtpvp8pay pt=96 ! "
-               "application/x-rtp,media=video,encoding-name=VP8,payload=96 ! w. "
-               "audiotestsrc is-live=true wave=sine ! audioconvert ! audioresample ! opusenc ! "
-               "rtpopuspay pt=111 ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111 ! w.";
+        desc =
+            "webrtcbin name=w bundle-policy=max-bundle "
+            "videotestsrc is-live=true pattern=ball ! "
+            "video/x-raw,width=320,height=240,framerate=15/1 ! "
+            "vp8enc deadline=1 keyframe-max-dist=30 ! rtpvp8pay pt=96 ! "
+            "application/x-rtp,media=video,encoding-name=VP8,payload=96 ! w. "
+            "audiotestsrc is-live=true wave=sine ! audioconvert ! audioresample ! opusenc ! "
+            "rtpopuspay pt=111 ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111 ! w.";
     } else {
         desc = "webrtcbin name=w bundle-policy=max-bundle";
     }
@@ -590,7 +603,9 @@ main(int argc, char **argv)
     if (!publish) {
         const char *caps[] = {
             "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000",
-            "application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000,encoding-params=(string)2"};
+            "application/"
+            "x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000,encoding-params=("
+            "string)2"};
         for (guint i = 0; i < 2; i++) {
             GstCaps *c = gst_caps_from_string(caps[i]);
             GstWebRTCRTPTransceiver *t = NULL;
@@ -641,8 +656,7 @@ main(int argc, char **argv)
            "\"audio_buffers\":%d,\"first_frame_ms\":%" G_GINT64_FORMAT ","
            "\"packets_received\":%" G_GINT64_FORMAT ",\"packets_lost\":%" G_GINT64_FORMAT ","
            "\"jitter_max\":%.4f,\"freezes\":%d,\"freeze_ms\":%" G_GINT64_FORMAT ",",
-           mode, http_status, location ? location : "", v, a,
-           ms[MARK_FRAME], packets_received,
+           mode, http_status, location ? location : "", v, a, ms[MARK_FRAME], packets_received,
            packets_lost, jitter_max, freezes, freeze_us / 1000);
     /* When each freeze ended (ms from the start) and how long it was. */
     printf("\"freeze_list\":[");

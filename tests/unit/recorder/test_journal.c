@@ -12,8 +12,8 @@
 #include "recorder.h"
 #include "../tmpdir.h"
 
-#define FRAMES 90   /* 3 s of 30 fps video */
-#define AUDIO 150   /* 3 s of 20 ms Opus packets */
+#define FRAMES 90 /* 3 s of 30 fps video */
+#define AUDIO 150 /* 3 s of 20 ms Opus packets */
 
 typedef struct {
     int track;
@@ -108,10 +108,15 @@ static char *
 write_journal(Fx *f, const guint *order, const gint64 *arrival, guint n)
 {
     char *path = g_build_filename(f->dir, "t.webm", NULL);
-    Journal *j = jrn_open(path, NULL);
+    /* The writer is dropped at once: the journal keeps it as long as it
+     * needs it. */
+    JrnWriter *w = jrn_writer_new();
+    Journal *j = jrn_open(w, path, NULL);
+    jrn_writer_unref(w);
     g_assert_nonnull(j);
     for (int k = 0; k < 2; k++)
-        g_assert_true(jrn_append(j, JRN_CAPS, k, 0, (const guint8 *)f->caps[k], strlen(f->caps[k])));
+        g_assert_true(
+            jrn_append(j, JRN_CAPS, k, 0, (const guint8 *)f->caps[k], strlen(f->caps[k])));
     for (guint i = 0; i < n; i++) {
         Pkt *p = f->pkts->pdata[order[i]];
         gsize len;
@@ -184,12 +189,12 @@ finalize(const char *path, gint64 *duration, gint64 *lead)
     g_autofree char *out = g_strconcat(path, ".final", NULL);
     gint64 size = 0;
     g_autoptr(GError) err = NULL;
-    const char *state = rec_finalize_file(path, out, duration, &size, lead, &err);
+    ConsultdRecState state = rec_finalize_file(path, out, duration, &size, lead, &err);
     if (err)
         g_test_message("finalize: %s", err->message);
-    if (!strcmp(state, "ready"))
+    if (state == CONSULTD_REC_READY)
         g_assert_cmpint(g_rename(out, path), ==, 0);
-    return state;
+    return consultd_rec_state_name(state);
 }
 
 /* Network disorder: neighbouring packets swapped, every 7th sent twice,
@@ -335,14 +340,13 @@ main(int argc, char **argv)
 {
     gst_init(&argc, &argv);
     g_test_init(&argc, &argv, NULL);
-    g_test_add("/journal/reordered-and-duplicated", Fx, NULL, setup,
-               test_reordered_and_duplicated, teardown);
+    g_test_add("/journal/reordered-and-duplicated", Fx, NULL, setup, test_reordered_and_duplicated,
+               teardown);
     g_test_add("/journal/burst-at-start", Fx, GINT_TO_POINTER(500), setup, test_burst_at_start,
                teardown);
     g_test_add("/journal/long-burst-at-start", Fx, GINT_TO_POINTER(1500), setup,
                test_burst_at_start, teardown);
-    g_test_add("/journal/audio-before-video", Fx, NULL, setup, test_audio_before_video,
-               teardown);
+    g_test_add("/journal/audio-before-video", Fx, NULL, setup, test_audio_before_video, teardown);
     g_test_add("/journal/cut-short", Fx, NULL, setup, test_cut_short, teardown);
     return g_test_run();
 }

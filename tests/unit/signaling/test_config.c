@@ -38,8 +38,8 @@ test_precedence(void)
     g_autoptr(GError) err = NULL;
     g_autofree char *dir = g_dir_make_tmp("cfg-XXXXXX", NULL);
     g_autofree char *file = g_build_filename(dir, "c.conf", NULL);
-    g_assert_true(g_file_set_contents(file,
-        "[consultd]\nlisten=10.0.0.1:1\nmax-body=2000\nconn-limit=7\ndemo=true\n", -1, NULL));
+    g_assert_true(g_file_set_contents(
+        file, "[consultd]\nlisten=10.0.0.1:1\nmax-body=2000\nconn-limit=7\ndemo=true\n", -1, NULL));
     g_setenv("CONSULTD_MAX_BODY", "3000", TRUE);
     g_setenv("CONSULTD_LISTEN", "127.0.0.2:2", TRUE);
     const char *args[] = {"--config", file, "--listen", "127.0.0.3:3", NULL};

@@ -45,8 +45,8 @@ static void
 online(Fx *f)
 {
     gboolean changed;
-    g_assert_true(store_teacher_set_presence(f->s, f->teacher, STORE_PRESENCE_ONLINE,
-                                             &changed, NULL));
+    g_assert_true(
+        store_teacher_set_presence(f->s, f->teacher, STORE_PRESENCE_ONLINE, &changed, NULL));
 }
 
 static void
@@ -78,13 +78,13 @@ test_transition_table(Fx *f, gconstpointer data)
     static const struct {
         StoreConsultStatus to;
         const char *path; /* the transitions to reach FROM first */
-    } froms[] = {{STORE_CONSULT_REQUESTED, ""}, {STORE_CONSULT_LIVE, "L"},
+    } froms[] = {{STORE_CONSULT_REQUESTED, ""},     {STORE_CONSULT_LIVE, "L"},
                  {STORE_CONSULT_INTERRUPTED, "LI"}, {STORE_CONSULT_ENDED, "LE"},
-                 {STORE_CONSULT_DECLINED, "D"}, {STORE_CONSULT_CANCELED, "C"},
+                 {STORE_CONSULT_DECLINED, "D"},     {STORE_CONSULT_CANCELED, "C"},
                  {STORE_CONSULT_EXPIRED, "X"}};
-    const char *legal[] = {"requested>live", "requested>declined", "requested>canceled",
-                           "requested>expired", "live>ended", "live>interrupted",
-                           "interrupted>live", "interrupted>ended", NULL};
+    const char *legal[] = {"requested>live",    "requested>declined", "requested>canceled",
+                           "requested>expired", "live>ended",         "live>interrupted",
+                           "interrupted>live",  "interrupted>ended",  NULL};
     for (guint i = 0; i < G_N_ELEMENTS(froms); i++) {
         for (int to = 0; to <= STORE_CONSULT_INTERRUPTED; to++) {
             online(f);
@@ -92,16 +92,16 @@ test_transition_table(Fx *f, gconstpointer data)
                 store_consultation_request(f->s, f->student, f->teacher, NULL);
             g_assert_nonnull(c);
             for (const char *p = froms[i].path; *p; p++) {
-                StoreConsultStatus st = *p == 'L' ? STORE_CONSULT_LIVE
-                                      : *p == 'I' ? STORE_CONSULT_INTERRUPTED
-                                      : *p == 'E' ? STORE_CONSULT_ENDED
-                                      : *p == 'D' ? STORE_CONSULT_DECLINED
-                                      : *p == 'C' ? STORE_CONSULT_CANCELED
-                                                  : STORE_CONSULT_EXPIRED;
+                StoreConsultStatus st = *p == 'L'   ? STORE_CONSULT_LIVE
+                                        : *p == 'I' ? STORE_CONSULT_INTERRUPTED
+                                        : *p == 'E' ? STORE_CONSULT_ENDED
+                                        : *p == 'D' ? STORE_CONSULT_DECLINED
+                                        : *p == 'C' ? STORE_CONSULT_CANCELED
+                                                    : STORE_CONSULT_EXPIRED;
                 g_assert_true(store_consultation_transition(f->s, c->id, st, "x", NULL));
             }
-            g_autofree char *pair = g_strdup_printf("%s>%s",
-                store_consult_status_name(froms[i].to), store_consult_status_name(to));
+            g_autofree char *pair = g_strdup_printf("%s>%s", store_consult_status_name(froms[i].to),
+                                                    store_consult_status_name(to));
             gint64 seq = store_events_last_seq(f->s);
             g_autoptr(GError) err = NULL;
             gboolean ok = store_consultation_transition(f->s, c->id, to, "x", &err);

@@ -73,8 +73,7 @@ test_newer_database_is_refused(Fixture *f, gconstpointer data)
      * SQLite directly; nothing else may). */
     sqlite3 *db;
     g_assert_cmpint(sqlite3_open(f->path, &db), ==, SQLITE_OK);
-    g_assert_cmpint(sqlite3_exec(db, "PRAGMA user_version = 999", NULL, NULL, NULL), ==,
-                    SQLITE_OK);
+    g_assert_cmpint(sqlite3_exec(db, "PRAGMA user_version = 999", NULL, NULL, NULL), ==, SQLITE_OK);
     sqlite3_close(db);
     s = store_open_path(f->path, 0, &err);
     g_assert_null(s);
