@@ -21,6 +21,7 @@
 
 #include "api/accounts.h"
 #include "api/consult.h"
+#include "api/ice.h"
 #include "api/routes.h"
 #include "api/stream.h"
 #include "build-config.h"
@@ -204,10 +205,21 @@ serve(SigApp *app)
     fit_fd_limit(app);
     guint n_routes;
     const SigRoute *routes = sig_routes(&n_routes);
-    app->http = sig_http_start(app, routes, n_routes, sig_auth_identify, &err);
+    app->http = sig_http_start(app, app->cfg->listen, routes, n_routes, sig_auth_identify, &err);
     if (!app->http) {
         g_critical("%s", err->message);
         return 1;
+    }
+    if (*app->cfg->metrics_listen) {
+        /* /metrics on an address of its own, off the public port. */
+        const SigRoute *mroutes = sig_metrics_routes(&n_routes);
+        app->metrics_http = sig_http_start(app, app->cfg->metrics_listen, mroutes, n_routes,
+                                           sig_auth_identify, &err);
+        if (!app->metrics_http) {
+            g_critical("metrics-listen: %s", err->message);
+            return 1;
+        }
+        g_message("metrics on http://%s/metrics", app->cfg->metrics_listen);
     }
     if (!*app->cfg->public_url) {
         /* Derived from what was bound, so that port 0 works too. */
@@ -219,6 +231,7 @@ serve(SigApp *app)
         app->cfg->public_url = g_strdup_printf("http://%s:%u", host, sig_http_port(app->http));
     }
     app->auth = sig_auth_new(app);
+    sig_ice_new(app);
     /* The dispatcher first: the others register as its listeners. */
     sig_events_new(app);
     sig_streams_new(app);
@@ -253,11 +266,13 @@ serve(SigApp *app)
     g_clear_pointer(&app->media, sig_media_free);
     sig_auth_drain(app->auth); /* answers queued logins while HTTP still runs */
     g_clear_pointer(&app->http, sig_http_stop);
+    g_clear_pointer(&app->metrics_http, sig_http_stop);
     g_clear_pointer(&app->webhooks, sig_webhooks_free);
     g_clear_pointer(&app->recordings, sig_recordings_free);
     g_clear_pointer(&app->streams, sig_streams_free);
     g_clear_pointer(&app->events, sig_events_free);
     g_clear_pointer(&app->auth, sig_auth_free);
+    g_clear_pointer(&app->ice, sig_ice_free);
     g_message("stopped cleanly");
     return 0;
 }

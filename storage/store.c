@@ -161,6 +161,11 @@ static const char *const migrations[] = {
     "DROP TABLE recordings;"
     "ALTER TABLE recordings_v4 RENAME TO recordings;"
     "CREATE INDEX recordings_state ON recordings(state);",
+    /* 5: demo accounts are marked, so that a start without --demo can
+     * refuse them. */
+    "ALTER TABLE users ADD COLUMN demo INTEGER NOT NULL DEFAULT 0;"
+    /* ...and event retention remembers how far it has pruned. */
+    "INSERT INTO cursors VALUES ('pruned', 0);",
 };
 G_STATIC_ASSERT(G_N_ELEMENTS(migrations) == STORE_SCHEMA_VERSION);
 

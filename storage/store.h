@@ -32,7 +32,7 @@ typedef enum {
 } StoreErrorCode;
 
 /* The schema version this build migrates to; PRAGMA user_version. */
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 typedef struct Store Store;
 
@@ -87,6 +87,8 @@ typedef struct {
     char *display_name;
     char *intro;
     gint64 created_at;
+    gboolean demo;          /* seeded by --demo */
+    gint64 session_expires; /* store_session_user() only: when it ends, ms */
 } StoreUser;
 
 void store_user_free(StoreUser *u); /* NULL-safe */
@@ -118,6 +120,13 @@ gboolean store_session_add(Store *s, const char *token_hash, gint64 user_id, gin
  * NOW_MS and the user is not deleted; else NULL with STORE_ERROR_NOT_FOUND. */
 StoreUser *store_session_user(Store *s, const char *token_hash, gint64 now_ms, GError **error);
 gboolean store_session_delete(Store *s, const char *token_hash, GError **error);
+/* Sets user ID's password hash and, in the same transaction, ends every
+ * session of theirs but KEEP_TOKEN_HASH (NULL: all).  A demo account
+ * stops being one. */
+gboolean store_user_set_password(Store *s, gint64 id, const char *pwhash,
+                                 const char *keep_token_hash, GError **error);
+/* Marks user ID a demo account (--demo seeded it). */
+gboolean store_user_mark_demo(Store *s, gint64 id, GError **error);
 /* Logout of USER: deletes the session TOKEN_HASH and, in the same
  * transaction, takes USER offline if they are an online teacher (with its
  * teacher.offline event; *WENT_OFFLINE says so).  A busy teacher stays
@@ -185,6 +194,9 @@ typedef enum {
     STORE_CONSULT_EXPIRED,
     STORE_CONSULT_INTERRUPTED,
 } StoreConsultStatus;
+/* How many consultations USER takes part in that are requested, live or
+ * interrupted; -1 and ERROR if the database could not be read. */
+gint64 store_consultations_open_for(Store *s, gint64 user, GError **error);
 const char *store_consult_status_name(StoreConsultStatus st);
 int store_consult_status_parse(const char *name); /* -1 if unknown */
 
@@ -300,6 +312,14 @@ GPtrArray *store_dispatch(Store *s, guint limit, const char *const *webhook_urls
 /* Drops every read model and replays the whole event log into it.  The
  * notify cursor and the webhook queue are left alone. */
 gboolean store_rebuild_projections(Store *s, GError **error);
+/* Retention: deletes up to BATCH events created before BEFORE_MS that no
+ * read model is rebuilt from (not consultation.* or recording.*), already
+ * applied and notified and with no webhook delivery pending, with their
+ * finished deliveries, and finished deliveries of other events as old.
+ * One transaction.  Returns how many rows went (0: nothing left), -1 and
+ * ERROR on failure;
+ * store_cursor(s, "pruned") is the highest seq deleted so far. */
+gint64 store_events_prune(Store *s, gint64 before_ms, guint batch, GError **error);
 
 typedef struct {
     gint64 consultation_id;

@@ -409,6 +409,22 @@ store_consultation_count(Store *s, StoreConsultStatus status)
     return n;
 }
 
+gint64
+store_consultations_open_for(Store *s, gint64 user, GError **error)
+{
+    sqlite3_stmt *st = store_stmt(
+        s, "SELECT count(*) FROM consultations WHERE (teacher_id = ?1 OR student_id = ?1)"
+           " AND status IN ('requested', 'live', 'interrupted')");
+    sqlite3_bind_int64(st, 1, user);
+    gint64 n = -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    else
+        store_set_error(s, error, "open consultations");
+    sqlite3_reset(st);
+    return n;
+}
+
 GArray *
 store_consultations_requested_before(Store *s, gint64 before_ms)
 {

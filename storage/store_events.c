@@ -254,6 +254,67 @@ store_dispatch(Store *s, guint limit, const char *const *webhook_urls, GError **
     return notified;
 }
 
+/* What retention may delete: events no read model is rebuilt from
+ * (presence, favorites, profiles, participants; consultation.* and
+ * recording.* stay, one handful per consultation), older than ?1, applied
+ * and notified (seq <= ?2), with no delivery still pending. */
+#define PRUNABLE                                                                                   \
+    "SELECT seq FROM events WHERE created_at < ?1 AND seq <= ?2"                                   \
+    " AND type NOT LIKE 'consultation.%' AND type NOT LIKE 'recording.%'"                          \
+    " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d"                                          \
+    "                 WHERE d.event_seq = events.seq AND d.state = 'pending')"                     \
+    " ORDER BY seq LIMIT ?3"
+
+gint64
+store_events_prune(Store *s, gint64 before_ms, guint batch, GError **error)
+{
+    if (!store_begin(s, error))
+        return -1;
+    gint64 upto = MIN(store_cursor(s, "projections"), store_cursor(s, "notify"));
+    sqlite3_stmt *st = store_stmt(s, "SELECT count(*), max(seq) FROM (" PRUNABLE ")");
+    sqlite3_bind_int64(st, 1, before_ms);
+    sqlite3_bind_int64(st, 2, upto);
+    sqlite3_bind_int64(st, 3, batch);
+    gint64 n = 0, last = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        n = sqlite3_column_int64(st, 0);
+        last = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_reset(st);
+    const char *const sql[] = {
+        "DELETE FROM webhook_deliveries WHERE event_seq IN (" PRUNABLE ")",
+        "DELETE FROM events WHERE seq IN (" PRUNABLE ")",
+    };
+    gboolean ok = TRUE;
+    for (guint i = 0; ok && n && i < G_N_ELEMENTS(sql); i++) {
+        st = store_stmt(s, sql[i]);
+        sqlite3_bind_int64(st, 1, before_ms);
+        sqlite3_bind_int64(st, 2, upto);
+        sqlite3_bind_int64(st, 3, batch);
+        ok = store_step_done(s, st, error, "prune events");
+    }
+    /* Finished deliveries of the events that stay go when they are as old. */
+    if (ok) {
+        st = store_stmt(s, "DELETE FROM webhook_deliveries WHERE id IN (SELECT d.id FROM"
+                           " webhook_deliveries d JOIN events e ON e.seq = d.event_seq"
+                           " WHERE d.state != 'pending' AND e.created_at < ?1 LIMIT ?2)");
+        sqlite3_bind_int64(st, 1, before_ms);
+        sqlite3_bind_int64(st, 2, batch);
+        ok = store_step_done(s, st, error, "prune deliveries");
+        n += ok ? sqlite3_changes(s->db) : 0;
+    }
+    if (ok && n) {
+        st = store_stmt(s, "UPDATE cursors SET seq = max(seq, ?1) WHERE name = 'pruned'");
+        sqlite3_bind_int64(st, 1, last);
+        ok = store_step_done(s, st, error, "pruned cursor");
+    }
+    if (!ok) {
+        store_rollback(s);
+        return -1;
+    }
+    return store_commit(s, error) ? n : -1;
+}
+
 gboolean
 store_rebuild_projections(Store *s, GError **error)
 {
@@ -277,6 +338,21 @@ store_rebuild_projections(Store *s, GError **error)
             ok = project(s, evs->pdata[i], error);
         after = ((StoreEvent *)evs->pdata[evs->len - 1])->seq;
     }
+    /* Popularity from the favorites themselves: retention may have deleted
+     * the favorite events that built it (store_events_prune). */
+    if (ok)
+        ok = store_step_done(
+            s,
+            store_stmt(s,
+                       "INSERT INTO teacher_stats (teacher_id, popularity)"
+                       " SELECT teacher_id, count(*) FROM favorites GROUP BY teacher_id"
+                       " ON CONFLICT (teacher_id) DO UPDATE SET popularity = excluded.popularity"),
+            error, "popularity");
+    if (ok)
+        ok = store_step_done(s,
+                             store_stmt(s, "UPDATE teacher_stats SET popularity = 0 WHERE"
+                                           " teacher_id NOT IN (SELECT teacher_id FROM favorites)"),
+                             error, "popularity");
     ok = ok && cursor_set(s, "projections", after, error);
     if (!ok) {
         store_rollback(s);

@@ -40,7 +40,7 @@ store_user_free(StoreUser *u)
     g_free(u);
 }
 
-#define USER_COLS "id, username, role, display_name, intro, created_at"
+#define USER_COLS "id, username, role, display_name, intro, created_at, demo" /* then pwhash: 7 */
 
 static StoreUser *
 user_from_row(sqlite3_stmt *st)
@@ -52,6 +52,7 @@ user_from_row(sqlite3_stmt *st)
     u->display_name = store_col_strdup(st, 3);
     u->intro = store_col_strdup(st, 4);
     u->created_at = sqlite3_column_int64(st, 5);
+    u->demo = sqlite3_column_int(st, 6) != 0;
     return u;
 }
 
@@ -103,7 +104,7 @@ store_user_get_by_name(Store *s, const char *username, char **pwhash_out, GError
     if (sqlite3_step(st) == SQLITE_ROW) {
         u = user_from_row(st);
         if (pwhash_out)
-            *pwhash_out = store_col_strdup(st, 6);
+            *pwhash_out = store_col_strdup(st, 7);
     } else {
         g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "no such user");
     }
@@ -152,6 +153,31 @@ store_user_delete(Store *s, gint64 id, GError **error)
 }
 
 gboolean
+store_user_set_password(Store *s, gint64 id, const char *pwhash, const char *keep_token_hash,
+                        GError **error)
+{
+    gboolean began;
+    if (!store_autobegin(s, &began, error))
+        return FALSE;
+    sqlite3_stmt *st = store_stmt(
+        s, "UPDATE users SET pwhash = ?2, demo = 0 WHERE id = ?1 AND deleted_at IS NULL");
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, pwhash, -1, SQLITE_TRANSIENT);
+    gboolean ok = store_step_done(s, st, error, "set password");
+    if (ok && sqlite3_changes(s->db) == 0) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "no user %" G_GINT64_FORMAT, id);
+        ok = FALSE;
+    }
+    if (ok) {
+        st = store_stmt(s, "DELETE FROM sessions WHERE user_id = ?1 AND token_hash IS NOT ?2");
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_text(st, 2, keep_token_hash, -1, SQLITE_TRANSIENT);
+        ok = store_step_done(s, st, error, "revoke sessions");
+    }
+    return store_autocommit(s, began, ok, error);
+}
+
+gboolean
 store_session_add(Store *s, const char *token_hash, gint64 user_id, gint64 expires_at_ms,
                   GError **error)
 {
@@ -173,21 +199,34 @@ StoreUser *
 store_session_user(Store *s, const char *token_hash, gint64 now_ms, GError **error)
 {
     sqlite3_stmt *st =
-        store_stmt(s, "SELECT u.id, u.username, u.role, u.display_name, u.intro, u.created_at"
-                      " FROM sessions s JOIN users u ON u.id = s.user_id"
+        store_stmt(s, "SELECT u.id, u.username, u.role, u.display_name, u.intro, u.created_at,"
+                      " u.demo, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id"
                       " WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND u.deleted_at IS NULL");
     sqlite3_bind_text(st, 1, token_hash, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 2, now_ms);
     StoreUser *u = NULL;
     int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
+    if (rc == SQLITE_ROW) {
         u = user_from_row(st);
-    else if (rc == SQLITE_DONE)
+        u->session_expires = sqlite3_column_int64(st, 7);
+    } else if (rc == SQLITE_DONE) {
         g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "no session");
-    else
+    } else
         store_set_error(s, error, "session");
     sqlite3_reset(st);
     return u;
+}
+
+gboolean
+store_user_mark_demo(Store *s, gint64 id, GError **error)
+{
+    sqlite3_stmt *st = store_stmt(s, "UPDATE users SET demo = 1 WHERE id = ?1");
+    sqlite3_bind_int64(st, 1, id);
+    gboolean began;
+    if (!store_autobegin(s, &began, error))
+        return FALSE;
+    gboolean ok = store_step_done(s, st, error, "mark demo");
+    return store_autocommit(s, began, ok, error);
 }
 
 gboolean

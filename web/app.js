@@ -53,6 +53,9 @@ function connectEvents() {
     'consultation.canceled', 'consultation.expired', 'consultation.ended',
     'consultation.interrupted', 'consultation.resumed', 'participant.joined',
     'participant.left', 'recording.ready', 'recording.failed'];
+  // The log no longer holds what this page missed (event-retention-days):
+  // draw it again from the API.
+  events.addEventListener('reset', () => route());
   for (const k of kinds) {
     events.addEventListener(k, ev => {
       const e = JSON.parse(ev.data);

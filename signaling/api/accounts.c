@@ -1,11 +1,20 @@
-/* auth.c - see auth.h.
+/* accounts.c - see accounts.h.
  *
  * Session tokens are 32 random bytes as 64 hex characters, handed to the
  * client once (body and HttpOnly cookie) and stored only as their SHA-256.
- * Login is limited twice: attempts per client IP per minute, and failures
- * per username per 15 minutes (so a guesser cannot spread over IPs).  A
- * login for an unknown user verifies against a dummy hash, so the answer
- * takes as long as for a real one.
+ *
+ * Login is limited twice, by the client's address (http.c: the socket
+ * peer, or behind a trusted proxy the forwarded client):
+ *   - attempts per address per minute (login-ip-per-min), sized so that a
+ *     class behind one NAT logs in at once;
+ *   - failures per (username, address): the first three are free, then
+ *     each doubles a wait (1 s, 2 s, ... 60 s), and login-user-fail-per-15min
+ *     of them lock the pair for the rest of its 15 minutes.  Keyed by the
+ *     pair, so that nobody can lock an account out for its owner elsewhere.
+ * An attempt counts as a failure when it is queued, before hashing (so a
+ * burst of concurrent guesses cannot all pass the check), and a success
+ * clears the pair.  A login for an unknown user verifies against a dummy
+ * hash, so the answer takes as long as for a real one.
  */
 #include "api/accounts.h"
 
@@ -13,10 +22,25 @@
 #include <sodium.h>
 #include <string.h>
 
+#include "api/stream.h"
 #include "core/events.h"
 #include "core/ratelimit.h"
 
-#define COOKIE "consultd_session"
+/* The session cookie: __Host- prefixed (Secure, Path=/, no Domain: no
+ * sibling subdomain can set or read it) when the server is reached over
+ * https; browsers refuse that prefix without TLS, so plain http keeps the
+ * bare name. */
+static gboolean
+secure(SigApp *app)
+{
+    return g_str_has_prefix(app->cfg->public_url, "https:");
+}
+
+static const char *
+cookie_name(SigApp *app)
+{
+    return secure(app) ? "__Host-consultd_session" : "consultd_session";
+}
 #define HASH_QUEUE_MAX 256
 
 struct SigAuth {
@@ -24,12 +48,15 @@ struct SigAuth {
     GThreadPool *pool;
     char *dummy_hash;
     SigLimiter *ip_limit;
-    SigLimiter *user_fail_limit;
+    SigLimiter *fail_limit; /* per (username, client address) */
+    SigBackoffRule fail_rule;
 };
 
 typedef enum {
-    JOB_VERIFY,
-    JOB_HASH
+    JOB_VERIFY, /* login: PASSWORD against HASH */
+    JOB_HASH,   /* a new user: HASH of PASSWORD */
+    JOB_SET,    /* an admin's reset: HASH of PASSWORD */
+    JOB_CHANGE  /* the user's own: PASSWORD against HASH, then HASH of NEW_PASSWORD */
 } JobKind;
 
 typedef struct {
@@ -37,21 +64,25 @@ typedef struct {
     SigAuth *a;
     SigReq *r;
     char *password;
-    char *hash; /* JOB_VERIFY: stored hash; JOB_HASH: result */
+    char *new_password; /* JOB_CHANGE */
+    char *hash;         /* JOB_VERIFY, JOB_CHANGE: stored hash; JOB_HASH, JOB_SET: result */
+    gint64 target;      /* JOB_SET, JOB_CHANGE: whose password */
     gboolean ok;
     StoreUser *user; /* JOB_VERIFY: the user, if it exists */
-    char *username;  /* JOB_VERIFY: as typed, for the failure limiter */
+    char *username;  /* JOB_VERIFY: as typed, for the log */
+    char *fail_key;  /* JOB_VERIFY: (username, address), for the failure limiter */
 } HashJob;
 
 static void
 job_free(HashJob *j)
 {
-    if (j->password) {
-        sodium_memzero(j->password, strlen(j->password));
-        g_free(j->password);
+    for (char **p = (char *[]){j->password, j->new_password, NULL}; *p; p++) {
+        sodium_memzero(*p, strlen(*p));
+        g_free(*p);
     }
     g_free(j->hash);
     g_free(j->username);
+    g_free(j->fail_key);
     store_user_free(j->user);
     g_free(j);
 }
@@ -88,6 +119,7 @@ sig_auth_token_hash(const char *token)
 
 static void job_done_verify(HashJob *j);
 static void job_done_hash(HashJob *j);
+static void job_done_password(HashJob *j);
 
 static gboolean
 job_done(gpointer data)
@@ -95,8 +127,10 @@ job_done(gpointer data)
     HashJob *j = data;
     if (j->kind == JOB_VERIFY)
         job_done_verify(j);
-    else
+    else if (j->kind == JOB_HASH)
         job_done_hash(j);
+    else
+        job_done_password(j);
     sig_req_resume(j->r);
     job_free(j);
     return G_SOURCE_REMOVE;
@@ -109,11 +143,27 @@ job_run(gpointer data, gpointer user_data)
     HashJob *j = data;
     if (j->kind == JOB_VERIFY) {
         j->ok = sig_auth_verify_password(j->hash, j->password);
+    } else if (j->kind == JOB_CHANGE) {
+        j->ok = sig_auth_verify_password(j->hash, j->password);
+        g_clear_pointer(&j->hash, g_free);
+        if (j->ok)
+            j->hash = sig_auth_hash_password(j->new_password);
     } else {
         j->hash = sig_auth_hash_password(j->password);
         j->ok = j->hash != NULL;
     }
     g_main_context_invoke(NULL, job_done, j);
+}
+
+static HashJob *
+job_new(SigReq *r, JobKind kind, const char *password)
+{
+    HashJob *j = g_new0(HashJob, 1);
+    j->kind = kind;
+    j->a = r->app->auth;
+    j->r = r;
+    j->password = g_strdup(password);
+    return j;
 }
 
 /* Queues J and suspends its request; on overload answers 503 instead. */
@@ -150,7 +200,8 @@ sig_auth_new(SigApp *app)
     rnd[32] = 0;
     a->dummy_hash = sig_auth_hash_password(rnd);
     a->ip_limit = sig_limiter_new((guint)app->cfg->login_ip_per_min, 60);
-    a->user_fail_limit = sig_limiter_new((guint)app->cfg->login_user_fail_per_15min, 15 * 60);
+    a->fail_rule = (SigBackoffRule){3, (guint)app->cfg->login_user_fail_per_15min, 60, 15 * 60};
+    a->fail_limit = sig_limiter_new(a->fail_rule.max, a->fail_rule.window_s);
     return a;
 }
 
@@ -177,7 +228,7 @@ sig_auth_free(SigAuth *a)
     sig_auth_drain(a);
     g_free(a->dummy_hash);
     sig_limiter_free(a->ip_limit);
-    sig_limiter_free(a->user_fail_limit);
+    sig_limiter_free(a->fail_limit);
     g_free(a);
 }
 
@@ -197,12 +248,11 @@ token_well_formed(const char *t)
 gboolean
 sig_auth_identify(SigReq *r, GError **error)
 {
-    const char *token = NULL;
     const char *authz = sig_req_get_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (authz && g_ascii_strncasecmp(authz, "Bearer ", 7) == 0)
-        token = authz + 7;
-    else
-        token = MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, COOKIE);
+    gboolean bearer = authz && g_ascii_strncasecmp(authz, "Bearer ", 7) == 0;
+    const char *token =
+        bearer ? authz + 7
+               : MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, cookie_name(r->app));
     if (!token_well_formed(token))
         return FALSE;
     g_autofree char *th = sig_auth_token_hash(token);
@@ -215,6 +265,7 @@ sig_auth_identify(SigReq *r, GError **error)
     }
     r->user = u;
     r->token_hash = g_steal_pointer(&th);
+    r->cookie_session = !bearer;
     return TRUE;
 }
 
@@ -245,15 +296,6 @@ sig_username_valid(const char *username)
 
 /* -------------------------------------------------------------- login */
 
-static void
-retry_after(SigReq *r, guint secs, const char *what)
-{
-    char buf[16];
-    g_snprintf(buf, sizeof buf, "%u", secs);
-    sig_req_header(r, "Retry-After", buf);
-    sig_reply_error(r, 429, "rate_limited", "too many %s; retry in %u s", what, secs);
-}
-
 void
 sig_h_login(SigReq *r)
 {
@@ -269,20 +311,21 @@ sig_h_login(SigReq *r)
         return;
     guint wait = sig_limiter_hit(a->ip_limit, r->peer);
     if (wait) {
-        retry_after(r, wait, "login attempts from this address");
+        sig_reply_retry(r, 429, "rate_limited", wait, "too many login attempts from this address");
         return;
     }
-    wait = sig_limiter_peek(a->user_fail_limit, username);
+    g_autofree char *fail_key = g_strdup_printf("%s\n%s", username, r->peer);
+    wait = sig_backoff_wait(a->fail_limit, &a->fail_rule, fail_key);
+    if (!wait)
+        wait = sig_limiter_hit(a->fail_limit, fail_key); /* a failure until it succeeds */
     if (wait) {
-        retry_after(r, wait, "failed logins for this user");
+        sig_reply_retry(r, 429, "rate_limited", wait,
+                        "too many failed logins for this user from this address");
         return;
     }
-    HashJob *j = g_new0(HashJob, 1);
-    j->kind = JOB_VERIFY;
-    j->a = a;
-    j->r = r;
-    j->password = g_strdup(password);
+    HashJob *j = job_new(r, JOB_VERIFY, password);
     j->username = g_strdup(username);
+    j->fail_key = g_steal_pointer(&fail_key);
     j->user = store_user_get_by_name(r->app->store, username, &j->hash, NULL);
     if (!j->user)
         j->hash = g_strdup(a->dummy_hash);
@@ -295,10 +338,20 @@ job_done_verify(HashJob *j)
     SigReq *r = j->r;
     SigApp *app = r->app;
     if (!j->ok || !j->user) {
-        sig_limiter_hit(j->a->user_fail_limit, j->username);
+        /* Counted when it was queued. */
         g_autofree char *who = sig_log_escape(j->username);
         g_message("login failed for '%s' from %s", who, r->peer);
         sig_reply_error(r, 401, "invalid_credentials", "wrong username or password");
+        return;
+    }
+    sig_limiter_reset(j->a->fail_limit, j->fail_key);
+    /* "demo" is shorter than any password the API accepts: only a seeded
+     * account has it, marked or (seeded by an older build) not. */
+    if ((j->user->demo || !strcmp(j->password, "demo")) && !app->cfg->demo) {
+        g_message("login refused for demo account '%s': this server runs without --demo",
+                  j->user->username);
+        sig_reply_error(r, 403, "demo_disabled",
+                        "demo accounts only work while the server runs with --demo");
         return;
     }
     unsigned char raw[32];
@@ -314,8 +367,8 @@ job_done_verify(HashJob *j)
         return;
     }
     g_autofree char *cookie = g_strdup_printf(
-        COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%" G_GINT64_FORMAT "%s", token,
-        app->cfg->session_ttl, g_str_has_prefix(app->cfg->public_url, "https:") ? "; Secure" : "");
+        "%s=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%" G_GINT64_FORMAT "%s",
+        cookie_name(app), token, app->cfg->session_ttl, secure(app) ? "; Secure" : "");
     sig_req_header(r, MHD_HTTP_HEADER_SET_COOKIE, cookie);
     sig_reply_json(r, 200,
                    json_pack("{s:s, s:o, s:o}", "token", token, "expires_at",
@@ -336,8 +389,10 @@ sig_h_logout(SigReq *r)
     }
     if (offline)
         sig_events_kick(r->app);
-    sig_req_header(r, MHD_HTTP_HEADER_SET_COOKIE,
-                   COOKIE "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    sig_streams_close_session(r->app, r->token_hash);
+    g_autofree char *gone = g_strdup_printf("%s=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0%s",
+                                            cookie_name(r->app), secure(r->app) ? "; Secure" : "");
+    sig_req_header(r, MHD_HTTP_HEADER_SET_COOKIE, gone);
     sig_reply_json(r, 200, json_pack("{s:b}", "ok", 1));
 }
 
@@ -418,12 +473,7 @@ sig_h_users_create(SigReq *r)
     n->role = rl;
     r->data = n;
     r->data_free = new_user_free;
-    HashJob *j = g_new0(HashJob, 1);
-    j->kind = JOB_HASH;
-    j->a = r->app->auth;
-    j->r = r;
-    j->password = g_strdup(password);
-    job_start(j);
+    job_start(job_new(r, JOB_HASH, password));
 }
 
 static void
@@ -473,7 +523,91 @@ sig_h_users_delete(SigReq *r)
         return;
     }
     g_message("user %" G_GINT64_FORMAT " deleted by %s", id, r->user->username);
+    sig_streams_close_user(r->app, id, NULL);
     sig_events_kick(r->app);
+    sig_reply_json(r, 200, json_pack("{s:b}", "ok", 1));
+}
+
+/* ---------------------------------------------------------- passwords */
+
+static gboolean
+new_password_ok(SigReq *r, const char *password)
+{
+    if (g_utf8_strlen(password, -1) < SIG_PASSWORD_MIN) {
+        sig_reply_error(r, 400, "bad_field", "password must be at least %d characters",
+                        SIG_PASSWORD_MIN);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* PUT /api/me/password {"current_password", "new_password"}: the user's
+ * own change; every other session of theirs ends (and its streams). */
+void
+sig_h_me_password(SigReq *r)
+{
+    json_t *body = sig_req_json(r);
+    if (!body)
+        return;
+    const char *current = sig_req_string(r, body, "current_password", SIG_PASSWORD_MAX, TRUE);
+    const char *next =
+        current ? sig_req_string(r, body, "new_password", SIG_PASSWORD_MAX, TRUE) : NULL;
+    if (!next || !new_password_ok(r, next))
+        return;
+    HashJob *j = job_new(r, JOB_CHANGE, current);
+    j->target = r->user->id;
+    g_autoptr(StoreUser) u =
+        store_user_get_by_name(r->app->store, r->user->username, &j->hash, NULL);
+    if (!u) {
+        job_free(j);
+        sig_reply_error(r, 404, "not_found", "no such user");
+        return;
+    }
+    j->new_password = g_strdup(next);
+    job_start(j);
+}
+
+/* POST /api/users/{id}/password {"password"}: an admin's reset; every
+ * session of that user ends (and its streams). */
+void
+sig_h_user_password(SigReq *r)
+{
+    gint64 id = sig_req_id(r, 0);
+    if (!id)
+        return;
+    json_t *body = sig_req_json(r);
+    if (!body)
+        return;
+    const char *password = sig_req_string(r, body, "password", SIG_PASSWORD_MAX, TRUE);
+    if (!password || !new_password_ok(r, password))
+        return;
+    HashJob *j = job_new(r, JOB_SET, password);
+    j->target = id;
+    job_start(j);
+}
+
+static void
+job_done_password(HashJob *j)
+{
+    SigReq *r = j->r;
+    if (j->kind == JOB_CHANGE && !j->ok) {
+        sig_reply_error(r, 403, "invalid_credentials", "the current password is wrong");
+        return;
+    }
+    if (!j->hash) {
+        sig_reply_error(r, 503, "unavailable", "could not hash the password");
+        return;
+    }
+    /* A change keeps the session it came with; a reset ends them all. */
+    const char *keep = j->kind == JOB_CHANGE ? r->token_hash : NULL;
+    g_autoptr(GError) err = NULL;
+    if (!store_user_set_password(r->app->store, j->target, j->hash, keep, &err)) {
+        sig_reply_store_error(r, err);
+        return;
+    }
+    sig_streams_close_user(r->app, j->target, keep);
+    g_message("password of user %" G_GINT64_FORMAT " %s by %s", j->target,
+              j->kind == JOB_CHANGE ? "changed" : "reset", r->user->username);
     sig_reply_json(r, 200, json_pack("{s:b}", "ok", 1));
 }
 
@@ -507,16 +641,21 @@ sig_auth_seed_demo(SigApp *app, GError **error)
     for (guint i = 0; i < G_N_ELEMENTS(demo_users); i++) {
         const DemoUser *d = &demo_users[i];
         g_autoptr(StoreUser) have = store_user_get_by_name(app->store, d->username, NULL, NULL);
-        if (have)
-            continue;
-        if (!hash && !(hash = sig_auth_hash_password("demo"))) {
-            g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot hash");
-            return FALSE;
+        gint64 id = have ? have->id : 0;
+        if (!id) {
+            if (!hash && !(hash = sig_auth_hash_password("demo"))) {
+                g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot hash");
+                return FALSE;
+            }
+            id = store_user_add(app->store, d->username, d->role, d->display_name, d->intro, hash,
+                                error);
+            if (!id)
+                return FALSE;
+            added++;
         }
-        if (!store_user_add(app->store, d->username, d->role, d->display_name, d->intro, hash,
-                            error))
+        /* Seeded by an older build too: marked now. */
+        if ((!have || !have->demo) && !store_user_mark_demo(app->store, id, error))
             return FALSE;
-        added++;
     }
     fprintf(stderr,
             "consultd: DEMO MODE (%u account%s added now). Log in at %s/ with\n"

@@ -42,6 +42,8 @@ void sig_h_me(SigReq *r);
 void sig_h_users_list(SigReq *r);
 void sig_h_users_create(SigReq *r);
 void sig_h_users_delete(SigReq *r);
+void sig_h_me_password(SigReq *r);
+void sig_h_user_password(SigReq *r);
 
 /* Validation shared with the CLI: username is 1-64 of [a-z0-9._-]. */
 gboolean sig_username_valid(const char *username);

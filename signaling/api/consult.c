@@ -21,9 +21,10 @@
 struct SigConsult {
     SigApp *app;
     SigLimiter *request_limit;
-    json_t *teachers;     /* cached list without "favorite", or NULL */
-    guint64 teachers_gen; /* sig_events_generation() it was built at */
-    gint64 teachers_at;   /* monotonic us; changes made by other processes
+    SigLimiter *write_limit; /* favorite, presence, profile: per user */
+    json_t *teachers;        /* cached list without "favorite", or NULL */
+    guint64 teachers_gen;    /* sig_events_generation() it was built at */
+    gint64 teachers_at;      /* monotonic us; changes made by other processes
                               * (the CLI) show within TEACHERS_TTL */
     guint expiry_timer;
     guint presence_timer;
@@ -160,11 +161,26 @@ own_teacher_id(SigReq *r, gboolean admin_too)
     return 0;
 }
 
+/* Each of these writes appends an event, a webhook row per URL and a
+ * fan-out: one user may make write-rate-per-min of them a minute (429 with
+ * Retry-After past that), so that one student toggling a favorite in a
+ * loop cannot grow the log or delay everyone's webhooks. */
+static gboolean
+write_allowed(SigReq *r)
+{
+    char key[32];
+    g_snprintf(key, sizeof key, "%" G_GINT64_FORMAT, r->user->id);
+    guint wait = sig_limiter_hit(r->app->consult->write_limit, key);
+    if (wait)
+        sig_reply_retry(r, 429, "rate_limited", wait, "too many changes");
+    return !wait;
+}
+
 void
 sig_h_teacher_profile(SigReq *r)
 {
     gint64 id = own_teacher_id(r, TRUE);
-    if (!id)
+    if (!id || !write_allowed(r))
         return;
     json_t *body = sig_req_json(r);
     if (!body)
@@ -191,7 +207,7 @@ void
 sig_h_teacher_presence(SigReq *r)
 {
     gint64 id = own_teacher_id(r, FALSE);
-    if (!id)
+    if (!id || !write_allowed(r))
         return;
     json_t *body = sig_req_json(r);
     if (!body)
@@ -222,7 +238,7 @@ static void
 favorite(SigReq *r, gboolean on)
 {
     gint64 id = sig_req_id(r, 0);
-    if (!id)
+    if (!id || !write_allowed(r))
         return;
     gboolean changed;
     g_autoptr(GError) err = NULL;
@@ -249,15 +265,6 @@ sig_h_favorite_remove(SigReq *r)
 
 /* --------------------------------------------------------- consultations */
 
-static void
-retry_after(SigReq *r, unsigned status, const char *code, guint secs, const char *msg)
-{
-    char buf[16];
-    g_snprintf(buf, sizeof buf, "%u", secs);
-    sig_req_header(r, "Retry-After", buf);
-    sig_reply_error(r, status, code, "%s; retry in %u s", msg, secs);
-}
-
 /* Admission control, cheapest check first.  TRUE if the request may go on. */
 static gboolean
 admit(SigReq *r)
@@ -267,15 +274,15 @@ admit(SigReq *r)
     g_snprintf(key, sizeof key, "%" G_GINT64_FORMAT, r->user->id);
     guint wait = sig_limiter_hit(app->consult->request_limit, key);
     if (wait) {
-        retry_after(r, 429, "rate_limited", wait, "too many consultation requests");
+        sig_reply_retry(r, 429, "rate_limited", wait, "too many consultation requests");
         return FALSE;
     }
     if (store_consultation_count(app->store, STORE_CONSULT_REQUESTED) >= app->cfg->max_pending) {
-        retry_after(r, 503, "over_capacity", 10, "too many requests are waiting");
+        sig_reply_retry(r, 503, "over_capacity", 10, "too many requests are waiting");
         return FALSE;
     }
     if (store_consultation_count(app->store, STORE_CONSULT_LIVE) >= app->cfg->max_live) {
-        retry_after(r, 503, "over_capacity", 30, "the server is at its consultation limit");
+        sig_reply_retry(r, 503, "over_capacity", 30, "the server is at its consultation limit");
         return FALSE;
     }
     return TRUE;
@@ -512,6 +519,7 @@ sig_consult_new(SigApp *app)
     SigConsult *c = g_new0(SigConsult, 1);
     c->app = app;
     c->request_limit = sig_limiter_new((guint)app->cfg->request_rate_per_min, 60);
+    c->write_limit = sig_limiter_new((guint)app->cfg->write_rate_per_min, 60);
     c->expiry_timer = g_timeout_add(500, expire_requests, app);
     c->presence_timer = g_timeout_add(1000, sweep_presence, app);
     return c;
@@ -525,6 +533,7 @@ sig_consult_free(SigConsult *c)
     g_source_remove(c->expiry_timer);
     g_source_remove(c->presence_timer);
     sig_limiter_free(c->request_limit);
+    sig_limiter_free(c->write_limit);
     json_decref(c->teachers);
     g_free(c);
 }

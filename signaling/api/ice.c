@@ -1,7 +1,40 @@
-/* ice.c - see ice.h. */
+/* ice.c - see ice.h.
+ *
+ * TURN credentials are a way through the school's firewall for whoever
+ * holds them, so they are minted only for what they are for: a
+ * participant of a consultation that is requested or live, for
+ * media-turn-ttl seconds (default 2 h), at most TURN_PER_MIN times a
+ * minute per user.  Anyone else gets the STUN server only.
+ */
 #include "api/ice.h"
 
 #include <string.h>
+
+#include "core/ratelimit.h"
+
+#define TURN_PER_MIN 20
+
+struct SigIce {
+    SigLimiter *per_user;
+};
+
+SigIce *
+sig_ice_new(SigApp *app)
+{
+    SigIce *ice = g_new0(SigIce, 1);
+    ice->per_user = sig_limiter_new(TURN_PER_MIN, 60);
+    app->ice = ice;
+    return ice;
+}
+
+void
+sig_ice_free(SigIce *ice)
+{
+    if (!ice)
+        return;
+    sig_limiter_free(ice->per_user);
+    g_free(ice);
+}
 
 void
 sig_ice_turn_credential(const char *secret, gint64 user_id, gint64 expires, char **username,
@@ -19,14 +52,15 @@ sig_ice_turn_credential(const char *secret, gint64 user_id, gint64 expires, char
 typedef void (*EachServer)(const char *url, const char *username, const char *password,
                            gpointer data);
 
-/* Calls FN for the STUN server, then for each TURN URL. */
+/* Calls FN for the STUN server, then, if TURN (R's user may have a
+ * credential), for each TURN URL. */
 static void
-each_server(SigReq *r, EachServer fn, gpointer data)
+each_server(SigReq *r, gboolean turn, EachServer fn, gpointer data)
 {
     const SigConfig *cfg = r->app->cfg;
     if (*cfg->media_stun)
         fn(cfg->media_stun, NULL, NULL, data);
-    if (!*cfg->media_turn)
+    if (!*cfg->media_turn || !turn)
         return;
     g_autofree char *user = NULL, *pass = NULL;
     if (*cfg->media_turn_secret)
@@ -55,8 +89,23 @@ add_json(const char *url, const char *username, const char *password, gpointer d
 void
 sig_h_ice_servers(SigReq *r)
 {
+    gboolean turn = FALSE;
+    if (*r->app->cfg->media_turn) {
+        g_autoptr(GError) err = NULL;
+        gint64 open = store_consultations_open_for(r->app->store, r->user->id, &err);
+        if (open < 0) {
+            sig_reply_store_error(r, err);
+            return;
+        }
+        guint wait = open ? sig_limiter_hit(r->app->ice->per_user, r->user->username) : 0;
+        if (wait) {
+            sig_reply_retry(r, 429, "rate_limited", wait, "too many TURN credentials");
+            return;
+        }
+        turn = open > 0;
+    }
     json_t *arr = json_array();
-    each_server(r, add_json, arr);
+    each_server(r, turn, add_json, arr);
     sig_req_header(r, "Cache-Control", "no-store"); /* holds a credential */
     sig_reply_json(r, 200,
                    json_pack("{s:o, s:I}", "ice_servers", arr, "ttl",
@@ -77,5 +126,5 @@ add_link(const char *url, const char *username, const char *password, gpointer d
 void
 sig_ice_link_headers(SigReq *r)
 {
-    each_server(r, add_link, r);
+    each_server(r, TRUE, add_link, r); /* a WHIP/WHEP 201: a live participant */
 }

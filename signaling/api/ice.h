@@ -8,7 +8,11 @@
 
 #include "http/http.h"
 
-/* GET /api/ice-servers: {"ice_servers": [RTCIceServer...], "ttl": s}. */
+SigIce *sig_ice_new(SigApp *app);
+void sig_ice_free(SigIce *ice); /* NULL-safe */
+
+/* GET /api/ice-servers: {"ice_servers": [RTCIceServer...], "ttl": s};
+ * TURN only for participants of a requested or live consultation. */
 void sig_h_ice_servers(SigReq *r);
 /* Adds one Link: <url>; rel="ice-server" header per server (RFC 9725
  * section 4.6) to a WHIP/WHEP reply for R's user. */

@@ -31,13 +31,18 @@ typedef struct {
     json_t *checks, *failing;
 } ReadyAcc;
 
+/* /readyz is public: it names the check that failed and says "failing";
+ * why (a database error's text, a path) goes to the log only. */
 static void
 ready_one(const char *name, const char *why, gpointer data)
 {
     ReadyAcc *acc = data;
-    json_object_set_new(acc->checks, name, json_string(why ? why : "ok"));
-    if (why)
+    json_object_set_new(acc->checks, name, json_string(why ? "failing" : "ok"));
+    if (why) {
         json_array_append_new(acc->failing, json_string(name));
+        g_autofree char *safe = sig_log_escape(why);
+        g_message("readyz: %s is not ready: %s", name, safe);
+    }
 }
 
 void
@@ -66,6 +71,16 @@ sig_h_readyz(SigReq *r)
 
 void
 sig_h_metrics(SigReq *r)
+{
+    if (*r->app->cfg->metrics_listen) {
+        sig_reply_error(r, 404, "not_found", "metrics are served on metrics-listen");
+        return;
+    }
+    sig_h_metrics_private(r);
+}
+
+void
+sig_h_metrics_private(SigReq *r)
 {
     SigApp *app = r->app;
     g_autoptr(GString) out = g_string_sized_new(4096);

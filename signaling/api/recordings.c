@@ -14,6 +14,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "core/events.h"
 #include "workers/recordings.h"
 
 /* ------------------------------------------------------------------- API */
@@ -196,9 +197,11 @@ void
 sig_h_retention_run(SigReq *r)
 {
     guint n = sig_recordings_prune(r->app);
+    gint64 rows = sig_events_prune_all(r->app);
     sig_reply_json(r, 200,
-                   json_pack("{s:I, s:I}", "deleted", (json_int_t)n, "bytes",
-                             (json_int_t)store_recordings_bytes(r->app->store)));
+                   json_pack("{s:I, s:I, s:I}", "deleted", (json_int_t)n, "bytes",
+                             (json_int_t)store_recordings_bytes(r->app->store),
+                             "event_rows_deleted", (json_int_t)rows));
 }
 
 void

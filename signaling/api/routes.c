@@ -33,11 +33,13 @@ static const SigRoute routes[] = {
     {"POST", "/api/login", sig_h_login, 0, PUB},
     {"POST", "/api/logout", sig_h_logout, ANY, 0},
     {"GET", "/api/me", sig_h_me, ANY, 0},
+    {"PUT", "/api/me/password", sig_h_me_password, ANY, 0},
     {"GET", "/api/ice-servers", sig_h_ice_servers, ANY, 0},
 
     {"GET", "/api/users", sig_h_users_list, ADMIN, 0},
     {"POST", "/api/users", sig_h_users_create, ADMIN, 0},
     {"DELETE", "/api/users/{id}", sig_h_users_delete, ADMIN, 0},
+    {"POST", "/api/users/{id}/password", sig_h_user_password, ADMIN, 0},
 
     {"GET", "/api/teachers", sig_h_teachers_list, ANY, 0},
     {"GET", "/api/teachers/{id}", sig_h_teacher_get, ANY, 0},
@@ -83,4 +85,17 @@ sig_routes(guint *n)
 {
     *n = G_N_ELEMENTS(routes);
     return routes;
+}
+
+/* The metrics listener's table (metrics-listen). */
+static const SigRoute metrics_routes[] = {
+    {"GET", "/metrics", sig_h_metrics_private, 0, PUB | SIG_ROUTE_NO_LOG},
+    {"GET", "/healthz", sig_h_healthz, 0, PUB | SIG_ROUTE_NO_LOG},
+};
+
+const SigRoute *
+sig_metrics_routes(guint *n)
+{
+    *n = G_N_ELEMENTS(metrics_routes);
+    return metrics_routes;
 }

@@ -15,3 +15,5 @@
 #include "http/http.h"
 
 const SigRoute *sig_routes(guint *n);
+/* The table of the metrics-listen address: /metrics and /healthz only. */
+const SigRoute *sig_metrics_routes(guint *n);

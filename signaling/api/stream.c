@@ -29,7 +29,8 @@
 
 typedef struct {
     SigStreams *st;
-    StoreUser *user;
+    StoreUser *user;  /* user->session_expires: when the stream must end */
+    char *token_hash; /* the session it was opened with */
     struct MHD_Connection *conn;
     GString *buf;
     gint64 last_seq;
@@ -47,6 +48,7 @@ struct SigStreams {
     GPtrArray *streams;   /* Stream *, not owned */
     GHashTable *presence; /* gint64 *teacher -> Presence * */
     guint heartbeat_timer;
+    guint expiry_timer;
 };
 
 static void
@@ -140,6 +142,7 @@ stream_free(void *cls)
         p->last_seen = g_get_monotonic_time();
     }
     g_ptr_array_remove_fast(st->streams, s);
+    g_free(s->token_hash);
     store_user_free(s->user);
     g_string_free(s->buf, TRUE);
     g_free(s);
@@ -200,6 +203,7 @@ sig_h_events(SigReq *r)
     gint64 cursor = store_cursor(app->store, "notify");
     Stream *s = g_new0(Stream, 1);
     s->st = st;
+    s->token_hash = g_strdup(r->token_hash);
     s->user = g_memdup2(r->user, sizeof *r->user);
     s->user->username = g_strdup(r->user->username);
     s->user->display_name = g_strdup(r->user->display_name);
@@ -207,8 +211,18 @@ sig_h_events(SigReq *r)
     s->conn = r->conn;
     s->buf = g_string_new("retry: 3000\n: connected\n\n");
     s->last_seq = last_seq >= 0 ? MIN(last_seq, cursor) : cursor;
-    if (last_seq >= 0)
+    gint64 pruned = last_seq >= 0 ? store_cursor(app->store, "pruned") : 0;
+    if (last_seq >= 0 && last_seq < pruned) {
+        /* Retention deleted events after LAST_SEQ: the client cannot be
+         * brought up to date from the log and must reload its state. */
+        g_string_append_printf(s->buf,
+                               "id: %" G_GINT64_FORMAT "\nevent: reset\ndata: {\"reason\":"
+                               "\"history_pruned\",\"pruned_upto\":%" G_GINT64_FORMAT "}\n\n",
+                               cursor, pruned);
+        s->last_seq = cursor;
+    } else if (last_seq >= 0) {
         backfill(app, s, cursor);
+    }
     g_ptr_array_add(st->streams, s);
     if (s->user->role == STORE_ROLE_TEACHER) {
         Presence *p = presence_of(st, s->user->id);
@@ -238,17 +252,77 @@ heartbeat(gpointer data)
     return G_SOURCE_CONTINUE;
 }
 
+/* Ends the streams for which MATCH says so (all, when MATCH is NULL). */
+static guint
+close_where(SigApp *app, gboolean (*match)(Stream *s, gconstpointer data), gconstpointer data)
+{
+    SigStreams *st = app->streams;
+    guint n = 0;
+    for (guint i = 0; st && i < st->streams->len; i++) {
+        Stream *s = st->streams->pdata[i];
+        if (!s->closing && (!match || match(s, data))) {
+            s->closing = TRUE;
+            stream_wake(s);
+            n++;
+        }
+    }
+    return n;
+}
+
 void
 sig_streams_close_all(SigApp *app)
 {
-    SigStreams *st = app->streams;
-    if (!st)
-        return;
-    for (guint i = 0; i < st->streams->len; i++) {
-        Stream *s = st->streams->pdata[i];
-        s->closing = TRUE;
-        stream_wake(s);
-    }
+    close_where(app, NULL, NULL);
+}
+
+static gboolean
+of_session(Stream *s, gconstpointer token_hash)
+{
+    return !g_strcmp0(s->token_hash, token_hash);
+}
+
+void
+sig_streams_close_session(SigApp *app, const char *token_hash)
+{
+    close_where(app, of_session, token_hash);
+}
+
+typedef struct {
+    gint64 user;
+    const char *except; /* a session hash, or NULL */
+} UserSessions;
+
+static gboolean
+of_user(Stream *s, gconstpointer data)
+{
+    const UserSessions *u = data;
+    return s->user->id == u->user && g_strcmp0(s->token_hash, u->except);
+}
+
+void
+sig_streams_close_user(SigApp *app, gint64 user, const char *except_token_hash)
+{
+    UserSessions u = {user, except_token_hash};
+    close_where(app, of_user, &u);
+}
+
+static gboolean
+expired(Stream *s, gconstpointer now)
+{
+    return s->user->session_expires && s->user->session_expires <= *(const gint64 *)now;
+}
+
+/* A session that runs out ends its streams within a second; logout,
+ * deletion and password changes end them at once (the calls above). */
+static gboolean
+expiry_tick(gpointer data)
+{
+    SigStreams *st = data;
+    gint64 now = store_now_ms();
+    guint n = close_where(st->app, expired, &now);
+    if (n)
+        g_info("events: %u stream(s) ended: their sessions expired", n);
+    return G_SOURCE_CONTINUE;
 }
 
 guint
@@ -298,6 +372,7 @@ sig_streams_new(SigApp *app)
     st->streams = g_ptr_array_new();
     st->presence = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free);
     st->heartbeat_timer = g_timeout_add_seconds(HEARTBEAT_S, heartbeat, st);
+    st->expiry_timer = g_timeout_add_seconds(1, expiry_tick, st);
     app->streams = st;
     sig_events_listen(app, fan_out, st);
     return st;
@@ -309,6 +384,7 @@ sig_streams_free(SigStreams *st)
     if (!st)
         return;
     g_clear_handle_id(&st->heartbeat_timer, g_source_remove);
+    g_clear_handle_id(&st->expiry_timer, g_source_remove);
     g_warn_if_fail(st->streams->len == 0);
     g_ptr_array_unref(st->streams);
     g_hash_table_destroy(st->presence);

@@ -10,6 +10,11 @@ void sig_streams_free(SigStreams *st);    /* NULL-safe; streams must be closed *
 
 /* Ends every stream (at shutdown) so their connections can close. */
 void sig_streams_close_all(SigApp *app);
+/* Revocation: ends the streams opened with session TOKEN_HASH (logout)... */
+void sig_streams_close_session(SigApp *app, const char *token_hash);
+/* ...or all of USER's but those of session EXCEPT_TOKEN_HASH (NULL: all;
+ * deletion, a password change). */
+void sig_streams_close_user(SigApp *app, gint64 user, const char *except_token_hash);
 guint sig_streams_count(SigApp *app);
 
 /* Presence tracking by stream: a teacher was seen now (went online). */

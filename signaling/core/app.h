@@ -36,11 +36,13 @@ typedef struct SigMedia SigMedia;
 typedef struct SigRecordings SigRecordings;
 typedef struct SigHealth SigHealth;
 typedef struct SigStreams SigStreams;
+typedef struct SigIce SigIce;
 
 typedef struct SigApp {
     SigConfig *cfg;
     Store *store;
     SigHttp *http;
+    SigHttp *metrics_http; /* metrics-listen, when set */
     SigMetrics *metrics;
     SigAuth *auth;
     SigConsult *consult;
@@ -50,6 +52,7 @@ typedef struct SigApp {
     SigRecordings *recordings;
     SigHealth *health;
     SigStreams *streams;
+    SigIce *ice;
     char *media_bin; /* the consultd-media executable (workers, repairs) */
     GMainLoop *loop;
     gint64 started_at; /* monotonic, microseconds */

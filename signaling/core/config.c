@@ -44,13 +44,16 @@ static const CfgOpt opts[] = {
      "seconds an idle HTTP connection is kept"},
     {"conn-limit", CFG_INT, OFF(conn_limit), "4096", 1, 1000000, "most HTTP connections at once"},
     {"per-ip-conn-limit", CFG_INT, OFF(per_ip_conn_limit), "256", 1, 1000000,
-     "most HTTP connections at once from one IP address"},
+     "most HTTP connections at once from one IP address (trusted proxies are exempt)"},
+    {"trusted-proxies", CFG_STR, OFF(trusted_proxies), "", 0, 0,
+     "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For is believed"},
     {"session-ttl", CFG_INT, OFF(session_ttl), "43200", 60, 31536000,
      "seconds a login session lasts"},
-    {"login-ip-per-min", CFG_INT, OFF(login_ip_per_min), "30", 1, 1000000,
-     "login attempts per minute from one IP address (429 above)"},
+    {"login-ip-per-min", CFG_INT, OFF(login_ip_per_min), "120", 1, 1000000,
+     "login attempts per minute from one client address (429 above; a class behind one NAT)"},
     {"login-user-fail-per-15min", CFG_INT, OFF(login_user_fail_per_15min), "10", 1, 1000000,
-     "failed logins per 15 minutes for one username (429 above)"},
+     "failed logins per 15 minutes for one username from one client address (429 above; "
+     "waits double from the 4th)"},
     {"shutdown-grace", CFG_INT, OFF(shutdown_grace), "10", 0, 3600,
      "seconds in-flight requests get to finish on SIGTERM"},
     {"request-timeout", CFG_INT, OFF(request_timeout), "60", 1, 86400,
@@ -63,12 +66,17 @@ static const CfgOpt opts[] = {
      "consultation requests waiting at once (503 with Retry-After above)"},
     {"request-rate-per-min", CFG_INT, OFF(request_rate_per_min), "10", 1, 1000000,
      "consultation requests per student per minute (429 above)"},
+    {"write-rate-per-min", CFG_INT, OFF(write_rate_per_min), "60", 1, 1000000,
+     "favorite, presence and profile changes per user per minute (429 above)"},
+    {"event-retention-days", CFG_INT, OFF(event_retention_days), "30", 0, 36500,
+     "delete events older than this that no read model needs (presence, favorites, "
+     "profiles, participants) once applied and delivered (0 keeps them)"},
     {"sse-per-user", CFG_INT, OFF(sse_per_user), "8", 1, 10000,
      "open event streams per user (429 above)"},
     {"webhook-urls", CFG_STR, OFF(webhook_urls), "", 0, 0,
      "comma-separated URLs that receive every event as a signed JSON POST"},
     {"webhook-secret", CFG_STR, OFF(webhook_secret), "", 0, 0,
-     "HMAC-SHA256 key for X-Consultd-Signature"},
+     "HMAC-SHA256 key for X-Consultd-Signature (at least 32 bytes when webhook-urls is set)"},
     {"webhook-max-attempts", CFG_INT, OFF(webhook_max_attempts), "15", 1, 1000,
      "delivery attempts before a webhook delivery is marked failed"},
     {"webhook-retry-ms", CFG_INT, OFF(webhook_retry_ms), "1000", 10, 3600000,
@@ -92,7 +100,7 @@ static const CfgOpt opts[] = {
     {"media-turn-secret", CFG_STR, OFF(media_turn_secret), "", 0, 0,
      "the TURN server's shared secret (coturn static-auth-secret): credentials are minted per "
      "user"},
-    {"media-turn-ttl", CFG_INT, OFF(media_turn_ttl), "86400", 60, 31536000,
+    {"media-turn-ttl", CFG_INT, OFF(media_turn_ttl), "7200", 60, 31536000,
      "seconds a minted TURN credential stays valid"},
     {"media-timeout", CFG_INT, OFF(media_timeout), "15", 1, 3600,
      "seconds without RTP after which a participant counts as gone"},
@@ -111,7 +119,11 @@ static const CfgOpt opts[] = {
     {"media-restart-max", CFG_INT, OFF(media_restart_max), "30", 1, 3600,
      "longest wait before restarting a media worker that keeps crashing (backoff cap, s)"},
     {"demo", CFG_BOOL, OFF(demo), "false", 0, 0,
-     "seed and print demo accounts (password 'demo'); never in production"},
+     "seed and print demo accounts (password 'demo'); without it they cannot log in"},
+    {"demo-public", CFG_BOOL, OFF(demo_public), "false", 0, 0,
+     "allow --demo on a listen address other than loopback"},
+    {"metrics-listen", CFG_STR, OFF(metrics_listen), "", 0, 0,
+     "a separate ADDR:PORT for /metrics (default: on the main listener)"},
 };
 #undef OFF
 
@@ -192,6 +204,22 @@ apply_file(SigConfig *cfg, const char *path, GError **error)
     return TRUE;
 }
 
+/* Whether LISTEN ("ADDR:PORT", "[ADDR6]:PORT") is a loopback address. */
+static gboolean
+listen_is_loopback(const char *listen)
+{
+    g_autofree char *host = NULL;
+    if (listen[0] == '[')
+        host = g_strndup(listen + 1, strcspn(listen + 1, "]"));
+    else
+        host = g_strndup(listen, strrchr(listen, ':') ? (gsize)(strrchr(listen, ':') - listen)
+                                                      : strlen(listen));
+    if (!g_ascii_strcasecmp(host, "localhost"))
+        return TRUE;
+    g_autoptr(GInetAddress) a = g_inet_address_new_from_string(host);
+    return a && g_inet_address_get_is_loopback(a);
+}
+
 static gboolean
 derive(SigConfig *cfg, GError **error)
 {
@@ -206,6 +234,30 @@ derive(SigConfig *cfg, GError **error)
                     "media-port-min (%" G_GINT64_FORMAT
                     ") is above media-port-max (%" G_GINT64_FORMAT ")",
                     cfg->media_port_min, cfg->media_port_max);
+        return FALSE;
+    }
+    g_auto(GStrv) proxies = g_strsplit(cfg->trusted_proxies, ",", -1);
+    for (guint i = 0; proxies[i]; i++) {
+        const char *p = g_strstrip(proxies[i]);
+        if (!*p)
+            continue;
+        g_autoptr(GInetAddressMask) mask = sig_config_parse_cidr(p);
+        if (!mask) {
+            g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                        "trusted-proxies: \"%s\" is not an address or CIDR", p);
+            return FALSE;
+        }
+    }
+    if (cfg->demo && !cfg->demo_public && !listen_is_loopback(cfg->listen)) {
+        g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                    "--demo seeds accounts with the password 'demo': on %s (not loopback) it "
+                    "also needs --demo-public",
+                    cfg->listen);
+        return FALSE;
+    }
+    if (*cfg->webhook_urls && strlen(cfg->webhook_secret) < 32) {
+        g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                    "webhook-urls needs a webhook-secret of at least 32 bytes");
         return FALSE;
     }
     /* A trailing slash would double up when paths are appended. */
@@ -361,4 +413,16 @@ sig_find_media_bin(void)
     }
     char *p = g_find_program_in_path("consultd-media");
     return p ? p : g_strdup("consultd-media");
+}
+
+GInetAddressMask *
+sig_config_parse_cidr(const char *text)
+{
+    g_autoptr(GError) err = NULL;
+    if (strchr(text, '/'))
+        return g_inet_address_mask_new_from_string(text, &err);
+    g_autoptr(GInetAddress) a = g_inet_address_new_from_string(text);
+    return a ? g_inet_address_mask_new(
+                   a, g_inet_address_get_family(a) == G_SOCKET_FAMILY_IPV4 ? 32 : 128, NULL)
+             : NULL;
 }

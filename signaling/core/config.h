@@ -7,7 +7,7 @@
  */
 #pragma once
 
-#include <glib.h>
+#include <gio/gio.h>
 
 typedef struct SigConfig {
     char *listen; /* ADDR:PORT or [ADDR6]:PORT */
@@ -18,7 +18,8 @@ typedef struct SigConfig {
     gint64 conn_timeout; /* seconds of idleness before a connection closes */
     gint64 conn_limit;
     gint64 per_ip_conn_limit;
-    gint64 session_ttl; /* seconds */
+    char *trusted_proxies; /* comma-separated addresses or CIDRs */
+    gint64 session_ttl;    /* seconds */
     gint64 login_ip_per_min;
     gint64 login_user_fail_per_15min;
     gint64 shutdown_grace;       /* seconds in-flight requests get at SIGTERM */
@@ -27,6 +28,8 @@ typedef struct SigConfig {
     gint64 max_live;             /* live consultations at once (503 above) */
     gint64 max_pending;          /* requested consultations at once (503 above) */
     gint64 request_rate_per_min; /* consultation requests per student */
+    gint64 write_rate_per_min;   /* favorite/presence/profile writes per user */
+    gint64 event_retention_days; /* 0: events are kept forever */
     gint64 sse_per_user;         /* event streams per user (429 above) */
     char *webhook_urls;          /* comma-separated */
     char *webhook_secret;
@@ -51,6 +54,8 @@ typedef struct SigConfig {
     gint64 retention_days;      /* delete recordings older than this (0: never) */
     gint64 retention_max_bytes; /* keep recordings under this total (0: no cap) */
     gboolean demo;
+    gboolean demo_public; /* --demo allowed off loopback */
+    char *metrics_listen; /* "" : /metrics on the main listener */
     char *config_file;
 } SigConfig;
 
@@ -66,3 +71,7 @@ void sig_config_print_table(void);
 /* The consultd-media executable: $CONSULTD_MEDIA_BIN, else the one beside
  * this executable, else the first in PATH.  Newly allocated. */
 char *sig_find_media_bin(void);
+
+/* TEXT as an address mask: "10.0.0.0/8", "::1/128", or a bare address (a
+ * mask of its whole length).  NULL if it is neither. */
+GInetAddressMask *sig_config_parse_cidr(const char *text);

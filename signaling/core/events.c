@@ -15,6 +15,8 @@
 #include "core/metrics.h"
 
 #define DISPATCH_BATCH 256
+#define PRUNE_BATCH 500
+#define PRUNE_EVERY_S 60
 
 typedef struct {
     SigEventFunc fn;
@@ -28,6 +30,7 @@ struct SigEvents {
     guint64 generation;
     guint retry_timer;
     guint poll_timer;
+    guint prune_timer, prune_idle;
     char **webhook_urls;
 };
 
@@ -136,6 +139,52 @@ poll_log(gpointer data)
     return G_SOURCE_CONTINUE;
 }
 
+/* ------------------------------------------------------------- retention */
+
+/* One batch of retention; -1 on a database error. */
+static gint64
+prune_batch(SigApp *app)
+{
+    gint64 days = app->cfg->event_retention_days;
+    if (!days)
+        return 0;
+    g_autoptr(GError) err = NULL;
+    gint64 n = store_events_prune(app->store, store_now_ms() - days * 86400000, PRUNE_BATCH, &err);
+    if (n < 0)
+        g_warning("events: retention: %s", err->message);
+    return n;
+}
+
+/* Batches at low priority, one per loop turn, until none is left: never
+ * one long transaction on the request path. */
+static gboolean
+prune_step(gpointer data)
+{
+    SigEvents *ev = data;
+    if (prune_batch(ev->app) > 0)
+        return G_SOURCE_CONTINUE;
+    ev->prune_idle = 0;
+    return G_SOURCE_REMOVE;
+}
+
+static gboolean
+prune_tick(gpointer data)
+{
+    SigEvents *ev = data;
+    if (!ev->prune_idle)
+        ev->prune_idle = g_idle_add_full(G_PRIORITY_LOW, prune_step, ev, NULL);
+    return G_SOURCE_CONTINUE;
+}
+
+gint64
+sig_events_prune_all(SigApp *app)
+{
+    gint64 total = 0, n;
+    while ((n = prune_batch(app)) > 0)
+        total += n;
+    return total;
+}
+
 SigEvents *
 sig_events_new(SigApp *app)
 {
@@ -154,6 +203,7 @@ sig_events_new(SigApp *app)
     }
     ev->webhook_urls[k] = NULL;
     ev->poll_timer = g_timeout_add_seconds(1, poll_log, ev);
+    ev->prune_timer = g_timeout_add_seconds(PRUNE_EVERY_S, prune_tick, ev);
     app->events = ev;
     sig_events_kick(app); /* catch up with whatever the last run left */
     return ev;
@@ -174,6 +224,8 @@ sig_events_free(SigEvents *ev)
     g_clear_handle_id(&ev->dispatch_idle, g_source_remove);
     g_clear_handle_id(&ev->retry_timer, g_source_remove);
     g_clear_handle_id(&ev->poll_timer, g_source_remove);
+    g_clear_handle_id(&ev->prune_timer, g_source_remove);
+    g_clear_handle_id(&ev->prune_idle, g_source_remove);
     g_array_unref(ev->listeners);
     g_strfreev(ev->webhook_urls);
     g_free(ev);

@@ -29,6 +29,11 @@ void sig_events_kick(SigApp *app);
  * (a command ran, the read models moved): caches compare it. */
 guint64 sig_events_generation(SigApp *app);
 
+/* Applies event retention (event-retention-days) now, to the end; the
+ * dispatcher also does it every minute in small batches.  Returns the rows
+ * deleted. */
+gint64 sig_events_prune_all(SigApp *app);
+
 /* Whether event E concerns user U (FAVORERS: the teacher's favorers, or
  * NULL to look them up). */
 gboolean sig_event_for_user(SigApp *app, const StoreEvent *e, const StoreUser *u, GArray *favorers);

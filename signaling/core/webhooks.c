@@ -60,10 +60,31 @@ record(Send *s, gboolean ok, const char *why)
     sig_metrics_add(app->metrics, "consultd_webhook_attempts_total",
                     "Webhook delivery attempts by outcome",
                     ok ? "outcome=\"ok\"" : "outcome=\"error\"", 1);
-    if (!ok)
+    if (!ok) {
+        g_autofree char *url = sig_webhooks_url_for_log(s->url);
         g_message("webhooks: delivery %" G_GINT64_FORMAT " to %s failed (attempt %" G_GINT64_FORMAT
                   "): %s%s",
-                  s->id, s->url, attempts, why, next ? "" : "; giving up");
+                  s->id, url, attempts, why, next ? "" : "; giving up");
+    }
+}
+
+char *
+sig_webhooks_url_for_log(const char *url)
+{
+    g_autoptr(GUri) u = g_uri_parse(url, G_URI_FLAGS_NONE, NULL);
+    return u ? g_uri_to_string_partial(u, G_URI_HIDE_USERINFO | G_URI_HIDE_QUERY)
+             : g_strdup("(not a URL)");
+}
+
+char *
+sig_webhooks_signature(const char *secret, gint64 t, const char *body, gsize len)
+{
+    g_autoptr(GHmac) mac = g_hmac_new(G_CHECKSUM_SHA256, (const guchar *)secret, strlen(secret));
+    char ts[32];
+    g_snprintf(ts, sizeof ts, "%" G_GINT64_FORMAT ".", t);
+    g_hmac_update(mac, (const guchar *)ts, (gssize)strlen(ts));
+    g_hmac_update(mac, (const guchar *)body, (gssize)len);
+    return g_strdup_printf("t=%" G_GINT64_FORMAT ",v1=%s", t, g_hmac_get_string(mac));
 }
 
 static void
@@ -71,7 +92,9 @@ on_sent(GObject *src, GAsyncResult *res, gpointer data)
 {
     Send *s = data;
     g_autoptr(GError) err = NULL;
-    g_autoptr(GBytes) body = soup_session_send_and_read_finish(SOUP_SESSION(src), res, &err);
+    /* The answer's status is all that counts: its body is not read (a
+     * receiver cannot make us hold more than the socket buffer). */
+    g_autoptr(GInputStream) body = soup_session_send_finish(SOUP_SESSION(src), res, &err);
     if (g_error_matches(err, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
         send_free(s); /* shutting down; the queue keeps it pending */
         return;
@@ -107,10 +130,10 @@ start_send(SigWebhooks *w, const StoreDelivery *d)
     char *text = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     gsize len = strlen(text);
-    g_autofree char *sig =
-        g_compute_hmac_for_data(G_CHECKSUM_SHA256, (const guchar *)app->cfg->webhook_secret,
-                                strlen(app->cfg->webhook_secret), (const guchar *)text, len);
-    g_autofree char *sig_header = g_strconcat("sha256=", sig, NULL);
+    /* Signed with the time, so that a captured delivery cannot be replayed
+     * later: the receiver checks t against its clock (docs/api.md). */
+    g_autofree char *sig_header = sig_webhooks_signature(
+        app->cfg->webhook_secret, g_get_real_time() / G_USEC_PER_SEC, text, len);
     g_autofree char *event_id = g_strdup_printf("evt_%" G_GINT64_FORMAT, e->seq);
     SoupMessageHeaders *h = soup_message_get_request_headers(msg);
     soup_message_headers_replace(h, "X-Consultd-Signature", sig_header);
@@ -118,13 +141,14 @@ start_send(SigWebhooks *w, const StoreDelivery *d)
     soup_message_headers_replace(h, "X-Consultd-Event-Type", e->type);
     g_autoptr(GBytes) body = g_bytes_new_take(text, len);
     soup_message_set_request_body_from_bytes(msg, "application/json", body);
+    soup_message_add_flags(msg, SOUP_MESSAGE_NO_REDIRECT); /* a 3xx is a failure */
     Send *s = g_new0(Send, 1);
     s->w = w;
     s->id = d->id;
     s->attempts = d->attempts;
     s->url = g_strdup(d->url);
     g_hash_table_add(w->in_flight, g_memdup2(&s->id, sizeof s->id));
-    soup_session_send_and_read_async(w->session, msg, G_PRIORITY_DEFAULT, w->cancel, on_sent, s);
+    soup_session_send_async(w->session, msg, G_PRIORITY_DEFAULT, w->cancel, on_sent, s);
 }
 
 static gboolean

@@ -35,6 +35,8 @@ struct SigHttp {
     const SigRoute *routes;
     guint n_routes;
     SigIdentifyFunc identify; /* who the caller is: given by main.c */
+    GPtrArray *trusted;       /* GInetAddressMask *: trusted-proxies */
+    GHashTable *per_ip;       /* char *socket address -> open connections */
     guint16 port;
     guint in_flight; /* requests begun and not completed */
     gboolean kick;   /* a connection was resumed: run MHD once, now */
@@ -125,6 +127,15 @@ void
 sig_reply_response(SigReq *r, unsigned status, struct MHD_Response *resp)
 {
     set_response(r, status, resp);
+}
+
+void
+sig_reply_retry(SigReq *r, unsigned status, const char *code, guint secs, const char *what)
+{
+    char buf[16];
+    g_snprintf(buf, sizeof buf, "%u", secs);
+    sig_req_header(r, "Retry-After", buf);
+    sig_reply_error(r, status, code, "%s; retry in %u s", what, secs);
 }
 
 void
@@ -220,7 +231,12 @@ sig_req_header(SigReq *r, const char *name, const char *value)
 const char *
 sig_req_get_header(SigReq *r, const char *name)
 {
-    return r->conn ? MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name) : NULL;
+    if (r->conn)
+        return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+    for (guint i = 0; r->fake_headers && r->fake_headers[i]; i += 2)
+        if (!g_ascii_strcasecmp(r->fake_headers[i], name))
+            return r->fake_headers[i + 1];
+    return NULL;
 }
 
 const char *
@@ -246,8 +262,13 @@ sig_req_json(SigReq *r)
 {
     if (r->json)
         return r->json;
+    /* Exactly application/json (parameters allowed): a form or text/plain
+     * body is what a cross-site page can send without asking. */
     const char *ct = sig_req_get_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
-    if (ct && g_ascii_strncasecmp(ct, "application/json", 16) != 0) {
+    gsize n = ct ? strcspn(ct, ";") : 0;
+    while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+        n--;
+    if (!ct || n != 16 || g_ascii_strncasecmp(ct, "application/json", 16) != 0) {
         sig_reply_error(r, 415, "unsupported_media_type", "the body must be application/json");
         return NULL;
     }
@@ -491,6 +512,153 @@ unescape_strict(void *cls, struct MHD_Connection *c, char *val)
     return n;
 }
 
+/* ------------------------------------------------------- client address */
+
+static void
+sockaddr_text(const struct sockaddr *sa, char *out, gsize size)
+{
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)size);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)size);
+    else
+        g_strlcpy(out, "unknown", size);
+}
+
+static gboolean
+is_trusted(SigHttp *h, const char *addr)
+{
+    if (!h->trusted->len)
+        return FALSE;
+    g_autoptr(GInetAddress) a = g_inet_address_new_from_string(addr);
+    for (guint i = 0; a && i < h->trusted->len; i++)
+        if (g_inet_address_mask_matches(h->trusted->pdata[i], a))
+            return TRUE;
+    return FALSE;
+}
+
+/* One hop of X-Forwarded-For ("203.0.113.7", "[2001:db8::1]:443") or of
+ * Forwarded's for= ("for=\"[2001:db8::1]:4711\"", "for=198.51.100.17"), as
+ * a plain address; NULL if it is none (unknown, obfuscated, garbage). */
+static char *
+hop_address(const char *hop, gboolean forwarded)
+{
+    g_autofree char *v = g_strstrip(g_strdup(hop));
+    char *p = v;
+    if (forwarded) {
+        g_auto(GStrv) kv = g_strsplit(v, ";", -1);
+        char *f = NULL;
+        for (guint i = 0; kv[i] && !f; i++) {
+            char *x = g_strstrip(kv[i]);
+            if (!g_ascii_strncasecmp(x, "for=", 4))
+                f = g_strdup(x + 4);
+        }
+        if (!f)
+            return NULL;
+        g_free(v);
+        v = f;
+        p = v;
+        if (*p == '"') {
+            p++;
+            char *q = strchr(p, '"');
+            if (q)
+                *q = '\0';
+        }
+    }
+    if (*p == '[') { /* [v6] or [v6]:port */
+        p++;
+        char *q = strchr(p, ']');
+        if (!q)
+            return NULL;
+        *q = '\0';
+    } else if (strchr(p, '.') && strchr(p, ':')) {
+        *strchr(p, ':') = '\0'; /* v4:port */
+    }
+    g_autoptr(GInetAddress) a = g_inet_address_new_from_string(p);
+    return a ? g_inet_address_to_string(a) : NULL;
+}
+
+typedef struct {
+    GPtrArray *xff, *fwd; /* hops in order, as sent */
+} Hops;
+
+static enum MHD_Result
+collect_hops(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    Hops *hp = cls;
+    GPtrArray *into = !g_ascii_strcasecmp(key, "X-Forwarded-For") ? hp->xff
+                      : !g_ascii_strcasecmp(key, "Forwarded")     ? hp->fwd
+                                                                  : NULL;
+    if (into && value) {
+        g_auto(GStrv) parts = g_strsplit(value, ",", -1);
+        for (guint i = 0; parts[i]; i++)
+            g_ptr_array_add(into, g_strdup(parts[i]));
+    }
+    return MHD_YES;
+}
+
+/* From a trusted proxy only: the client is the right-most hop of
+ * X-Forwarded-For (else Forwarded) that is not itself a trusted proxy.
+ * Everything else keeps the socket's address. */
+static void
+client_address(SigHttp *h, SigReq *r)
+{
+    if (!is_trusted(h, r->peer))
+        return;
+    Hops hp = {g_ptr_array_new_with_free_func(g_free), g_ptr_array_new_with_free_func(g_free)};
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, collect_hops, &hp);
+    gboolean forwarded = hp.xff->len == 0;
+    GPtrArray *hops = forwarded ? hp.fwd : hp.xff;
+    g_autofree char *client = NULL;
+    for (guint i = hops->len; i > 0 && !client; i--) {
+        char *a = hop_address(hops->pdata[i - 1], forwarded);
+        if (!a)
+            break; /* a hop we cannot read: trust nothing left of it */
+        if (!is_trusted(h, a) || i == 1)
+            client = a; /* the first untrusted one, or the left-most */
+        else
+            g_free(a);
+    }
+    if (client)
+        g_strlcpy(r->peer, client, sizeof r->peer);
+    g_ptr_array_unref(hp.xff);
+    g_ptr_array_unref(hp.fwd);
+}
+
+/* The per-address connection limit (per-ip-conn-limit), by socket address;
+ * trusted proxies are exempt (they carry many clients). */
+static enum MHD_Result
+on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+    SigHttp *h = cls;
+    char a[64];
+    sockaddr_text(addr, a, sizeof a);
+    if (is_trusted(h, a))
+        return MHD_YES;
+    guint n = GPOINTER_TO_UINT(g_hash_table_lookup(h->per_ip, a));
+    return n < (guint)h->app->cfg->per_ip_conn_limit ? MHD_YES : MHD_NO;
+}
+
+static void
+on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+              enum MHD_ConnectionNotificationCode code)
+{
+    SigHttp *h = cls;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    char a[64];
+    sockaddr_text(ci ? ci->client_addr : NULL, a, sizeof a);
+    guint n = GPOINTER_TO_UINT(g_hash_table_lookup(h->per_ip, a));
+    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+        g_hash_table_insert(h->per_ip, g_strdup(a), GUINT_TO_POINTER(n + 1));
+    else if (n > 1)
+        g_hash_table_insert(h->per_ip, g_strdup(a), GUINT_TO_POINTER(n - 1));
+    else
+        g_hash_table_remove(h->per_ip, a);
+}
+
+/* ------------------------------------------------------------- requests */
+
 static SigReq *
 req_new(SigHttp *h, struct MHD_Connection *c, const char *url, const char *method)
 {
@@ -504,13 +672,8 @@ req_new(SigHttp *h, struct MHD_Connection *c, const char *url, const char *metho
     r->t_start = g_get_monotonic_time();
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
-    if (sa && sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->peer, sizeof r->peer);
-    else if (sa && sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->peer, sizeof r->peer);
-    else
-        g_strlcpy(r->peer, "unknown", sizeof r->peer);
+    sockaddr_text(ci ? ci->client_addr : NULL, r->peer, sizeof r->peer);
+    client_address(h, r);
     return r;
 }
 
@@ -546,6 +709,29 @@ queue(SigReq *r)
 }
 
 /* The first call: everything that can be decided from the headers alone. */
+/* Whether a request that carries the session cookie proves it comes from
+ * our own pages: reads always do; a write (any method but GET, HEAD,
+ * OPTIONS) needs Origin equal to public-url's origin or Sec-Fetch-Site:
+ * same-origin.  SameSite=Strict alone lets a sibling subdomain of the
+ * school post with the cookie.  Bearer tokens are not sent by browsers on
+ * their own and need nothing. */
+static gboolean
+same_origin(SigReq *r)
+{
+    if (!strcmp(r->method, "GET") || !strcmp(r->method, "HEAD") || !strcmp(r->method, "OPTIONS"))
+        return TRUE;
+    const char *site = sig_req_get_header(r, "Sec-Fetch-Site");
+    if (site && !strcmp(site, "same-origin"))
+        return TRUE;
+    const char *origin = sig_req_get_header(r, "Origin");
+    if (!origin)
+        return FALSE;
+    const char *pub = r->app->cfg->public_url;
+    const char *host = strstr(pub, "://");
+    gsize len = host ? (gsize)(host + 3 - pub) + strcspn(host + 3, "/") : strlen(pub);
+    return strlen(origin) == len && g_ascii_strncasecmp(origin, pub, len) == 0;
+}
+
 static void
 req_begin(SigHttp *h, SigReq *r)
 {
@@ -577,9 +763,14 @@ req_begin(SigHttp *h, SigReq *r)
             sig_reply_error(r, 401, "unauthorized", "log in first");
         return;
     }
-    if (!(r->route->roles & r->user->role))
+    if (!(r->route->roles & r->user->role)) {
         sig_reply_error(r, 403, "forbidden", "a %s may not do this",
                         store_role_name(r->user->role));
+        return;
+    }
+    if (r->cookie_session && !same_origin(r))
+        sig_reply_error(r, 403, "cross_origin",
+                        "a write with the session cookie must come from this server's pages");
 }
 
 static enum MHD_Result
@@ -693,32 +884,41 @@ mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 SigHttp *
-sig_http_start(SigApp *app, const SigRoute *routes, guint n_routes, SigIdentifyFunc identify,
-               GError **error)
+sig_http_start(SigApp *app, const char *listen, const SigRoute *routes, guint n_routes,
+               SigIdentifyFunc identify, GError **error)
 {
     struct sockaddr_storage ss;
     socklen_t sslen;
-    if (!parse_listen(app->cfg->listen, &ss, &sslen, error))
+    if (!parse_listen(listen, &ss, &sslen, error))
         return NULL;
     SigHttp *h = g_new0(SigHttp, 1);
     h->app = app;
     h->routes = routes;
     h->n_routes = n_routes;
     h->identify = identify;
+    h->trusted = g_ptr_array_new_with_free_func(g_object_unref);
+    g_auto(GStrv) proxies = g_strsplit(app->cfg->trusted_proxies, ",", -1);
+    for (guint i = 0; proxies[i]; i++) {
+        GInetAddressMask *m = *g_strstrip(proxies[i]) ? sig_config_parse_cidr(proxies[i]) : NULL;
+        if (m)
+            g_ptr_array_add(h->trusted, m);
+    }
+    h->per_ip = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, h, MHD_OPTION_SOCK_ADDR,
-                            (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_TIMEOUT,
-                            (unsigned)app->cfg->conn_timeout, MHD_OPTION_CONNECTION_LIMIT,
-                            (unsigned)app->cfg->conn_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-                            (unsigned)app->cfg->per_ip_conn_limit, MHD_OPTION_NOTIFY_COMPLETED,
-                            on_completed, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-                            MHD_OPTION_UNESCAPE_CALLBACK, unescape_strict, NULL,
-                            MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+    h->d = MHD_start_daemon(
+        flags, 0, on_accept, h, on_access, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg->conn_timeout,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)app->cfg->conn_limit, MHD_OPTION_NOTIFY_CONNECTION,
+        on_connection, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_log, NULL, MHD_OPTION_UNESCAPE_CALLBACK, unescape_strict, NULL,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
     if (!h->d) {
         g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED,
-                    "cannot listen on %s (address in use or not permitted)", app->cfg->listen);
+                    "cannot listen on %s (address in use or not permitted)", listen);
+        g_ptr_array_unref(h->trusted);
+        g_hash_table_destroy(h->per_ip);
         g_free(h);
         return NULL;
     }
@@ -781,5 +981,7 @@ sig_http_stop(SigHttp *h)
         g_source_unref(h->src);
     }
     MHD_stop_daemon(h->d);
+    g_ptr_array_unref(h->trusted);
+    g_hash_table_destroy(h->per_ip);
     g_free(h);
 }

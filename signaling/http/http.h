@@ -46,11 +46,13 @@ struct SigReq {
     char *params[4]; /* path parameters, in pattern order */
     guint n_params;
     GString *body;
-    json_t *json;     /* parsed body, owned (sig_req_json) */
-    StoreUser *user;  /* logged-in user or NULL */
-    char *token_hash; /* the session's hash, when logged in */
-    char peer[64];    /* client IP address as text */
-    gint64 t_start;   /* monotonic, microseconds */
+    json_t *json;                    /* parsed body, owned (sig_req_json) */
+    StoreUser *user;                 /* logged-in user or NULL */
+    char *token_hash;                /* the session's hash, when logged in */
+    gboolean cookie_session;         /* the session came by cookie, not a bearer token */
+    const char *const *fake_headers; /* no connection (in-process fuzzing): name, value, ... */
+    char peer[64];                   /* client IP address as text */
+    gint64 t_start;                  /* monotonic, microseconds */
     unsigned status;
     struct MHD_Response *response;
     GPtrArray *headers; /* name, value, name, value ... */
@@ -66,10 +68,10 @@ struct SigReq {
  * layer gives it this at start (api/accounts.c, sig_auth_identify). */
 typedef gboolean (*SigIdentifyFunc)(SigReq *r, GError **error);
 
-/* Starts listening on cfg->listen with ROUTES (a static table), learning
- * who each caller is from IDENTIFY.  Returns NULL and sets ERROR if the
- * address is bad or cannot be bound. */
-SigHttp *sig_http_start(SigApp *app, const SigRoute *routes, guint n_routes,
+/* Starts listening on LISTEN ("ADDR:PORT") with ROUTES (a static table),
+ * learning who each caller is from IDENTIFY.  Returns NULL and sets ERROR
+ * if the address is bad or cannot be bound. */
+SigHttp *sig_http_start(SigApp *app, const char *listen, const SigRoute *routes, guint n_routes,
                         SigIdentifyFunc identify, GError **error);
 /* Stops accepting new connections; requests in flight go on. */
 void sig_http_quiesce(SigHttp *h);
@@ -98,6 +100,9 @@ char *sig_log_escape(const char *s);
 
 void sig_reply_error(SigReq *r, unsigned status, const char *code, const char *fmt, ...)
     G_GNUC_PRINTF(4, 5);
+/* A 429 or 503 the client may retry: Retry-After SECS and the message
+ * "WHAT; retry in SECS s". */
+void sig_reply_retry(SigReq *r, unsigned status, const char *code, guint secs, const char *what);
 void sig_reply_data(SigReq *r, unsigned status, const char *content_type, const void *data,
                     size_t len); /* copies DATA */
 void sig_reply_empty(SigReq *r, unsigned status);

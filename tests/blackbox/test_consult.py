@@ -430,10 +430,13 @@ def event_ids(server):
     return ids
 
 
+SECRET = "0123456789abcdef0123456789abcdef-s3cret"
+
+
 @test
 def webhooks_signed_retried_and_exactly_once():
     rcv = Receiver(fail_first=3)
-    w = World("--webhook-urls", rcv.url, "--webhook-secret", "s3cret", "--webhook-retry-ms", "100")
+    w = World("--webhook-urls", rcv.url, "--webhook-secret", SECRET, "--webhook-retry-ms", "100")
     w.req("student1", "POST", f"/api/teachers/{T1}/favorite")
     w.online("teacher1")
     cid = w.request("student1", T1).json["id"]
@@ -444,8 +447,12 @@ def webhooks_signed_retried_and_exactly_once():
     wait_for(lambda: sorted(rcv.ids()) == sorted(want), 30, what="every event delivered")
     assert len(rcv.ids()) == len(set(rcv.ids())), "each event id once"
     for headers, body in rcv.got:
-        sig = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
-        assert headers["X-Consultd-Signature"] == f"sha256={sig}", headers
+        # t=<unix>,v1=<HMAC of "t.body">: the receiver example of docs/api.md.
+        fields = dict(p.split("=", 1) for p in headers["X-Consultd-Signature"].split(","))
+        assert abs(time.time() - int(fields["t"])) < 300, headers
+        sig = hmac.new(SECRET.encode(), fields["t"].encode() + b"." + body,
+                       hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(fields["v1"], sig), headers
         assert headers["X-Consultd-Event-Id"] == json.loads(body)["id"]
     ds = w.req("admin", "GET", "/api/admin/webhook-deliveries").json["deliveries"]
     assert all(d["state"] == "delivered" for d in ds), ds
@@ -461,7 +468,7 @@ def webhooks_survive_receiver_down_and_restart():
     port = probe.port
     probe.close()
     url = f"http://127.0.0.1:{port}/hook"
-    w = World("--webhook-urls", url, "--webhook-retry-ms", "100")
+    w = World("--webhook-urls", url, "--webhook-secret", SECRET, "--webhook-retry-ms", "100")
     w.online("teacher1")
     cid = w.request("student1", T1).json["id"]
     w.req("teacher1", "POST", f"/api/consultations/{cid}/decline")

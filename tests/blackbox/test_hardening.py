@@ -161,7 +161,8 @@ def kill_9_in_a_loop_loses_no_acknowledged_request():
     rcv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
     threading.Thread(target=rcv.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{rcv.server_address[1]}/hook"
-    s = Server("--webhook-urls", url, "--webhook-retry-ms", "50", "--request-rate-per-min", "100000",
+    s = Server("--webhook-urls", url, "--webhook-secret", "x" * 32, "--webhook-retry-ms", "50",
+               "--request-rate-per-min", "100000",
                "--media-workers", "0", "--request-timeout", "3600")
     acked = []
     for round_ in range(20):

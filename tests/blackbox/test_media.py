@@ -382,13 +382,16 @@ def sigterm_with_an_offer_waiting_and_logins_queued_exits_0():
     wait_for(lambda: worker(s)["offers_waiting"] == 1, 20, what="the offer waiting on the worker")
     logins = []
 
-    def login():
+    def login(user):
         try:
-            logins.append(s.post("/api/login", {"username": "student2", "password": "demo"}).status)
+            logins.append(s.post("/api/login", {"username": user, "password": "demo"}).status)
         except OSError as e:  # a connection the shutdown closed before it was read
             logins.append(str(e))
 
-    ts = [threading.Thread(target=login) for _ in range(20)]
+    # Spread over users: at most 3 at once per (username, address), which
+    # the login limits let through while they are queued (issue 20).
+    users = ["student1", "student2", "student3", "student4", "student5", "teacher2", "teacher3"]
+    ts = [threading.Thread(target=login, args=(users[i % len(users)],)) for i in range(20)]
     for x in ts:
         x.start()
     rc = s.stop(timeout=30)

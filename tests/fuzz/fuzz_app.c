@@ -13,6 +13,7 @@
 #include "core/webhooks.h"
 #include "core/health.h"
 #include "api/stream.h"
+#include "api/ice.h"
 #include "workers/reactions.h"
 #include "workers/recordings.h"
 
@@ -54,6 +55,7 @@ fuzz_app(void)
     app->media_bin = sig_find_media_bin();
     sig_health_new(app);
     app->auth = sig_auth_new(app);
+    sig_ice_new(app);
     sig_events_new(app);
     sig_streams_new(app);
     sig_webhooks_new(app);
@@ -108,6 +110,8 @@ fuzz_request(SigHandler handler, const char *method, const char *path, char *con
     g_strlcpy(r->peer, "127.0.0.1", sizeof r->peer);
     r->t_start = g_get_monotonic_time();
     r->headers = g_ptr_array_new_with_free_func(g_free);
+    static const char *const headers[] = {"Content-Type", "application/json", NULL};
+    r->fake_headers = headers;
     handler(r);
     while (r->suspended)
         g_main_context_iteration(NULL, TRUE);

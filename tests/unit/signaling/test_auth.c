@@ -55,8 +55,54 @@ test_limiter(void)
     g_assert_cmpuint(wait, <=, 60);
     g_assert_cmpuint(sig_limiter_peek(l, "ip1"), >, 0);
     g_assert_cmpuint(sig_limiter_hit(l, "ip2"), ==, 0); /* keys are separate */
+    sig_limiter_reset(l, "ip1");
+    g_assert_cmpuint(sig_limiter_peek(l, "ip1"), ==, 0);
     sig_limiter_free(l);
     sig_limiter_free(NULL);
+}
+
+/* A flood of new keys evicts the oldest, one at a time: it never wipes the
+ * lockouts of the others (it used to clear every key at 100,000). */
+static void
+test_limiter_evicts_oldest(void)
+{
+    SigLimiter *l = sig_limiter_new(1, 60);
+    sig_limiter_set_max_keys(l, 100);
+    g_assert_cmpuint(sig_limiter_hit(l, "victim"), ==, 0);
+    g_assert_cmpuint(sig_limiter_hit(l, "locked"), ==, 0);
+    for (int i = 0; i < 98; i++) {
+        char k[16];
+        g_snprintf(k, sizeof k, "k%d", i);
+        sig_limiter_hit(l, k);
+    }
+    g_assert_cmpuint(sig_limiter_size(l), ==, 100);
+    g_assert_cmpuint(sig_limiter_peek(l, "locked"), >, 0);
+    sig_limiter_hit(l, "new-one"); /* evicts "victim", the oldest, only */
+    g_assert_cmpuint(sig_limiter_size(l), ==, 100);
+    g_assert_cmpuint(sig_limiter_peek(l, "victim"), ==, 0);
+    g_assert_cmpuint(sig_limiter_peek(l, "locked"), >, 0);
+    sig_limiter_free(l);
+}
+
+static void
+test_backoff(void)
+{
+    SigBackoffRule rule = {3, 10, 60, 900};
+    SigLimiter *l = sig_limiter_new(rule.max, rule.window_s);
+    for (int i = 0; i < 3; i++) {
+        g_assert_cmpuint(sig_backoff_wait(l, &rule, "u\na"), ==, 0);
+        sig_limiter_hit(l, "u\na");
+    }
+    g_assert_cmpuint(sig_backoff_wait(l, &rule, "u\na"), ==, 0); /* 3 free */
+    sig_limiter_hit(l, "u\na");
+    guint w = sig_backoff_wait(l, &rule, "u\na"); /* the 4th: 1 s */
+    g_assert_cmpuint(w, >=, 0);
+    g_assert_cmpuint(w, <=, 1);
+    for (int i = 0; i < 6; i++)
+        sig_limiter_hit(l, "u\na");
+    g_assert_cmpuint(sig_backoff_wait(l, &rule, "u\na"), >, 60); /* 10: locked */
+    g_assert_cmpuint(sig_backoff_wait(l, &rule, "u\nb"), ==, 0); /* another address */
+    sig_limiter_free(l);
 }
 
 static void
@@ -79,6 +125,8 @@ main(int argc, char **argv)
     g_test_add_func("/auth/token-hash", test_token_hash);
     g_test_add_func("/auth/username-rules", test_username_rules);
     g_test_add_func("/auth/limiter", test_limiter);
+    g_test_add_func("/auth/limiter-evicts-oldest", test_limiter_evicts_oldest);
+    g_test_add_func("/auth/backoff", test_backoff);
     g_test_add_func("/auth/json-time", test_json_time);
     return g_test_run();
 }
