@@ -16,6 +16,14 @@ struct MediaChan {
     gpointer data;
     guint8 *buf;
     gboolean closed;
+    /* Sending never blocks: what the socket does not take waits here, in
+     * order, and goes when the socket is writable again. */
+    GQueue out; /* GBytes *, whole messages */
+    gsize out_bytes;
+    GSource *out_watch;   /* while OUT is not empty */
+    gint64 blocked_since; /* monotonic us the first waiting message was queued */
+    gint64 last_received; /* monotonic us */
+    gboolean overflowed;
 };
 
 static void
@@ -55,6 +63,7 @@ on_ready(int fd, GIOCondition cond, gpointer data)
             chan_close(ch);
             return G_SOURCE_REMOVE;
         }
+        ch->last_received = g_get_monotonic_time();
         g_autoptr(GVariant) msg = media_msg_decode(ch->buf, (gsize)n);
         ch->on_msg(ch, msg, ch->data);
         if (ch->closed)
@@ -71,6 +80,8 @@ media_chan_new(int fd, MediaChanFunc on_msg, MediaChanClosed on_closed, gpointer
     ch->on_closed = on_closed;
     ch->data = data;
     ch->buf = g_malloc(MEDIA_MSG_MAX);
+    g_queue_init(&ch->out);
+    ch->last_received = g_get_monotonic_time();
     int sz = 4 * MEDIA_MSG_MAX;
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
@@ -81,22 +92,91 @@ media_chan_new(int fd, MediaChanFunc on_msg, MediaChanClosed on_closed, gpointer
     return ch;
 }
 
+/* Sends DATA as one packet without waiting: 1 sent, 0 the socket is full,
+ * -1 the peer is gone. */
+static int
+try_send(MediaChan *ch, const void *data, gsize len)
+{
+    ssize_t n;
+    do
+        n = send(ch->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n == (ssize_t)len)
+        return 1;
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+}
+
+static gboolean
+on_writable(int fd, GIOCondition cond, gpointer data)
+{
+    MediaChan *ch = data;
+    GBytes *b;
+    while ((b = g_queue_peek_head(&ch->out))) {
+        gsize len;
+        const void *p = g_bytes_get_data(b, &len);
+        int r = try_send(ch, p, len);
+        if (r == 0)
+            return G_SOURCE_CONTINUE;
+        g_queue_pop_head(&ch->out);
+        ch->out_bytes -= len;
+        g_bytes_unref(b);
+        if (r < 0)
+            break; /* gone: the read side sees EOF and closes */
+    }
+    ch->blocked_since = 0;
+    g_clear_pointer(&ch->out_watch, g_source_unref); /* G_SOURCE_REMOVE destroys it */
+    return G_SOURCE_REMOVE;
+}
+
 gboolean
 media_chan_send(MediaChan *ch, GVariant *msg)
 {
     g_autoptr(GVariant) m = g_variant_ref_sink(msg);
-    if (ch->closed)
+    if (ch->closed || ch->overflowed)
         return FALSE;
     gsize len = g_variant_get_size(m);
     if (len > MEDIA_MSG_MAX) {
         g_warning("media channel: message of %" G_GSIZE_FORMAT " bytes dropped", len);
         return FALSE;
     }
-    ssize_t n;
-    do
-        n = send(ch->fd, g_variant_get_data(m), len, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    return n == (ssize_t)len;
+    if (g_queue_is_empty(&ch->out)) {
+        int r = try_send(ch, g_variant_get_data(m), len);
+        if (r != 0)
+            return r > 0;
+    }
+    if (ch->out_bytes + len > MEDIA_CHAN_QUEUE_MAX) {
+        /* The peer has not read for a long while: it is stuck, or worse.
+         * Nothing more is queued; the owner sees media_chan_overflowed(). */
+        ch->overflowed = TRUE;
+        return FALSE;
+    }
+    g_queue_push_tail(&ch->out, g_variant_get_data_as_bytes(m));
+    ch->out_bytes += len;
+    if (!ch->out_watch) {
+        ch->blocked_since = g_get_monotonic_time();
+        ch->out_watch = g_unix_fd_source_new(ch->fd, G_IO_OUT);
+        g_source_set_callback(ch->out_watch, G_SOURCE_FUNC(on_writable), ch, NULL);
+        g_source_attach(ch->out_watch, g_main_context_get_thread_default());
+    }
+    return TRUE;
+}
+
+gint64
+media_chan_blocked_since(MediaChan *ch)
+{
+    return ch->blocked_since;
+}
+
+gint64
+media_chan_last_received(MediaChan *ch)
+{
+    return ch->last_received;
+}
+
+gboolean
+media_chan_overflowed(MediaChan *ch)
+{
+    return ch->overflowed;
 }
 
 void
@@ -110,6 +190,11 @@ media_chan_free(MediaChan *ch)
         if (s)
             g_source_destroy(s);
     }
+    if (ch->out_watch) {
+        g_source_destroy(ch->out_watch);
+        g_source_unref(ch->out_watch);
+    }
+    g_queue_clear_full(&ch->out, (GDestroyNotify)g_bytes_unref);
     close(ch->fd);
     g_free(ch->buf);
     g_free(ch);

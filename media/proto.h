@@ -58,9 +58,18 @@ typedef void (*MediaChanClosed)(MediaChan *ch, gpointer data);
 /* Takes FD (a SOCK_SEQPACKET socket) and watches it on the thread-default
  * main context.  ON_CLOSED runs once, on EOF or error. */
 MediaChan *media_chan_new(int fd, MediaChanFunc on_msg, MediaChanClosed on_closed, gpointer data);
-/* Sends MSG (a{sv}; a floating ref is consumed).  FALSE if the peer is gone
- * or the message is over MEDIA_MSG_MAX. */
+/* Sends MSG (a{sv}; a floating ref is consumed) without ever blocking:
+ * what the socket does not take now is queued, in order, and sent when it
+ * can be.  FALSE if the peer is gone, the message is over MEDIA_MSG_MAX, or
+ * the queue would pass MEDIA_CHAN_QUEUE_MAX (then the channel is
+ * overflowed for good: its peer is not reading). */
 gboolean media_chan_send(MediaChan *ch, GVariant *msg);
+#define MEDIA_CHAN_QUEUE_MAX (4 * 1024 * 1024)
+/* Monotonic us since which a message has waited to be sent, 0 if none. */
+gint64 media_chan_blocked_since(MediaChan *ch);
+/* Monotonic us of the last message received (or of the channel's start). */
+gint64 media_chan_last_received(MediaChan *ch);
+gboolean media_chan_overflowed(MediaChan *ch);
 void media_chan_free(MediaChan *ch); /* NULL-safe; closes the fd */
 
 /* Builds a{sv} from "key", "type", value triples ending with NULL, e.g.

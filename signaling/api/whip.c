@@ -17,6 +17,19 @@
 #include "workers/media.h"
 
 #define SDP_MAX (64 * 1024)
+/* Trickled candidates: a browser gathers a handful per m-line; these caps
+ * keep one client from queueing thousands of messages for a worker. */
+#define CANDIDATES_PER_PATCH 64
+#define CANDIDATES_PER_SESSION 256
+
+static guint
+count_candidates(const char *frag)
+{
+    guint n = 0;
+    for (const char *p = frag; (p = strstr(p, "a=candidate:")); p += 12)
+        n++;
+    return n;
+}
 
 static const char *
 content_type(SigReq *r)
@@ -185,6 +198,14 @@ sig_h_media_session_patch(SigReq *r)
         sig_reply_error(r, 400, "bad_sdpfrag", "the fragment is not UTF-8 text");
         return;
     }
+    guint n = count_candidates(r->body->str);
+    if (n > CANDIDATES_PER_PATCH || s->candidates + n > CANDIDATES_PER_SESSION) {
+        sig_reply_error(r, 400, "too_many_candidates",
+                        "at most %d candidates a PATCH and %d a session", CANDIDATES_PER_PATCH,
+                        CANDIDATES_PER_SESSION);
+        return;
+    }
+    s->candidates += n;
     /* An ICE restart (new credentials) is not supported by webrtcbin 1.22:
      * RFC 9725 allows 422 for that when only trickle is. */
     if (!sig_sdpfrag_each(r->body->str, s->remote_ufrag, s->mids, trickle_one, s)) {

@@ -116,6 +116,8 @@ static const CfgOpt opts[] = {
      "delete recordings older than this many days (0 keeps them)"},
     {"retention-max-bytes", CFG_INT, OFF(retention_max_bytes), "0", 0, G_MAXINT64,
      "delete the oldest recordings while they take more than this (0: no quota)"},
+    {"media-worker-stall", CFG_INT, OFF(media_worker_stall), "20", 2, 3600,
+     "seconds a media worker may send nothing or read nothing before it is killed and replaced"},
     {"media-restart-max", CFG_INT, OFF(media_restart_max), "30", 1, 3600,
      "longest wait before restarting a media worker that keeps crashing (backoff cap, s)"},
     {"demo", CFG_BOOL, OFF(demo), "false", 0, 0,

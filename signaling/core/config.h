@@ -49,6 +49,7 @@ typedef struct SigConfig {
     gint64 media_end_grace;     /* seconds a live consultation may be empty */
     gint64 media_max_bitrate;   /* kbit/s a publisher's video may send at most */
     gint64 media_restart_max;   /* cap of the worker restart backoff, seconds */
+    gint64 media_worker_stall;  /* seconds of silence or not reading: lost */
     gboolean record;            /* record every consultation */
     gboolean compose;           /* make a combined side-by-side file afterwards */
     gint64 retention_days;      /* delete recordings older than this (0: never) */

@@ -32,6 +32,8 @@
 #include "workers/recordings.h"
 
 #define OFFER_TIMEOUT_S 20
+/* Offers a worker may have unanswered at once; more get 503 (retry). */
+#define OFFERS_IN_FLIGHT_MAX 32
 /* How long an offer waits for a worker that is starting or restarting
  * before it is refused with 503 (a standard WHIP client may not retry). */
 #define WORKER_WAIT_S 10
@@ -66,6 +68,7 @@ struct SigWorkerProc {
     gint64 started_at;
     guint backoff_s;
     guint restart_timer;
+    gboolean killing; /* the watchdog killed it; its exit is on its way */
     guint consultations;
     guint64 packets_in, packets_out, keyframes, lost;
     guint64 nacks_received, retransmitted, nacks_sent, recovered; /* loss repair */
@@ -85,6 +88,8 @@ struct SigMedia {
                                * there; forgotten once they are settled */
     guint32 next_req;
     guint64 restarts;
+    guint64 stalls;
+    guint watchdog;
     SigWorkerProc *fed; /* stands for the sender of sig_media_feed() */
     GQueue parked;      /* Offer *: offers that came while no worker
                                * was ready (start-up, restart after a crash):
@@ -469,6 +474,7 @@ on_worker_exit(GObject *src, GAsyncResult *res, gpointer data)
 static void
 worker_start(SigWorkerProc *w)
 {
+    w->killing = FALSE;
     SigMedia *m = w->m;
     SigConfig *cfg = m->app->cfg;
     int sv[2];
@@ -539,6 +545,37 @@ worker_for(SigMedia *m, gint64 c)
     return best;
 }
 
+/* A worker that sends nothing (it reports stats every second) or reads
+ * nothing for media-worker-stall seconds, or whose channel overflowed, is
+ * killed; its exit makes it lost like a crash (worker_lost()): its
+ * consultations interrupted, its offers answered 503, a new one started.
+ * The main loop never waits for it: the channel never blocks (proto.h). */
+static gboolean
+watchdog(gpointer data)
+{
+    SigMedia *m = data;
+    gint64 now = g_get_monotonic_time();
+    gint64 limit = m->app->cfg->media_worker_stall * G_USEC_PER_SEC;
+    for (guint i = 0; i < m->workers->len; i++) {
+        SigWorkerProc *w = m->workers->pdata[i];
+        if (!w->ready || !w->chan || !w->proc || w->killing)
+            continue;
+        gint64 blocked = media_chan_blocked_since(w->chan);
+        const char *why = media_chan_overflowed(w->chan)     ? "its channel overflowed"
+                          : blocked && now - blocked > limit ? "it stopped reading"
+                          : now - media_chan_last_received(w->chan) > limit ? "it went silent"
+                                                                            : NULL;
+        if (!why)
+            continue;
+        g_warning("media worker %u (pid %" G_GINT64_FORMAT ") stalled: %s; killing it", w->index,
+                  w->pid, why);
+        w->killing = TRUE;
+        m->stalls++;
+        g_subprocess_force_exit(w->proc);
+    }
+    return G_SOURCE_CONTINUE;
+}
+
 SigMedia *
 sig_media_new(SigApp *app)
 {
@@ -553,6 +590,8 @@ sig_media_new(SigApp *app)
     m->end_timers = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
     m->finishing = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
     app->media = m;
+    if (app->cfg->media_workers > 0)
+        m->watchdog = g_timeout_add_seconds(1, watchdog, m);
     for (gint64 i = 0; i < app->cfg->media_workers; i++) {
         SigWorkerProc *w = g_new0(SigWorkerProc, 1);
         w->m = m;
@@ -574,6 +613,7 @@ sig_media_free(SigMedia *m)
      * they left suspended requests (and their timers), on which
      * libmicrohttpd aborted when HTTP stopped (issue 21, finding 5). */
     fail_pending(m, NULL, "the server is shutting down; retry");
+    g_clear_handle_id(&m->watchdog, g_source_remove);
     Offer *o;
     while ((o = g_queue_pop_head(&m->parked)))
         offer_finish(o, SIG_OFFER_UNAVAILABLE, "the server is shutting down; retry");
@@ -661,6 +701,9 @@ sig_media_metrics(SigApp *app, GString *out)
         "# HELP consultd_media_worker_restarts_total Media worker restarts\n"
         "# TYPE consultd_media_worker_restarts_total counter\n"
         "consultd_media_worker_restarts_total %" G_GUINT64_FORMAT "\n"
+        "# HELP consultd_media_worker_stalls_total Media workers killed by the watchdog\n"
+        "# TYPE consultd_media_worker_stalls_total counter\n"
+        "consultd_media_worker_stalls_total %" G_GUINT64_FORMAT "\n"
         "# HELP consultd_media_rooms Consultations with a media pipeline\n"
         "# TYPE consultd_media_rooms gauge\nconsultd_media_rooms %u\n"
         "# HELP consultd_media_sessions Live WHIP/WHEP sessions\n"
@@ -691,7 +734,7 @@ sig_media_metrics(SigApp *app, GString *out)
         "NACK\n"
         "# TYPE consultd_media_recovered_total counter\n"
         "consultd_media_recovered_total %" G_GUINT64_FORMAT "\n",
-        ready, m->restarts, rooms, sessions, in, outp, kf, lost, nr, rtx, ns, rec);
+        ready, m->restarts, m->stalls, rooms, sessions, in, outp, kf, lost, nr, rtx, ns, rec);
 }
 
 void
@@ -776,6 +819,16 @@ offer_dispatch(SigMedia *m, Offer *o)
         offer_finish(o, SIG_OFFER_UNAVAILABLE,
                      m->workers->len ? "no media worker is available; retry"
                                      : "media is disabled on this server");
+        return;
+    }
+    guint in_flight = 0;
+    GHashTableIter pit;
+    Offer *p;
+    g_hash_table_iter_init(&pit, m->pending);
+    while (g_hash_table_iter_next(&pit, NULL, (gpointer *)&p))
+        in_flight += p->w == w;
+    if (in_flight >= OFFERS_IN_FLIGHT_MAX) {
+        offer_finish(o, SIG_OFFER_UNAVAILABLE, "the media worker is busy; retry");
         return;
     }
     /* Publishing (or receiving) again replaces the participant's previous

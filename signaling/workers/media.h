@@ -26,7 +26,8 @@ typedef struct {
     GPtrArray *mids; /* mid of each m-line of the offer, in order */
     SigWorkerProc *w;
     gboolean answered;
-    gboolean joined; /* publish: media has arrived (counted in present) */
+    guint candidates; /* trickled so far (api/whip.c caps them) */
+    gboolean joined;  /* publish: media has arrived (counted in present) */
 } SigMediaSession;
 
 void sig_media_session_free(SigMediaSession *s); /* NULL-safe */

@@ -64,7 +64,9 @@ def post_sdp(s, path, token, body, ctype="application/sdp"):
 
 
 def worker(s):
-    adm = s.login("admin")
-    return s.get("/api/admin/media-workers", token=adm).json["workers"][0]
+    # One login per server: polling must not spend the login budget.
+    if getattr(s, "_admin_token", None) is None:
+        s._admin_token = s.login("admin")
+    return s.get("/api/admin/media-workers", token=s._admin_token).json["workers"][0]
 
 

@@ -78,9 +78,12 @@ def behind_a_trusted_proxy_each_client_has_its_own_budget():
 
 @test
 def failures_elsewhere_never_lock_the_owner_out():
-    """Finding 2: ten wrong passwords for admin from one address lock that
+    """Finding 2: wrong passwords for admin from one address lock that
     (username, address) pair only; the owner elsewhere logs in."""
-    s = Server("--media-workers", "0", "--trusted-proxies", "127.0.0.1")
+    # A lock of 4 failures (the default is 10), so that the lock, not the
+    # timing of the growing waits before it, is what is checked.
+    s = Server("--media-workers", "0", "--trusted-proxies", "127.0.0.1",
+               "--login-user-fail-per-15min", "4")
     attacker = "198.51.100.66"
     codes = []
     for _ in range(12):
@@ -88,19 +91,13 @@ def failures_elsewhere_never_lock_the_owner_out():
         codes.append(r.status)
         if r.status == 429:
             break
-    assert 429 in codes and codes.count(401) <= 10, codes
+    assert codes == [401, 401, 401, 401, 429], codes
     assert int(r.header("Retry-After")) > 0
     assert login(s, "admin", "demo", xff="203.0.113.1").status == 200
     # The attacker's address stays refused even with the right password.
     err(login(s, "admin", "demo", xff=attacker), 429, "rate_limited")
-    # Waits grow from the fourth failure: a fresh pair, failures 1-3 free.
-    other = "198.51.100.67"
-    assert [login(s, "student2", "nope-nope", xff=other).status for _ in range(3)] == [401] * 3
-    r = login(s, "student2", "nope-nope", xff=other)
-    assert r.status == 401, r  # the 4th is allowed: the wait starts after it
-    r = login(s, "student2", "demo", xff=other)
-    err(r, 429, "rate_limited")
-    assert 1 <= int(r.header("Retry-After")) <= 2
+    # The growing waits between the 4th and the 10th failure are timing, and
+    # are checked in the unit test /auth/backoff, not here.
 
 
 @test

@@ -444,5 +444,71 @@ def media_disabled_requests_still_work():
     assert s.post(f"/api/consultations/{cid}/end", token=tt).status == 200
 
 
+def candidates_frag(n, first=0):
+    lines = [b"a=ice-ufrag:abcd", b"a=ice-pwd:abcdefghijklmnopqrstuvwx",
+             b"m=video 9 UDP/TLS/RTP/SAVPF 96", b"a=mid:0"]
+    lines += [b"a=candidate:%d 1 UDP 2130706431 127.0.0.1 %d typ host" % (i, 10000 + i)
+              for i in range(first, first + n)]
+    return b"\r\n".join(lines) + b"\r\n"
+
+
+@test
+def a_stalled_worker_is_replaced_and_the_api_never_waits():
+    """Issue 21, finding 1: with the worker stopped (SIGSTOP), PATCH floods
+    and offers never block the main loop (the channel queues instead of
+    send() blocking), /healthz and the API keep answering, and after
+    media-worker-stall seconds the worker is killed and replaced."""
+    import threading
+    s = media_server("--media-worker-stall", "3")
+    cid, tt, st = live_consultation(s)
+    r = post_sdp(s, f"/whip/consultations/{cid}", tt, offer())
+    assert r.status == 201, r
+    rel, etag = r.header("Location")[len(s.url):], r.header("ETag")
+    h = {"Content-Type": "application/trickle-ice-sdpfrag", "If-Match": etag}
+    # The old flood (900 candidates a PATCH) is refused before the worker.
+    big = s.request("PATCH", rel, raw=candidates_frag(900), token=tt, headers=h)
+    assert big.status == 400 and big.json["error"] == "too_many_candidates", big
+    old = worker(s)["pid"]
+    os.kill(old, signal.SIGSTOP)
+    latencies, answers = [], []
+    try:
+        def offers():
+            for _ in range(5):
+                answers.append(post_sdp(s, f"/whep/consultations/{cid}", st, offer()).status)
+
+        t = threading.Thread(target=offers)
+        t.start()
+        for k in range(4):  # within the caps: 4 x 64 candidates
+            assert s.request("PATCH", rel, raw=candidates_frag(64, 64 * k), token=tt,
+                             headers=h).status == 204
+        assert s.request("PATCH", rel, raw=candidates_frag(1, 999), token=tt,
+                         headers=h).status == 400  # past 256 a session
+
+        def replaced():
+            t0 = time.monotonic()
+            assert s.get("/healthz").status == 200
+            assert s.get("/api/teachers", token=st).status == 200
+            latencies.append(time.monotonic() - t0)
+            w = worker(s)
+            return w["ready"] and w["pid"] != old
+
+        wait_for(replaced, 60, interval=0.1, what="the stalled worker replaced")
+        t.join(60)
+    finally:
+        try:
+            os.kill(old, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    assert "stalled" in s.logtext() and metric(s, "consultd_media_worker_stalls_total") == 1
+    assert answers and all(a in (201, 503) for a in answers), answers
+    latencies.sort()
+    print(f"# stalled worker replaced; {len(latencies)} probes (healthz + teachers), "
+          f"max {latencies[-1] * 1000:.0f} ms")
+    assert latencies[-1] < 1.0, latencies[-1]  # the loop never waited (generous: 2 cores)
+    # The consultation goes on with the new worker.
+    wait_for(lambda: post_sdp(s, f"/whip/consultations/{cid}", tt, offer()).status == 201, 30,
+             what="publishing again on the new worker")
+
+
 if __name__ == "__main__":
     run()
