@@ -146,6 +146,7 @@ struct MediaRoom {
     Session *sub[CONSULTD_N_ROLES];
     GHashTable *sessions; /* id -> Session * (a ref) */
     RecRecording *rec[CONSULTD_N_ROLES];
+    const char *held; /* recording held, and why (static text); NULL: records */
 };
 
 static Session *
@@ -523,6 +524,7 @@ typedef struct {
     gint64 consultation;
     ConsultdRole role;
     gint64 started_at;
+    const char *why; /* static text: why it stopped early, or NULL */
 } RecReport;
 
 static void
@@ -533,8 +535,8 @@ rec_done(gpointer data, const char *path, ConsultdRecState state, const char *re
     g_autofree char *file = g_path_get_basename(path);
     /* Where the content begins on the consultation's timeline. */
     gint64 started = rr->started_at > lead_ms ? rr->started_at - lead_ms : rr->started_at;
-    rr->hooks.recording(rr->hooks.data, rr->consultation, rr->role, file, state, reason, started,
-                        duration_ms, size);
+    rr->hooks.recording(rr->hooks.data, rr->consultation, rr->role, file, state,
+                        reason ? reason : rr->why, started, duration_ms, size);
     g_free(rr);
 }
 
@@ -543,7 +545,7 @@ rec_done(gpointer data, const char *path, ConsultdRecState state, const char *re
 static void
 recording_start(MediaRoom *room, ConsultdRole role)
 {
-    if (!room->cfg.recordings_dir || room->rec[role])
+    if (!room->cfg.recordings_dir || room->rec[role] || room->held)
         return;
     g_autofree char *path = NULL;
     for (guint n = 1; !path || g_file_test(path, G_FILE_TEST_EXISTS); n++) {
@@ -566,13 +568,16 @@ recording_start(MediaRoom *room, ConsultdRole role)
                           g_get_real_time() / 1000, 0, 0);
 }
 
+/* Stops ROLE's recording; WHY (static text, or NULL) is reported as the
+ * reason it ended early. */
 static void
-recording_stop(MediaRoom *room, ConsultdRole role)
+recording_stop(MediaRoom *room, ConsultdRole role, const char *why)
 {
     RecRecording *rec = g_steal_pointer(&room->rec[role]);
     if (!rec)
         return;
     RecReport *rr = g_new0(RecReport, 1);
+    rr->why = why;
     rr->hooks = room->hooks;
     rr->consultation = room->id;
     rr->role = role;
@@ -1144,7 +1149,7 @@ session_stop(Session *s)
     gst_bin_remove(GST_BIN(room->pipe), s->webrtc);
     if (s->publish && room->pub[s->role] == s) {
         room->pub[s->role] = NULL;
-        recording_stop(room, s->role);
+        recording_stop(room, s->role, NULL);
     }
     if (!s->publish && room->sub[s->role] == s)
         room->sub[s->role] = NULL;
@@ -1379,7 +1384,7 @@ media_room_free(MediaRoom *room)
      * hooks), then the pipeline. */
     g_hash_table_destroy(room->sessions);
     for (int r = 0; r < CONSULTD_N_ROLES; r++)
-        recording_stop(room, r);
+        recording_stop(room, r, NULL);
     gst_element_set_state(room->pipe, GST_STATE_NULL);
     g_source_remove(room->bus_watch);
     for (int r = 0; r < CONSULTD_N_ROLES; r++) {
@@ -1410,4 +1415,20 @@ media_packets_lost(GHashTable *rooms)
                 n += s->lost;
     }
     return n;
+}
+
+void
+media_room_hold_recording(MediaRoom *room, const char *why)
+{
+    if (why && !room->held) {
+        room->held = why;
+        for (int r = 0; r < CONSULTD_N_ROLES; r++)
+            recording_stop(room, (ConsultdRole)r, why);
+    } else if (!why && room->held) {
+        room->held = NULL;
+        /* Publishers still here go on in a new file of their series. */
+        for (int r = 0; r < CONSULTD_N_ROLES; r++)
+            if (room->pub[r] && room->pub[r]->answered && !room->pub[r]->closed)
+                recording_start(room, (ConsultdRole)r);
+    }
 }

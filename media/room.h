@@ -20,12 +20,13 @@ typedef struct {
     char **addresses;  /* local addresses for ICE (NULL: all but loopback) */
     gboolean loopback; /* also offer 127.0.0.1 (tests, single-host setups) */
     guint min_port, max_port;
-    char *public_ip;       /* advertised instead of host addresses (1:1 NAT) */
-    char *stun;            /* stun://host:port for server reflexive candidates */
-    guint media_timeout_s; /* no RTP this long: the participant is gone */
-    guint max_kbps;        /* a publisher's video at most (b=AS, REMB) */
-    char *recordings_dir;  /* NULL: do not record */
-    Recorder *recorder;    /* the worker's (recorder/recorder.h) */
+    char *public_ip;         /* advertised instead of host addresses (1:1 NAT) */
+    char *stun;              /* stun://host:port for server reflexive candidates */
+    guint media_timeout_s;   /* no RTP this long: the participant is gone */
+    guint max_kbps;          /* a publisher's video at most (b=AS, REMB) */
+    char *recordings_dir;    /* NULL: do not record */
+    Recorder *recorder;      /* the worker's (recorder/recorder.h) */
+    guint64 record_min_free; /* bytes: below, recording is held (disk_low) */
 } MediaWorkerConfig;
 
 /* What a room reports, always on the main loop. */
@@ -64,6 +65,10 @@ gboolean media_room_trickle(MediaRoom *room, const char *session, guint mline,
 /* Ends SESSION; FALSE if there is none. */
 gboolean media_room_close_session(MediaRoom *room, const char *session);
 guint media_room_session_count(MediaRoom *room);
+/* WHY (static text, e.g. "disk_low"): stops every recording of ROOM with
+ * that reason and starts none until called again with NULL, which records
+ * the publishers still there into new files.  The call goes on either way. */
+void media_room_hold_recording(MediaRoom *room, const char *why);
 /* Checks liveness (called every second by the worker). */
 void media_room_tick(MediaRoom *room);
 

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "proto.h"
@@ -28,6 +29,7 @@ typedef struct {
     MediaWorkerConfig cfg;
     GHashTable *rooms;    /* gint64 *consultation -> MediaRoom * */
     GHashTable *sessions; /* char *session -> gint64 *consultation */
+    gboolean disk_low;    /* recordings held (check_disk()) */
 } MediaWorker;
 
 static void
@@ -91,6 +93,8 @@ room_for(MediaWorker *w, gint64 consultation, gboolean create)
     if (!room && create) {
         MediaRoomHooks hooks = {hook_answer, hook_error, hook_joined, hook_left, hook_recording, w};
         room = media_room_new(consultation, &w->cfg, &hooks);
+        if (w->disk_low)
+            media_room_hold_recording(room, "disk_low");
         g_hash_table_insert(w->rooms, g_memdup2(&consultation, sizeof consultation), room);
     }
     return room;
@@ -180,10 +184,46 @@ on_closed(MediaChan *ch, gpointer data)
     g_main_loop_quit(w->loop);
 }
 
+/* Whether the recordings' file system has less than record-min-free-bytes
+ * free: then every room holds its recordings (reason disk_low) until it has
+ * enough again; the calls go on. */
+static void
+check_disk(MediaWorker *w)
+{
+    if (!w->cfg.recordings_dir || !w->cfg.record_min_free)
+        return;
+    struct statvfs vfs;
+    if (statvfs(w->cfg.recordings_dir, &vfs) != 0)
+        return;
+    guint64 avail = (guint64)vfs.f_bavail * vfs.f_frsize;
+    /* Hysteresis: it resumes only with a margin over the floor (a tenth,
+     * at least 64 MiB), so that the space a finished file frees does not
+     * start another at once. */
+    guint64 margin = MAX(w->cfg.record_min_free / 10, (guint64)64 << 20);
+    gboolean low =
+        w->disk_low ? avail < w->cfg.record_min_free + margin : avail < w->cfg.record_min_free;
+    if (low == w->disk_low)
+        return;
+    w->disk_low = low;
+    if (low)
+        g_warning("recordings: %" G_GUINT64_FORMAT " MiB free in %s, under record-min-free-bytes:"
+                  " recording stops (disk_low), the calls go on",
+                  avail >> 20, w->cfg.recordings_dir);
+    else
+        g_message("recordings: %" G_GUINT64_FORMAT " MiB free again: recording resumes",
+                  avail >> 20);
+    GHashTableIter it;
+    MediaRoom *room;
+    g_hash_table_iter_init(&it, w->rooms);
+    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&room))
+        media_room_hold_recording(room, low ? "disk_low" : NULL);
+}
+
 static gboolean
 tick(gpointer data)
 {
     MediaWorker *w = data;
+    check_disk(w);
     GHashTableIter it;
     MediaRoom *room;
     g_autoptr(GPtrArray) empty = g_ptr_array_new_with_free_func(g_free);
@@ -309,6 +349,7 @@ main(int argc, char **argv)
     /* No defaults of its own: consultd's config table has them, and passes
      * every setting (signaling/workers/media.c, worker_start()). */
     gint min_port = 0, max_port = 0, timeout = -1, max_kbps = -1;
+    gint64 min_free = 0;
     gboolean loopback = FALSE;
     g_autofree char *addresses = NULL, *public_ip = NULL, *stun = NULL;
     g_autofree char *recordings = NULL, *finalize = NULL, *compose = NULL;
@@ -324,6 +365,8 @@ main(int argc, char **argv)
         {"media-timeout", 0, 0, G_OPTION_ARG_INT, &timeout, "seconds without RTP", "S"},
         {"max-bitrate", 0, 0, G_OPTION_ARG_INT, &max_kbps, "a publisher's video at most", "KBIT/S"},
         {"recordings-dir", 0, 0, G_OPTION_ARG_FILENAME, &recordings, "where to record", "DIR"},
+        {"record-min-free-bytes", 0, 0, G_OPTION_ARG_INT64, &min_free,
+         "hold recordings while the disk has less free", "BYTES"},
         {"finalize", 0, 0, G_OPTION_ARG_FILENAME, &finalize,
          "repair and finalize one recording, print the outcome, exit", "FILE"},
         {"compose", 0, 0, G_OPTION_ARG_FILENAME, &compose,
@@ -354,6 +397,7 @@ main(int argc, char **argv)
     w.cfg.max_kbps = (guint)CLAMP(max_kbps, 100, 100000);
     w.cfg.recordings_dir = recordings;
     w.cfg.recorder = rec_recorder_new();
+    w.cfg.record_min_free = (guint64)MAX(min_free, 0);
     g_auto(GStrv) addr = addresses && *addresses ? g_strsplit(addresses, ",", -1) : NULL;
     w.cfg.addresses = addr;
     w.loop = g_main_loop_new(NULL, FALSE);

@@ -254,6 +254,12 @@ serve(SigApp *app)
     guint purge = g_timeout_add_seconds(600, purge_sessions, app);
     guint retention = g_timeout_add_seconds(3600, retention_tick, app);
     sig_recordings_prune(app);
+    if (app->cfg->record)
+        g_message("recordings: kept %" G_GINT64_FORMAT " days (retention-days; 0 keeps them), "
+                  "held while under %" G_GINT64_FORMAT " MiB free (record-min-free-bytes); "
+                  "consultations end after %" G_GINT64_FORMAT " minutes",
+                  app->cfg->retention_days, app->cfg->record_min_free_bytes >> 20,
+                  app->cfg->max_consultation_minutes);
     fprintf(stderr, "consultd %s: listening on %s (data dir %s)\n", CONSULTD_VERSION,
             app->cfg->public_url, app->cfg->data_dir);
     g_main_loop_run(app->loop);

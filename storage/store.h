@@ -230,6 +230,8 @@ GPtrArray *store_consultation_list(Store *s, gint64 teacher, int status, guint l
 gint64 store_consultation_count(Store *s, StoreConsultStatus status);
 /* Ids of requested consultations older than BEFORE_MS. */
 GArray *store_consultations_requested_before(Store *s, gint64 before_ms);
+/* Ids of live or interrupted consultations accepted before BEFORE_MS. */
+GArray *store_consultations_live_since_before(Store *s, gint64 before_ms);
 
 /* participant.joined / participant.left for consultation ID (ROLE a
  * participant: teacher or student; REASON a fixed word or NULL).  Not a state

@@ -434,6 +434,15 @@ store_consultations_requested_before(Store *s, gint64 before_ms)
     return id_column(s, st);
 }
 
+GArray *
+store_consultations_live_since_before(Store *s, gint64 before_ms)
+{
+    sqlite3_stmt *st = store_stmt(s, "SELECT id FROM consultations WHERE status IN ('live',"
+                                     " 'interrupted') AND accepted_at > 0 AND accepted_at < ?1");
+    sqlite3_bind_int64(st, 1, before_ms);
+    return id_column(s, st);
+}
+
 static char *
 consult_payload(gint64 id, gint64 teacher, gint64 student, StoreConsultStatus st,
                 const char *reason)

@@ -482,10 +482,21 @@ expire_requests(gpointer data)
         if (store_consultation_transition(app->store, g_array_index(ids, gint64, i),
                                           STORE_CONSULT_EXPIRED, "timeout", NULL))
             n++;
-    if (n) {
+    /* A consultation lasts at most max-consultation-minutes: it ends with
+     * reason max_duration (and its media and recordings with it). */
+    gint64 started_before = store_now_ms() - app->cfg->max_consultation_minutes * 60000;
+    g_autoptr(GArray) longs = store_consultations_live_since_before(app->store, started_before);
+    guint ended = 0;
+    for (guint i = 0; i < longs->len; i++)
+        if (store_consultation_transition(app->store, g_array_index(longs, gint64, i),
+                                          STORE_CONSULT_ENDED, "max_duration", NULL))
+            ended++;
+    if (ended)
+        g_message("ended %u consultation(s) at max-consultation-minutes", ended);
+    if (n)
         g_info("expired %u unanswered request(s)", n);
+    if (n || ended)
         sig_events_kick(app);
-    }
     return G_SOURCE_CONTINUE;
 }
 

@@ -45,15 +45,17 @@ typedef struct SigConfig {
     char *media_turn;        /* comma-separated TURN URLs for clients */
     char *media_turn_secret; /* shared with the TURN server (REST credentials) */
     gint64 media_turn_ttl;
-    gint64 media_timeout;       /* seconds without RTP: a participant is gone */
-    gint64 media_end_grace;     /* seconds a live consultation may be empty */
-    gint64 media_max_bitrate;   /* kbit/s a publisher's video may send at most */
-    gint64 media_restart_max;   /* cap of the worker restart backoff, seconds */
-    gint64 media_worker_stall;  /* seconds of silence or not reading: lost */
-    gboolean record;            /* record every consultation */
-    gboolean compose;           /* make a combined side-by-side file afterwards */
-    gint64 retention_days;      /* delete recordings older than this (0: never) */
-    gint64 retention_max_bytes; /* keep recordings under this total (0: no cap) */
+    gint64 media_timeout;            /* seconds without RTP: a participant is gone */
+    gint64 media_end_grace;          /* seconds a live consultation may be empty */
+    gint64 media_max_bitrate;        /* kbit/s a publisher's video may send at most */
+    gint64 media_restart_max;        /* cap of the worker restart backoff, seconds */
+    gint64 media_worker_stall;       /* seconds of silence or not reading: lost */
+    gint64 max_consultation_minutes; /* a consultation ends by itself after */
+    gint64 record_min_free_bytes;    /* below: recordings stop (disk_low) */
+    gboolean record;                 /* record every consultation */
+    gboolean compose;                /* make a combined side-by-side file afterwards */
+    gint64 retention_days;           /* delete recordings older than this (0: never) */
+    gint64 retention_max_bytes;      /* keep recordings under this total (0: no cap) */
     gboolean demo;
     gboolean demo_public; /* --demo allowed off loopback */
     char *metrics_listen; /* "" : /metrics on the main listener */

@@ -505,6 +505,8 @@ worker_start(SigWorkerProc *w)
         g_autofree char *dir = consultd_recordings_dir(cfg->data_dir);
         g_autofree char *abs = g_canonicalize_filename(dir, NULL);
         g_ptr_array_add(argv, g_strdup_printf("--recordings-dir=%s", abs));
+        g_ptr_array_add(argv, g_strdup_printf("--record-min-free-bytes=%" G_GINT64_FORMAT,
+                                              cfg->record_min_free_bytes));
     }
     g_ptr_array_add(argv, NULL);
     g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_NONE);

@@ -291,7 +291,8 @@ def combined_file_is_composed_in_the_background():
 
 @test
 def disk_full_stops_the_recording_not_the_consultation():
-    s = media_server("--compose=false")
+    # record-min-free-bytes 0: the disk really fills (the floor is tested below).
+    s = media_server("--compose=false", "--record-min-free-bytes", "0")
     rec_dir = os.path.join(s.data_dir, "recordings")
     os.makedirs(rec_dir, exist_ok=True)
     # A filesystem of its own for the recordings, 120 KiB: full in seconds.
@@ -319,6 +320,54 @@ def disk_full_stops_the_recording_not_the_consultation():
     finally:
         s.stop()
         subprocess.run(["umount", "-l", rec_dir])
+
+
+@test
+def under_the_free_space_floor_recording_stops_with_disk_low():
+    """Issue 21, finding 3: below record-min-free-bytes a recording stops
+    with reason disk_low (none starts while it stays low) and the call goes
+    on.  A 1 MiB tmpfs with a floor of 900 KiB: the recording starts, and
+    stops after its first hundred KiB."""
+    s = media_server("--compose=false", "--record-min-free-bytes", str(900 * 1024))
+    rec_dir = os.path.join(s.data_dir, "recordings")
+    os.makedirs(rec_dir, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", rec_dir], check=True)
+    try:
+        cid, tt, st = live_consultation(s)
+        pub = peer(s, "whip", cid, tt, "publish", 30)
+        wait_for(lambda: "disk_low" in s.logtext(), 60, what="recording held: disk_low")
+        rc, res, err = result(peer(s, "whep", cid, st, "receive", 5, 30))
+        assert rc == 0 and res["video_frames"] >= 30, (res, err[-800:])
+        assert s.get(f"/api/consultations/{cid}", token=st).json["status"] == "live"
+        pub.kill()
+        pub.wait()
+        wait_for(lambda: db_recording(s, cid, "teacher.webm")[1] in ("failed", "ready", "empty"),
+                 60, what="the recording to settle")
+        r = [x for x in recordings(s, cid, st) if x["file"] == "teacher.webm"][0]
+        assert r.get("reason") == "disk_low", r
+        assert not [x for x in recordings(s, cid, st) if x["file"] == "teacher-2.webm"]
+    finally:
+        s.stop()
+        subprocess.run(["umount", "-l", rec_dir])
+
+
+@test
+def a_consultation_ends_at_max_consultation_minutes():
+    """Issue 21, finding 3: a live consultation older than
+    max-consultation-minutes ends by itself (reason max_duration), with its
+    event; made old in the database rather than waited for."""
+    s = media_server("--max-consultation-minutes", "1")
+    cid, tt, st = live_consultation(s)
+    sse = SSE(s, st)
+    db = sqlite3.connect(os.path.join(s.data_dir, "consultd.db"), timeout=10)
+    db.execute("UPDATE consultations SET accepted_at = accepted_at - 120000 WHERE id = ?", (cid,))
+    db.commit()
+    db.close()
+    e = sse.wait_type("consultation.ended", 30)
+    c = s.get(f"/api/consultations/{cid}", token=st).json
+    assert c["status"] == "ended" and c["end_reason"] == "max_duration", c
+    assert e["data"]["data"]["consultation_id"] == cid
+    sse.close()
 
 
 if __name__ == "__main__":
