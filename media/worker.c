@@ -13,7 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <linux/landlock.h>
+#include <sys/prctl.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <unistd.h>
 
 #include "proto.h"
@@ -246,6 +251,58 @@ tick(gpointer data)
     return G_SOURCE_CONTINUE;
 }
 
+/* Limits this process's writes to DIR (recordings), its HOME (GStreamer's
+ * registry cache) and device files, with Landlock where the kernel has it:
+ * a GStreamer bug exploited from the network cannot write the database or
+ * anything else.  Reads are not limited (plugins, certificates).  Says in
+ * the log what it did. */
+static void
+limit_writes(const char *dir)
+{
+    const __u64 write = LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_REMOVE_DIR |
+                        LANDLOCK_ACCESS_FS_REMOVE_FILE | LANDLOCK_ACCESS_FS_MAKE_CHAR |
+                        LANDLOCK_ACCESS_FS_MAKE_DIR | LANDLOCK_ACCESS_FS_MAKE_REG |
+                        LANDLOCK_ACCESS_FS_MAKE_SOCK | LANDLOCK_ACCESS_FS_MAKE_FIFO |
+                        LANDLOCK_ACCESS_FS_MAKE_BLOCK | LANDLOCK_ACCESS_FS_MAKE_SYM;
+    if (g_getenv("CONSULTD_NO_LANDLOCK")) {
+        g_message("landlock: off (CONSULTD_NO_LANDLOCK)");
+        return;
+    }
+    long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+    if (abi < 1) {
+        g_message("landlock: not available here (%s): this worker's writes are not limited",
+                  g_strerror(errno));
+        return;
+    }
+    struct landlock_ruleset_attr attr = {.handled_access_fs = write};
+    int rs = (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof attr, 0);
+    if (rs < 0) {
+        g_message("landlock: cannot create a ruleset (%s)", g_strerror(errno));
+        return;
+    }
+    const char *home = g_getenv("HOME");
+    struct {
+        const char *path;
+        __u64 access;
+    } allow[] = {{dir, write}, {home, write}, {"/dev", LANDLOCK_ACCESS_FS_WRITE_FILE}};
+    for (guint i = 0; i < G_N_ELEMENTS(allow); i++) {
+        if (!allow[i].path || !*allow[i].path)
+            continue;
+        int fd = open(allow[i].path, O_PATH | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        struct landlock_path_beneath_attr pb = {.allowed_access = allow[i].access, .parent_fd = fd};
+        syscall(SYS_landlock_add_rule, rs, LANDLOCK_RULE_PATH_BENEATH, &pb, 0);
+        close(fd);
+    }
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    if (syscall(SYS_landlock_restrict_self, rs, 0) != 0)
+        g_message("landlock: cannot restrict (%s)", g_strerror(errno));
+    else
+        g_message("landlock: writes limited to %s (ABI %ld)", dir ? dir : "(nothing)", abi);
+    close(rs);
+}
+
 /* consultd-media --finalize FILE: the repair step the main process runs for
  * recordings a crash left unfinished.  Reports one framed "finalized"
  * message on stdout (media/proto.h). */
@@ -378,10 +435,16 @@ main(int argc, char **argv)
     g_option_context_add_main_entries(ctx, entries, NULL);
     g_autoptr(GError) err = NULL;
     gboolean parsed = g_option_context_parse(ctx, &argc, &argv, &err);
-    if (parsed && finalize)
+    if (parsed && finalize) {
+        g_autofree char *dir = g_path_get_dirname(finalize);
+        limit_writes(dir);
         return finalize_one(finalize);
-    if (parsed && compose)
+    }
+    if (parsed && compose) {
+        g_autofree char *dir = g_path_get_dirname(compose);
+        limit_writes(dir);
         return compose_one(compose, inputs);
+    }
     if (!parsed || fd < 0 || timeout < 0 || max_kbps < 0) {
         fprintf(stderr, "consultd-media: %s\n",
                 err ? err->message : "--fd, --media-timeout and --max-bitrate are required");
@@ -398,6 +461,7 @@ main(int argc, char **argv)
     w.cfg.recordings_dir = recordings;
     w.cfg.recorder = rec_recorder_new();
     w.cfg.record_min_free = (guint64)MAX(min_free, 0);
+    limit_writes(recordings);
     g_auto(GStrv) addr = addresses && *addresses ? g_strsplit(addresses, ",", -1) : NULL;
     w.cfg.addresses = addr;
     w.loop = g_main_loop_new(NULL, FALSE);

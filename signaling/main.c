@@ -15,7 +15,11 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <errno.h>
+#include <stddef.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,6 +37,7 @@
 #include "workers/media.h"
 #include "workers/reactions.h"
 #include "workers/recordings.h"
+#include "workers/sandbox.h"
 
 /* ---------------------------------------------------------------- logging */
 
@@ -83,6 +88,38 @@ setup_logging(const char *level)
     g_log_set_writer_func(log_writer, GUINT_TO_POINTER(max_level), NULL);
 }
 
+/* --------------------------------------------------------------- systemd */
+
+/* Tells systemd STATE (READY=1, WATCHDOG=1, STOPPING=1) when it asked
+ * (Type=notify: NOTIFY_SOCKET); a no-op otherwise.  No libsystemd needed. */
+static void
+sd_notify_state(const char *state)
+{
+    const char *path = g_getenv("NOTIFY_SOCKET");
+    if (!path || (path[0] != '/' && path[0] != '@') || strlen(path) >= 108)
+        return;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, path, strlen(path));
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+    if (path[0] == '@')
+        sa.sun_path[0] = '\0'; /* an abstract socket */
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa, len) < 0)
+        g_debug("sd_notify: %s", g_strerror(errno));
+    close(fd);
+}
+
+/* The watchdog ping runs on the main loop: a loop that stops turning stops
+ * pinging, and systemd (WatchdogSec=) restarts the service. */
+static gboolean
+watchdog_ping(gpointer data)
+{
+    sd_notify_state("WATCHDOG=1");
+    return G_SOURCE_CONTINUE;
+}
+
 /* --------------------------------------------------------------- serving */
 
 static gboolean
@@ -109,6 +146,7 @@ on_signal(gpointer data)
         return G_SOURCE_CONTINUE;
     g_message("shutting down: no new connections, finishing requests in flight");
     app->stopping = TRUE;
+    sd_notify_state("STOPPING=1");
     app->stop_deadline = g_get_monotonic_time() + app->cfg->shutdown_grace * G_USEC_PER_SEC;
     sig_http_quiesce(app->http);
     sig_streams_close_all(app);
@@ -238,6 +276,7 @@ serve(SigApp *app)
     sig_webhooks_new(app);
     app->consult = sig_consult_new(app);
     sig_recordings_new(app);
+    sig_sandbox_new(app);
     sig_media_new(app);
     sig_reactions_init(app);
     sig_recordings_repair(app, NULL); /* whatever a crash left unfinished */
@@ -262,7 +301,13 @@ serve(SigApp *app)
                   app->cfg->max_consultation_minutes);
     fprintf(stderr, "consultd %s: listening on %s (data dir %s)\n", CONSULTD_VERSION,
             app->cfg->public_url, app->cfg->data_dir);
+    sd_notify_state("READY=1");
+    guint64 wd_usec =
+        g_ascii_strtoull(g_getenv("WATCHDOG_USEC") ? g_getenv("WATCHDOG_USEC") : "0", NULL, 10);
+    guint wd = wd_usec ? g_timeout_add((guint)MAX(wd_usec / 2000, 100), watchdog_ping, NULL) : 0;
     g_main_loop_run(app->loop);
+    if (wd)
+        g_source_remove(wd);
 
     g_source_remove(sig_term);
     g_source_remove(sig_int);
@@ -275,6 +320,7 @@ serve(SigApp *app)
     g_clear_pointer(&app->metrics_http, sig_http_stop);
     g_clear_pointer(&app->webhooks, sig_webhooks_free);
     g_clear_pointer(&app->recordings, sig_recordings_free);
+    g_clear_pointer(&app->sandbox, sig_sandbox_free);
     g_clear_pointer(&app->streams, sig_streams_free);
     g_clear_pointer(&app->events, sig_events_free);
     g_clear_pointer(&app->auth, sig_auth_free);

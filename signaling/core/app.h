@@ -37,6 +37,7 @@ typedef struct SigRecordings SigRecordings;
 typedef struct SigHealth SigHealth;
 typedef struct SigStreams SigStreams;
 typedef struct SigIce SigIce;
+typedef struct SigSandbox SigSandbox;
 
 typedef struct SigApp {
     SigConfig *cfg;
@@ -53,6 +54,7 @@ typedef struct SigApp {
     SigHealth *health;
     SigStreams *streams;
     SigIce *ice;
+    SigSandbox *sandbox;
     char *media_bin; /* the consultd-media executable (workers, repairs) */
     GMainLoop *loop;
     gint64 started_at; /* monotonic, microseconds */

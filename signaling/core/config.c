@@ -120,6 +120,8 @@ static const CfgOpt opts[] = {
      "a consultation ends by itself after this long (reason max_duration)"},
     {"record-min-free-bytes", CFG_INT, OFF(record_min_free_bytes), "536870912", 0, G_MAXINT64,
      "recordings stop (reason disk_low) while the recordings disk has less free"},
+    {"media-user", CFG_STR, OFF(media_user), "consultd-media", 0, 0,
+     "when run as root: the user media workers run as (owns the recordings, not the database)"},
     {"media-worker-stall", CFG_INT, OFF(media_worker_stall), "20", 2, 3600,
      "seconds a media worker may send nothing or read nothing before it is killed and replaced"},
     {"media-restart-max", CFG_INT, OFF(media_restart_max), "30", 1, 3600,

@@ -50,6 +50,7 @@ typedef struct SigConfig {
     gint64 media_max_bitrate;        /* kbit/s a publisher's video may send at most */
     gint64 media_restart_max;        /* cap of the worker restart backoff, seconds */
     gint64 media_worker_stall;       /* seconds of silence or not reading: lost */
+    char *media_user;                /* as root: the workers' user ("": same) */
     gint64 max_consultation_minutes; /* a consultation ends by itself after */
     gint64 record_min_free_bytes;    /* below: recordings stop (disk_low) */
     gboolean record;                 /* record every consultation */

@@ -30,6 +30,7 @@
 #include "core/metrics.h"
 #include "proto.h"
 #include "workers/recordings.h"
+#include "workers/sandbox.h"
 
 #define OFFER_TIMEOUT_S 20
 /* Offers a worker may have unanswered at once; more get 503 (retry). */
@@ -509,7 +510,7 @@ worker_start(SigWorkerProc *w)
                                               cfg->record_min_free_bytes));
     }
     g_ptr_array_add(argv, NULL);
-    g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_NONE);
+    g_autoptr(GSubprocessLauncher) l = sig_sandbox_launcher(m->app, G_SUBPROCESS_FLAGS_NONE, FALSE);
     g_subprocess_launcher_take_fd(l, sv[1], 3);
     g_autoptr(GError) err = NULL;
     w->proc = g_subprocess_launcher_spawnv(l, (const char *const *)argv->pdata, &err);

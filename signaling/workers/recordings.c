@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/events.h"
+#include "workers/sandbox.h"
 #include "proto.h"
 
 typedef struct {
@@ -163,7 +164,9 @@ repair_next(SigApp *app)
     g_autofree char *path = sig_recordings_path(app, r->consultation, r->file);
     const char *argv[] = {app->media_bin, "--finalize", path, NULL};
     g_autoptr(GError) err = NULL;
-    GSubprocess *p = g_subprocess_newv(argv, G_SUBPROCESS_FLAGS_STDOUT_PIPE, &err);
+    g_autoptr(GSubprocessLauncher) l =
+        sig_sandbox_launcher(app, G_SUBPROCESS_FLAGS_STDOUT_PIPE, FALSE);
+    GSubprocess *p = g_subprocess_launcher_spawnv(l, argv, &err);
     if (!p) {
         sig_recording_report(app, r->consultation, r->role, r->file, CONSULTD_REC_FAILED,
                              err->message, 0, 0, 0);
@@ -315,14 +318,6 @@ compose_read(GObject *src, GAsyncResult *res, gpointer data)
 }
 
 static void
-lowest_priority(gpointer data)
-{
-    /* In the child, before exec: the composer only gets idle CPU. */
-    if (nice(19) == -1)
-        return;
-}
-
-static void
 compose_next(SigApp *app)
 {
     SigRecordings *rs = app->recordings;
@@ -357,8 +352,9 @@ compose_next(SigApp *app)
         }
     }
     g_ptr_array_add(argv, NULL);
-    g_autoptr(GSubprocessLauncher) l = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE);
-    g_subprocess_launcher_set_child_setup(l, lowest_priority, NULL, NULL);
+    /* The composer gets only idle CPU: nice 19. */
+    g_autoptr(GSubprocessLauncher) l =
+        sig_sandbox_launcher(app, G_SUBPROCESS_FLAGS_STDOUT_PIPE, TRUE);
     g_autoptr(GError) err = NULL;
     GSubprocess *p = g_subprocess_launcher_spawnv(l, (const char *const *)argv->pdata, &err);
     if (!p) {

@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -548,6 +549,27 @@ def login_request_and_sse_floods_stay_bounded():
     wait_for(lambda: proc_rss_fds(s.proc.pid)[1] <= fds0 + 2, 20, what=f"fds back to ~{fds0}")
     wait_for(lambda: proc_rss_fds(s.proc.pid)[0] - rss0 < 32 * 1024, 20,
              what="RSS back near its baseline")
+
+
+@test
+def systemd_notify_ready_watchdog_and_stopping():
+    """Issue 21, finding 7: under Type=notify the unit hears READY=1 once
+    serving, WATCHDOG=1 from the main loop (WatchdogSec restarts a loop
+    that stops), and STOPPING=1 at SIGTERM."""
+    import socket as so
+    path = os.path.join(tempfile.mkdtemp(prefix="notify-"), "notify.sock")
+    sock = so.socket(so.AF_UNIX, so.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(20)
+    s = Server("--media-workers", "0", env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
+    got = []
+    while "WATCHDOG=1" not in got:
+        got.append(sock.recv(256).decode())
+    assert got[0] == "READY=1", got
+    assert s.stop() == 0
+    while "STOPPING=1" not in got:
+        got.append(sock.recv(256).decode())
+    sock.close()
 
 
 if __name__ == "__main__":

@@ -370,5 +370,55 @@ def a_consultation_ends_at_max_consultation_minutes():
     sse.close()
 
 
+def as_uid(uid, fn):
+    """Runs FN in a child process with UID (and its group); returns what it
+    returned, or the name of the exception it raised."""
+    import multiprocessing as mp
+    q = mp.get_context("fork").Queue()
+
+    def child():
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            q.put(fn())
+        except Exception as e:  # noqa: BLE001 (the type is the answer)
+            q.put(type(e).__name__)
+
+    p = mp.get_context("fork").Process(target=child)
+    p.start()
+    p.join(30)
+    return q.get(timeout=5)
+
+
+@test
+def workers_run_as_their_own_user_and_cannot_touch_the_database():
+    """Issue 21, finding 2: started as root with media-user, workers (and
+    their repairs) run as that user with no_new_privs: they can write the
+    recordings, not open the database; the main process keeps it 0600."""
+    if os.geteuid() != 0:
+        print("# skipped: needs root (CI runs as root)")
+        return
+    s = media_server("--media-user", "nobody", "--compose=false")
+    w = wait_for(lambda: worker(s)["ready"] and worker(s), 30, what="worker")
+    status = open(f"/proc/{w['pid']}/status").read()
+    uid = int(re.search(r"^Uid:\s+(\d+)", status, re.M).group(1))
+    assert uid == 65534, status
+    assert re.search(r"^NoNewPrivs:\s+1", status, re.M), status
+    assert "sandbox: media workers run as nobody" in s.logtext()
+    db = os.path.join(s.data_dir, "consultd.db")
+    assert os.stat(db).st_mode & 0o077 == 0
+    assert as_uid(uid, lambda: open(db, "rb").read(16)) == "PermissionError"
+    rec = os.path.join(s.data_dir, "recordings")
+    assert as_uid(uid, lambda: open(os.path.join(rec, "probe"), "wb").write(b"x")) == 1
+    # Recording and replay work under that user.
+    cid, tt, st, _ = record_one(s, 4)
+    s.post(f"/api/consultations/{cid}/end", token=tt)
+    wait_for(lambda: [r["state"] for r in recordings(s, cid, st)] == ["ready", "ready"], 60,
+             what="recordings ready")
+    assert os.stat(os.path.join(rec, str(cid), "teacher.webm")).st_uid == uid
+    assert s.get(f"/recordings/{cid}/teacher.webm", token=st).status == 200
+
+
 if __name__ == "__main__":
     run()
