@@ -470,6 +470,7 @@ def a_stalled_worker_is_replaced_and_the_api_never_waits():
     assert big.status == 400 and big.json["error"] == "too_many_candidates", big
     old = worker(s)["pid"]
     os.kill(old, signal.SIGSTOP)
+    stopped_at = time.monotonic()
     latencies, answers = [], []
     try:
         def offers():
@@ -493,6 +494,7 @@ def a_stalled_worker_is_replaced_and_the_api_never_waits():
             return w["ready"] and w["pid"] != old
 
         wait_for(replaced, 60, interval=0.1, what="the stalled worker replaced")
+        took = time.monotonic() - stopped_at
         t.join(60)
     finally:
         try:
@@ -502,8 +504,8 @@ def a_stalled_worker_is_replaced_and_the_api_never_waits():
     assert "stalled" in s.logtext() and metric(s, "consultd_media_worker_stalls_total") == 1
     assert answers and all(a in (201, 503) for a in answers), answers
     latencies.sort()
-    print(f"# stalled worker replaced; {len(latencies)} probes (healthz + teachers), "
-          f"max {latencies[-1] * 1000:.0f} ms")
+    print(f"# stalled worker replaced {took:.1f} s after SIGSTOP (stall 3 s); "
+          f"{len(latencies)} probes (healthz + teachers), max {latencies[-1] * 1000:.0f} ms")
     assert latencies[-1] < 1.0, latencies[-1]  # the loop never waited (generous: 2 cores)
     # The consultation goes on with the new worker.
     wait_for(lambda: post_sdp(s, f"/whip/consultations/{cid}", tt, offer()).status == 201, 30,
