@@ -221,6 +221,32 @@ enqueue_webhooks(Store *s, const StoreEvent *e, const char *const *urls, GError 
     return TRUE;
 }
 
+/* Which events of EVS cancel out in the notifications: a favorite and its
+ * undoing by the same student for the same teacher in one batch (a toggle
+ * burst).  Both still move the read models; neither goes to webhooks or
+ * streams.  Newly allocated, one flag per event. */
+static gboolean *
+coalesced(GPtrArray *evs)
+{
+    gboolean *skip = g_new0(gboolean, evs->len);
+    for (guint i = 0; i < evs->len; i++) {
+        StoreEvent *a = evs->pdata[i];
+        gboolean fav = !strcmp(a->type, "teacher.favorited");
+        if (skip[i] || (!fav && strcmp(a->type, "teacher.unfavorited")))
+            continue;
+        for (guint k = i + 1; k < evs->len; k++) {
+            StoreEvent *b = evs->pdata[k];
+            if (skip[k] || b->teacher_id != a->teacher_id || b->student_id != a->student_id)
+                continue;
+            if (!strcmp(b->type, fav ? "teacher.unfavorited" : "teacher.favorited"))
+                skip[i] = skip[k] = TRUE;
+            if (!strcmp(b->type, "teacher.favorited") || !strcmp(b->type, "teacher.unfavorited"))
+                break; /* the pair's next change decides */
+        }
+    }
+    return skip;
+}
+
 GPtrArray *
 store_dispatch(Store *s, guint limit, const char *const *webhook_urls, GError **error)
 {
@@ -233,12 +259,13 @@ store_dispatch(Store *s, guint limit, const char *const *webhook_urls, GError **
     GPtrArray *notified = g_ptr_array_new_with_free_func((GDestroyNotify)store_event_free);
     gboolean ok = evs != NULL;
     gint64 last = 0;
+    g_autofree gboolean *skip = evs ? coalesced(evs) : NULL;
     for (guint i = 0; ok && i < evs->len; i++) {
         StoreEvent *e = evs->pdata[i];
         last = e->seq;
         if (e->seq > proj)
             ok = project(s, e, error);
-        if (ok && e->seq > notify) {
+        if (ok && e->seq > notify && !skip[i]) {
             ok = enqueue_webhooks(s, e, webhook_urls, error);
             g_ptr_array_add(notified, g_steal_pointer(&evs->pdata[i]));
         }

@@ -171,6 +171,29 @@ test_dispatch_projects_once(Fx *f, gconstpointer data)
     g_assert_cmpuint(ds2->len, ==, ds->len);
 }
 
+/* A favorite toggled on and off in one batch moves the read model twice and
+ * notifies nobody (issue 20: toggles coalesce); a toggle that stays on is
+ * notified once. */
+static void
+test_toggles_coalesce(Fx *f, gconstpointer data)
+{
+    gboolean changed;
+    const char *urls[] = {"http://127.0.0.1:1/a", NULL};
+    for (int i = 0; i < 5; i++) {
+        g_assert_true(store_favorite_set(f->s, f->student, f->teacher, TRUE, &changed, NULL));
+        g_assert_true(store_favorite_set(f->s, f->student, f->teacher, FALSE, &changed, NULL));
+    }
+    g_assert_true(store_favorite_set(f->s, f->student, f->teacher, TRUE, &changed, NULL));
+    g_autoptr(GPtrArray) evs = store_dispatch(f->s, 100, urls, NULL);
+    g_assert_cmpuint(evs->len, ==, 1);
+    g_assert_cmpstr(((StoreEvent *)evs->pdata[0])->type, ==, "teacher.favorited");
+    g_autoptr(GPtrArray) ds = store_deliveries_due(f->s, store_now_ms() + 1, 100);
+    g_assert_cmpuint(ds->len, ==, 1);
+    g_autoptr(StoreTeacher) t = store_teacher_get(f->s, f->teacher, 0, NULL);
+    g_assert_cmpint(t->popularity, ==, 1);
+    g_assert_cmpint(store_cursor(f->s, "notify"), ==, store_events_last_seq(f->s));
+}
+
 static void
 test_delivery_results(Fx *f, gconstpointer data)
 {
@@ -198,6 +221,7 @@ main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
 #define T(name, fn) g_test_add("/domain/" name, Fx, NULL, setup, fn, teardown)
+    T("toggles-coalesce", test_toggles_coalesce);
     T("request-needs-online-teacher", test_request_needs_online_teacher);
     T("transition-table", test_transition_table);
     T("dispatch-projects-once", test_dispatch_projects_once);
