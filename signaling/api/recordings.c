@@ -62,6 +62,27 @@ row_json(const StoreRecording *x)
     return j;
 }
 
+/* ROWS as the API lists them: the admin's list adds the consultation and
+ * the time; a consultation's list adds a combined file's progress. */
+static json_t *
+rows_json(SigApp *app, GPtrArray *rows, gboolean admin)
+{
+    json_t *arr = json_array();
+    for (guint i = 0; i < rows->len; i++) {
+        StoreRecording *x = rows->pdata[i];
+        json_t *j = row_json(x);
+        if (admin) {
+            json_object_set_new(j, "consultation_id", json_integer(x->consultation_id));
+            json_object_set_new(j, "created_at", sig_json_time(x->created_at));
+        } else if (x->role == CONSULTD_ROLE_COMBINED && x->state == CONSULTD_REC_PROCESSING) {
+            int p = sig_recordings_compose_progress(app, x->consultation_id);
+            json_object_set_new(j, "progress", json_integer(MAX(0, p)));
+        }
+        json_array_append_new(arr, j);
+    }
+    return arr;
+}
+
 void
 sig_h_recordings_list(SigReq *r)
 {
@@ -74,16 +95,7 @@ sig_h_recordings_list(SigReq *r)
         sig_reply_store_error(r, err);
         return;
     }
-    json_t *arr = json_array();
-    for (guint i = 0; i < rows->len; i++) {
-        StoreRecording *x = rows->pdata[i];
-        json_t *j = row_json(x);
-        if (x->role == CONSULTD_ROLE_COMBINED && x->state == CONSULTD_REC_PROCESSING)
-            json_object_set_new(
-                j, "progress",
-                json_integer(MAX(0, sig_recordings_compose_progress(r->app, c->id))));
-        json_array_append_new(arr, j);
-    }
+    json_t *arr = rows_json(r->app, rows, FALSE);
     sig_reply_json(
         r, 200, json_pack("{s:I, s:o}", "consultation_id", (json_int_t)c->id, "recordings", arr));
 }
@@ -213,14 +225,7 @@ sig_h_admin_recordings(SigReq *r)
         sig_reply_store_error(r, err);
         return;
     }
-    json_t *arr = json_array();
-    for (guint i = 0; i < rows->len; i++) {
-        StoreRecording *x = rows->pdata[i];
-        json_t *j = row_json(x);
-        json_object_set_new(j, "consultation_id", json_integer(x->consultation_id));
-        json_object_set_new(j, "created_at", sig_json_time(x->created_at));
-        json_array_append_new(arr, j);
-    }
+    json_t *arr = rows_json(r->app, rows, TRUE);
     struct statvfs vfs;
     json_t *disk = json_null();
     if (statvfs(r->app->cfg->data_dir, &vfs) == 0)

@@ -2,6 +2,7 @@
 """Recording and replay: real consultations recorded by the real worker, the
 files checked with GStreamer, served with byte ranges, played and seeked in
 headless Chromium, and repaired after a kill -9 of the worker."""
+import contextlib
 import os
 import re
 import shutil
@@ -289,15 +290,31 @@ def combined_file_is_composed_in_the_background():
     plays_and_seeks_in_chromium(s, cid, ["combined.webm"])
 
 
+@contextlib.contextmanager
+def recordings_on_tmpfs(size, *args):
+    """A media server (ARGS) whose recordings directory is a tmpfs of SIZE,
+    mounted before it starts: the worker's Landlock rule names the directory
+    it finds at start, so a file system mounted over it later is not its."""
+    import tempfile
+    data_dir = tempfile.mkdtemp(prefix="consultd-test-")
+    rec_dir = os.path.join(data_dir, "recordings")
+    os.makedirs(rec_dir)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", rec_dir], check=True)
+    s = None
+    try:
+        s = media_server(*args, data_dir=data_dir)
+        yield s
+    finally:
+        if s:
+            s.stop()
+        subprocess.run(["umount", "-l", rec_dir])
+        shutil.rmtree(data_dir, ignore_errors=True)
+
 @test
 def disk_full_stops_the_recording_not_the_consultation():
+    # A filesystem of its own for the recordings, 120 KiB: full in seconds;
     # record-min-free-bytes 0: the disk really fills (the floor is tested below).
-    s = media_server("--compose=false", "--record-min-free-bytes", "0")
-    rec_dir = os.path.join(s.data_dir, "recordings")
-    os.makedirs(rec_dir, exist_ok=True)
-    # A filesystem of its own for the recordings, 120 KiB: full in seconds.
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=120k", "tmpfs", rec_dir], check=True)
-    try:
+    with recordings_on_tmpfs("120k", "--compose=false", "--record-min-free-bytes", "0") as s:
         cid, tt, st = live_consultation(s)
         pub = peer(s, "whip", cid, tt, "publish", 25)
         wait_for(lambda: "No space left" in s.logtext() or "no space" in s.logtext().lower(), 60,
@@ -317,9 +334,6 @@ def disk_full_stops_the_recording_not_the_consultation():
         assert r["state"] in ("failed", "ready"), r
         if r["state"] == "failed":
             assert r.get("reason"), r
-    finally:
-        s.stop()
-        subprocess.run(["umount", "-l", rec_dir])
 
 
 @test
@@ -328,11 +342,8 @@ def under_the_free_space_floor_recording_stops_with_disk_low():
     with reason disk_low (none starts while it stays low) and the call goes
     on.  A 1 MiB tmpfs with a floor of 900 KiB: the recording starts, and
     stops after its first hundred KiB."""
-    s = media_server("--compose=false", "--record-min-free-bytes", str(900 * 1024))
-    rec_dir = os.path.join(s.data_dir, "recordings")
-    os.makedirs(rec_dir, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", rec_dir], check=True)
-    try:
+    with recordings_on_tmpfs("1m", "--compose=false", "--record-min-free-bytes",
+                             str(900 * 1024)) as s:
         cid, tt, st = live_consultation(s)
         pub = peer(s, "whip", cid, tt, "publish", 30)
         wait_for(lambda: "disk_low" in s.logtext(), 60, what="recording held: disk_low")
@@ -346,9 +357,6 @@ def under_the_free_space_floor_recording_stops_with_disk_low():
         r = [x for x in recordings(s, cid, st) if x["file"] == "teacher.webm"][0]
         assert r.get("reason") == "disk_low", r
         assert not [x for x in recordings(s, cid, st) if x["file"] == "teacher-2.webm"]
-    finally:
-        s.stop()
-        subprocess.run(["umount", "-l", rec_dir])
 
 
 @test
