@@ -39,12 +39,20 @@ mount -t proc proc "$root/proc"
 mount --rbind /sys "$root/sys"
 mount --rbind /dev "$root/dev"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# A network that reaches the archives through a TLS proxy has its CA in
+# /usr/local/share/ca-certificates: a machine in that network has it too.
+if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
+    mkdir -p "$root/usr/local/share/ca-certificates"
+    cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+    chroot "$root" update-ca-certificates >/dev/null
+fi
 echo "deb $mirror bookworm main" > "$root/etc/apt/sources.list"
 rm -rf "$root/src"
 mkdir -p "$root/src"
 git archive HEAD | tar -x -C "$root/src"
 
-chroot "$root" /bin/sh -ec '
+chroot "$root" /usr/bin/env NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
+    /bin/sh -ec '
 cd /src
 # Command one: builds and serves; checked by /healthz, then stopped.
 scripts/run.sh --listen 127.0.0.1:18080 > /tmp/run.log 2>&1 &
