@@ -419,6 +419,18 @@ sig_h_users_list(SigReq *r)
     sig_reply_json(r, 200, json_pack("{s:o}", "users", arr));
 }
 
+/* A new password: at least SIG_PASSWORD_MIN characters; else replies 400. */
+static gboolean
+new_password_ok(SigReq *r, const char *password)
+{
+    if (g_utf8_strlen(password, -1) < SIG_PASSWORD_MIN) {
+        sig_reply_error(r, 400, "bad_field", "password must be at least %d characters",
+                        SIG_PASSWORD_MIN);
+        return FALSE;
+    }
+    return TRUE;
+}
+
 typedef struct {
     char *username, *display_name, *intro;
     StoreRole role;
@@ -456,11 +468,8 @@ sig_h_users_create(SigReq *r)
         sig_reply_error(r, 400, "bad_field", "username must be 1-64 of a-z, 0-9, '.', '_' and '-'");
         return;
     }
-    if (g_utf8_strlen(password, -1) < SIG_PASSWORD_MIN) {
-        sig_reply_error(r, 400, "bad_field", "password must be at least %d characters",
-                        SIG_PASSWORD_MIN);
+    if (!new_password_ok(r, password))
         return;
-    }
     StoreRole rl = store_role_parse(role);
     if (!rl) {
         sig_reply_error(r, 400, "bad_field", "role must be admin, teacher or student");
@@ -529,17 +538,6 @@ sig_h_users_delete(SigReq *r)
 }
 
 /* ---------------------------------------------------------- passwords */
-
-static gboolean
-new_password_ok(SigReq *r, const char *password)
-{
-    if (g_utf8_strlen(password, -1) < SIG_PASSWORD_MIN) {
-        sig_reply_error(r, 400, "bad_field", "password must be at least %d characters",
-                        SIG_PASSWORD_MIN);
-        return FALSE;
-    }
-    return TRUE;
-}
 
 /* PUT /api/me/password {"current_password", "new_password"}: the user's
  * own change; every other session of theirs ends (and its streams). */

@@ -134,6 +134,11 @@ repair_done(GObject *src, GAsyncResult *res, gpointer data)
     g_autoptr(GBytes) out = NULL;
     g_autoptr(GError) err = NULL;
     g_subprocess_communicate_finish(G_SUBPROCESS(src), res, &out, NULL, &err);
+    if (!app->recordings) { /* shut down meanwhile: the next start repairs it */
+        repair_free(r);
+        g_free(run);
+        return;
+    }
     g_autoptr(GByteArray) buf = out ? g_bytes_unref_to_array(g_steal_pointer(&out)) : NULL;
     g_autoptr(GVariant) msg = last_message(buf, "finalized");
     gint64 duration, size, lead;
@@ -266,6 +271,16 @@ sig_recordings_compose_progress(SigApp *app, gint64 consultation)
 static void compose_next(SigApp *app);
 
 static void
+compose_free(Compose *c)
+{
+    g_clear_object(&c->out);
+    g_clear_object(&c->proc);
+    g_byte_array_unref(c->buf);
+    g_clear_pointer(&c->result, g_variant_unref);
+    g_free(c);
+}
+
+static void
 compose_finish(Compose *c)
 {
     SigApp *app = c->app;
@@ -278,11 +293,7 @@ compose_finish(Compose *c)
                          : *reason                   ? reason
                                                      : "the composer stopped",
                          0, duration, size);
-    g_clear_object(&c->out);
-    g_clear_object(&c->proc);
-    g_byte_array_unref(c->buf);
-    g_clear_pointer(&c->result, g_variant_unref);
-    g_free(c);
+    compose_free(c);
     app->recordings->composing = NULL;
     app->recordings->compose_progress = -1;
     compose_next(app);
@@ -293,6 +304,10 @@ compose_read(GObject *src, GAsyncResult *res, gpointer data)
 {
     Compose *c = data;
     g_autoptr(GBytes) bytes = g_input_stream_read_bytes_finish(G_INPUT_STREAM(src), res, NULL);
+    if (!c->app->recordings) { /* shut down meanwhile: compose_resume() redoes it */
+        compose_free(c);
+        return;
+    }
     if (!bytes || g_bytes_get_size(bytes) == 0) {
         compose_finish(c);
         return;
@@ -437,7 +452,8 @@ sig_recordings_free(SigRecordings *rs)
     if (!rs)
         return;
     /* A repair or a composer still running keeps its own reference to its
-     * child; its completion finds app->recordings NULL and stops there. */
+     * child; its completion finds app->recordings NULL and stops there
+     * (repair_done(), compose_read()). */
     g_queue_clear_full(&rs->repairs, (GDestroyNotify)repair_free);
     g_queue_clear_full(&rs->composes, g_free);
     rs->app->recordings = NULL;

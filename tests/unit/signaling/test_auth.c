@@ -95,8 +95,7 @@ test_backoff(void)
     }
     g_assert_cmpuint(sig_backoff_wait(l, &rule, "u\na"), ==, 0); /* 3 free */
     sig_limiter_hit(l, "u\na");
-    guint w = sig_backoff_wait(l, &rule, "u\na"); /* the 4th: 1 s */
-    g_assert_cmpuint(w, >=, 0);
+    guint w = sig_backoff_wait(l, &rule, "u\na"); /* the 4th: 1 s (0 if a second ticked) */
     g_assert_cmpuint(w, <=, 1);
     for (int i = 0; i < 6; i++)
         sig_limiter_hit(l, "u\na");
