@@ -29,10 +29,28 @@ typedef enum {
     STORE_ERROR_TEACHER_OFFLINE, /* a request to a teacher who is offline */
     STORE_ERROR_TEACHER_BUSY,    /* a request to a teacher who is busy */
     STORE_ERROR_BAD_STATE,       /* the transition is not legal from this state */
+    STORE_ERROR_UNAVAILABLE,     /* the database server cannot be reached now */
+    STORE_ERROR_FENCED,          /* this node's lease ran out: its writes are refused */
 } StoreErrorCode;
 
-/* The schema version this build migrates to; PRAGMA user_version. */
-#define STORE_SCHEMA_VERSION 5
+/* The schema version this build migrates SQLite to; PRAGMA user_version. */
+#define STORE_SCHEMA_VERSION 6
+/* ... and PostgreSQL, whose schema started at the SQLite schema's sixth
+ * version; table consultd_schema. */
+#define STORE_PG_SCHEMA_VERSION 1
+
+/* How a shared (PostgreSQL) store behaves; zeroes mean the defaults. */
+typedef struct {
+    int timeout_ms;        /* statement_timeout, and the wait for any reply (2000) */
+    int connect_timeout_s; /* connect_timeout (3) */
+    gboolean migrate;      /* apply pending migrations at open */
+    const char *node_id;   /* this node (NULL: a tool, not a node: no lease) */
+    const char *node_url;  /* how other nodes reach it */
+    /* Called on the loop when the connection comes back after a loss, and
+     * when another node appended events (LISTEN/NOTIFY). */
+    void (*on_event)(gpointer data, gboolean reconnected);
+    gpointer data;
+} StoreOptions;
 
 typedef struct Store Store;
 
@@ -43,6 +61,15 @@ Store *store_open(const char *data_dir, GError **error);
  * tests that build an older schema.  TARGET_VERSION 0 means the newest. */
 Store *store_open_path(const char *path, int target_version, GError **error);
 void store_close(Store *s); /* NULL-safe; finalizes statements, closes. */
+/* Opens by DATABASE: NULL, "" or "sqlite:" (DATA_DIR/consultd.db),
+ * "sqlite:PATH", or a PostgreSQL URL (postgresql://...) or libpq
+ * connection string ("host=... dbname=...").  OPTS: for PostgreSQL. */
+Store *store_open_database(const char *database, const char *data_dir, const StoreOptions *opts,
+                           GError **error);
+/* "sqlite" or "postgresql". */
+const char *store_kind_name(Store *s);
+/* Whether other nodes share this store (PostgreSQL). */
+gboolean store_shared(Store *s);
 /* How long a statement waits for another process's lock before failing
  * with STORE_ERROR_BUSY (5 s from store_open).  The server sets it short:
  * its one thread must not stall on a lock held by a tool. */
@@ -182,8 +209,14 @@ gboolean store_favorite_set(Store *s, gint64 student, gint64 teacher, gboolean o
 GArray *store_favorers(Store *s, gint64 teacher);
 /* Teacher ids STUDENT favors. */
 GArray *store_favorites_of(Store *s, gint64 student);
-/* Teacher ids currently online (not busy), for the presence sweeper. */
-GArray *store_teachers_online(Store *s);
+/* Teacher ids currently online (not busy) whose console no node has seen
+ * since UNSEEN_SINCE (ms; 0: all online teachers), for the presence
+ * sweeper. */
+GArray *store_teachers_online(Store *s, gint64 unseen_since);
+/* Records that this node holds the consoles (events streams) of teachers
+ * IDS now: on several nodes, a teacher is online while any node sees their
+ * console. */
+gboolean store_teachers_console_seen(Store *s, GArray *ids, gint64 now_ms, GError **error);
 
 typedef enum {
     STORE_CONSULT_REQUESTED,
@@ -345,8 +378,11 @@ typedef struct {
     gint64 delivered_at;
 } StoreDelivery;
 void store_delivery_free(StoreDelivery *d);
-/* Pending deliveries due at NOW_MS, oldest first. */
-GPtrArray *store_deliveries_due(Store *s, gint64 now_ms, guint limit);
+/* Claims up to LIMIT pending deliveries due at NOW_MS, oldest first: each
+ * is not due again (for any node) for LEASE_MS, unless its attempt's
+ * result comes first (store_delivery_result).  With several nodes each
+ * delivery is claimed by one (FOR UPDATE SKIP LOCKED). */
+GPtrArray *store_deliveries_claim(Store *s, gint64 now_ms, gint64 lease_ms, guint limit);
 /* Newest first, for the admin API. */
 GPtrArray *store_deliveries_list(Store *s, guint limit, GError **error);
 /* Records an attempt's outcome: delivered, or retried at NEXT_AT_MS, or
@@ -354,5 +390,36 @@ GPtrArray *store_deliveries_list(Store *s, guint limit, GError **error);
 gboolean store_delivery_result(Store *s, gint64 id, gboolean delivered, const char *error_text,
                                gint64 next_at_ms, GError **err);
 StoreEvent *store_event_get(Store *s, gint64 seq);
+
+/* ---- nodes sharing one PostgreSQL store (store_pg.c) ----
+ *
+ * A node registers (StoreOptions.node_id) and renews a lease of 6 s; every
+ * write transaction checks, under the writers' lock, that the node's epoch
+ * still holds a live lease, and fails with STORE_ERROR_FENCED if not.  On
+ * SQLite these do nothing and the list is empty. */
+
+typedef struct {
+    char *node_id, *url;
+    gint64 epoch;
+    gint64 lease_left_ms; /* negative: expired that long ago */
+    gint64 started_at, renewed_at;
+    gint64 streams, live; /* load it reported at its last renewal */
+} StoreNode;
+void store_node_free(StoreNode *n);
+
+/* Registers this node with a new epoch (a fenced node comes back so). */
+gboolean store_node_register(Store *s, GError **error);
+/* Renews the lease, reporting the node's load; a node whose lease ran out
+ * registers again (new epoch).  Call every 2 s. */
+gboolean store_node_renew(Store *s, gint64 streams, gint64 live, GError **error);
+gint64 store_node_epoch(Store *s);
+GPtrArray *store_nodes_list(Store *s, GError **error);
+/* Tests only: drops every table of the PostgreSQL database CONNINFO (its
+ * schema public, recreated empty). */
+gboolean store_drop_all(const char *conninfo, GError **error);
+/* FALSE while the database server is unreachable (reconnecting). */
+gboolean store_available(Store *s);
+/* How many times the connection was lost. */
+guint64 store_connection_losses(Store *s);
 
 G_END_DECLS

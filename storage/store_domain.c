@@ -101,44 +101,43 @@ store_teacher_free(StoreTeacher *t)
     " WHERE u.deleted_at IS NULL"
 
 static StoreTeacher *
-teacher_from_row(sqlite3_stmt *st)
+teacher_from_row(StoreStmt *st)
 {
     StoreTeacher *t = g_new0(StoreTeacher, 1);
-    t->id = sqlite3_column_int64(st, 0);
+    t->id = store_col_int64(st, 0);
     t->username = store_col_strdup(st, 1);
     t->display_name = store_col_strdup(st, 2);
     t->intro = store_col_strdup(st, 3);
-    t->status =
-        (StorePresence)MAX(0, store_presence_parse((const char *)sqlite3_column_text(st, 4)));
-    t->popularity = sqlite3_column_int64(st, 5);
-    t->consultation_count = sqlite3_column_int64(st, 6);
-    t->favorite = sqlite3_column_int(st, 7) != 0;
+    t->status = (StorePresence)MAX(0, store_presence_parse(store_col_text(st, 4)));
+    t->popularity = store_col_int64(st, 5);
+    t->consultation_count = store_col_int64(st, 6);
+    t->favorite = store_col_int64(st, 7) != 0;
     return t;
 }
 
 GPtrArray *
 store_teacher_list(Store *s, gint64 viewer, int status, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(
-        s, TEACHER_SELECT " AND (?2 IS NULL OR t.status = ?2) ORDER BY u.display_name, u.id");
-    sqlite3_bind_int64(st, 1, viewer);
+    StoreStmt *st = store_stmt(s, TEACHER_SELECT
+                               " AND (?2 IS NULL OR t.status = ?2) ORDER BY u.display_name, u.id");
+    store_bind_int64(st, 1, viewer);
     if (status >= 0)
-        sqlite3_bind_text(st, 2, store_presence_name(status), -1, SQLITE_STATIC);
+        store_bind_text(st, 2, store_presence_name(status));
     return STORE_COLLECT(s, st, teacher_from_row, store_teacher_free, "list teachers", error);
 }
 
 StoreTeacher *
 store_teacher_get(Store *s, gint64 id, gint64 viewer, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(s, TEACHER_SELECT " AND u.id = ?2");
-    sqlite3_bind_int64(st, 1, viewer);
-    sqlite3_bind_int64(st, 2, id);
+    StoreStmt *st = store_stmt(s, TEACHER_SELECT " AND u.id = ?2");
+    store_bind_int64(st, 1, viewer);
+    store_bind_int64(st, 2, id);
     StoreTeacher *t = NULL;
-    if (sqlite3_step(st) == SQLITE_ROW)
+    if (store_step(st) == STORE_ROW)
         t = teacher_from_row(st);
     else
         g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "no teacher %" G_GINT64_FORMAT, id);
-    sqlite3_reset(st);
+    store_stmt_reset(st);
     return t;
 }
 
@@ -146,14 +145,13 @@ store_teacher_get(Store *s, gint64 id, gint64 viewer, GError **error)
 static int
 teacher_status(Store *s, gint64 id)
 {
-    sqlite3_stmt *st =
-        store_stmt(s, "SELECT t.status FROM teachers t JOIN users u ON u.id = t.user_id"
-                      " WHERE t.user_id = ?1 AND u.deleted_at IS NULL");
-    sqlite3_bind_int64(st, 1, id);
+    StoreStmt *st = store_stmt(s, "SELECT t.status FROM teachers t JOIN users u ON u.id = t.user_id"
+                                  " WHERE t.user_id = ?1 AND u.deleted_at IS NULL");
+    store_bind_int64(st, 1, id);
     int v = -1;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = store_presence_parse((const char *)sqlite3_column_text(st, 0));
-    sqlite3_reset(st);
+    if (store_step(st) == STORE_ROW)
+        v = store_presence_parse(store_col_text(st, 0));
+    store_stmt_reset(st);
     return v;
 }
 
@@ -161,11 +159,11 @@ static gboolean
 teacher_move(Store *s, gint64 id, StorePresence to, gint64 consultation, GError **error)
 {
     static const char *const events[] = {"teacher.offline", "teacher.online", "teacher.busy"};
-    sqlite3_stmt *st =
+    StoreStmt *st =
         store_stmt(s, "UPDATE teachers SET status = ?2, status_at = ?3 WHERE user_id = ?1");
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_text(st, 2, store_presence_name(to), -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, store_now_ms());
+    store_bind_int64(st, 1, id);
+    store_bind_text(st, 2, store_presence_name(to));
+    store_bind_int64(st, 3, store_now_ms());
     if (!store_step_done(s, st, error, "teacher presence"))
         return FALSE;
     /* busy -> online is "available", not "online": the teacher did not log
@@ -183,15 +181,14 @@ teacher_move(Store *s, gint64 id, StorePresence to, gint64 consultation, GError 
 static void
 check_teacher_consistent(Store *s, gint64 id)
 {
-    sqlite3_stmt *st =
-        store_stmt(s, "SELECT t.status = 'busy', EXISTS (SELECT 1 FROM consultations c"
-                      "  WHERE c.teacher_id = t.user_id"
-                      "  AND c.status IN ('requested','live','interrupted'))"
-                      " FROM teachers t WHERE t.user_id = ?1");
-    sqlite3_bind_int64(st, 1, id);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        g_assert_cmpint(sqlite3_column_int(st, 0), ==, sqlite3_column_int(st, 1));
-    sqlite3_reset(st);
+    StoreStmt *st = store_stmt(s, "SELECT t.status = 'busy', EXISTS (SELECT 1 FROM consultations c"
+                                  "  WHERE c.teacher_id = t.user_id"
+                                  "  AND c.status IN ('requested','live','interrupted'))"
+                                  " FROM teachers t WHERE t.user_id = ?1");
+    store_bind_int64(st, 1, id);
+    if (store_step(st) == STORE_ROW)
+        g_assert_cmpint(store_col_int64(st, 0), ==, store_col_int64(st, 1));
+    store_stmt_reset(st);
 }
 #else
 #define check_teacher_consistent(s, id) ((void)0)
@@ -209,9 +206,9 @@ store_teacher_set_intro(Store *s, gint64 id, const char *intro, GError **error)
         ok = FALSE;
     }
     if (ok) {
-        sqlite3_stmt *st = store_stmt(s, "UPDATE users SET intro = ?2 WHERE id = ?1");
-        sqlite3_bind_int64(st, 1, id);
-        sqlite3_bind_text(st, 2, intro, -1, SQLITE_TRANSIENT);
+        StoreStmt *st = store_stmt(s, "UPDATE users SET intro = ?2 WHERE id = ?1");
+        store_bind_int64(st, 1, id);
+        store_bind_text(st, 2, intro);
         ok = store_step_done(s, st, error, "set intro");
     }
     if (ok) {
@@ -274,19 +271,20 @@ store_favorite_set(Store *s, gint64 student, gint64 teacher, gboolean on, gboole
                     teacher);
         ok = FALSE;
     }
-    sqlite3_stmt *st;
+    StoreStmt *st;
     if (ok && on) {
-        st = store_stmt(s, "INSERT OR IGNORE INTO favorites VALUES (?1, ?2, ?3)");
-        sqlite3_bind_int64(st, 3, store_now_ms());
+        st = store_stmt(s, "INSERT INTO favorites (student_id, teacher_id, created_at)"
+                           " VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING");
+        store_bind_int64(st, 3, store_now_ms());
     } else {
         st = store_stmt(s, "DELETE FROM favorites WHERE student_id = ?1 AND teacher_id = ?2");
     }
     if (ok) {
-        sqlite3_bind_int64(st, 1, student);
-        sqlite3_bind_int64(st, 2, teacher);
+        store_bind_int64(st, 1, student);
+        store_bind_int64(st, 2, teacher);
         ok = store_step_done(s, st, error, "favorite");
     }
-    if (ok && sqlite3_changes(s->db) > 0) {
+    if (ok && store_changes(s) > 0) {
         g_autofree char *payload = g_strdup_printf("{\"teacher_id\":%" G_GINT64_FORMAT
                                                    ",\"student_id\":%" G_GINT64_FORMAT "}",
                                                    teacher, student);
@@ -298,39 +296,60 @@ store_favorite_set(Store *s, gint64 student, gint64 teacher, gboolean on, gboole
 }
 
 static GArray *
-id_column(Store *s, sqlite3_stmt *st)
+id_column(Store *s, StoreStmt *st)
 {
     GArray *out = g_array_new(FALSE, FALSE, sizeof(gint64));
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        gint64 v = sqlite3_column_int64(st, 0);
+    while (store_step(st) == STORE_ROW) {
+        gint64 v = store_col_int64(st, 0);
         g_array_append_val(out, v);
     }
-    sqlite3_reset(st);
+    store_stmt_reset(st);
     return out;
 }
 
 GArray *
 store_favorers(Store *s, gint64 teacher)
 {
-    sqlite3_stmt *st =
+    StoreStmt *st =
         store_stmt(s, "SELECT f.student_id FROM favorites f JOIN users u ON u.id = f.student_id"
                       " WHERE f.teacher_id = ?1 AND u.deleted_at IS NULL");
-    sqlite3_bind_int64(st, 1, teacher);
+    store_bind_int64(st, 1, teacher);
     return id_column(s, st);
 }
 
 GArray *
 store_favorites_of(Store *s, gint64 student)
 {
-    sqlite3_stmt *st = store_stmt(s, "SELECT teacher_id FROM favorites WHERE student_id = ?1");
-    sqlite3_bind_int64(st, 1, student);
+    StoreStmt *st = store_stmt(s, "SELECT teacher_id FROM favorites WHERE student_id = ?1");
+    store_bind_int64(st, 1, student);
     return id_column(s, st);
 }
 
 GArray *
-store_teachers_online(Store *s)
+store_teachers_online(Store *s, gint64 unseen_since)
 {
-    return id_column(s, store_stmt(s, "SELECT user_id FROM teachers WHERE status = 'online'"));
+    StoreStmt *st =
+        store_stmt(s, "SELECT user_id FROM teachers WHERE status = 'online' AND console_at < ?1");
+    store_bind_int64(st, 1, unseen_since > 0 ? unseen_since : G_MAXINT64);
+    return id_column(s, st);
+}
+
+gboolean
+store_teachers_console_seen(Store *s, GArray *ids, gint64 now_ms, GError **error)
+{
+    if (!ids->len)
+        return TRUE;
+    gboolean began;
+    if (!store_autobegin(s, &began, error))
+        return FALSE;
+    gboolean ok = TRUE;
+    for (guint i = 0; ok && i < ids->len; i++) {
+        StoreStmt *st = store_stmt(s, "UPDATE teachers SET console_at = ?2 WHERE user_id = ?1");
+        store_bind_int64(st, 1, g_array_index(ids, gint64, i));
+        store_bind_int64(st, 2, now_ms);
+        ok = store_step_done(s, st, error, "console seen");
+    }
+    return store_autocommit(s, began, ok, error);
 }
 
 /* -------------------------------------------------------- consultations */
@@ -353,19 +372,18 @@ store_consultation_free(StoreConsultation *c)
     " JOIN users su ON su.id = c.student_id"
 
 static StoreConsultation *
-consult_from_row(sqlite3_stmt *st)
+consult_from_row(StoreStmt *st)
 {
     StoreConsultation *c = g_new0(StoreConsultation, 1);
-    c->id = sqlite3_column_int64(st, 0);
-    c->teacher_id = sqlite3_column_int64(st, 1);
-    c->student_id = sqlite3_column_int64(st, 2);
+    c->id = store_col_int64(st, 0);
+    c->teacher_id = store_col_int64(st, 1);
+    c->student_id = store_col_int64(st, 2);
     c->teacher_name = store_col_strdup(st, 3);
     c->student_name = store_col_strdup(st, 4);
-    c->status = (StoreConsultStatus)MAX(
-        0, store_consult_status_parse((const char *)sqlite3_column_text(st, 5)));
-    c->requested_at = sqlite3_column_int64(st, 6);
-    c->accepted_at = sqlite3_column_int64(st, 7);
-    c->ended_at = sqlite3_column_int64(st, 8);
+    c->status = (StoreConsultStatus)MAX(0, store_consult_status_parse(store_col_text(st, 5)));
+    c->requested_at = store_col_int64(st, 6);
+    c->accepted_at = store_col_int64(st, 7);
+    c->ended_at = store_col_int64(st, 8);
     c->end_reason = store_col_strdup(st, 9);
     return c;
 }
@@ -373,28 +391,28 @@ consult_from_row(sqlite3_stmt *st)
 StoreConsultation *
 store_consultation_get(Store *s, gint64 id, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(s, CONSULT_SELECT " WHERE c.id = ?1");
-    sqlite3_bind_int64(st, 1, id);
+    StoreStmt *st = store_stmt(s, CONSULT_SELECT " WHERE c.id = ?1");
+    store_bind_int64(st, 1, id);
     StoreConsultation *c = NULL;
-    if (sqlite3_step(st) == SQLITE_ROW)
+    if (store_step(st) == STORE_ROW)
         c = consult_from_row(st);
     else
         g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "no consultation %" G_GINT64_FORMAT,
                     id);
-    sqlite3_reset(st);
+    store_stmt_reset(st);
     return c;
 }
 
 GPtrArray *
 store_consultation_list(Store *s, gint64 teacher, int status, guint limit, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(
+    StoreStmt *st = store_stmt(
         s, CONSULT_SELECT " WHERE (?1 = 0 OR c.teacher_id = ?1) AND (?2 IS NULL OR c.status = ?2)"
                           " ORDER BY c.id DESC LIMIT ?3");
-    sqlite3_bind_int64(st, 1, teacher);
+    store_bind_int64(st, 1, teacher);
     if (status >= 0)
-        sqlite3_bind_text(st, 2, store_consult_status_name(status), -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, limit);
+        store_bind_text(st, 2, store_consult_status_name(status));
+    store_bind_int64(st, 3, limit);
     return STORE_COLLECT(s, st, consult_from_row, store_consultation_free, "list consultations",
                          error);
 }
@@ -402,44 +420,44 @@ store_consultation_list(Store *s, gint64 teacher, int status, guint limit, GErro
 gint64
 store_consultation_count(Store *s, StoreConsultStatus status)
 {
-    sqlite3_stmt *st = store_stmt(s, "SELECT count(*) FROM consultations WHERE status = ?1");
-    sqlite3_bind_text(st, 1, store_consult_status_name(status), -1, SQLITE_STATIC);
-    gint64 n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_reset(st);
+    StoreStmt *st = store_stmt(s, "SELECT count(*) FROM consultations WHERE status = ?1");
+    store_bind_text(st, 1, store_consult_status_name(status));
+    gint64 n = store_step(st) == STORE_ROW ? store_col_int64(st, 0) : 0;
+    store_stmt_reset(st);
     return n;
 }
 
 gint64
 store_consultations_open_for(Store *s, gint64 user, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(
+    StoreStmt *st = store_stmt(
         s, "SELECT count(*) FROM consultations WHERE (teacher_id = ?1 OR student_id = ?1)"
            " AND status IN ('requested', 'live', 'interrupted')");
-    sqlite3_bind_int64(st, 1, user);
+    store_bind_int64(st, 1, user);
     gint64 n = -1;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_int64(st, 0);
+    if (store_step(st) == STORE_ROW)
+        n = store_col_int64(st, 0);
     else
         store_set_error(s, error, "open consultations");
-    sqlite3_reset(st);
+    store_stmt_reset(st);
     return n;
 }
 
 GArray *
 store_consultations_requested_before(Store *s, gint64 before_ms)
 {
-    sqlite3_stmt *st = store_stmt(
+    StoreStmt *st = store_stmt(
         s, "SELECT id FROM consultations WHERE status = 'requested' AND requested_at < ?1");
-    sqlite3_bind_int64(st, 1, before_ms);
+    store_bind_int64(st, 1, before_ms);
     return id_column(s, st);
 }
 
 GArray *
 store_consultations_live_since_before(Store *s, gint64 before_ms)
 {
-    sqlite3_stmt *st = store_stmt(s, "SELECT id FROM consultations WHERE status IN ('live',"
-                                     " 'interrupted') AND accepted_at > 0 AND accepted_at < ?1");
-    sqlite3_bind_int64(st, 1, before_ms);
+    StoreStmt *st = store_stmt(s, "SELECT id FROM consultations WHERE status IN ('live',"
+                                  " 'interrupted') AND accepted_at > 0 AND accepted_at < ?1");
+    store_bind_int64(st, 1, before_ms);
     return id_column(s, st);
 }
 
@@ -476,14 +494,14 @@ store_consultation_request(Store *s, gint64 student, gint64 teacher, GError **er
         ok = FALSE;
     }
     if (ok) {
-        sqlite3_stmt *st =
+        StoreStmt *st =
             store_stmt(s, "INSERT INTO consultations (teacher_id, student_id, status, requested_at)"
-                          " VALUES (?1, ?2, 'requested', ?3)");
-        sqlite3_bind_int64(st, 1, teacher);
-        sqlite3_bind_int64(st, 2, student);
-        sqlite3_bind_int64(st, 3, store_now_ms());
-        ok = store_step_done(s, st, error, "request consultation");
-        id = ok ? sqlite3_last_insert_rowid(s->db) : 0;
+                          " VALUES (?1, ?2, 'requested', ?3) RETURNING id");
+        store_bind_int64(st, 1, teacher);
+        store_bind_int64(st, 2, student);
+        store_bind_int64(st, 3, store_now_ms());
+        id = store_step_id(s, st, error, "request consultation");
+        ok = id > 0;
     }
     if (ok) {
         g_autofree char *payload =
@@ -516,18 +534,18 @@ store_consultation_transition(Store *s, gint64 id, StoreConsultStatus to, const 
     }
     if (ok) {
         gint64 now = store_now_ms();
-        sqlite3_stmt *st =
+        StoreStmt *st =
             store_stmt(s, "UPDATE consultations SET status = ?2,"
                           " accepted_at = CASE WHEN ?2 = 'live' AND accepted_at = 0 THEN ?3"
                           "               ELSE accepted_at END,"
-                          " ended_at = CASE WHEN ?4 THEN ?3 ELSE ended_at END,"
-                          " end_reason = CASE WHEN ?4 THEN ?5 ELSE end_reason END"
+                          " ended_at = CASE WHEN ?4 <> 0 THEN ?3 ELSE ended_at END,"
+                          " end_reason = CASE WHEN ?4 <> 0 THEN ?5 ELSE end_reason END"
                           " WHERE id = ?1");
-        sqlite3_bind_int64(st, 1, id);
-        sqlite3_bind_text(st, 2, store_consult_status_name(to), -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, now);
-        sqlite3_bind_int(st, 4, !consult_open(to));
-        sqlite3_bind_text(st, 5, reason ? reason : "", -1, SQLITE_TRANSIENT);
+        store_bind_int64(st, 1, id);
+        store_bind_text(st, 2, store_consult_status_name(to));
+        store_bind_int64(st, 3, now);
+        store_bind_int64(st, 4, !consult_open(to));
+        store_bind_text(st, 5, reason ? reason : "");
         ok = store_step_done(s, st, error, "consultation transition");
     }
     if (ok) {

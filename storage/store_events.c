@@ -21,16 +21,19 @@ store_event_append(Store *s, const char *type, gint64 teacher, gint64 student, g
                    const char *payload, GError **error)
 {
     g_return_val_if_fail(s->in_tx, FALSE);
-    sqlite3_stmt *st =
+    StoreStmt *st =
         store_stmt(s, "INSERT INTO events (type, teacher_id, student_id, consultation_id, payload,"
                       " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
-    sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, teacher);
-    sqlite3_bind_int64(st, 3, student);
-    sqlite3_bind_int64(st, 4, consultation);
-    sqlite3_bind_text(st, 5, payload, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 6, store_now_ms());
-    return store_step_done(s, st, error, "append event");
+    store_bind_text(st, 1, type);
+    store_bind_int64(st, 2, teacher);
+    store_bind_int64(st, 3, student);
+    store_bind_int64(st, 4, consultation);
+    store_bind_text(st, 5, payload);
+    store_bind_int64(st, 6, store_now_ms());
+    if (!store_step_done(s, st, error, "append event"))
+        return FALSE;
+    s->appended = TRUE;
+    return TRUE;
 }
 
 void
@@ -46,66 +49,66 @@ store_event_free(StoreEvent *e)
 #define EVENT_COLS "seq, type, teacher_id, student_id, consultation_id, payload, created_at"
 
 static StoreEvent *
-event_from_row(sqlite3_stmt *st)
+event_from_row(StoreStmt *st)
 {
     StoreEvent *e = g_new0(StoreEvent, 1);
-    e->seq = sqlite3_column_int64(st, 0);
+    e->seq = store_col_int64(st, 0);
     e->type = store_col_strdup(st, 1);
-    e->teacher_id = sqlite3_column_int64(st, 2);
-    e->student_id = sqlite3_column_int64(st, 3);
-    e->consultation_id = sqlite3_column_int64(st, 4);
+    e->teacher_id = store_col_int64(st, 2);
+    e->student_id = store_col_int64(st, 3);
+    e->consultation_id = store_col_int64(st, 4);
     e->payload = store_col_strdup(st, 5);
-    e->created_at = sqlite3_column_int64(st, 6);
+    e->created_at = store_col_int64(st, 6);
     return e;
 }
 
 GPtrArray *
 store_events_range(Store *s, gint64 after, gint64 upto, guint limit, GError **error)
 {
-    sqlite3_stmt *st =
+    StoreStmt *st =
         store_stmt(s, "SELECT " EVENT_COLS " FROM events WHERE seq > ?1 AND (?2 = 0 OR seq <= ?2)"
                       " ORDER BY seq LIMIT ?3");
-    sqlite3_bind_int64(st, 1, after);
-    sqlite3_bind_int64(st, 2, upto);
-    sqlite3_bind_int64(st, 3, limit);
+    store_bind_int64(st, 1, after);
+    store_bind_int64(st, 2, upto);
+    store_bind_int64(st, 3, limit);
     return STORE_COLLECT(s, st, event_from_row, store_event_free, "read events", error);
 }
 
 StoreEvent *
 store_event_get(Store *s, gint64 seq)
 {
-    sqlite3_stmt *st = store_stmt(s, "SELECT " EVENT_COLS " FROM events WHERE seq = ?1");
-    sqlite3_bind_int64(st, 1, seq);
-    StoreEvent *e = sqlite3_step(st) == SQLITE_ROW ? event_from_row(st) : NULL;
-    sqlite3_reset(st);
+    StoreStmt *st = store_stmt(s, "SELECT " EVENT_COLS " FROM events WHERE seq = ?1");
+    store_bind_int64(st, 1, seq);
+    StoreEvent *e = store_step(st) == STORE_ROW ? event_from_row(st) : NULL;
+    store_stmt_reset(st);
     return e;
 }
 
 gint64
 store_events_last_seq(Store *s)
 {
-    sqlite3_stmt *st = store_stmt(s, "SELECT coalesce(max(seq), 0) FROM events");
-    gint64 v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_reset(st);
+    StoreStmt *st = store_stmt(s, "SELECT coalesce(max(seq), 0) FROM events");
+    gint64 v = store_step(st) == STORE_ROW ? store_col_int64(st, 0) : 0;
+    store_stmt_reset(st);
     return v;
 }
 
 gint64
 store_cursor(Store *s, const char *name)
 {
-    sqlite3_stmt *st = store_stmt(s, "SELECT seq FROM cursors WHERE name = ?1");
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    gint64 v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_reset(st);
+    StoreStmt *st = store_stmt(s, "SELECT seq FROM cursors WHERE name = ?1");
+    store_bind_text(st, 1, name);
+    gint64 v = store_step(st) == STORE_ROW ? store_col_int64(st, 0) : 0;
+    store_stmt_reset(st);
     return v;
 }
 
 static gboolean
 cursor_set(Store *s, const char *name, gint64 seq, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(s, "UPDATE cursors SET seq = ?2 WHERE name = ?1");
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, seq);
+    StoreStmt *st = store_stmt(s, "UPDATE cursors SET seq = ?2 WHERE name = ?1");
+    store_bind_text(st, 1, name);
+    store_bind_int64(st, 2, seq);
     return store_step_done(s, st, error, "move cursor");
 }
 
@@ -114,60 +117,81 @@ cursor_set(Store *s, const char *name, gint64 seq, GError **error)
 static gboolean
 stats_add(Store *s, gint64 teacher, int popularity, int count, GError **error)
 {
-    sqlite3_stmt *st =
+    StoreStmt *st =
         store_stmt(s, "INSERT INTO teacher_stats (teacher_id, popularity, consultation_count)"
-                      " VALUES (?1, max(?2, 0), ?3) ON CONFLICT (teacher_id) DO UPDATE SET"
-                      " popularity = max(popularity + ?2, 0),"
-                      " consultation_count = consultation_count + ?3");
-    sqlite3_bind_int64(st, 1, teacher);
-    sqlite3_bind_int(st, 2, popularity);
-    sqlite3_bind_int(st, 3, count);
+                      " VALUES (?1, CASE WHEN ?2 > 0 THEN ?2 ELSE 0 END, ?3)"
+                      " ON CONFLICT (teacher_id) DO UPDATE SET popularity = CASE"
+                      " WHEN teacher_stats.popularity + ?2 > 0 THEN teacher_stats.popularity + ?2"
+                      " ELSE 0 END,"
+                      " consultation_count = teacher_stats.consultation_count + ?3");
+    store_bind_int64(st, 1, teacher);
+    store_bind_int64(st, 2, popularity);
+    store_bind_int64(st, 3, count);
     return store_step_done(s, st, error, "teacher stats");
 }
 
 static gboolean
 mypage_insert(Store *s, const StoreEvent *e, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(
-        s, "INSERT OR REPLACE INTO mypage (consultation_id, student_id, teacher_id,"
+    StoreStmt *st = store_stmt(
+        s, "INSERT INTO mypage (consultation_id, student_id, teacher_id,"
            " teacher_name, status, requested_at)"
-           " SELECT ?1, ?2, ?3, coalesce((SELECT display_name FROM users WHERE id = ?3), ''),"
-           " 'requested', ?4");
-    sqlite3_bind_int64(st, 1, e->consultation_id);
-    sqlite3_bind_int64(st, 2, e->student_id);
-    sqlite3_bind_int64(st, 3, e->teacher_id);
-    sqlite3_bind_int64(st, 4, e->created_at);
+           " VALUES (?1, ?2, ?3, coalesce((SELECT display_name FROM users WHERE id = ?3), ''),"
+           " 'requested', ?4) ON CONFLICT (consultation_id) DO UPDATE SET"
+           " student_id = excluded.student_id, teacher_id = excluded.teacher_id,"
+           " teacher_name = excluded.teacher_name, status = excluded.status,"
+           " requested_at = excluded.requested_at, started_at = 0, ended_at = 0,"
+           " end_reason = ''");
+    store_bind_int64(st, 1, e->consultation_id);
+    store_bind_int64(st, 2, e->student_id);
+    store_bind_int64(st, 3, e->teacher_id);
+    store_bind_int64(st, 4, e->created_at);
     return store_step_done(s, st, error, "mypage insert");
 }
 
 static gboolean
 mypage_update(Store *s, const StoreEvent *e, gboolean started, gboolean ended, GError **error)
 {
-    sqlite3_stmt *st =
-        store_stmt(s, "UPDATE mypage SET status = json_extract(?2, '$.status'),"
-                      " started_at = CASE WHEN ?3 AND started_at = 0 THEN ?5 ELSE started_at END,"
-                      " ended_at = CASE WHEN ?4 THEN ?5 ELSE ended_at END,"
-                      " end_reason = CASE WHEN ?4 THEN coalesce(json_extract(?2, '$.reason'), '')"
-                      "              ELSE end_reason END"
-                      " WHERE consultation_id = ?1");
-    sqlite3_bind_int64(st, 1, e->consultation_id);
-    sqlite3_bind_text(st, 2, e->payload, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 3, started);
-    sqlite3_bind_int(st, 4, ended);
-    sqlite3_bind_int64(st, 5, e->created_at);
+    StoreStmt *st = store_stmt2(
+        s,
+        "UPDATE mypage SET status = json_extract(?2, '$.status'),"
+        " started_at = CASE WHEN ?3 <> 0 AND started_at = 0 THEN ?5 ELSE started_at END,"
+        " ended_at = CASE WHEN ?4 <> 0 THEN ?5 ELSE ended_at END,"
+        " end_reason = CASE WHEN ?4 <> 0 THEN coalesce(json_extract(?2, '$.reason'), '')"
+        "              ELSE end_reason END"
+        " WHERE consultation_id = ?1",
+        "UPDATE mypage SET status = $2::jsonb ->> 'status',"
+        " started_at = CASE WHEN $3 <> 0 AND started_at = 0 THEN $5 ELSE started_at END,"
+        " ended_at = CASE WHEN $4 <> 0 THEN $5 ELSE ended_at END,"
+        " end_reason = CASE WHEN $4 <> 0 THEN coalesce($2::jsonb ->> 'reason', '')"
+        "              ELSE end_reason END"
+        " WHERE consultation_id = $1");
+    store_bind_int64(st, 1, e->consultation_id);
+    store_bind_text(st, 2, e->payload);
+    store_bind_int64(st, 3, started);
+    store_bind_int64(st, 4, ended);
+    store_bind_int64(st, 5, e->created_at);
     return store_step_done(s, st, error, "mypage update");
 }
 
 static gboolean
 project_recording(Store *s, const StoreEvent *e, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(
-        s, "INSERT OR REPLACE INTO mypage_recordings (consultation_id, file, role, duration_ms,"
-           " size, offset_ms) VALUES (?1, json_extract(?2, '$.file'), json_extract(?2, '$.role'),"
-           " json_extract(?2, '$.duration_ms'), json_extract(?2, '$.size'),"
-           " json_extract(?2, '$.offset_ms'))");
-    sqlite3_bind_int64(st, 1, e->consultation_id);
-    sqlite3_bind_text(st, 2, e->payload, -1, SQLITE_STATIC);
+#define MYREC_UPSERT                                                                               \
+    " ON CONFLICT (consultation_id, file) DO UPDATE SET role = excluded.role,"                     \
+    " duration_ms = excluded.duration_ms, size = excluded.size, offset_ms = excluded.offset_ms"
+    StoreStmt *st = store_stmt2(
+        s,
+        "INSERT INTO mypage_recordings (consultation_id, file, role, duration_ms,"
+        " size, offset_ms) VALUES (?1, json_extract(?2, '$.file'), json_extract(?2, '$.role'),"
+        " json_extract(?2, '$.duration_ms'), json_extract(?2, '$.size'),"
+        " json_extract(?2, '$.offset_ms'))" MYREC_UPSERT,
+        "INSERT INTO mypage_recordings (consultation_id, file, role, duration_ms,"
+        " size, offset_ms) VALUES ($1, $2::jsonb ->> 'file', $2::jsonb ->> 'role',"
+        " ($2::jsonb ->> 'duration_ms')::bigint, ($2::jsonb ->> 'size')::bigint,"
+        " ($2::jsonb ->> 'offset_ms')::bigint)" MYREC_UPSERT);
+    store_bind_int64(st, 1, e->consultation_id);
+    store_bind_text(st, 2, e->payload);
     return store_step_done(s, st, error, "mypage recording");
 }
 
@@ -192,11 +216,13 @@ project(Store *s, const StoreEvent *e, GError **error)
     if (!strcmp(t, "recording.ready"))
         return project_recording(s, e, error);
     if (!strcmp(t, "recording.deleted")) {
-        sqlite3_stmt *st =
-            store_stmt(s, "DELETE FROM mypage_recordings WHERE"
-                          " consultation_id = ?1 AND file = json_extract(?2, '$.file')");
-        sqlite3_bind_int64(st, 1, e->consultation_id);
-        sqlite3_bind_text(st, 2, e->payload, -1, SQLITE_STATIC);
+        StoreStmt *st = store_stmt2(s,
+                                    "DELETE FROM mypage_recordings WHERE"
+                                    " consultation_id = ?1 AND file = json_extract(?2, '$.file')",
+                                    "DELETE FROM mypage_recordings WHERE"
+                                    " consultation_id = $1 AND file = $2::jsonb ->> 'file'");
+        store_bind_int64(st, 1, e->consultation_id);
+        store_bind_text(st, 2, e->payload);
         return store_step_done(s, st, error, "mypage recording deleted");
     }
     if (!strcmp(t, "consultation.declined") || !strcmp(t, "consultation.canceled") ||
@@ -209,12 +235,12 @@ static gboolean
 enqueue_webhooks(Store *s, const StoreEvent *e, const char *const *urls, GError **error)
 {
     for (guint i = 0; urls && urls[i]; i++) {
-        sqlite3_stmt *st = store_stmt(
-            s, "INSERT OR IGNORE INTO webhook_deliveries (event_seq, url, next_attempt_at)"
-               " VALUES (?1, ?2, ?3)");
-        sqlite3_bind_int64(st, 1, e->seq);
-        sqlite3_bind_text(st, 2, urls[i], -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, store_now_ms());
+        StoreStmt *st =
+            store_stmt(s, "INSERT INTO webhook_deliveries (event_seq, url, next_attempt_at)"
+                          " VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING");
+        store_bind_int64(st, 1, e->seq);
+        store_bind_text(st, 2, urls[i]);
+        store_bind_int64(st, 3, store_now_ms());
         if (!store_step_done(s, st, error, "queue webhook"))
             return FALSE;
     }
@@ -298,16 +324,17 @@ store_events_prune(Store *s, gint64 before_ms, guint batch, GError **error)
     if (!store_begin(s, error))
         return -1;
     gint64 upto = MIN(store_cursor(s, "projections"), store_cursor(s, "notify"));
-    sqlite3_stmt *st = store_stmt(s, "SELECT count(*), max(seq) FROM (" PRUNABLE ")");
-    sqlite3_bind_int64(st, 1, before_ms);
-    sqlite3_bind_int64(st, 2, upto);
-    sqlite3_bind_int64(st, 3, batch);
+    StoreStmt *st =
+        store_stmt(s, "SELECT count(*), coalesce(max(seq), 0) FROM (" PRUNABLE ") AS p");
+    store_bind_int64(st, 1, before_ms);
+    store_bind_int64(st, 2, upto);
+    store_bind_int64(st, 3, batch);
     gint64 n = 0, last = 0;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        n = sqlite3_column_int64(st, 0);
-        last = sqlite3_column_int64(st, 1);
+    if (store_step(st) == STORE_ROW) {
+        n = store_col_int64(st, 0);
+        last = store_col_int64(st, 1);
     }
-    sqlite3_reset(st);
+    store_stmt_reset(st);
     const char *const sql[] = {
         "DELETE FROM webhook_deliveries WHERE event_seq IN (" PRUNABLE ")",
         "DELETE FROM events WHERE seq IN (" PRUNABLE ")",
@@ -315,9 +342,9 @@ store_events_prune(Store *s, gint64 before_ms, guint batch, GError **error)
     gboolean ok = TRUE;
     for (guint i = 0; ok && n && i < G_N_ELEMENTS(sql); i++) {
         st = store_stmt(s, sql[i]);
-        sqlite3_bind_int64(st, 1, before_ms);
-        sqlite3_bind_int64(st, 2, upto);
-        sqlite3_bind_int64(st, 3, batch);
+        store_bind_int64(st, 1, before_ms);
+        store_bind_int64(st, 2, upto);
+        store_bind_int64(st, 3, batch);
         ok = store_step_done(s, st, error, "prune events");
     }
     /* Finished deliveries of the events that stay go when they are as old. */
@@ -325,14 +352,15 @@ store_events_prune(Store *s, gint64 before_ms, guint batch, GError **error)
         st = store_stmt(s, "DELETE FROM webhook_deliveries WHERE id IN (SELECT d.id FROM"
                            " webhook_deliveries d JOIN events e ON e.seq = d.event_seq"
                            " WHERE d.state != 'pending' AND e.created_at < ?1 LIMIT ?2)");
-        sqlite3_bind_int64(st, 1, before_ms);
-        sqlite3_bind_int64(st, 2, batch);
+        store_bind_int64(st, 1, before_ms);
+        store_bind_int64(st, 2, batch);
         ok = store_step_done(s, st, error, "prune deliveries");
-        n += ok ? sqlite3_changes(s->db) : 0;
+        n += ok ? store_changes(s) : 0;
     }
     if (ok && n) {
-        st = store_stmt(s, "UPDATE cursors SET seq = max(seq, ?1) WHERE name = 'pruned'");
-        sqlite3_bind_int64(st, 1, last);
+        st = store_stmt(s, "UPDATE cursors SET seq = CASE WHEN seq > ?1 THEN seq ELSE ?1 END"
+                           " WHERE name = 'pruned'");
+        store_bind_int64(st, 1, last);
         ok = store_step_done(s, st, error, "pruned cursor");
     }
     if (!ok) {
@@ -401,17 +429,16 @@ store_mypage_row_free(StoreMyPageRow *r)
 }
 
 static StoreMyPageRow *
-mypage_from_row(sqlite3_stmt *st)
+mypage_from_row(StoreStmt *st)
 {
     StoreMyPageRow *r = g_new0(StoreMyPageRow, 1);
-    r->consultation_id = sqlite3_column_int64(st, 0);
-    r->teacher_id = sqlite3_column_int64(st, 1);
+    r->consultation_id = store_col_int64(st, 0);
+    r->teacher_id = store_col_int64(st, 1);
     r->teacher_name = store_col_strdup(st, 2);
-    r->status = (StoreConsultStatus)MAX(
-        0, store_consult_status_parse((const char *)sqlite3_column_text(st, 3)));
-    r->requested_at = sqlite3_column_int64(st, 4);
-    r->started_at = sqlite3_column_int64(st, 5);
-    r->ended_at = sqlite3_column_int64(st, 6);
+    r->status = (StoreConsultStatus)MAX(0, store_consult_status_parse(store_col_text(st, 3)));
+    r->requested_at = store_col_int64(st, 4);
+    r->started_at = store_col_int64(st, 5);
+    r->ended_at = store_col_int64(st, 6);
     r->end_reason = store_col_strdup(st, 7);
     return r;
 }
@@ -419,11 +446,11 @@ mypage_from_row(sqlite3_stmt *st)
 GPtrArray *
 store_mypage(Store *s, gint64 student, GError **error)
 {
-    sqlite3_stmt *st =
+    StoreStmt *st =
         store_stmt(s, "SELECT consultation_id, teacher_id, teacher_name, status, requested_at,"
                       " started_at, ended_at, end_reason FROM mypage WHERE student_id = ?1"
                       " ORDER BY requested_at DESC, consultation_id DESC");
-    sqlite3_bind_int64(st, 1, student);
+    store_bind_int64(st, 1, student);
     return STORE_COLLECT(s, st, mypage_from_row, store_mypage_row_free, "my page", error);
 }
 
@@ -444,44 +471,57 @@ store_delivery_free(StoreDelivery *d)
     "id, event_seq, url, state, attempts, next_attempt_at, last_error, delivered_at"
 
 static StoreDelivery *
-delivery_from_row(sqlite3_stmt *st)
+delivery_from_row(StoreStmt *st)
 {
     StoreDelivery *d = g_new0(StoreDelivery, 1);
-    d->id = sqlite3_column_int64(st, 0);
-    d->event_seq = sqlite3_column_int64(st, 1);
+    d->id = store_col_int64(st, 0);
+    d->event_seq = store_col_int64(st, 1);
     d->url = store_col_strdup(st, 2);
     d->state = store_col_strdup(st, 3);
-    d->attempts = sqlite3_column_int64(st, 4);
-    d->next_attempt_at = sqlite3_column_int64(st, 5);
+    d->attempts = store_col_int64(st, 4);
+    d->next_attempt_at = store_col_int64(st, 5);
     d->last_error = store_col_strdup(st, 6);
-    d->delivered_at = sqlite3_column_int64(st, 7);
+    d->delivered_at = store_col_int64(st, 7);
     return d;
 }
 
 static GPtrArray *
-deliveries(Store *s, sqlite3_stmt *st, GError **error)
+deliveries(Store *s, StoreStmt *st, GError **error)
 {
     return STORE_COLLECT(s, st, delivery_from_row, store_delivery_free, "webhook deliveries",
                          error);
 }
 
-GPtrArray *
-store_deliveries_due(Store *s, gint64 now_ms, guint limit)
+static gint
+delivery_cmp(gconstpointer a, gconstpointer b)
 {
-    sqlite3_stmt *st =
-        store_stmt(s, "SELECT " DELIVERY_COLS " FROM webhook_deliveries"
-                      " WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2");
-    sqlite3_bind_int64(st, 1, now_ms);
-    sqlite3_bind_int64(st, 2, limit);
-    return deliveries(s, st, NULL);
+    gint64 x = (*(StoreDelivery *const *)a)->id, y = (*(StoreDelivery *const *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+GPtrArray *
+store_deliveries_claim(Store *s, gint64 now_ms, gint64 lease_ms, guint limit)
+{
+#define CLAIM_SQL(lock)                                                                            \
+    "UPDATE webhook_deliveries SET next_attempt_at = ?2 WHERE id IN (SELECT id"                    \
+    " FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= ?1"                   \
+    " ORDER BY id LIMIT ?3" lock ") RETURNING " DELIVERY_COLS
+    StoreStmt *st = store_stmt2(s, CLAIM_SQL(""), CLAIM_SQL(" FOR UPDATE SKIP LOCKED"));
+    store_bind_int64(st, 1, now_ms);
+    store_bind_int64(st, 2, now_ms + lease_ms);
+    store_bind_int64(st, 3, limit);
+    GPtrArray *out = deliveries(s, st, NULL);
+    if (out)
+        g_ptr_array_sort(out, delivery_cmp); /* RETURNING keeps no order */
+    return out;
 }
 
 GPtrArray *
 store_deliveries_list(Store *s, guint limit, GError **error)
 {
-    sqlite3_stmt *st =
+    StoreStmt *st =
         store_stmt(s, "SELECT " DELIVERY_COLS " FROM webhook_deliveries ORDER BY id DESC LIMIT ?1");
-    sqlite3_bind_int64(st, 1, limit);
+    store_bind_int64(st, 1, limit);
     return deliveries(s, st, error);
 }
 
@@ -489,18 +529,18 @@ gboolean
 store_delivery_result(Store *s, gint64 id, gboolean delivered, const char *error_text,
                       gint64 next_at_ms, GError **err)
 {
-    sqlite3_stmt *st =
+    StoreStmt *st =
         store_stmt(s, "UPDATE webhook_deliveries SET attempts = attempts + 1,"
-                      " state = CASE WHEN ?2 THEN 'delivered' WHEN ?4 = 0 THEN 'failed'"
+                      " state = CASE WHEN ?2 <> 0 THEN 'delivered' WHEN ?4 = 0 THEN 'failed'"
                       "         ELSE 'pending' END,"
-                      " delivered_at = CASE WHEN ?2 THEN ?5 ELSE 0 END,"
+                      " delivered_at = CASE WHEN ?2 <> 0 THEN ?5 ELSE 0 END,"
                       " next_attempt_at = CASE WHEN ?4 = 0 THEN next_attempt_at ELSE ?4 END,"
                       " last_error = ?3 WHERE id = ?1");
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_int(st, 2, delivered);
-    sqlite3_bind_text(st, 3, error_text ? error_text : "", -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 4, delivered ? 1 : next_at_ms);
-    sqlite3_bind_int64(st, 5, store_now_ms());
+    store_bind_int64(st, 1, id);
+    store_bind_int64(st, 2, delivered);
+    store_bind_text(st, 3, error_text ? error_text : "");
+    store_bind_int64(st, 4, delivered ? 1 : next_at_ms);
+    store_bind_int64(st, 5, store_now_ms());
     gboolean began;
     if (!store_autobegin(s, &began, err))
         return FALSE;

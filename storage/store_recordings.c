@@ -40,28 +40,28 @@ store_recording_free(StoreRecording *r)
     " offset_ms, created_at"
 
 static StoreRecording *
-rec_from_row(sqlite3_stmt *st)
+rec_from_row(StoreStmt *st)
 {
     StoreRecording *r = g_new0(StoreRecording, 1);
-    r->id = sqlite3_column_int64(st, 0);
-    r->consultation_id = sqlite3_column_int64(st, 1);
+    r->id = store_col_int64(st, 0);
+    r->consultation_id = store_col_int64(st, 1);
     /* The schema's CHECK constraints allow only known names. */
     r->role = CONSULTD_ROLE_COMBINED;
-    consultd_role_parse((const char *)sqlite3_column_text(st, 2), TRUE, &r->role);
+    consultd_role_parse(store_col_text(st, 2), TRUE, &r->role);
     r->file = store_col_strdup(st, 3);
     r->state = CONSULTD_REC_FAILED;
-    consultd_rec_state_parse((const char *)sqlite3_column_text(st, 4), &r->state);
+    consultd_rec_state_parse(store_col_text(st, 4), &r->state);
     r->reason = store_col_strdup(st, 5);
-    r->started_at = sqlite3_column_int64(st, 6);
-    r->duration_ms = sqlite3_column_int64(st, 7);
-    r->size = sqlite3_column_int64(st, 8);
-    r->offset_ms = sqlite3_column_int64(st, 9);
-    r->created_at = sqlite3_column_int64(st, 10);
+    r->started_at = store_col_int64(st, 6);
+    r->duration_ms = store_col_int64(st, 7);
+    r->size = store_col_int64(st, 8);
+    r->offset_ms = store_col_int64(st, 9);
+    r->created_at = store_col_int64(st, 10);
     return r;
 }
 
 static GPtrArray *
-rec_rows(Store *s, sqlite3_stmt *st, GError **error)
+rec_rows(Store *s, StoreStmt *st, GError **error)
 {
     return STORE_COLLECT(s, st, rec_from_row, store_recording_free, "recordings", error);
 }
@@ -94,13 +94,13 @@ store_recording_update(Store *s, gint64 consultation, ConsultdRole role_id, cons
     gboolean ok = c != NULL;
     g_autofree char *was = NULL;
     if (ok) {
-        sqlite3_stmt *st =
+        StoreStmt *st =
             store_stmt(s, "SELECT state FROM recordings WHERE consultation_id = ?1 AND file = ?2");
-        sqlite3_bind_int64(st, 1, consultation);
-        sqlite3_bind_text(st, 2, file, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(st) == SQLITE_ROW)
+        store_bind_int64(st, 1, consultation);
+        store_bind_text(st, 2, file);
+        if (store_step(st) == STORE_ROW)
             was = store_col_strdup(st, 0);
-        sqlite3_reset(st);
+        store_stmt_reset(st);
     }
     if (ok && terminal(was)) /* never leave a terminal state */
         return store_autocommit(s, began, TRUE, error);
@@ -110,33 +110,34 @@ store_recording_update(Store *s, gint64 consultation, ConsultdRole role_id, cons
                         ? started_at - c->accepted_at
                         : 0;
     if (ok) {
-        sqlite3_stmt *st = store_stmt(
+        StoreStmt *st = store_stmt(
             s, "INSERT INTO recordings (consultation_id, role, file, state, reason, started_at,"
                " duration_ms, size, offset_ms, created_at, updated_at)"
                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)"
                " ON CONFLICT (consultation_id, file) DO UPDATE SET state = ?4, reason = ?5,"
-               " started_at = CASE WHEN ?6 THEN ?6 ELSE started_at END,"
+               " started_at = CASE WHEN ?6 <> 0 THEN ?6 ELSE recordings.started_at END,"
                " duration_ms = ?7, size = ?8,"
-               " offset_ms = CASE WHEN ?6 THEN ?9 ELSE offset_ms END, updated_at = ?10");
-        sqlite3_bind_int64(st, 1, consultation);
-        sqlite3_bind_text(st, 2, role, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 3, file, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 4, state, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 5, reason ? reason : "", -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 6, started_at);
-        sqlite3_bind_int64(st, 7, duration_ms);
-        sqlite3_bind_int64(st, 8, size);
-        sqlite3_bind_int64(st, 9, offset);
-        sqlite3_bind_int64(st, 10, now);
+               " offset_ms = CASE WHEN ?6 <> 0 THEN ?9 ELSE recordings.offset_ms END,"
+               " updated_at = ?10");
+        store_bind_int64(st, 1, consultation);
+        store_bind_text(st, 2, role);
+        store_bind_text(st, 3, file);
+        store_bind_text(st, 4, state);
+        store_bind_text(st, 5, reason ? reason : "");
+        store_bind_int64(st, 6, started_at);
+        store_bind_int64(st, 7, duration_ms);
+        store_bind_int64(st, 8, size);
+        store_bind_int64(st, 9, offset);
+        store_bind_int64(st, 10, now);
         ok = store_step_done(s, st, error, "recording");
     }
     if (ok && (state_id == CONSULTD_REC_READY || state_id == CONSULTD_REC_FAILED)) {
-        sqlite3_stmt *st = store_stmt(
+        StoreStmt *st = store_stmt(
             s, "SELECT offset_ms FROM recordings WHERE consultation_id = ?1 AND file = ?2");
-        sqlite3_bind_int64(st, 1, consultation);
-        sqlite3_bind_text(st, 2, file, -1, SQLITE_TRANSIENT);
-        gint64 off = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-        sqlite3_reset(st);
+        store_bind_int64(st, 1, consultation);
+        store_bind_text(st, 2, file);
+        gint64 off = store_step(st) == STORE_ROW ? store_col_int64(st, 0) : 0;
+        store_stmt_reset(st);
         g_autofree char *payload = g_strdup_printf(
             "{\"consultation_id\":%" G_GINT64_FORMAT ",\"teacher_id\":%" G_GINT64_FORMAT
             ",\"student_id\":%" G_GINT64_FORMAT ",\"role\":\"%s\",\"file\":\"%s\","
@@ -153,22 +154,22 @@ store_recording_update(Store *s, gint64 consultation, ConsultdRole role_id, cons
 GPtrArray *
 store_recordings_list(Store *s, gint64 consultation, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(s, "SELECT " REC_COLS " FROM recordings"
-                                     " WHERE consultation_id = ?1 ORDER BY role DESC, id");
-    sqlite3_bind_int64(st, 1, consultation);
+    StoreStmt *st = store_stmt(s, "SELECT " REC_COLS " FROM recordings"
+                                  " WHERE consultation_id = ?1 ORDER BY role DESC, id");
+    store_bind_int64(st, 1, consultation);
     return rec_rows(s, st, error);
 }
 
 StoreRecording *
 store_recording_get_ready(Store *s, gint64 consultation, const char *file)
 {
-    sqlite3_stmt *st = store_stmt(s, "SELECT " REC_COLS " FROM recordings"
-                                     " WHERE consultation_id = ?1 AND file = ?2"
-                                     " AND state = 'ready'");
-    sqlite3_bind_int64(st, 1, consultation);
-    sqlite3_bind_text(st, 2, file, -1, SQLITE_TRANSIENT);
-    StoreRecording *r = sqlite3_step(st) == SQLITE_ROW ? rec_from_row(st) : NULL;
-    sqlite3_reset(st);
+    StoreStmt *st = store_stmt(s, "SELECT " REC_COLS " FROM recordings"
+                                  " WHERE consultation_id = ?1 AND file = ?2"
+                                  " AND state = 'ready'");
+    store_bind_int64(st, 1, consultation);
+    store_bind_text(st, 2, file);
+    StoreRecording *r = store_step(st) == STORE_ROW ? rec_from_row(st) : NULL;
+    store_stmt_reset(st);
     return r;
 }
 
@@ -184,17 +185,17 @@ store_recordings_unfinished(Store *s)
 void
 store_recordings_progress(Store *s, gint64 consultation, gint64 *open, gint64 *ready)
 {
-    sqlite3_stmt *st =
+    StoreStmt *st =
         store_stmt(s, "SELECT count(*) FILTER (WHERE state IN ('recording','processing')),"
                       " count(*) FILTER (WHERE state = 'ready')"
                       " FROM recordings WHERE consultation_id = ?1 AND role != 'combined'");
-    sqlite3_bind_int64(st, 1, consultation);
+    store_bind_int64(st, 1, consultation);
     *open = *ready = 0;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        *open = sqlite3_column_int64(st, 0);
-        *ready = sqlite3_column_int64(st, 1);
+    if (store_step(st) == STORE_ROW) {
+        *open = store_col_int64(st, 0);
+        *ready = store_col_int64(st, 1);
     }
-    sqlite3_reset(st);
+    store_stmt_reset(st);
 }
 
 void
@@ -207,27 +208,27 @@ store_my_recording_free(StoreMyRecording *r)
 }
 
 static StoreMyRecording *
-my_recording_from_row(sqlite3_stmt *st)
+my_recording_from_row(StoreStmt *st)
 {
     StoreMyRecording *r = g_new0(StoreMyRecording, 1);
-    r->consultation_id = sqlite3_column_int64(st, 0);
+    r->consultation_id = store_col_int64(st, 0);
     r->file = store_col_strdup(st, 1);
     r->role = CONSULTD_ROLE_COMBINED;
-    consultd_role_parse((const char *)sqlite3_column_text(st, 2), TRUE, &r->role);
-    r->duration_ms = sqlite3_column_int64(st, 3);
-    r->size = sqlite3_column_int64(st, 4);
-    r->offset_ms = sqlite3_column_int64(st, 5);
+    consultd_role_parse(store_col_text(st, 2), TRUE, &r->role);
+    r->duration_ms = store_col_int64(st, 3);
+    r->size = store_col_int64(st, 4);
+    r->offset_ms = store_col_int64(st, 5);
     return r;
 }
 
 GPtrArray *
 store_mypage_recordings(Store *s, gint64 student, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(
+    StoreStmt *st = store_stmt(
         s, "SELECT r.consultation_id, r.file, r.role, r.duration_ms, r.size, r.offset_ms"
            " FROM mypage_recordings r JOIN mypage m ON m.consultation_id = r.consultation_id"
            " WHERE m.student_id = ?1 ORDER BY r.consultation_id, r.role DESC, r.file");
-    sqlite3_bind_int64(st, 1, student);
+    store_bind_int64(st, 1, student);
     return STORE_COLLECT(s, st, my_recording_from_row, store_my_recording_free,
                          "my page recordings", error);
 }
@@ -235,9 +236,9 @@ store_mypage_recordings(Store *s, gint64 student, GError **error)
 GPtrArray *
 store_recordings_all(Store *s, guint limit, GError **error)
 {
-    sqlite3_stmt *st = store_stmt(s, "SELECT " REC_COLS " FROM recordings ORDER BY id DESC"
-                                     " LIMIT ?1");
-    sqlite3_bind_int64(st, 1, limit);
+    StoreStmt *st = store_stmt(s, "SELECT " REC_COLS " FROM recordings ORDER BY id DESC"
+                                  " LIMIT ?1");
+    store_bind_int64(st, 1, limit);
     return rec_rows(s, st, error);
 }
 
@@ -253,10 +254,10 @@ store_recordings_ready_oldest(Store *s, GError **error)
 gint64
 store_recordings_bytes(Store *s)
 {
-    sqlite3_stmt *st = store_stmt(s, "SELECT coalesce(sum(size), 0) FROM recordings"
-                                     " WHERE state = 'ready'");
-    gint64 n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_reset(st);
+    StoreStmt *st = store_stmt(s, "SELECT coalesce(sum(size), 0) FROM recordings"
+                                  " WHERE state = 'ready'");
+    gint64 n = store_step(st) == STORE_ROW ? store_col_int64(st, 0) : 0;
+    store_stmt_reset(st);
     return n;
 }
 
@@ -267,11 +268,11 @@ store_recording_deleted(Store *s, gint64 id, const char *reason, GError **error)
     gboolean began;
     if (!store_autobegin(s, &began, error))
         return FALSE;
-    sqlite3_stmt *st = store_stmt(s, "SELECT " REC_COLS " FROM recordings WHERE id = ?1"
-                                     " AND state = 'ready'");
-    sqlite3_bind_int64(st, 1, id);
-    g_autoptr(StoreRecording) r = sqlite3_step(st) == SQLITE_ROW ? rec_from_row(st) : NULL;
-    sqlite3_reset(st);
+    StoreStmt *st = store_stmt(s, "SELECT " REC_COLS " FROM recordings WHERE id = ?1"
+                                  " AND state = 'ready'");
+    store_bind_int64(st, 1, id);
+    g_autoptr(StoreRecording) r = store_step(st) == STORE_ROW ? rec_from_row(st) : NULL;
+    store_stmt_reset(st);
     g_autoptr(StoreConsultation) c = r ? store_consultation_get(s, r->consultation_id, NULL) : NULL;
     gboolean ok = c != NULL;
     if (!ok)
@@ -280,9 +281,9 @@ store_recording_deleted(Store *s, gint64 id, const char *reason, GError **error)
     if (ok) {
         st = store_stmt(s, "UPDATE recordings SET state = 'deleted', reason = ?2,"
                            " updated_at = ?3 WHERE id = ?1");
-        sqlite3_bind_int64(st, 1, id);
-        sqlite3_bind_text(st, 2, reason, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, store_now_ms());
+        store_bind_int64(st, 1, id);
+        store_bind_text(st, 2, reason);
+        store_bind_int64(st, 3, store_now_ms());
         ok = store_step_done(s, st, error, "recording deleted");
     }
     if (ok) {

@@ -504,7 +504,17 @@ static gboolean
 sweep_presence(gpointer data)
 {
     SigApp *app = data;
-    g_autoptr(GArray) online = store_teachers_online(app->store);
+    /* With several nodes, a teacher's console may be on another one: each
+     * node records the consoles it holds, and only a teacher no node has
+     * seen within the grace goes offline. */
+    gint64 unseen_since = 0;
+    if (store_shared(app->store)) {
+        g_autoptr(GArray) mine = sig_streams_teachers_present(app);
+        gint64 now = store_now_ms();
+        store_teachers_console_seen(app->store, mine, now, NULL);
+        unseen_since = now - app->cfg->presence_grace * 1000;
+    }
+    g_autoptr(GArray) online = store_teachers_online(app->store, unseen_since);
     guint n = 0;
     for (guint i = 0; i < online->len; i++) {
         gint64 id = g_array_index(online, gint64, i);

@@ -346,6 +346,19 @@ sig_streams_teacher_gone(SigApp *app, gint64 teacher, gint64 grace_s)
     return p->streams == 0 && g_get_monotonic_time() - p->last_seen >= grace_s * G_USEC_PER_SEC;
 }
 
+GArray *
+sig_streams_teachers_present(SigApp *app)
+{
+    GArray *out = g_array_new(FALSE, FALSE, sizeof(gint64));
+    GHashTableIter it;
+    gpointer k, v;
+    g_hash_table_iter_init(&it, app->streams->presence);
+    while (g_hash_table_iter_next(&it, &k, &v))
+        if (((Presence *)v)->streams > 0)
+            g_array_append_val(out, *(gint64 *)k);
+    return out;
+}
+
 /* ------------------------------------------------------------ lifecycle */
 
 /* The dispatcher hands over every new event: it goes to the streams of the

@@ -21,5 +21,7 @@ guint sig_streams_count(SigApp *app);
 void sig_streams_teacher_seen(SigApp *app, gint64 teacher);
 /* TRUE if TEACHER has no open stream and was last seen GRACE_S ago. */
 gboolean sig_streams_teacher_gone(SigApp *app, gint64 teacher, gint64 grace_s);
+/* Teachers with an events stream open on this node now. */
+GArray *sig_streams_teachers_present(SigApp *app);
 
 void sig_h_events(SigReq *r);

@@ -159,8 +159,11 @@ pump(gpointer data)
     guint room = MAX_IN_FLIGHT - MIN(MAX_IN_FLIGHT, g_hash_table_size(w->in_flight));
     if (room == 0)
         return G_SOURCE_REMOVE;
-    g_autoptr(GPtrArray) due =
-        store_deliveries_due(w->app->store, store_now_ms(), room + MAX_IN_FLIGHT);
+    /* Claimed for longer than an attempt can take: no other node sends it
+     * meanwhile, and if this node dies with it in flight another one
+     * retries it when the claim runs out. */
+    g_autoptr(GPtrArray) due = store_deliveries_claim(w->app->store, store_now_ms(),
+                                                      (WEBHOOK_TIMEOUT_S + 30) * 1000, room);
     for (guint i = 0; due && i < due->len && room > 0; i++) {
         StoreDelivery *d = due->pdata[i];
         if (g_hash_table_contains(w->in_flight, &d->id))

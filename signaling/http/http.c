@@ -212,6 +212,14 @@ sig_reply_store_error(SigReq *r, const GError *err)
         sig_req_header(r, "Retry-After", "60");
         sig_reply_error(r, 503, "storage_full", "the server's disk is full");
         return;
+    case STORE_ERROR_UNAVAILABLE:
+    case STORE_ERROR_FENCED:
+        /* Nothing was written; the node reconnects (or registers again)
+         * by itself. */
+        sig_req_header(r, "Retry-After", "2");
+        sig_reply_error(r, 503, "database_unavailable",
+                        "the database cannot be reached now; retry");
+        return;
     case STORE_ERROR_FAILED: break;
     }
     g_autofree char *path = sig_log_escape(r->path);

@@ -16,7 +16,20 @@ static void
 setup(Fx *f, gconstpointer data)
 {
     f->dir = g_dir_make_tmp("domain-test-XXXXXX", NULL);
-    f->s = store_open(f->dir, NULL);
+    /* CONSULTD_TEST_DATABASE (a PostgreSQL URL) runs the same tests on
+     * PostgreSQL, each on an emptied database. */
+    const char *db = g_getenv("CONSULTD_TEST_DATABASE");
+    if (db && *db) {
+        g_autoptr(GError) err = NULL;
+        if (!store_drop_all(db, &err))
+            g_error("%s", err->message);
+        StoreOptions o = {.migrate = TRUE};
+        f->s = store_open_database(db, f->dir, &o, &err);
+        if (!f->s)
+            g_error("%s", err->message);
+    } else {
+        f->s = store_open(f->dir, NULL);
+    }
     g_assert_nonnull(f->s);
     f->teacher = store_user_add(f->s, "t", STORE_ROLE_TEACHER, "Teacher", "", "h", NULL);
     f->student = store_user_add(f->s, "s", STORE_ROLE_STUDENT, "Student", "", "h", NULL);
@@ -159,7 +172,7 @@ test_dispatch_projects_once(Fx *f, gconstpointer data)
     g_assert_cmpint(row->status, ==, STORE_CONSULT_ENDED);
     g_assert_cmpstr(row->end_reason, ==, "done");
     g_assert_cmpint(row->started_at, >, 0);
-    g_autoptr(GPtrArray) ds = store_deliveries_due(f->s, store_now_ms() + 1, 1000);
+    g_autoptr(GPtrArray) ds = store_deliveries_claim(f->s, store_now_ms() + 1, 0, 1000);
     g_assert_cmpint(ds->len, ==, 2 * last); /* one per event per URL */
 
     /* Rebuilding gives the same read model and queues no webhook again. */
@@ -167,7 +180,7 @@ test_dispatch_projects_once(Fx *f, gconstpointer data)
     g_autoptr(StoreTeacher) t2 = store_teacher_get(f->s, f->teacher, 0, NULL);
     g_assert_cmpint(t2->popularity, ==, 1);
     g_assert_cmpint(t2->consultation_count, ==, 1);
-    g_autoptr(GPtrArray) ds2 = store_deliveries_due(f->s, store_now_ms() + 1, 1000);
+    g_autoptr(GPtrArray) ds2 = store_deliveries_claim(f->s, store_now_ms() + 1, 0, 1000);
     g_assert_cmpuint(ds2->len, ==, ds->len);
 }
 
@@ -187,7 +200,7 @@ test_toggles_coalesce(Fx *f, gconstpointer data)
     g_autoptr(GPtrArray) evs = store_dispatch(f->s, 100, urls, NULL);
     g_assert_cmpuint(evs->len, ==, 1);
     g_assert_cmpstr(((StoreEvent *)evs->pdata[0])->type, ==, "teacher.favorited");
-    g_autoptr(GPtrArray) ds = store_deliveries_due(f->s, store_now_ms() + 1, 100);
+    g_autoptr(GPtrArray) ds = store_deliveries_claim(f->s, store_now_ms() + 1, 0, 100);
     g_assert_cmpuint(ds->len, ==, 1);
     g_autoptr(StoreTeacher) t = store_teacher_get(f->s, f->teacher, 0, NULL);
     g_assert_cmpint(t->popularity, ==, 1);
@@ -200,14 +213,14 @@ test_delivery_results(Fx *f, gconstpointer data)
     const char *urls[] = {"http://127.0.0.1:1/a", NULL};
     online(f);
     g_autoptr(GPtrArray) evs = store_dispatch(f->s, 10, urls, NULL);
-    g_autoptr(GPtrArray) ds = store_deliveries_due(f->s, store_now_ms() + 1, 10);
+    g_autoptr(GPtrArray) ds = store_deliveries_claim(f->s, store_now_ms() + 1, 0, 10);
     g_assert_cmpuint(ds->len, ==, 1);
     gint64 id = ((StoreDelivery *)ds->pdata[0])->id;
     gint64 later = store_now_ms() + 60000;
     g_assert_true(store_delivery_result(f->s, id, FALSE, "HTTP 500", later, NULL));
-    g_autoptr(GPtrArray) none = store_deliveries_due(f->s, store_now_ms() + 1, 10);
+    g_autoptr(GPtrArray) none = store_deliveries_claim(f->s, store_now_ms() + 1, 0, 10);
     g_assert_cmpuint(none->len, ==, 0); /* backing off */
-    g_autoptr(GPtrArray) due = store_deliveries_due(f->s, later, 10);
+    g_autoptr(GPtrArray) due = store_deliveries_claim(f->s, later, 0, 10);
     g_assert_cmpuint(due->len, ==, 1);
     g_assert_true(store_delivery_result(f->s, id, TRUE, NULL, 0, NULL));
     g_autoptr(GPtrArray) all = store_deliveries_list(f->s, 10, NULL);
