@@ -4,6 +4,7 @@
  *   consultd user add --role R --username U [--display-name N] [OPTIONS]
  *   consultd user list [OPTIONS]
  *   consultd rebuild-projections [OPTIONS]
+ *   consultd migrate [OPTIONS]               apply pending schema migrations
  *
  * Shutdown order on SIGTERM/SIGINT: stop accepting, give in-flight requests
  * up to shutdown-grace seconds, then stop HTTP, the hash pool and the
@@ -189,6 +190,42 @@ domain_metrics(SigApp *app, GString *out)
                                store_consultation_count(app->store, sts[i]));
 }
 
+/* The shared store woke us: another node appended events, or the
+ * connection came back. */
+static void
+on_store_event(gpointer data, gboolean reconnected)
+{
+    SigApp *app = data;
+    if (app->events)
+        sig_events_kick(app);
+}
+
+/* Every 2 s: this node's lease (6 s) and the load it reports.  A node that
+ * lost its lease (frozen, cut off) registers again with a new epoch. */
+static gboolean
+renew_lease(gpointer data)
+{
+    SigApp *app = data;
+    g_autoptr(GError) err = NULL;
+    gint64 was = store_node_epoch(app->store);
+    if (!store_node_renew(app->store, sig_streams_count(app), sig_media_session_count(app), &err))
+        g_warning("node lease: %s", err->message);
+    else if (was && store_node_epoch(app->store) != was)
+        sig_metrics_add(app->metrics, "consultd_node_fenced_total",
+                        "Times this node lost its lease and registered again", "", 1);
+    return G_SOURCE_CONTINUE;
+}
+
+/* /readyz: a shared store must be reachable. */
+static gboolean
+database_ready(SigApp *app, char **why)
+{
+    if (store_available(app->store))
+        return TRUE;
+    *why = g_strdup("the database cannot be reached (reconnecting)");
+    return FALSE;
+}
+
 static gboolean
 retention_tick(gpointer data)
 {
@@ -268,6 +305,19 @@ serve(SigApp *app)
         g_free(app->cfg->public_url);
         app->cfg->public_url = g_strdup_printf("http://%s:%u", host, sig_http_port(app->http));
     }
+    guint lease = 0;
+    if (store_shared(app->store)) {
+        store_node_set_url(app->store,
+                           *app->cfg->node_url ? app->cfg->node_url : app->cfg->public_url);
+        if (!store_node_register(app->store, &err)) {
+            g_critical("node registry: %s", err->message);
+            return 1;
+        }
+        lease = g_timeout_add(2000, renew_lease, app);
+        sig_health_add_ready_check(app, "database", database_ready);
+        g_message("node %s (epoch %" G_GINT64_FORMAT ") on shared PostgreSQL state",
+                  app->cfg->node_id, store_node_epoch(app->store));
+    }
     app->auth = sig_auth_new(app);
     sig_ice_new(app);
     /* The dispatcher first: the others register as its listeners. */
@@ -313,6 +363,8 @@ serve(SigApp *app)
     g_source_remove(sig_int);
     g_source_remove(purge);
     g_source_remove(retention);
+    if (lease)
+        g_source_remove(lease);
     g_clear_pointer(&app->consult, sig_consult_free);
     g_clear_pointer(&app->media, sig_media_free);
     sig_auth_drain(app->auth); /* answers queued logins while HTTP still runs */
@@ -482,7 +534,20 @@ main(int argc, char **argv)
     }
     setup_logging(app.cfg->log_level);
     app.started_at = g_get_monotonic_time();
-    app.store = store_open(app.cfg->data_dir, &err);
+    if (!*app.cfg->node_id) {
+        g_free(app.cfg->node_id);
+        app.cfg->node_id = g_strdup(g_get_host_name());
+    }
+    /* The server is a node of the shared store; a subcommand is a tool
+     * (no lease, no fence).  Both apply pending migrations, under an
+     * advisory lock on PostgreSQL. */
+    StoreOptions so = {.timeout_ms = (int)app.cfg->database_timeout, .migrate = TRUE};
+    if (!sub) {
+        so.node_id = app.cfg->node_id;
+        so.on_event = on_store_event;
+        so.data = &app;
+    }
+    app.store = store_open_database(app.cfg->database, app.cfg->data_dir, &so, &err);
     int rc;
     if (!app.store) {
         fprintf(stderr, "consultd: %s\n", err->message);
@@ -491,6 +556,10 @@ main(int argc, char **argv)
         app.loop = g_main_loop_new(NULL, FALSE);
         rc = serve(&app);
         g_main_loop_unref(app.loop);
+    } else if (!strcmp(sub, "migrate")) {
+        printf("%s schema at version %d\n", store_kind_name(app.store),
+               store_schema_version(app.store));
+        rc = 0;
     } else if (!strcmp(sub, "prune-recordings")) {
         guint n = sig_recordings_prune(&app);
         printf("deleted %u recording(s); %" G_GINT64_FORMAT " bytes kept\n", n,

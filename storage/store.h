@@ -344,6 +344,12 @@ gint64 store_cursor(Store *s, const char *name);
  * the newly notified events (for the live streams), or NULL on error with
  * nothing changed. */
 GPtrArray *store_dispatch(Store *s, guint limit, const char *const *webhook_urls, GError **error);
+/* A node's own reading of the shared log, for its live streams: events
+ * past AFTER that the read models already reflect (seq <= the projections
+ * cursor, whichever node moved it), at most LIMIT, toggle pairs dropped
+ * as store_dispatch() drops them.  *UPTO: the last seq looked at (the
+ * next AFTER).  NULL and ERROR on failure. */
+GPtrArray *store_events_follow(Store *s, gint64 after, guint limit, gint64 *upto, GError **error);
 /* Drops every read model and replays the whole event log into it.  The
  * notify cursor and the webhook queue are left alone. */
 gboolean store_rebuild_projections(Store *s, GError **error);
@@ -413,6 +419,8 @@ gboolean store_node_register(Store *s, GError **error);
  * registers again (new epoch).  Call every 2 s. */
 gboolean store_node_renew(Store *s, gint64 streams, gint64 live, GError **error);
 gint64 store_node_epoch(Store *s);
+/* How other nodes reach this one (known once it listens). */
+void store_node_set_url(Store *s, const char *url);
 GPtrArray *store_nodes_list(Store *s, GError **error);
 /* Tests only: drops every table of the PostgreSQL database CONNINFO (its
  * schema public, recreated empty). */

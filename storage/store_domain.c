@@ -118,8 +118,9 @@ teacher_from_row(StoreStmt *st)
 GPtrArray *
 store_teacher_list(Store *s, gint64 viewer, int status, GError **error)
 {
-    StoreStmt *st = store_stmt(s, TEACHER_SELECT
-                               " AND (?2 IS NULL OR t.status = ?2) ORDER BY u.display_name, u.id");
+    StoreStmt *st = store_stmt(
+        s, TEACHER_SELECT
+        " AND (CAST(?2 AS TEXT) IS NULL OR t.status = ?2) ORDER BY u.display_name, u.id");
     store_bind_int64(st, 1, viewer);
     if (status >= 0)
         store_bind_text(st, 2, store_presence_name(status));
@@ -407,8 +408,9 @@ GPtrArray *
 store_consultation_list(Store *s, gint64 teacher, int status, guint limit, GError **error)
 {
     StoreStmt *st = store_stmt(
-        s, CONSULT_SELECT " WHERE (?1 = 0 OR c.teacher_id = ?1) AND (?2 IS NULL OR c.status = ?2)"
-                          " ORDER BY c.id DESC LIMIT ?3");
+        s, CONSULT_SELECT
+        " WHERE (?1 = 0 OR c.teacher_id = ?1) AND (CAST(?2 AS TEXT) IS NULL OR c.status = ?2)"
+        " ORDER BY c.id DESC LIMIT ?3");
     store_bind_int64(st, 1, teacher);
     if (status >= 0)
         store_bind_text(st, 2, store_consult_status_name(status));

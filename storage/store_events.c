@@ -307,6 +307,26 @@ store_dispatch(Store *s, guint limit, const char *const *webhook_urls, GError **
     return notified;
 }
 
+GPtrArray *
+store_events_follow(Store *s, gint64 after, guint limit, gint64 *upto, GError **error)
+{
+    *upto = after;
+    gint64 proj = store_cursor(s, "projections");
+    if (proj <= after)
+        return g_ptr_array_new_with_free_func((GDestroyNotify)store_event_free);
+    g_autoptr(GPtrArray) evs = store_events_range(s, after, proj, limit, error);
+    if (!evs)
+        return NULL;
+    GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)store_event_free);
+    g_autofree gboolean *skip = coalesced(evs);
+    for (guint i = 0; i < evs->len; i++) {
+        *upto = ((StoreEvent *)evs->pdata[i])->seq;
+        if (!skip[i])
+            g_ptr_array_add(out, g_steal_pointer(&evs->pdata[i]));
+    }
+    return out;
+}
+
 /* What retention may delete: events no read model is rebuilt from
  * (presence, favorites, profiles, participants; consultation.* and
  * recording.* stay, one handful per consultation), older than ?1, applied

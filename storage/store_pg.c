@@ -970,6 +970,15 @@ store_node_renew(Store *s, gint64 streams, gint64 live, GError **error)
     return store_node_register(s, error);
 }
 
+void
+store_node_set_url(Store *s, const char *url)
+{
+    if (s->kind != STORE_KIND_PG)
+        return;
+    g_free(s->pg->node_url);
+    s->pg->node_url = g_strdup(url ? url : "");
+}
+
 gint64
 store_node_epoch(Store *s)
 {

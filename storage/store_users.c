@@ -170,7 +170,7 @@ store_user_set_password(Store *s, gint64 id, const char *pwhash, const char *kee
     }
     if (ok) {
         st = store_stmt(s, "DELETE FROM sessions WHERE user_id = ?1"
-                           " AND (?2 IS NULL OR token_hash <> ?2)");
+                           " AND (CAST(?2 AS TEXT) IS NULL OR token_hash <> ?2)");
         store_bind_int64(st, 1, id);
         store_bind_text(st, 2, keep_token_hash);
         ok = store_step_done(s, st, error, "revoke sessions");

@@ -200,7 +200,7 @@ sig_h_events(SigReq *r)
                         app->cfg->sse_per_user);
         return;
     }
-    gint64 cursor = store_cursor(app->store, "notify");
+    gint64 cursor = sig_events_followed(app);
     Stream *s = g_new0(Stream, 1);
     s->st = st;
     s->token_hash = g_strdup(r->token_hash);

@@ -12,10 +12,14 @@
 typedef struct SigConfig {
     char *listen; /* ADDR:PORT or [ADDR6]:PORT */
     char *data_dir;
-    char *public_url;    /* absolute base URL, derived from listen if empty */
-    char *log_level;     /* error|warning|message|info|debug */
-    gint64 max_body;     /* bytes */
-    gint64 conn_timeout; /* seconds of idleness before a connection closes */
+    char *database;          /* "" or sqlite:[PATH] or a PostgreSQL URL */
+    gint64 database_timeout; /* ms: PostgreSQL statements and replies */
+    char *node_id;           /* this node among several ("": the host name) */
+    char *node_url;          /* how other nodes and the entry point reach it */
+    char *public_url;        /* absolute base URL, derived from listen if empty */
+    char *log_level;         /* error|warning|message|info|debug */
+    gint64 max_body;         /* bytes */
+    gint64 conn_timeout;     /* seconds of idleness before a connection closes */
     gint64 conn_limit;
     gint64 per_ip_conn_limit;
     char *trusted_proxies; /* comma-separated addresses or CIDRs */

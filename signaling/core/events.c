@@ -32,6 +32,7 @@ struct SigEvents {
     guint poll_timer;
     guint prune_timer, prune_idle;
     char **webhook_urls;
+    gint64 followed; /* shared store: the last seq this node's listeners saw */
 };
 
 /* ------------------------------------------------------------ who gets it */
@@ -97,6 +98,26 @@ dispatch(gpointer data)
             ev->retry_timer = g_timeout_add(200, retry_dispatch, ev);
         return G_SOURCE_REMOVE;
     }
+    gint64 upto = 0;
+    if (store_shared(ev->app->store)) {
+        /* Several nodes: whichever ran store_dispatch() moved the read
+         * models; every node hands the log to its own listeners, in seq
+         * order, from where it stands. */
+        g_ptr_array_unref(evs);
+        evs = store_events_follow(ev->app->store, ev->followed, DISPATCH_BATCH, &upto, &err);
+        if (!evs) {
+            g_warning("events: following the log failed, retrying: %s", err->message);
+            if (!ev->retry_timer)
+                ev->retry_timer = g_timeout_add(200, retry_dispatch, ev);
+            return G_SOURCE_REMOVE;
+        }
+        if (upto > ev->followed)
+            ev->generation++;
+        gboolean more = upto - ev->followed >= DISPATCH_BATCH;
+        ev->followed = upto;
+        if (more)
+            sig_events_kick(ev->app);
+    }
     if (evs->len)
         ev->generation++; /* the read models moved */
     for (guint i = 0; i < evs->len; i++)
@@ -128,13 +149,25 @@ sig_events_kick(SigApp *app)
         ev->dispatch_idle = g_idle_add(dispatch, ev);
 }
 
-/* A safety net: events appended by another process (the CLI) or left by a
- * failed dispatch are picked up within a second. */
+gint64
+sig_events_followed(SigApp *app)
+{
+    SigEvents *ev = app->events;
+    if (ev && store_shared(app->store))
+        return ev->followed;
+    return store_cursor(app->store, "notify");
+}
+
+/* A safety net: events appended by another process (the CLI) or another
+ * node whose NOTIFY was missed, or left by a failed dispatch, are picked
+ * up within a second. */
 static gboolean
 poll_log(gpointer data)
 {
     SigEvents *ev = data;
-    if (store_events_last_seq(ev->app->store) > store_cursor(ev->app->store, "notify"))
+    gint64 last = store_events_last_seq(ev->app->store);
+    if (last > store_cursor(ev->app->store, "notify") ||
+        (store_shared(ev->app->store) && last > ev->followed))
         sig_events_kick(ev->app);
     return G_SOURCE_CONTINUE;
 }
@@ -202,6 +235,9 @@ sig_events_new(SigApp *app)
             g_free(u);
     }
     ev->webhook_urls[k] = NULL;
+    /* A node starts following the shared log where the dispatcher stands:
+     * its streams resume older events from the log (Last-Event-ID). */
+    ev->followed = store_cursor(app->store, "notify");
     ev->poll_timer = g_timeout_add_seconds(1, poll_log, ev);
     ev->prune_timer = g_timeout_add_seconds(PRUNE_EVERY_S, prune_tick, ev);
     app->events = ev;

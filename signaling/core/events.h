@@ -23,6 +23,9 @@ typedef void (*SigEventFunc)(SigApp *app, const StoreEvent *e, gpointer data);
 /* Registers a listener (at start-up; there is no unregistering). */
 void sig_events_listen(SigApp *app, SigEventFunc fn, gpointer data);
 
+/* The last seq this node's listeners have been handed: where a new
+ * stream's backfill ends and its live events begin. */
+gint64 sig_events_followed(SigApp *app);
 /* Schedules a dispatcher run on the loop (cheap; coalesces). */
 void sig_events_kick(SigApp *app);
 /* A counter that moves whenever state visible to readers may have changed

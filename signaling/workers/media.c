@@ -660,6 +660,12 @@ sig_media_free(SigMedia *m)
     g_free(m);
 }
 
+guint
+sig_media_session_count(SigApp *app)
+{
+    return app->media ? g_hash_table_size(app->media->sessions) : 0;
+}
+
 gboolean
 sig_media_ready(SigApp *app, char **why)
 {

@@ -38,6 +38,8 @@ void sig_media_free(SigMedia *m); /* NULL-safe; stops the workers */
 
 /* Readiness (for /readyz) and gauges (for /metrics). */
 gboolean sig_media_ready(SigApp *app, char **why);
+/* WHIP/WHEP sessions this node holds now. */
+guint sig_media_session_count(SigApp *app);
 void sig_media_metrics(SigApp *app, GString *out);
 
 /* Consultation ID closed: its media (and its sessions) go.  Called by one

@@ -22,7 +22,107 @@ import traceback
 import urllib.parse
 
 BIN = os.environ.get("CONSULTD_BIN", os.path.join(os.path.dirname(__file__), "../../build/consultd"))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 _tests = []
+
+# CONSULTD_TEST_BACKEND=postgresql runs a suite on PostgreSQL: one server
+# per test process (scripts/pg-temp.sh), one fresh database per data dir.
+BACKEND = os.environ.get("CONSULTD_TEST_BACKEND", "sqlite")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Postgres:
+    """A real PostgreSQL 15 in a temp dir on 127.0.0.1, stopped at exit."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="consultd-pg-")
+        self.port = free_port()
+        self.n = 0
+        self.url = self.start()
+        Postgres.all.append(self)
+
+    all = []
+
+    def _script(self, *args, timeout=120):
+        p = subprocess.run([os.path.join(ROOT, "scripts", "pg-temp.sh"), *args], timeout=timeout,
+                           capture_output=True, text=True, env={**os.environ, "PG_FSYNC": "off"})
+        if p.returncode != 0:
+            raise AssertionError(f"pg-temp.sh {args[0]} failed: {p.stderr}")
+        return p.stdout.strip()
+
+    def start(self):
+        return self._script("start", self.dir, str(self.port))
+
+    def stop(self):
+        self._script("stop", self.dir)
+
+    def postmaster_pid(self):
+        with open(os.path.join(self.dir, "data", "postmaster.pid")) as f:
+            return int(f.readline())
+
+    def kill9(self):
+        """kill -9 of the postmaster: its backends go with it."""
+        pid = self.postmaster_pid()
+        os.kill(pid, signal.SIGKILL)
+        # The backends notice their postmaster is gone and exit; wait until
+        # nothing holds the port so that a restart can bind it.
+        wait_for(lambda: self._port_free(), 60, what="PostgreSQL's backends to exit")
+
+    def stop_immediate(self):
+        as_pg = ["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []
+        subprocess.run(as_pg + ["/usr/lib/postgresql/15/bin/pg_ctl", "-D",
+                                os.path.join(self.dir, "data"), "-m", "immediate", "-w", "stop"],
+                       capture_output=True, timeout=60, check=True)
+
+    def _port_free(self):
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) != 0
+
+    def createdb(self):
+        self.n += 1
+        name = f"t{os.getpid()}_{self.n}"
+        self.sql(self.url, f"CREATE DATABASE {name}")
+        return self.url.rsplit("/", 1)[0] + "/" + name
+
+    @staticmethod
+    def sql(url, query):
+        """Runs QUERY with psql; rows as tuples of str (None for NULL)."""
+        p = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-P", "null=\\N",
+                            "-v", "ON_ERROR_STOP=1", url, "-c", query],
+                           capture_output=True, text=True, timeout=60)
+        if p.returncode != 0:
+            raise AssertionError(f"psql failed: {p.stderr}")
+        return [tuple(None if c == "\\N" else c for c in line.split("\t"))
+                for line in p.stdout.splitlines() if line]
+
+    @classmethod
+    def shared(cls):
+        return cls.all[0] if cls.all else cls()
+
+    @classmethod
+    def stop_all(cls):
+        for pg in cls.all:
+            try:
+                pg.stop()
+            except Exception:  # noqa: BLE001 - cleanup
+                pass
+            shutil.rmtree(pg.dir, ignore_errors=True)
+        cls.all.clear()
+
+
+_databases = {}  # data dir -> PostgreSQL URL
+
+
+def _int_or_str(v):
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return v
 
 
 def test(fn):
@@ -49,6 +149,7 @@ def run():
             print(f"FAILED {t.__name__}:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
         finally:
             Server.stop_all()
+    Postgres.stop_all()
     sys.exit(1 if failed else 0)
 
 
@@ -90,6 +191,14 @@ class Server:
     def __init__(self, *args, demo=True, data_dir=None, env=None, wait=True, preexec=None):
         self.own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="consultd-test-")
+        self.database = None
+        if "--database" in args:
+            self.database = args[list(args).index("--database") + 1]
+        elif BACKEND == "postgresql":
+            if self.data_dir not in _databases:
+                _databases[self.data_dir] = Postgres.shared().createdb()
+            self.database = _databases[self.data_dir]
+            args = ("--database", self.database) + tuple(args)
         self.args = ["--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
                      "--log-level", "info"] + (["--demo"] if demo else []) + list(args)
         self.env = dict(os.environ)
@@ -116,6 +225,25 @@ class Server:
             raise AssertionError(f"consultd exited with {self.proc.returncode}:\n{self.logtext()}")
         m = re.findall(r"listening on (http://\S+)", self.logtext()[self.log_offset:])
         return m[-1] if m else None
+
+    @property
+    def db_args(self):
+        """The flags a subcommand needs to reach this server's database."""
+        return ["--data-dir", self.data_dir] + (["--database", self.database] if self.database else [])
+
+    def query(self, sql):
+        """Rows of SQL on this server's database (SQLite or PostgreSQL); ints
+        come back as ints on both."""
+        if self.database and self.database.startswith("postgres"):
+            return [tuple(_int_or_str(c) for c in row) for row in Postgres.sql(self.database, sql)]
+        import sqlite3
+        db = sqlite3.connect(os.path.join(self.data_dir, "consultd.db"), timeout=10)
+        try:
+            rows = db.execute(sql).fetchall()
+            db.commit()
+            return rows
+        finally:
+            db.close()
 
     def logtext(self):
         with open(self.log_path, "rb") as f:

@@ -155,13 +155,9 @@ def revocation_ends_open_event_streams():
 def an_expired_session_ends_its_stream():
     """Finding 4: a stream ends within a second of its session's expiry
     (made 3 s from now in the database, as the clock would make it)."""
-    import sqlite3
     s = Server("--media-workers", "0")
     tok = s.login("student1")
-    db = sqlite3.connect(os.path.join(s.data_dir, "consultd.db"), timeout=10)
-    db.execute("UPDATE sessions SET expires_at = ?", (int(time.time() * 1000) + 3000,))
-    db.commit()
-    db.close()
+    s.query(f"UPDATE sessions SET expires_at = {int(time.time() * 1000) + 3000}")
     sse = SSE(s, tok)
     assert sse.status == 200
     sse.wait_closed(30)
@@ -356,7 +352,6 @@ def event_retention_prunes_what_no_read_model_needs():
     delivered go (presence, favorites; consultation events stay); a reader
     whose Last-Event-ID is older gets "reset"; popularity survives a
     rebuild of the read models."""
-    import sqlite3
     import subprocess
     from harness import BIN
     s = Server("--media-workers", "0", "--event-retention-days", "1")
@@ -367,17 +362,13 @@ def event_retention_prunes_what_no_read_model_needs():
                          token=teacher).status == 200
     cid = s.post("/api/consultations", {"teacher_id": 2}, token=student).json["id"]
     assert s.post(f"/api/consultations/{cid}/cancel", token=student).status == 200
-    db_path = os.path.join(s.data_dir, "consultd.db")
     wait_for(lambda: s.get("/metrics").body.count("consultd_event_lag 0") == 1, 10,
              what="events applied")
-    db = sqlite3.connect(db_path, timeout=10)
-    before = db.execute("SELECT count(*) FROM events").fetchone()[0]
-    db.execute("UPDATE events SET created_at = created_at - 2 * 86400000")
-    db.commit()
+    before = s.query("SELECT count(*) FROM events")[0][0]
+    s.query("UPDATE events SET created_at = created_at - 2 * 86400000")
     r = s.post("/api/admin/retention/run", token=admin)
     assert r.status == 200 and r.json["event_rows_deleted"] >= 5, r
-    types = [t for (t,) in db.execute("SELECT type FROM events ORDER BY seq")]
-    db.close()
+    types = [t for (t,) in s.query("SELECT type FROM events ORDER BY seq")]
     assert types and all(t.startswith(("consultation.", "recording.")) for t in types), types
     assert len(types) < before
     # A reader who last saw event 1 cannot be brought up to date: reset.
@@ -387,7 +378,7 @@ def event_retention_prunes_what_no_read_model_needs():
     sse.close()
     assert s.get("/api/teachers/2", token=student).json["popularity"] == 1
     assert s.stop() == 0
-    p = subprocess.run([BIN, "rebuild-projections", "--data-dir", s.data_dir],
+    p = subprocess.run([BIN, "rebuild-projections"] + s.db_args,
                        capture_output=True, timeout=60)
     assert p.returncode == 0, p.stderr
     s.start()

@@ -6,7 +6,6 @@ import hmac
 import http.server
 import json
 import os
-import sqlite3
 import subprocess
 import threading
 import time
@@ -192,8 +191,7 @@ def race_exactly_one_student_wins():
         assert all(r.json["error"] == "teacher_busy" for r in rs if r.status == 409), rs
         won = [r for r in rs if r.status == 201][0].json["id"]
         assert s.post(f"/api/consultations/{won}/decline", token=tt).status == 200
-    db = sqlite3.connect(os.path.join(s.data_dir, "consultd.db"), timeout=10)
-    n = db.execute("SELECT count(*) FROM consultations").fetchone()[0]
+    n = s.query("SELECT count(*) FROM consultations")[0][0]
     assert n == 3, n
 
 
@@ -424,10 +422,7 @@ class Receiver:
 
 
 def event_ids(server):
-    db = sqlite3.connect(os.path.join(server.data_dir, "consultd.db"), timeout=10)
-    ids = [f"evt_{r[0]}" for r in db.execute("SELECT seq FROM events ORDER BY seq")]
-    db.close()
-    return ids
+    return [f"evt_{r[0]}" for r in server.query("SELECT seq FROM events ORDER BY seq")]
 
 
 SECRET = "0123456789abcdef0123456789abcdef-s3cret"
@@ -485,14 +480,11 @@ def webhooks_survive_receiver_down_and_restart():
 
 
 def snapshot(server):
-    db = sqlite3.connect(os.path.join(server.data_dir, "consultd.db"), timeout=10)
-    snap = {
-        "stats": db.execute("SELECT * FROM teacher_stats WHERE popularity OR consultation_count"
-                            " ORDER BY teacher_id").fetchall(),
-        "mypage": db.execute("SELECT * FROM mypage ORDER BY consultation_id").fetchall(),
+    return {
+        "stats": server.query("SELECT * FROM teacher_stats WHERE popularity <> 0"
+                              " OR consultation_count <> 0 ORDER BY teacher_id"),
+        "mypage": server.query("SELECT * FROM mypage ORDER BY consultation_id"),
     }
-    db.close()
-    return snap
 
 
 @test
@@ -518,12 +510,9 @@ def rebuild_projections_equals_live():
     live = snapshot(w.s)
     assert live["stats"] and live["mypage"]
     # Wreck the read models, then rebuild them from the log.
-    db = sqlite3.connect(os.path.join(w.s.data_dir, "consultd.db"))
-    db.execute("UPDATE teacher_stats SET popularity = 99")
-    db.execute("DELETE FROM mypage WHERE consultation_id = 1")
-    db.commit()
-    db.close()
-    p = subprocess.run([BIN, "rebuild-projections", "--data-dir", w.s.data_dir],
+    w.s.query("UPDATE teacher_stats SET popularity = 99")
+    w.s.query("DELETE FROM mypage WHERE consultation_id = 1")
+    p = subprocess.run([BIN, "rebuild-projections"] + w.s.db_args,
                        capture_output=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert snapshot(w.s) == live
@@ -545,8 +534,8 @@ def events_survive_restart_and_nothing_double_applies():
     tok = w.s.login("student1")
     wait_for(lambda: "consultd_event_lag 0\n" in w.s.get("/metrics").body, 10, what="dispatcher caught up")
     assert w.s.get(f"/api/teachers/{T1}", token=tok).json["popularity"] == 2
-    db = sqlite3.connect(os.path.join(w.s.data_dir, "consultd.db"))
-    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    if not w.s.database:
+        assert w.s.query("PRAGMA integrity_check")[0][0] == "ok"
 
 
 if __name__ == "__main__":
