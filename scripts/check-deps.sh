@@ -26,6 +26,7 @@ need_bin cc gcc
 for m in glib-2.0 gio-2.0 gio-unix-2.0; do need_pc $m libglib2.0-dev; done
 need_pc libmicrohttpd libmicrohttpd-dev
 need_pc sqlite3 libsqlite3-dev
+need_pc libpq libpq-dev
 need_pc jansson libjansson-dev
 need_pc libsodium libsodium-dev
 need_pc libsoup-3.0 libsoup-3.0-dev
@@ -65,6 +66,10 @@ if [ "$want" = test ]; then
     need_bin unshare util-linux
     need_bin ip iproute2
     need_pc libnetfilter_queue libnetfilter-queue-dev
+    # PostgreSQL and haproxy, started by the tests themselves (issue 22)
+    need_bin /usr/lib/postgresql/15/bin/initdb postgresql-15
+    need_bin psql postgresql-client-15
+    need_bin haproxy haproxy
     if command -v gst-inspect-1.0 >/dev/null 2>&1; then
         # bench/make-media.sh's clip and the test peer
         need_element timeoverlay gstreamer1.0-x

@@ -4,12 +4,12 @@
 #   scripts/deps.sh test    that plus what the test suite needs
 set -eu
 build="meson ninja-build pkg-config gcc libc6-dev libglib2.0-dev libmicrohttpd-dev
-libsqlite3-dev libjansson-dev libsodium-dev libsoup-3.0-dev
+libsqlite3-dev libpq-dev libjansson-dev libsodium-dev libsoup-3.0-dev
 libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 gstreamer1.0-nice libnice-dev"
 test_extra="python3 sqlite3 curl clang-format chromium gstreamer1.0-plugins-base-apps gstreamer1.0-x coturn valgrind
-iptables iproute2 libnetfilter-queue-dev"
+iptables iproute2 libnetfilter-queue-dev postgresql-15 postgresql-client-15 haproxy"
 want="$build"
 [ "${1:-build}" = test ] && want="$build $test_extra"
 

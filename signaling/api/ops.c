@@ -11,7 +11,9 @@
 
 #include "build-config.h"
 #include "core/health.h"
+#include "api/stream.h"
 #include "core/metrics.h"
+#include "workers/media.h"
 
 void
 sig_h_healthz(SigReq *r)
@@ -129,4 +131,40 @@ sig_h_webhook_deliveries(SigReq *r)
                       "last_error", d->last_error, "delivered_at", sig_json_time(d->delivered_at)));
     }
     sig_reply_json(r, 200, json_pack("{s:o}", "deliveries", arr));
+}
+
+/* GET /api/admin/nodes: the nodes sharing this store, their leases and the
+ * load they last reported.  On SQLite: this process alone. */
+void
+sig_h_admin_nodes(SigReq *r)
+{
+    SigApp *app = r->app;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GPtrArray) nodes = store_nodes_list(app->store, &err);
+    if (!nodes) {
+        sig_reply_store_error(r, err);
+        return;
+    }
+    json_t *arr = json_array();
+    for (guint i = 0; i < nodes->len; i++) {
+        StoreNode *n = nodes->pdata[i];
+        gboolean self = !strcmp(n->node_id, app->cfg->node_id);
+        json_array_append_new(
+            arr, json_pack("{s:s, s:s, s:I, s:b, s:I, s:o, s:o, s:I, s:I, s:b}", "node_id",
+                           n->node_id, "url", n->url, "epoch", (json_int_t)n->epoch, "alive",
+                           n->lease_left_ms > 0, "lease_remaining_ms", (json_int_t)n->lease_left_ms,
+                           "started_at", sig_json_time(n->started_at), "renewed_at",
+                           sig_json_time(n->renewed_at), "event_streams", (json_int_t)n->streams,
+                           "media_sessions", (json_int_t)n->live, "self", self));
+    }
+    if (!store_shared(app->store))
+        json_array_append_new(
+            arr, json_pack("{s:s, s:s, s:I, s:b, s:n, s:n, s:n, s:I, s:I, s:b}", "node_id",
+                           app->cfg->node_id, "url", app->cfg->public_url, "epoch", (json_int_t)0,
+                           "alive", 1, "lease_remaining_ms", "started_at", "renewed_at",
+                           "event_streams", (json_int_t)sig_streams_count(app), "media_sessions",
+                           (json_int_t)sig_media_session_count(app), "self", 1));
+    sig_reply_json(r, 200,
+                   json_pack("{s:s, s:s, s:o}", "backend", store_kind_name(app->store), "node_id",
+                             app->cfg->node_id, "nodes", arr));
 }

@@ -162,8 +162,8 @@ pump(gpointer data)
     /* Claimed for longer than an attempt can take: no other node sends it
      * meanwhile, and if this node dies with it in flight another one
      * retries it when the claim runs out. */
-    g_autoptr(GPtrArray) due = store_deliveries_claim(w->app->store, store_now_ms(),
-                                                      (WEBHOOK_TIMEOUT_S + 30) * 1000, room);
+    g_autoptr(GPtrArray) due =
+        store_deliveries_claim(w->app->store, store_now_ms(), (WEBHOOK_TIMEOUT_S + 5) * 1000, room);
     for (guint i = 0; due && i < due->len && room > 0; i++) {
         StoreDelivery *d = due->pdata[i];
         if (g_hash_table_contains(w->in_flight, &d->id))

@@ -39,14 +39,15 @@ def free_port():
 class Postgres:
     """A real PostgreSQL 15 in a temp dir on 127.0.0.1, stopped at exit."""
 
-    def __init__(self):
+    def __init__(self, per_test=True):
         self.dir = tempfile.mkdtemp(prefix="consultd-pg-")
         self.port = free_port()
         self.n = 0
         self.url = self.start()
-        Postgres.all.append(self)
+        (Postgres.this_test if per_test else Postgres.all).append(self)
 
-    all = []
+    all = []        # for the whole run (the suites on PostgreSQL)
+    this_test = []  # stopped when the test ends
 
     def _script(self, *args, timeout=120):
         p = subprocess.run([os.path.join(ROOT, "scripts", "pg-temp.sh"), *args], timeout=timeout,
@@ -102,17 +103,18 @@ class Postgres:
 
     @classmethod
     def shared(cls):
-        return cls.all[0] if cls.all else cls()
+        return cls.all[0] if cls.all else cls(per_test=False)
 
     @classmethod
-    def stop_all(cls):
-        for pg in cls.all:
+    def stop_all(cls, which=None):
+        which = cls.all if which is None else which
+        for pg in which:
             try:
                 pg.stop()
             except Exception:  # noqa: BLE001 - cleanup
                 pass
             shutil.rmtree(pg.dir, ignore_errors=True)
-        cls.all.clear()
+        which.clear()
 
 
 _databases = {}  # data dir -> PostgreSQL URL
@@ -149,6 +151,7 @@ def run():
             print(f"FAILED {t.__name__}:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
         finally:
             Server.stop_all()
+            Postgres.stop_all(Postgres.this_test)
     Postgres.stop_all()
     sys.exit(1 if failed else 0)
 

@@ -229,6 +229,105 @@ test_delivery_results(Fx *f, gconstpointer data)
     g_assert_cmpint(d->attempts, ==, 2);
 }
 
+/* PostgreSQL only: another Store on the same database, as another node
+ * (NODE_ID) or a tool (NULL). */
+static Store *
+other(Fx *f, const char *node_id)
+{
+    StoreOptions o = {.migrate = TRUE, .node_id = node_id};
+    g_autoptr(GError) err = NULL;
+    Store *s = store_open_database(g_getenv("CONSULTD_TEST_DATABASE"), f->dir, &o, &err);
+    if (!s)
+        g_error("%s", err->message);
+    return s;
+}
+
+static gboolean
+on_pg(void)
+{
+    if (g_getenv("CONSULTD_TEST_DATABASE"))
+        return TRUE;
+    g_test_skip("PostgreSQL only (CONSULTD_TEST_DATABASE)");
+    return FALSE;
+}
+
+/* Fencing: a node's older incarnation (the same node id, registered again
+ * since) writes nothing; it writes again once it has registered anew, and
+ * then the other is the stale one. */
+static void
+test_fencing(Fx *f, gconstpointer data)
+{
+    if (!on_pg())
+        return;
+    g_autoptr(Store) a = other(f, "x");
+    g_autoptr(Store) b = other(f, "x");
+    g_assert_true(store_node_register(a, NULL));
+    g_assert_true(store_node_register(b, NULL));
+    g_assert_cmpint(store_node_epoch(a), ==, 1);
+    g_assert_cmpint(store_node_epoch(b), ==, 2);
+    gboolean changed;
+    g_autoptr(GError) err = NULL;
+    gint64 before = store_events_last_seq(f->s);
+    g_assert_false(store_favorite_set(a, f->student, f->teacher, TRUE, &changed, &err));
+    g_assert_error(err, STORE_ERROR, STORE_ERROR_FENCED);
+    g_assert_cmpint(store_events_last_seq(f->s), ==, before); /* nothing landed */
+    g_assert_true(store_favorite_set(b, f->student, f->teacher, TRUE, &changed, NULL));
+    /* a renews: its lease is gone, so it registers again (epoch 3). */
+    g_assert_true(store_node_renew(a, 0, 0, NULL));
+    g_assert_cmpint(store_node_epoch(a), ==, 3);
+    g_assert_true(store_favorite_set(a, f->student2, f->teacher, TRUE, &changed, NULL));
+    g_clear_error(&err);
+    g_assert_false(store_favorite_set(b, f->student, f->teacher, FALSE, &changed, &err));
+    g_assert_error(err, STORE_ERROR, STORE_ERROR_FENCED);
+    g_autoptr(GPtrArray) nodes = store_nodes_list(f->s, NULL);
+    g_assert_cmpuint(nodes->len, ==, 1);
+    g_assert_cmpint(((StoreNode *)nodes->pdata[0])->epoch, ==, 3);
+}
+
+/* Two nodes claiming deliveries at once get disjoint sets. */
+static void
+test_claims_are_disjoint(Fx *f, gconstpointer data)
+{
+    if (!on_pg())
+        return;
+    const char *urls[] = {"http://127.0.0.1:1/a", "http://127.0.0.1:1/b", NULL};
+    online(f);
+    g_autoptr(GPtrArray) evs = store_dispatch(f->s, 10, urls, NULL);
+    g_assert_cmpuint(evs->len, ==, 1);
+    g_autoptr(Store) b = other(f, NULL);
+    g_autoptr(GPtrArray) x = store_deliveries_claim(f->s, store_now_ms() + 1, 60000, 1);
+    g_autoptr(GPtrArray) y = store_deliveries_claim(b, store_now_ms() + 1, 60000, 5);
+    g_autoptr(GPtrArray) z = store_deliveries_claim(f->s, store_now_ms() + 1, 60000, 5);
+    g_assert_cmpuint(x->len, ==, 1);
+    g_assert_cmpuint(y->len, ==, 1);
+    g_assert_cmpuint(z->len, ==, 0);
+    g_assert_cmpint(((StoreDelivery *)x->pdata[0])->id, !=, ((StoreDelivery *)y->pdata[0])->id);
+}
+
+/* Events appended through two connections read back as one gap-free
+ * sequence in commit order, the same from either. */
+static void
+test_one_event_order(Fx *f, gconstpointer data)
+{
+    if (!on_pg())
+        return;
+    g_autoptr(Store) b = other(f, NULL);
+    gboolean changed;
+    for (int i = 0; i < 10; i++) {
+        Store *w = i % 2 ? b : f->s;
+        g_assert_true(store_favorite_set(w, f->student, f->teacher, i % 2 == 0, &changed, NULL));
+        g_assert_true(changed);
+    }
+    g_autoptr(GPtrArray) ea = store_events_range(f->s, 0, 0, 100, NULL);
+    g_autoptr(GPtrArray) eb = store_events_range(b, 0, 0, 100, NULL);
+    g_assert_cmpuint(ea->len, ==, 10);
+    g_assert_cmpuint(eb->len, ==, 10);
+    for (guint i = 0; i < ea->len; i++) {
+        g_assert_cmpint(((StoreEvent *)ea->pdata[i])->seq, ==, i + 1);
+        g_assert_cmpint(((StoreEvent *)eb->pdata[i])->seq, ==, i + 1);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -239,6 +338,9 @@ main(int argc, char **argv)
     T("transition-table", test_transition_table);
     T("dispatch-projects-once", test_dispatch_projects_once);
     T("delivery-results", test_delivery_results);
+    T("fencing", test_fencing);
+    T("claims-are-disjoint", test_claims_are_disjoint);
+    T("one-event-order", test_one_event_order);
 #undef T
     return g_test_run();
 }
