@@ -645,11 +645,22 @@ sig_auth_seed_demo(SigApp *app, GError **error)
                 g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot hash");
                 return FALSE;
             }
+            g_autoptr(GError) err = NULL;
             id = store_user_add(app->store, d->username, d->role, d->display_name, d->intro, hash,
-                                error);
-            if (!id)
+                                &err);
+            if (!id && g_error_matches(err, STORE_ERROR, STORE_ERROR_EXISTS)) {
+                /* Another node seeding the shared store at the same time. */
+                g_clear_pointer(&have, store_user_free);
+                have = store_user_get_by_name(app->store, d->username, NULL, error);
+                if (!have)
+                    return FALSE;
+                id = have->id;
+            } else if (!id) {
+                g_propagate_error(error, g_steal_pointer(&err));
                 return FALSE;
-            added++;
+            } else {
+                added++;
+            }
         }
         /* Seeded by an older build too: marked now. */
         if ((!have || !have->demo) && !store_user_mark_demo(app->store, id, error))

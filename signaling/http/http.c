@@ -708,6 +708,9 @@ queue(SigReq *r)
 {
     struct MHD_Response *resp = r->response;
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    /* Which node answered, behind the entry point (haproxy). */
+    if (r->app->cfg->node_id && *r->app->cfg->node_id)
+        MHD_add_response_header(resp, "X-Consultd-Node", r->app->cfg->node_id);
     if (!MHD_get_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     for (guint i = 0; i + 1 < r->headers->len; i += 2)

@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 
-from harness import BIN, SSE, Postgres, Server, parallel, run, test, wait_for
+from harness import BIN, ROOT, SSE, Postgres, Server, free_port, parallel, run, test, wait_for
 
 T1 = 2  # teacher1 in the demo seed
 
@@ -359,6 +359,81 @@ def a_frozen_node_is_fenced_and_registers_again():
     r = c.req(1, "teacher1", "PUT", f"/api/teachers/{T1}/profile", {"intro": "fenced no more"})
     assert r.status == 200, r
     assert c.req(0, "student1", "GET", f"/api/teachers/{T1}").json["intro"] == "fenced no more"
+
+
+class Haproxy:
+    """haproxy from Debian in front of the nodes, with the configuration
+    scripts/haproxy-cfg.sh writes (contrib/haproxy.cfg is one)."""
+
+    def __init__(self, c):
+        self.port = free_port()
+        nodes = [f"n{i}={n.host}:{n.port}" for i, n in enumerate(c.nodes)]
+        cfg = subprocess.run([os.path.join(ROOT, "scripts", "haproxy-cfg.sh"),
+                              f"127.0.0.1:{self.port}", *nodes],
+                             capture_output=True, text=True, check=True).stdout
+        self.dir = c.nodes[0].data_dir
+        self.cfg = os.path.join(self.dir, "haproxy.cfg")
+        with open(self.cfg, "w") as f:
+            f.write(cfg)
+        self.log = open(os.path.join(self.dir, "haproxy.log"), "wb")
+        self.proc = subprocess.Popen(["haproxy", "-db", "-f", self.cfg], stdout=self.log,
+                                     stderr=self.log)
+        self.host = "127.0.0.1"
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_for(lambda: self.up(len(c.nodes)), 30, what="haproxy to see every node up")
+
+    def up(self, n):
+        """Whether N different nodes answered /readyz through haproxy."""
+        seen = set()
+        for _ in range(3 * n):
+            try:
+                r = self.request("GET", "/readyz")
+            except OSError:
+                return False
+            if r.status == 200:
+                seen.add(r.header("X-Consultd-Node"))
+        return len(seen) == n
+
+    request = Server.request
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(20)
+        self.log.close()
+
+
+@test
+def haproxy_spreads_requests_routes_by_node_and_survives_a_node_kill():
+    c = Cluster(3, "--trusted-proxies", "127.0.0.1")
+    h = Haproxy(c)
+    try:
+        tok = c.login("student1")
+        seen = set()
+        for _ in range(9):
+            r = h.request("GET", "/api/teachers", token=tok)
+            assert r.status == 200, r
+            seen.add(r.header("X-Consultd-Node"))
+        assert seen == {"n0", "n1", "n2"}, seen
+        # /n/<node-id>/ reaches that node, prefix removed.
+        for i in range(3):
+            r = h.request("GET", f"/n/n{i}/api/teachers", token=tok)
+            assert r.status == 200 and r.header("X-Consultd-Node") == f"n{i}", r
+        # An events stream through haproxy gets an event written on a node.
+        assert h.request("POST", f"/api/teachers/{T1}/favorite", token=tok).status == 200
+        sse = SSE(h, tok)
+        assert sse.status == 200
+        online(c, 2)
+        sse.wait_type("teacher.online", 30, teacher_id=T1)
+        sse.close()
+        # kill -9 of a node: requests keep being answered (a refused
+        # connection goes to another node; the health check takes it out).
+        c.nodes[1].kill()
+        for _ in range(30):
+            r = h.request("GET", "/api/teachers", token=tok)
+            assert r.status == 200, r
+            assert r.header("X-Consultd-Node") != "n1"
+    finally:
+        h.stop()
 
 
 if __name__ == "__main__":

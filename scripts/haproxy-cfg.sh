@@ -1,0 +1,63 @@
+#!/bin/sh
+# haproxy-cfg.sh LISTEN NODE_ID=ADDR:PORT... - prints the haproxy
+# configuration of consultd's entry point for these nodes:
+#   - health checks on /readyz (a node without its database, or draining,
+#     leaves the rotation within two seconds and comes back by itself);
+#   - timeouts that keep Server-Sent Events streams open (a heartbeat
+#     comes every 15 s; "timeout tunnel" once a stream is established);
+#   - /n/<node-id>/... goes to that node with the prefix removed (the media
+#     of a consultation lives on one node: issue 23 routes WHIP/WHEP there);
+#   - X-Forwarded-For for consultd's --trusted-proxies;
+#   - a request whose node refused the connection is sent to another one.
+# contrib/haproxy.cfg is its output for scripts/cluster.sh's three nodes.
+set -eu
+listen=${1:?LISTEN}
+shift
+cat <<CFG
+# consultd's entry point (scripts/haproxy-cfg.sh $listen $*)
+global
+    maxconn 4096
+
+defaults
+    mode http
+    option forwardfor
+    option redispatch
+    retries 2
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    timeout tunnel 1h
+    timeout http-request 10s
+    timeout http-keep-alive 10s
+    timeout queue 5s
+    default-server inter 1s fall 2 rise 2
+
+frontend consultd
+    bind $listen
+CFG
+for n in "$@"; do
+    id=${n%%=*}
+    echo "    use_backend node_$id if { path_beg /n/$id/ }"
+done
+cat <<CFG
+    default_backend nodes
+
+backend nodes
+    balance leastconn
+    option httpchk GET /readyz
+    http-check expect status 200
+CFG
+for n in "$@"; do
+    echo "    server ${n%%=*} ${n#*=} check"
+done
+for n in "$@"; do
+    id=${n%%=*}
+    cat <<CFG
+
+backend node_$id
+    option httpchk GET /readyz
+    http-check expect status 200
+    http-request replace-path /n/$id(/.*) \\1
+    server $id ${n#*=} check
+CFG
+done
