@@ -9,7 +9,7 @@
  *   STORE_ERROR_UNAVAILABLE: the server answers 503 database_unavailable
  *   and never waits on a dead peer.  Reconnecting is asynchronous
  *   (PQconnectStart/PQconnectPoll on the loop), with backoff from 100 ms to
- *   2 s.
+ *   1 s.
  * - Writers are serialized across nodes by one transaction-level advisory
  *   lock taken at BEGIN (WRITE_LOCK): the same rule as SQLite's BEGIN
  *   IMMEDIATE, so a command's check and change see no other writer between
@@ -44,7 +44,7 @@
 #define INT8OID 20
 #define LEASE_MS 6000
 #define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 2000
+#define BACKOFF_MAX_MS 1000
 
 struct StorePg {
     char *conninfo;
