@@ -206,6 +206,8 @@ static gboolean
 renew_lease(gpointer data)
 {
     SigApp *app = data;
+    if (!store_available(app->store))
+        return G_SOURCE_CONTINUE; /* reconnecting; the lease is checked when back */
     g_autoptr(GError) err = NULL;
     gint64 was = store_node_epoch(app->store);
     if (!store_node_renew(app->store, sig_streams_count(app), sig_media_session_count(app), &err))

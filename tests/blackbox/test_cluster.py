@@ -361,6 +361,49 @@ def a_frozen_node_is_fenced_and_registers_again():
     assert c.req(0, "student1", "GET", f"/api/teachers/{T1}").json["intro"] == "fenced no more"
 
 
+def sweeps_ran(c, seconds):
+    """Waits until every node has renewed its lease for SECONDS more (its
+    timers, the sweepers among them, kept running), by the database's
+    clock: a wait on an event, not a fixed sleep."""
+    def renewed():
+        return {n: int(r) for n, r in c.query("SELECT node_id, renewed_at FROM consultd_nodes")}
+    start = renewed()
+    wait_for(lambda: all(v - start[n] >= seconds * 1000 for n, v in renewed().items()),
+             seconds + 30, what=f"every node's timers to run {seconds} s")
+
+
+@test
+def timers_run_on_every_node_and_act_once():
+    """Request expiry runs on all three nodes; each request expires once.
+    A teacher whose console is on one node stays online although the other
+    nodes have no stream of theirs, and goes offline when it closes."""
+    c = Cluster(3, "--request-timeout", "1", "--presence-grace", "2")
+    # The console (events stream) of teacher1 on node 0 only.
+    sse = SSE(c.nodes[0], c.login("teacher1"))
+    assert sse.status == 200
+    online(c, 1)
+    for i in range(3):
+        r = c.req(i, f"student{i + 1}", "POST", "/api/consultations", {"teacher_id": T1})
+        assert r.status == 201, r
+        wait_for(lambda cid=r.json["id"]: c.req(i, "admin", "GET", f"/api/consultations/{cid}"
+                                                ).json["status"] == "expired", 30,
+                 what="the request to expire")
+    sweeps_ran(c, 3)
+    expired = c.query("SELECT consultation_id, count(*) FROM events"
+                      " WHERE type = 'consultation.expired' GROUP BY consultation_id")
+    assert len(expired) == 3 and all(n == 1 for _, n in expired), expired
+    freed = c.query("SELECT count(*) FROM events WHERE type = 'teacher.available'")[0][0]
+    assert freed == 3, freed
+
+    sweeps_ran(c, 6)  # three times the grace, on every node
+    assert c.req(2, "student1", "GET", f"/api/teachers/{T1}").json["status"] == "online"
+    sse.close()
+    wait_for(lambda: c.req(1, "student1", "GET", f"/api/teachers/{T1}").json["status"]
+             == "offline", 30, what="the teacher to go offline without a console")
+    offline = c.query("SELECT count(*) FROM events WHERE type = 'teacher.offline'")[0][0]
+    assert offline == 1, offline
+
+
 class Haproxy:
     """haproxy from Debian in front of the nodes, with the configuration
     scripts/haproxy-cfg.sh writes (contrib/haproxy.cfg is one)."""
