@@ -41,7 +41,8 @@ typedef enum {
 
 /* How a shared (PostgreSQL) store behaves; zeroes mean the defaults. */
 typedef struct {
-    int timeout_ms;        /* statement_timeout, and the wait for any reply (2000) */
+    int timeout_ms;        /* statement_timeout and the wait for any reply (1000); a
+                            * tool (no on_event) waits 10 min */
     int connect_timeout_s; /* connect_timeout (3) */
     gboolean migrate;      /* apply pending migrations at open */
     const char *node_id;   /* this node (NULL: a tool, not a node: no lease) */

@@ -3,7 +3,7 @@
  * Design notes
  * - One connection per node, owned by the main loop's thread, like
  *   SQLite's.  Every wait on the network is bounded: a statement gets
- *   statement_timeout on the server and the same time plus a second on the
+ *   statement_timeout on the server and the same time plus 250 ms on the
  *   client (poll on the socket), after which the connection is dropped.
  *   While the connection is down every statement fails at once with
  *   STORE_ERROR_UNAVAILABLE: the server answers 503 database_unavailable
@@ -44,6 +44,15 @@
 #define INT8OID 20
 #define LEASE_MS 6000
 #define BACKOFF_MIN_MS 100
+/* A transaction of ours runs its statements back to back on the loop: one
+ * that sits idle for a second belongs to a frozen or stuck node, and holds
+ * the writers' lock that every other node waits for.  The server ends it. */
+#define IDLE_TX_MS 1000
+/* How much longer than statement_timeout the client waits for a reply. */
+#define REPLY_MARGIN_MS 250
+/* A tool (no loop to keep serving: migrate, rebuild-projections) waits
+ * this long for a statement. */
+#define TOOL_TIMEOUT_MS (10 * 60 * 1000)
 #define BACKOFF_MAX_MS 1000
 
 struct StorePg {
@@ -150,7 +159,7 @@ static PGresult *
 wait_result(Store *s)
 {
     StorePg *pg = s->pg;
-    gint64 deadline = g_get_monotonic_time() + (gint64)(pg->timeout_ms + 1000) * 1000;
+    gint64 deadline = g_get_monotonic_time() + (gint64)(pg->timeout_ms + REPLY_MARGIN_MS) * 1000;
     PGresult *keep = NULL;
     for (;;) {
         while (PQisBusy(pg->conn)) {
@@ -555,7 +564,7 @@ conn_values(StorePg *pg, char **vals)
     vals[3] = g_strdup_printf(
         "-c statement_timeout=%d -c lock_timeout=%d"
         " -c idle_in_transaction_session_timeout=%d -c TimeZone=UTC -c client_min_messages=warning",
-        pg->timeout_ms, pg->timeout_ms, MAX(pg->timeout_ms * 2, 5000));
+        pg->timeout_ms, pg->timeout_ms, IDLE_TX_MS);
     vals[4] = g_strdup("5");
     vals[5] = g_strdup("2");
     vals[6] = g_strdup("2");
@@ -858,7 +867,9 @@ pg_open(const char *conninfo, const StoreOptions *opts, gboolean bare, GError **
     g_autoptr(Store) s = store_new(STORE_KIND_PG, &store_pg_driver);
     StorePg *pg = s->pg = g_new0(StorePg, 1);
     pg->conninfo = g_strdup(conninfo);
-    pg->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 2000;
+    pg->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 1000;
+    if (!opts->on_event)
+        pg->timeout_ms = TOOL_TIMEOUT_MS;
     pg->connect_timeout_s = opts->connect_timeout_s > 0 ? opts->connect_timeout_s : 3;
     pg->node_id = g_strdup(opts->node_id);
     pg->node_url = g_strdup(opts->node_url ? opts->node_url : "");

@@ -36,7 +36,7 @@ static const CfgOpt opts[] = {
     {"database", CFG_STR, OFF(database), "", 0, 0,
      "where the state lives: empty or sqlite: (DATA_DIR/consultd.db), sqlite:PATH, or a "
      "PostgreSQL URL or connection string (several nodes)"},
-    {"database-timeout", CFG_INT, OFF(database_timeout), "2000", 100, 600000,
+    {"database-timeout", CFG_INT, OFF(database_timeout), "1000", 100, 600000,
      "ms a PostgreSQL statement may take, and the wait for any reply (503 after)"},
     {"node-id", CFG_STR, OFF(node_id), "", 0, 0,
      "this node's name among several sharing PostgreSQL (default: the host name)"},
