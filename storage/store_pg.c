@@ -436,44 +436,50 @@ pg_exec(Store *s, const char *sql, GError **error)
     return TRUE;
 }
 
+/* BEGIN, the writers' lock and this node's fence, in one round trip. */
 static gboolean
 pg_begin(Store *s, GError **error)
 {
     StorePg *pg = s->pg;
-    if (!pg_exec(s, "BEGIN", error))
-        return FALSE;
-    /* The writers' lock, and this node's fence under it. */
-    StoreStmt *st = store_stmt(
-        s, "SELECT pg_advisory_xact_lock(" G_STRINGIFY(WRITE_LOCK) "), ?2 = 0 OR EXISTS (SELECT 1"
-                                                                   " FROM consultd_nodes WHERE "
-                                                                   "node_id = ?1 AND epoch = ?2"
-                                                                   " AND lease_until > "
-                                                                   "consultd_now_ms())");
-    store_bind_text(st, 1, pg->node_id ? pg->node_id : "");
-    store_bind_int64(st, 2, pg->epoch);
-    int rc = store_step(st);
-    gboolean fenced = rc == STORE_ROW && store_col_int64(st, 1) == 0;
-    store_stmt_reset(st);
-    if (rc != STORE_ROW || fenced) {
-        if (fenced) {
-            pg->fenced = TRUE;
-            store_fail(s, STORE_ERROR_FENCED,
-                       "this node's lease has run out; it registers again before writing");
-        }
+    if (unavailable(s)) {
         store_set_error(s, error, "begin");
-        pg_exec(s, "ROLLBACK", NULL);
         return FALSE;
     }
-    return TRUE;
+    const char *id = pg->node_id ? pg->node_id : "";
+    char *lit = PQescapeLiteral(pg->conn, id, strlen(id));
+    if (!lit) {
+        fail_result(s, NULL);
+        store_set_error(s, error, "begin");
+        return FALSE;
+    }
+    g_autofree char *sql = g_strdup_printf(
+        "BEGIN; SELECT pg_advisory_xact_lock(%d), %" G_GINT64_FORMAT " = 0 OR EXISTS (SELECT 1"
+        " FROM consultd_nodes WHERE node_id = %s AND epoch = %" G_GINT64_FORMAT
+        " AND lease_until > consultd_now_ms())",
+        WRITE_LOCK, pg->epoch, lit, pg->epoch);
+    PQfreemem(lit);
+    PGresult *r = run_simple(s, sql);
+    gboolean fenced = r && PQntuples(r) == 1 && !strcmp(PQgetvalue(r, 0, 1), "f");
+    gboolean ok = r && PQntuples(r) == 1 && !fenced;
+    PQclear(r);
+    if (ok)
+        return TRUE;
+    if (fenced) {
+        pg->fenced = TRUE;
+        store_fail(s, STORE_ERROR_FENCED,
+                   "this node's lease has run out; it registers again before writing");
+    }
+    store_set_error(s, error, "begin");
+    pg_exec(s, "ROLLBACK", NULL);
+    return FALSE;
 }
 
 static gboolean
 pg_commit(Store *s, GError **error)
 {
-    /* NOTIFY is delivered at commit, to every listening node. */
-    if (s->appended && !pg_exec(s, "NOTIFY consultd_events", error))
-        return FALSE;
-    PGresult *r = run_simple(s, "COMMIT");
+    /* NOTIFY is delivered at commit, to every listening node; both go in
+     * one round trip. */
+    PGresult *r = run_simple(s, s->appended ? "NOTIFY consultd_events; COMMIT" : "COMMIT");
     if (!r) {
         store_set_error(s, error, "commit");
         return FALSE;
