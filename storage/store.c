@@ -134,6 +134,14 @@ store_step_done(Store *s, StoreStmt *st, GError **error, const char *what)
 }
 
 gint64
+store_scalar(Store *s, StoreStmt *st, gint64 dflt)
+{
+    gint64 v = store_step(st) == STORE_ROW ? store_col_int64(st, 0) : dflt;
+    store_stmt_reset(st);
+    return v;
+}
+
+gint64
 store_step_id(Store *s, StoreStmt *st, GError **error, const char *what)
 {
     int rc = store_step(st);

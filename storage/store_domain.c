@@ -424,9 +424,7 @@ store_consultation_count(Store *s, StoreConsultStatus status)
 {
     StoreStmt *st = store_stmt(s, "SELECT count(*) FROM consultations WHERE status = ?1");
     store_bind_text(st, 1, store_consult_status_name(status));
-    gint64 n = store_step(st) == STORE_ROW ? store_col_int64(st, 0) : 0;
-    store_stmt_reset(st);
-    return n;
+    return store_scalar(s, st, 0);
 }
 
 gint64

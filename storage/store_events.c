@@ -88,9 +88,7 @@ gint64
 store_events_last_seq(Store *s)
 {
     StoreStmt *st = store_stmt(s, "SELECT coalesce(max(seq), 0) FROM events");
-    gint64 v = store_step(st) == STORE_ROW ? store_col_int64(st, 0) : 0;
-    store_stmt_reset(st);
-    return v;
+    return store_scalar(s, st, 0);
 }
 
 gint64
@@ -98,9 +96,7 @@ store_cursor(Store *s, const char *name)
 {
     StoreStmt *st = store_stmt(s, "SELECT seq FROM cursors WHERE name = ?1");
     store_bind_text(st, 1, name);
-    gint64 v = store_step(st) == STORE_ROW ? store_col_int64(st, 0) : 0;
-    store_stmt_reset(st);
-    return v;
+    return store_scalar(s, st, 0);
 }
 
 static gboolean

@@ -815,10 +815,8 @@ G_STATIC_ASSERT(G_N_ELEMENTS(pg_migrations) == STORE_PG_SCHEMA_VERSION);
 int
 store_pg_schema_version(Store *s)
 {
-    StoreStmt *st = store_stmt(s, "SELECT coalesce(max(version), 0) FROM consultd_schema");
-    int v = store_step(st) == STORE_ROW ? (int)store_col_int64(st, 0) : -1;
-    store_stmt_reset(st);
-    return v;
+    return (int)store_scalar(
+        s, store_stmt(s, "SELECT coalesce(max(version), 0) FROM consultd_schema"), -1);
 }
 
 /* Applies pending migrations under a session advisory lock, so that of

@@ -63,6 +63,8 @@ gint64 store_changes(Store *s);
 void store_set_error(Store *s, GError **error, const char *what);
 /* Runs a write statement that is already bound; TRUE on STORE_DONE. */
 gboolean store_step_done(Store *s, StoreStmt *st, GError **error, const char *what);
+/* The first column of ST's first row (bound already), or DFLT. */
+gint64 store_scalar(Store *s, StoreStmt *st, gint64 dflt);
 /* Runs an INSERT ... RETURNING id that is already bound; the id, or 0 and
  * ERROR. */
 gint64 store_step_id(Store *s, StoreStmt *st, GError **error, const char *what);

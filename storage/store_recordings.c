@@ -256,9 +256,7 @@ store_recordings_bytes(Store *s)
 {
     StoreStmt *st = store_stmt(s, "SELECT coalesce(sum(size), 0) FROM recordings"
                                   " WHERE state = 'ready'");
-    gint64 n = store_step(st) == STORE_ROW ? store_col_int64(st, 0) : 0;
-    store_stmt_reset(st);
-    return n;
+    return store_scalar(s, st, 0);
 }
 
 gboolean

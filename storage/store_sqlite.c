@@ -312,10 +312,7 @@ const StoreDriver store_sqlite_driver = {
 static int
 lite_schema_version(Store *s)
 {
-    StoreStmt *st = store_stmt(s, "PRAGMA user_version");
-    int v = store_step(st) == STORE_ROW ? (int)store_col_int64(st, 0) : -1;
-    store_stmt_reset(st);
-    return v;
+    return (int)store_scalar(s, store_stmt(s, "PRAGMA user_version"), -1);
 }
 
 static gboolean

@@ -124,9 +124,7 @@ gint64
 store_user_count(Store *s)
 {
     StoreStmt *st = store_stmt(s, "SELECT count(*) FROM users WHERE deleted_at IS NULL");
-    gint64 n = store_step(st) == STORE_ROW ? store_col_int64(st, 0) : 0;
-    store_stmt_reset(st);
-    return n;
+    return store_scalar(s, st, 0);
 }
 
 gboolean

@@ -302,26 +302,25 @@ def check_outage(c, acked, cancel_acked, answers):
     assert c.nodes[0].get("/readyz").status == 200
 
 
-@test
-def postgres_killed_during_traffic_answers_503_and_recovers():
+def outage(what, stop):
     c = Cluster(1)
     online(c, 0)
     acked, cancel_acked, answers, back = traffic_through_an_outage(
-        c, c.pg.kill9, c.pg.start)
+        c, getattr(c.pg, stop), c.pg.start)
     check_outage(c, acked, cancel_acked, answers)
-    print(f"# kill -9 postmaster: {len(acked)} requests acknowledged, "
+    print(f"# {what}: {len(acked)} requests acknowledged, "
           f"{sum(1 for a in answers if a[0] == 503)} answered 503; first write "
           f"{back * 1000:.0f} ms after PostgreSQL was started again", flush=True)
 
 
 @test
+def postgres_killed_during_traffic_answers_503_and_recovers():
+    outage("kill -9 postmaster", "kill9")
+
+
+@test
 def postgres_immediate_stop_and_start_during_traffic():
-    c = Cluster(1)
-    online(c, 0)
-    acked, cancel_acked, answers, back = traffic_through_an_outage(
-        c, c.pg.stop_immediate, c.pg.start)
-    check_outage(c, acked, cancel_acked, answers)
-    print(f"# pg_ctl stop -m immediate: first write {back * 1000:.0f} ms after start", flush=True)
+    outage("pg_ctl stop -m immediate", "stop_immediate")
 
 
 def nodes_of(c, node):
