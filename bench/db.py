@@ -113,9 +113,11 @@ def fanout(nodes, n):
                  and e["event"] == f"teacher.{st}", 10)
         lat.append((time.monotonic() - t0) * 1000)
     sse.close()
+    slowest = max(range(n), key=lambda i: lat[i])
     lat.sort()
     return {"n": n, "p50_ms": round(statistics.median(lat), 1),
-            "p95_ms": round(lat[int(0.95 * (len(lat) - 1))], 1), "max_ms": round(lat[-1], 1)}
+            "p95_ms": round(lat[int(0.95 * (len(lat) - 1))], 1), "max_ms": round(lat[-1], 1),
+            "slowest_was_change": slowest}
 
 
 def main():

@@ -370,7 +370,9 @@ fan_out(SigApp *app, const StoreEvent *e, gpointer data)
     g_autoptr(GArray) favorers = NULL;
     for (guint i = 0; i < st->streams->len; i++) {
         Stream *s = st->streams->pdata[i];
-        if (!favorers && s->user->role == STORE_ROLE_STUDENT)
+        /* The teacher's favorers matter for presence events only: looked
+         * up once per such event, never for the others. */
+        if (!favorers && s->user->role == STORE_ROLE_STUDENT && sig_event_is_presence(e))
             favorers = store_favorers(app->store, e->teacher_id);
         if (sig_event_for_user(app, e, s->user, favorers))
             stream_push_event(s, e);

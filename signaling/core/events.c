@@ -38,6 +38,14 @@ struct SigEvents {
 /* ------------------------------------------------------------ who gets it */
 
 gboolean
+sig_event_is_presence(const StoreEvent *e)
+{
+    static const char *const presence[] = {"teacher.online", "teacher.offline", "teacher.busy",
+                                           "teacher.available", NULL};
+    return g_strv_contains(presence, e->type);
+}
+
+gboolean
 sig_event_for_user(SigApp *app, const StoreEvent *e, const StoreUser *u, GArray *favorers)
 {
     if (u->role == STORE_ROLE_ADMIN)
@@ -45,11 +53,7 @@ sig_event_for_user(SigApp *app, const StoreEvent *e, const StoreUser *u, GArray 
     if (e->teacher_id == u->id || (e->student_id && e->student_id == u->id))
         return TRUE;
     /* Presence changes also go to the students who favor the teacher. */
-    if (u->role != STORE_ROLE_STUDENT)
-        return FALSE;
-    static const char *const presence[] = {"teacher.online", "teacher.offline", "teacher.busy",
-                                           "teacher.available", NULL};
-    if (!g_strv_contains(presence, e->type))
+    if (u->role != STORE_ROLE_STUDENT || !sig_event_is_presence(e))
         return FALSE;
     g_autoptr(GArray) own = NULL;
     if (!favorers)

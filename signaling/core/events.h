@@ -37,6 +37,9 @@ guint64 sig_events_generation(SigApp *app);
  * deleted. */
 gint64 sig_events_prune_all(SigApp *app);
 
+/* Whether E is a teacher's presence change (which also goes to the
+ * students who favor the teacher). */
+gboolean sig_event_is_presence(const StoreEvent *e);
 /* Whether event E concerns user U (FAVORERS: the teacher's favorers, or
  * NULL to look them up). */
 gboolean sig_event_for_user(SigApp *app, const StoreEvent *e, const StoreUser *u, GArray *favorers);
