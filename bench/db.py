@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The state on SQLite against PostgreSQL, and across nodes (issue 22).
 
-  bench/db.py [--seconds 10] [--pairs 24] [--fanout 200]
+  CONSULTD_BIN=build-test/consultd bench/db.py [--seconds 10] [--pairs 24] [--fanout 200]
+
+(Without CONSULTD_BIN the harness runs build/consultd, whatever that is.)
 
 Measures, on this machine, with real servers on loopback:
   - GET /api/teachers and GET /api/mypage on one node, SQLite and
