@@ -272,14 +272,6 @@ coalesced(GPtrArray *evs)
 GPtrArray *
 store_dispatch(Store *s, guint limit, const char *const *webhook_urls, GError **error)
 {
-    /* Nothing to do is seen without the writers' lock: on several nodes
-     * every node dispatches after every event, and all but one find the
-     * work done.  (A stale answer only defers to the next kick.) */
-    StoreStmt *st = store_stmt(s, "SELECT (SELECT coalesce(max(seq), 0) FROM events) >"
-                                  " (SELECT min(seq) FROM cursors"
-                                  "  WHERE name IN ('projections', 'notify'))");
-    if (store_scalar(s, st, 1) == 0)
-        return g_ptr_array_new_with_free_func((GDestroyNotify)store_event_free);
     if (!store_begin(s, error))
         return NULL;
     gint64 proj = store_cursor(s, "projections");
