@@ -248,7 +248,8 @@ def sigterm_waits_for_in_flight_login():
     c.close()
     assert got.startswith(b"HTTP/1.1 200"), got[:200]
     assert b'"token"' in got
-    assert s.stop() == 0
+    rc = s.stop()
+    assert rc == 0, (rc, s.logtext()[-3000:])
 
 
 @test
