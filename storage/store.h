@@ -428,7 +428,5 @@ GPtrArray *store_nodes_list(Store *s, GError **error);
 gboolean store_drop_all(const char *conninfo, GError **error);
 /* FALSE while the database server is unreachable (reconnecting). */
 gboolean store_available(Store *s);
-/* How many times the connection was lost. */
-guint64 store_connection_losses(Store *s);
 
 G_END_DECLS

@@ -70,7 +70,6 @@ struct StorePg {
     guint pending_watch, retry_timer;
     int backoff_ms;
     gint64 down_since; /* monotonic us; 0 while up */
-    guint64 losses;
     void (*on_event)(gpointer data, gboolean reconnected);
     gpointer data;
     guint serial;
@@ -548,7 +547,6 @@ pg_lost(Store *s, const char *why)
     stop_watch(pg);
     PQfinish(pg->conn);
     pg->conn = NULL;
-    pg->losses++;
     pg->down_since = g_get_monotonic_time();
     pg->backoff_ms = BACKOFF_MIN_MS;
     schedule_reconnect(s);
@@ -1040,12 +1038,6 @@ gboolean
 store_available(Store *s)
 {
     return s->kind != STORE_KIND_PG || s->pg->conn != NULL;
-}
-
-guint64
-store_connection_losses(Store *s)
-{
-    return s->kind == STORE_KIND_PG ? s->pg->losses : 0;
 }
 
 gboolean
