@@ -34,6 +34,7 @@
 #include "core/events.h"
 #include "core/health.h"
 #include "core/metrics.h"
+#include "core/task.h"
 #include "core/webhooks.h"
 #include "workers/media.h"
 #include "workers/reactions.h"
@@ -202,12 +203,12 @@ on_store_event(gpointer data, gboolean reconnected)
 
 /* Every 2 s: this node's lease (6 s) and the load it reports.  A node that
  * lost its lease (frozen, cut off) registers again with a new epoch. */
-static gboolean
+static void
 renew_lease(gpointer data)
 {
     SigApp *app = data;
     if (!store_available(app->store))
-        return G_SOURCE_CONTINUE; /* reconnecting; the lease is checked when back */
+        return; /* reconnecting; the lease is checked when back */
     g_autoptr(GError) err = NULL;
     gint64 was = store_node_epoch(app->store);
     if (!store_node_renew(app->store, sig_streams_count(app), sig_media_session_count(app), &err))
@@ -215,7 +216,6 @@ renew_lease(gpointer data)
     else if (was && store_node_epoch(app->store) != was)
         sig_metrics_add(app->metrics, "consultd_node_fenced_total",
                         "Times this node lost its lease and registered again", "", 1);
-    return G_SOURCE_CONTINUE;
 }
 
 /* /readyz: a shared store must be reachable. */
@@ -308,6 +308,7 @@ serve(SigApp *app)
         app->cfg->public_url = g_strdup_printf("http://%s:%u", host, sig_http_port(app->http));
     }
     guint lease = 0;
+    SigTask lease_task = SIG_TASK_INIT(app, renew_lease, app);
     if (store_shared(app->store)) {
         store_node_set_url(app->store,
                            *app->cfg->node_url ? app->cfg->node_url : app->cfg->public_url);
@@ -315,7 +316,7 @@ serve(SigApp *app)
             g_critical("node registry: %s", err->message);
             return 1;
         }
-        lease = g_timeout_add(2000, renew_lease, app);
+        lease = g_timeout_add(2000, sig_task_tick, &lease_task);
         sig_health_add_ready_check(app, "database", database_ready);
         g_message("node %s (epoch %" G_GINT64_FORMAT ") on shared PostgreSQL state",
                   app->cfg->node_id, store_node_epoch(app->store));
@@ -367,6 +368,7 @@ serve(SigApp *app)
     g_source_remove(retention);
     if (lease)
         g_source_remove(lease);
+    store_settle(app->store); /* no fiber is left waiting for the database */
     g_clear_pointer(&app->consult, sig_consult_free);
     g_clear_pointer(&app->media, sig_media_free);
     sig_auth_drain(app->auth); /* answers queued logins while HTTP still runs */

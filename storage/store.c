@@ -2,7 +2,8 @@
  * database URL, statements, errors and transactions.
  *
  * Design notes
- * - A Store is one connection, owned by the main loop's thread.  Its backend
+ * - A Store is one connection, owned by the main loop's thread; on
+ *   PostgreSQL, lent to one fiber at a time (store_hold()).  Its backend
  *   (store_sqlite.c, store_pg.c) runs the statements; this file holds what
  *   both share.
  * - Statements are cached by the address of their SQL literal and finalized
@@ -55,9 +56,62 @@ store_set_error(Store *s, GError **error, const char *what)
                 s->err_msg ? s->err_msg : "unknown error");
 }
 
+/* --------------------------------------------------- one fiber at a time */
+
+static void
+release(gpointer data)
+{
+    Store *s = data;
+    if (s->in_tx) {
+        g_warning("storage: a fiber ended inside a transaction; rolling it back");
+        store_rollback(s);
+    }
+    s->holder = g_queue_pop_head(&s->waiters); /* handed over, in turn */
+    fiber_wake(s->holder);
+}
+
+gboolean
+store_waits_in_fibers(Store *s)
+{
+    return s->drv->drive != NULL && store_shared(s);
+}
+
+void
+store_hold(Store *s)
+{
+    if (!s->drv->drive)
+        return;
+    Fiber *me = fiber_self();
+    if (!me) {
+        while (s->holder)
+            s->drv->drive(s, s->holder);
+        return;
+    }
+    if (s->holder == me)
+        return;
+    if (s->holder) {
+        g_queue_push_tail(&s->waiters, me);
+        while (s->holder != me)
+            fiber_sleep();
+    } else {
+        s->holder = me;
+    }
+    fiber_at_exit(release, s);
+}
+
+void
+store_settle(Store *s)
+{
+    g_return_if_fail(!fiber_self());
+    store_hold(s);
+}
+
+/* ------------------------------------------------------------ statements */
+
 StoreStmt *
 store_stmt2(Store *s, const char *sqlite_sql, const char *pg_sql)
 {
+    store_hold(s);
     StoreStmt *st = g_hash_table_lookup(s->stmts, sqlite_sql);
     if (st) {
         s->drv->clear(st);
@@ -178,12 +232,14 @@ store_col_strdup(StoreStmt *st, int col)
 gboolean
 store_exec(Store *s, const char *sql, GError **error)
 {
+    store_hold(s);
     return s->drv->exec(s, sql, error);
 }
 
 gboolean
 store_begin(Store *s, GError **error)
 {
+    store_hold(s);
     g_return_val_if_fail(!s->in_tx, FALSE);
     if (!s->drv->begin(s, error))
         return FALSE;
@@ -195,6 +251,7 @@ store_begin(Store *s, GError **error)
 gboolean
 store_commit(Store *s, GError **error)
 {
+    store_hold(s);
     g_return_val_if_fail(s->in_tx, FALSE);
     if (!s->drv->commit(s, error)) {
         store_rollback(s);
@@ -208,6 +265,7 @@ store_commit(Store *s, GError **error)
 void
 store_rollback(Store *s)
 {
+    store_hold(s);
     if (!s->in_tx)
         return;
     /* ROLLBACK can only fail if no transaction is open, which the flag
@@ -220,6 +278,7 @@ store_rollback(Store *s)
 gboolean
 store_autobegin(Store *s, gboolean *began, GError **error)
 {
+    store_hold(s);
     *began = FALSE;
     if (s->in_tx)
         return TRUE;

@@ -71,6 +71,13 @@ Store *store_open_database(const char *database, const char *data_dir, const Sto
 const char *store_kind_name(Store *s);
 /* Whether other nodes share this store (PostgreSQL). */
 gboolean store_shared(Store *s);
+/* Whether a wait for the database sleeps the calling fiber (fiber.h)
+ * rather than the thread: PostgreSQL in a server with a loop.  Callers on
+ * the loop's own stack still work; they wait, bounded, as on SQLite. */
+gboolean store_waits_in_fibers(Store *s);
+/* From the loop's stack: runs every fiber that holds or waits for the
+ * connection to its end (before shutting down). */
+void store_settle(Store *s);
 /* How long a statement waits for another process's lock before failing
  * with STORE_ERROR_BUSY (5 s from store_open).  The server sets it short:
  * its one thread must not stall on a lock held by a tool. */

@@ -2,9 +2,17 @@
  *
  * Design notes
  * - One connection per node, owned by the main loop's thread, like
- *   SQLite's.  Every wait on the network is bounded: a statement gets
+ *   SQLite's.  In the server, a wait for a reply sleeps the calling fiber
+ *   (common/fiber.h): the request, or the timer's task, that asked waits,
+ *   and the loop serves everything else meanwhile.  The connection is lent
+ *   to one fiber at a time, from its first statement to its end
+ *   (store_hold() in store.c), so a fiber's statements and transaction are
+ *   never interleaved with another's.  A caller on the loop's own stack
+ *   cannot sleep: it runs the fiber holding the connection to its end,
+ *   then waits as a tool does, polling the socket.
+ * - Every wait on the network is bounded: a statement gets
  *   statement_timeout on the server and the same time plus 250 ms on the
- *   client (poll on the socket), after which the connection is dropped.
+ *   client, after which the connection is dropped.
  *   While the connection is down every statement fails at once with
  *   STORE_ERROR_UNAVAILABLE: the server answers 503 database_unavailable
  *   and never waits on a dead peer.  Reconnecting is asynchronous
@@ -73,6 +81,8 @@ struct StorePg {
     void (*on_event)(gpointer data, gboolean reconnected);
     gpointer data;
     guint serial;
+    Fiber *waiter;    /* the fiber asleep until the socket has a reply */
+    guint wait_timer; /* ... or until its deadline */
 };
 
 struct StoreStmt {
@@ -151,6 +161,49 @@ drain_notifies(Store *s)
         pg->on_event(pg->data, FALSE);
 }
 
+static gboolean
+wake_waiter(gpointer data)
+{
+    StorePg *pg = data;
+    pg->wait_timer = 0;
+    fiber_wake(pg->waiter);
+    return G_SOURCE_REMOVE;
+}
+
+/* Waits up to MS for the socket to have something to read.  In a fiber of
+ * the server's (the socket is watched) the fiber sleeps and the loop goes
+ * on; elsewhere (a tool, the loop's own stack) it polls.  FALSE if the
+ * connection was lost meanwhile. */
+static gboolean
+sleep_for_reply(Store *s, int ms)
+{
+    StorePg *pg = s->pg;
+    if (fiber_self() && pg->watch) {
+        pg->waiter = fiber_self();
+        pg->wait_timer = g_timeout_add(ms, wake_waiter, pg);
+        fiber_sleep();
+        g_clear_handle_id(&pg->wait_timer, g_source_remove);
+        pg->waiter = NULL;
+    } else {
+        struct pollfd p = {.fd = PQsocket(pg->conn), .events = POLLIN};
+        poll(&p, 1, ms);
+    }
+    return pg->conn != NULL;
+}
+
+/* The loop's stack needs the connection that HOLDER has lent: waits for
+ * what HOLDER waits for, here, and runs it on. */
+static void
+pg_drive(Store *s, Fiber *holder)
+{
+    StorePg *pg = s->pg;
+    if (pg->waiter == holder && pg->conn) {
+        struct pollfd p = {.fd = PQsocket(pg->conn), .events = POLLIN};
+        poll(&p, 1, 100);
+    }
+    fiber_wake(holder);
+}
+
 /* Waits for the results of what was just sent, at most timeout_ms plus a
  * second.  Returns the last result (an error one if any; caller clears),
  * or NULL with the connection dropped. */
@@ -169,8 +222,11 @@ wait_result(Store *s)
                 pg_lost(s, "no answer in time");
                 return NULL;
             }
-            struct pollfd p = {.fd = PQsocket(pg->conn), .events = POLLIN};
-            poll(&p, 1, (int)MIN(left, 1000));
+            if (!sleep_for_reply(s, (int)MIN(left, 1000))) {
+                PQclear(keep);
+                store_fail(s, STORE_ERROR_UNAVAILABLE, "the connection was lost");
+                return NULL;
+            }
             if (!PQconsumeInput(pg->conn)) {
                 PQclear(keep);
                 g_autofree char *why = g_strchomp(g_strdup(PQerrorMessage(pg->conn)));
@@ -513,6 +569,7 @@ on_readable(gint fd, GIOCondition cond, gpointer data)
         return G_SOURCE_REMOVE;
     }
     drain_notifies(s);
+    fiber_wake(pg->waiter);
     return G_SOURCE_CONTINUE;
 }
 
@@ -550,6 +607,7 @@ pg_lost(Store *s, const char *why)
     pg->down_since = g_get_monotonic_time();
     pg->backoff_ms = BACKOFF_MIN_MS;
     schedule_reconnect(s);
+    fiber_wake(pg->waiter); /* to find the connection gone */
 }
 
 static const char *const conn_keys[] = {
@@ -676,6 +734,7 @@ const StoreDriver store_pg_driver = {
     .begin = pg_begin,
     .commit = pg_commit,
     .close = pg_close,
+    .drive = pg_drive,
 };
 
 /* ------------------------------------------------------------ migrations */

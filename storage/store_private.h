@@ -8,6 +8,7 @@
  * (JSON) a statement is given twice with store_stmt2(). */
 #pragma once
 
+#include "fiber.h"
 #include "store.h"
 
 typedef struct StoreStmt StoreStmt;
@@ -37,7 +38,19 @@ struct Store {
     StoreErrorCode err; /* the last failed statement's error ... */
     char *err_msg;      /* ... and its text */
     gboolean appended;  /* the open transaction appended an event */
+    /* A backend whose waits sleep the calling fiber (PostgreSQL) lends the
+     * connection to one fiber at a time, from its first statement to its
+     * end: the statement cache, the open transaction and the last error
+     * are that fiber's until then.  Others queue in WAITERS. */
+    Fiber *holder;
+    GQueue waiters; /* Fiber * */
 };
+
+/* Makes the connection the caller's: the calling fiber waits its turn; the
+ * loop's own stack, which cannot wait, runs the holder (and whoever it
+ * hands over to) to its end first.  Every entry point that touches the
+ * connection's state calls it. */
+void store_hold(Store *s);
 
 /* Returns the cached statement for SQL (a string literal: the cache is
  * keyed by its address), reset and with bindings cleared.  Aborts only on
@@ -99,6 +112,9 @@ typedef struct StoreDriver {
     gboolean (*begin)(Store *s, GError **error);
     gboolean (*commit)(Store *s, GError **error);
     void (*close)(Store *s);
+    /* Set by a backend whose waits sleep the calling fiber: runs HOLDER,
+     * asleep, a step further from the loop's stack. */
+    void (*drive)(Store *s, Fiber *holder);
 } StoreDriver;
 
 extern const StoreDriver store_sqlite_driver;

@@ -17,6 +17,7 @@
 
 #include <string.h>
 #include "core/ratelimit.h"
+#include "core/task.h"
 
 struct SigConsult {
     SigApp *app;
@@ -28,6 +29,7 @@ struct SigConsult {
                               * (the CLI) show within TEACHERS_TTL */
     guint expiry_timer;
     guint presence_timer;
+    SigTask expiry_task, presence_task;
 };
 
 #define INTRO_MAX 2000
@@ -471,7 +473,7 @@ sig_h_mypage(SigReq *r)
 
 /* ---------------------------------------------------------------- timers */
 
-static gboolean
+static void
 expire_requests(gpointer data)
 {
     SigApp *app = data;
@@ -497,10 +499,9 @@ expire_requests(gpointer data)
         g_info("expired %u unanswered request(s)", n);
     if (n || ended)
         sig_events_kick(app);
-    return G_SOURCE_CONTINUE;
 }
 
-static gboolean
+static void
 sweep_presence(gpointer data)
 {
     SigApp *app = data;
@@ -531,7 +532,6 @@ sweep_presence(gpointer data)
     }
     if (n)
         sig_events_kick(app);
-    return G_SOURCE_CONTINUE;
 }
 
 SigConsult *
@@ -541,8 +541,10 @@ sig_consult_new(SigApp *app)
     c->app = app;
     c->request_limit = sig_limiter_new((guint)app->cfg->request_rate_per_min, 60);
     c->write_limit = sig_limiter_new((guint)app->cfg->write_rate_per_min, 60);
-    c->expiry_timer = g_timeout_add(500, expire_requests, app);
-    c->presence_timer = g_timeout_add(1000, sweep_presence, app);
+    c->expiry_task = SIG_TASK_INIT(app, expire_requests, app);
+    c->presence_task = SIG_TASK_INIT(app, sweep_presence, app);
+    c->expiry_timer = g_timeout_add(500, sig_task_tick, &c->expiry_task);
+    c->presence_timer = g_timeout_add(1000, sig_task_tick, &c->presence_task);
     return c;
 }
 

@@ -368,12 +368,15 @@ fan_out(SigApp *app, const StoreEvent *e, gpointer data)
 {
     SigStreams *st = data;
     g_autoptr(GArray) favorers = NULL;
+    /* The teacher's favorers matter for presence events only: looked up
+     * once per such event, if a student listens, never for the others.
+     * Before the loop: the lookup may wait (a fiber, on PostgreSQL), and
+     * streams come and go meanwhile. */
+    for (guint i = 0; i < st->streams->len && !favorers && sig_event_is_presence(e); i++)
+        if (((Stream *)st->streams->pdata[i])->user->role == STORE_ROLE_STUDENT)
+            favorers = store_favorers(app->store, e->teacher_id);
     for (guint i = 0; i < st->streams->len; i++) {
         Stream *s = st->streams->pdata[i];
-        /* The teacher's favorers matter for presence events only: looked
-         * up once per such event, never for the others. */
-        if (!favorers && s->user->role == STORE_ROLE_STUDENT && sig_event_is_presence(e))
-            favorers = store_favorers(app->store, e->teacher_id);
         if (sig_event_for_user(app, e, s->user, favorers))
             stream_push_event(s, e);
     }

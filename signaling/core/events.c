@@ -13,6 +13,7 @@
 
 #include "core/json.h"
 #include "core/metrics.h"
+#include "core/task.h"
 
 #define DISPATCH_BATCH 256
 #define PRUNE_BATCH 500
@@ -33,6 +34,7 @@ struct SigEvents {
     guint prune_timer, prune_idle;
     char **webhook_urls;
     gint64 followed; /* shared store: the last seq this node's listeners saw */
+    SigTask dispatch_task, poll_task;
 };
 
 /* ------------------------------------------------------------ who gets it */
@@ -88,11 +90,10 @@ retry_dispatch(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
-static gboolean
-dispatch(gpointer data)
+static void
+dispatch_run(gpointer data)
 {
     SigEvents *ev = data;
-    ev->dispatch_idle = 0;
     g_autoptr(GError) err = NULL;
     g_autoptr(GPtrArray) evs =
         store_dispatch(ev->app->store, DISPATCH_BATCH, (const char *const *)ev->webhook_urls, &err);
@@ -100,7 +101,7 @@ dispatch(gpointer data)
         g_warning("events: dispatch failed, retrying: %s", err->message);
         if (!ev->retry_timer)
             ev->retry_timer = g_timeout_add(200, retry_dispatch, ev);
-        return G_SOURCE_REMOVE;
+        return;
     }
     gint64 upto = 0;
     if (store_shared(ev->app->store)) {
@@ -113,7 +114,7 @@ dispatch(gpointer data)
             g_warning("events: following the log failed, retrying: %s", err->message);
             if (!ev->retry_timer)
                 ev->retry_timer = g_timeout_add(200, retry_dispatch, ev);
-            return G_SOURCE_REMOVE;
+            return;
         }
         if (upto > ev->followed)
             ev->generation++;
@@ -134,6 +135,14 @@ dispatch(gpointer data)
                         "Domain events applied to read models and streams", "", evs->len);
     if (evs->len == DISPATCH_BATCH)
         sig_events_kick(ev->app); /* more to do; let other sources run first */
+}
+
+static gboolean
+dispatch(gpointer data)
+{
+    SigEvents *ev = data;
+    ev->dispatch_idle = 0;
+    sig_task_run(&ev->dispatch_task);
     return G_SOURCE_REMOVE;
 }
 
@@ -170,7 +179,7 @@ sig_events_followed(SigApp *app)
 /* A safety net: events appended by another process (the CLI) or another
  * node whose NOTIFY was missed, or left by a failed dispatch, are picked
  * up within a second. */
-static gboolean
+static void
 poll_log(gpointer data)
 {
     SigEvents *ev = data;
@@ -178,7 +187,6 @@ poll_log(gpointer data)
     if (last > store_cursor(ev->app->store, "notify") ||
         (store_shared(ev->app->store) && last > ev->followed))
         sig_events_kick(ev->app);
-    return G_SOURCE_CONTINUE;
 }
 
 /* ------------------------------------------------------------- retention */
@@ -247,7 +255,9 @@ sig_events_new(SigApp *app)
     /* A node starts following the shared log where the dispatcher stands:
      * its streams resume older events from the log (Last-Event-ID). */
     ev->followed = store_cursor(app->store, "notify");
-    ev->poll_timer = g_timeout_add_seconds(1, poll_log, ev);
+    ev->dispatch_task = SIG_TASK_INIT(app, dispatch_run, ev);
+    ev->poll_task = SIG_TASK_INIT(app, poll_log, ev);
+    ev->poll_timer = g_timeout_add_seconds(1, sig_task_tick, &ev->poll_task);
     ev->prune_timer = g_timeout_add_seconds(PRUNE_EVERY_S, prune_tick, ev);
     app->events = ev;
     sig_events_kick(app); /* catch up with whatever the last run left */

@@ -10,6 +10,7 @@
 
 #include "core/events.h"
 #include "core/metrics.h"
+#include "core/task.h"
 
 #define MAX_IN_FLIGHT 16
 #define WEBHOOK_TIMEOUT_S 10
@@ -21,6 +22,7 @@ struct SigWebhooks {
     GCancellable *cancel;
     GHashTable *in_flight; /* gint64 *delivery id -> NULL */
     guint timer, idle;
+    SigTask pump_task;
 };
 
 typedef struct {
@@ -151,14 +153,13 @@ start_send(SigWebhooks *w, const StoreDelivery *d)
     soup_session_send_async(w->session, msg, G_PRIORITY_DEFAULT, w->cancel, on_sent, s);
 }
 
-static gboolean
-pump(gpointer data)
+static void
+pump_run(gpointer data)
 {
     SigWebhooks *w = data;
-    w->idle = 0;
     guint room = MAX_IN_FLIGHT - MIN(MAX_IN_FLIGHT, g_hash_table_size(w->in_flight));
     if (room == 0)
-        return G_SOURCE_REMOVE;
+        return;
     /* Claimed for longer than an attempt can take: no other node sends it
      * meanwhile, and if this node dies with it in flight another one
      * retries it when the claim runs out. */
@@ -171,6 +172,14 @@ pump(gpointer data)
         start_send(w, d);
         room--;
     }
+}
+
+static gboolean
+pump(gpointer data)
+{
+    SigWebhooks *w = data;
+    w->idle = 0;
+    sig_task_run(&w->pump_task);
     return G_SOURCE_REMOVE;
 }
 
@@ -211,6 +220,7 @@ sig_webhooks_new(SigApp *app)
                                                "consultd-webhooks", NULL);
     w->cancel = g_cancellable_new();
     w->in_flight = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
+    w->pump_task = SIG_TASK_INIT(app, pump_run, w);
     /* Retries come due by time, not by events: look every 250 ms. */
     w->timer = g_timeout_add(250, tick, w);
     app->webhooks = w;

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "core/metrics.h"
+#include "fiber.h"
 
 struct SigHttp {
     SigApp *app;
@@ -375,13 +376,33 @@ sig_parse_event_id(const char *value, gint64 *seq)
     return TRUE;
 }
 
+/* The connection is suspended while anything holds it: the handler
+ * (sig_req_suspend) or a step asleep in a fiber. */
+static void
+hold(SigReq *r)
+{
+    if (r->holds++ == 0 && r->conn) /* NULL in the in-process fuzz harness */
+        MHD_suspend_connection(r->conn);
+}
+
+static void
+unhold(SigReq *r)
+{
+    g_return_if_fail(r->holds > 0);
+    if (--r->holds > 0 || !r->conn)
+        return;
+    MHD_resume_connection(r->conn);
+    /* In external-epoll mode MHD only notices a resumed connection on its
+     * next MHD_run(); the epoll fd does not become readable for it. */
+    sig_http_kick(r->http);
+}
+
 void
 sig_req_suspend(SigReq *r)
 {
     g_return_if_fail(!r->suspended);
     r->suspended = TRUE;
-    if (r->conn) /* NULL in the in-process fuzz harness */
-        MHD_suspend_connection(r->conn);
+    hold(r);
 }
 
 void
@@ -389,12 +410,41 @@ sig_req_resume(SigReq *r)
 {
     g_return_if_fail(r->suspended);
     r->suspended = FALSE;
-    if (!r->conn)
+    unhold(r);
+}
+
+/* On PostgreSQL a step that needs the database (finding the session, the
+ * handler) runs in a fiber: while it waits for a reply its request is
+ * suspended and the loop serves everything else. */
+static void
+step_in_fiber(gpointer data)
+{
+    SigReq *r = data;
+    r->step(r);
+}
+
+static void
+step_done(gpointer data)
+{
+    SigReq *r = data;
+    if (r->in_fiber) {
+        r->in_fiber = FALSE;
+        unhold(r);
+    }
+}
+
+static void
+run_step(SigReq *r, void (*step)(SigReq *r))
+{
+    if (!store_waits_in_fibers(r->app->store)) {
+        step(r);
         return;
-    MHD_resume_connection(r->conn);
-    /* In external-epoll mode MHD only notices a resumed connection on its
-     * next MHD_run(); the epoll fd does not become readable for it. */
-    sig_http_kick(r->app->http);
+    }
+    r->step = step;
+    if (!fiber_run(step_in_fiber, r, step_done)) {
+        r->in_fiber = TRUE;
+        hold(r);
+    }
 }
 
 void
@@ -672,6 +722,7 @@ req_new(SigHttp *h, struct MHD_Connection *c, const char *url, const char *metho
 {
     SigReq *r = g_new0(SigReq, 1);
     r->app = h->app;
+    r->http = h;
     r->conn = c;
     r->method = method; /* MHD keeps it for the request's lifetime */
     r->path = g_strdup(url);
@@ -744,8 +795,9 @@ same_origin(SigReq *r)
 }
 
 static void
-req_begin(SigHttp *h, SigReq *r)
+req_begin(SigReq *r)
 {
+    SigHttp *h = r->http;
     if (r->path[0] != '/') { /* unescape_strict() refused it */
         sig_reply_error(r, 400, "bad_path", "the path is not UTF-8 or holds a NUL (%%00)");
         return;
@@ -764,10 +816,10 @@ req_begin(SigHttp *h, SigReq *r)
     }
     g_autoptr(GError) err = NULL;
     if (r->route->flags & SIG_ROUTE_PUBLIC) {
-        r->app->http->identify(r, NULL); /* optional: public routes may use the user */
+        h->identify(r, NULL); /* optional: public routes may use the user */
         return;
     }
-    if (!r->app->http->identify(r, &err)) {
+    if (!h->identify(r, &err)) {
         if (err)
             sig_reply_store_error(r, err);
         else
@@ -795,11 +847,18 @@ on_access(void *cls, struct MHD_Connection *c, const char *url, const char *meth
         r = req_new(h, c, url, method);
         *con_cls = r;
         h->in_flight++;
-        req_begin(h, r);
+        run_step(r, req_begin);
+        r->first_again = r->holds > 0;
+        return r->response && !r->holds ? queue(r) : MHD_YES;
+    }
+    if (r->queued || r->holds)
+        return MHD_YES;
+    if (r->first_again) {
+        /* A connection suspended in the first call gets the first call
+         * again when resumed; the body and the last call follow. */
+        r->first_again = FALSE;
         return r->response ? queue(r) : MHD_YES;
     }
-    if (r->queued)
-        return MHD_YES;
     if (*upload_data_size > 0) {
         gsize room = (gsize)h->app->cfg->max_body - r->body->len;
         if (r->too_large || *upload_data_size > room) {
@@ -829,12 +888,12 @@ on_access(void *cls, struct MHD_Connection *c, const char *url, const char *meth
                             "the body is larger than %" G_GINT64_FORMAT " bytes",
                             h->app->cfg->max_body);
         } else {
-            r->route->handler(r);
+            run_step(r, r->route->handler);
         }
     }
-    if (r->response && !r->suspended)
+    if (r->response && !r->holds)
         return queue(r);
-    if (!r->suspended) {
+    if (!r->holds) {
         g_critical("http: %s %s returned without a reply", r->method, r->path);
         sig_reply_error(r, 500, "internal", "the handler gave no reply");
         return queue(r);

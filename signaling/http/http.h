@@ -39,6 +39,7 @@ typedef struct SigRoute {
 
 struct SigReq {
     SigApp *app;
+    SigHttp *http; /* the server it came to (the API's or the metrics') */
     struct MHD_Connection *conn;
     const SigRoute *route;
     const char *method;
@@ -57,6 +58,10 @@ struct SigReq {
     struct MHD_Response *response;
     GPtrArray *headers; /* name, value, name, value ... */
     gboolean too_large, handled, suspended, queued;
+    gboolean in_fiber;    /* a step of it sleeps in a fiber (a database reply) */
+    gboolean first_again; /* req_begin() slept: MHD repeats the first call */
+    guint holds;          /* reasons the connection is suspended: suspended, in_fiber */
+    void (*step)(SigReq *r);
     guint64 dropped; /* body bytes read and thrown away past the cap */
     gpointer data;   /* handler's per-request state */
     GDestroyNotify data_free;

@@ -779,15 +779,19 @@ session_drop(SigMedia *m, SigMediaSession *s, gboolean replaced)
 {
     if (s->w->chan)
         media_chan_send(s->w->chan, media_msg("close", "session", "s", s->id, NULL));
-    if (s->publish && s->joined) {
-        if (!replaced) {
-            store_participant_event(m->app->store, s->consultation, s->role, FALSE, "deleted",
-                                    NULL);
-            sig_events_kick(m->app);
-        }
-        presence_change(m, s->consultation, -1);
-    }
+    gboolean left = s->publish && s->joined;
+    gint64 c = s->consultation;
+    ConsultdRole role = s->role;
+    /* Forgotten before the event is written: on PostgreSQL that write may
+     * wait in a fiber, while the worker's own messages about S go on. */
     g_hash_table_remove(m->sessions, s->id);
+    if (!left)
+        return;
+    if (!replaced) {
+        store_participant_event(m->app->store, c, role, FALSE, "deleted", NULL);
+        sig_events_kick(m->app);
+    }
+    presence_change(m, c, -1);
 }
 
 /* --------------------------------------------------------------- offers */

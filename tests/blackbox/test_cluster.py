@@ -323,6 +323,57 @@ def postgres_immediate_stop_and_start_during_traffic():
     outage("pg_ctl stop -m immediate", "stop_immediate")
 
 
+@test
+def a_slow_query_does_not_stop_the_loop():
+    """A write that waits for PostgreSQL (here: for the writers' lock, held by
+    another session) waits in a fiber: the loop still answers /healthz, the
+    web page meanwhile, a read queued behind the write and the
+    write itself complete once the lock is free.  With the wait on the
+    loop's stack, /healthz would only come back after the write had failed
+    (database-timeout): the order of the answers tells, not their times.
+    What needs the database (the read, /readyz's checks) waits its turn:
+    one connection per node."""
+    pg = Postgres()
+    s = Server("--database", pg.url, "--node-id", "n0", "--media-workers", "0",
+               "--database-timeout", "8000")
+    student = s.login("student1")
+    teacher = s.login("teacher1")
+    sse = SSE(s, teacher)  # a console: the presence sweeper writes every second
+    assert sse.status == 200
+    holder = subprocess.Popen(["psql", "-X", "-q", "-A", "-t", pg.url], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        holder.stdin.write("SELECT pg_advisory_lock(7270001);\n\\echo locked\n")
+        holder.stdin.flush()
+        while holder.stdout.readline().strip() != "locked":
+            pass
+        out = {}
+
+        def call(key, method, path):
+            out[key] = s.request(method, path, token=student, timeout=60)
+
+        write = threading.Thread(target=call, args=("write", "POST", f"/api/teachers/{T1}/favorite"))
+        write.start()
+        wait_for(lambda: Postgres.sql(pg.url, "SELECT count(*) FROM pg_stat_activity WHERE"
+                                      " application_name = 'consultd' AND wait_event_type = 'Lock'")
+                 [0][0] == "1", 30, what="the write to wait for the writers' lock")
+        read = threading.Thread(target=call, args=("read", "GET", "/api/mypage"))
+        read.start()
+        assert s.get("/healthz", timeout=60).status == 200
+        assert s.get("/", timeout=60).status == 200
+        assert write.is_alive() and read.is_alive() and not out, (out, s.logtext()[-3000:])
+    finally:
+        holder.stdin.write("SELECT pg_advisory_unlock_all();\n")
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    write.join(60)
+    read.join(60)
+    assert out["write"].status in (200, 201, 204), out["write"]
+    assert out["read"].status == 200, out["read"]
+    assert s.query(f"SELECT count(*) FROM favorites WHERE teacher_id = {T1}") == [(1,)]
+    sse.close()
+
+
 def nodes_of(c, node):
     r = c.req(node, "admin", "GET", "/api/admin/nodes")
     assert r.status == 200, r

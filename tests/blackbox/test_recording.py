@@ -207,8 +207,11 @@ def worker_kill_mid_recording_is_repaired():
     r = [x for x in recordings(s, cid, st) if x["file"] == "teacher.webm"][0]
     assert r["state"] == "ready", r
     # The repair moves the start by the retiming's lead (the first frame's
-    # delay): milliseconds, not the whole start.
-    assert abs(db_recording(s, cid, "teacher.webm")[0] - started) < 1000, (started, r)
+    # delay): milliseconds on an idle machine, over a second on a loaded
+    # one (seen in CI beside other tests), but never the recording's whole
+    # length (about 7 s here), which is what a wrong retiming would move it.
+    moved = db_recording(s, cid, "teacher.webm")[0] - started
+    assert abs(moved) < 3000, (moved, r)
     dur, info = discover(os.path.join(s.data_dir, "recordings", str(cid), "teacher.webm"))
     covered = (killed - started) / 1000.0
     # What a kill -9 can lose is what was in flight: the muxer's open cluster

@@ -3,6 +3,7 @@
 #include <glib/gstdio.h>
 #include <string.h>
 
+#include "fiber.h"
 #include "store.h"
 #include "../tmpdir.h"
 
@@ -328,6 +329,82 @@ test_one_event_order(Fx *f, gconstpointer data)
     }
 }
 
+/* In a server on PostgreSQL the store lends its connection to one fiber
+ * at a time: fibers waiting for replies leave the loop free, each fiber's
+ * statements run as one block (its events are contiguous), and a caller on
+ * the loop's own stack first runs whoever holds the connection to its
+ * end. */
+typedef struct {
+    Store *s;
+    gint64 student, teacher;
+    int round; /* round 0 leaves the favorite set: round 1 starts unsetting */
+    gboolean ok;
+} Turn;
+
+static void
+noop_event(gpointer data, gboolean reconnected)
+{
+}
+
+static void
+toggle_five(gpointer data)
+{
+    Turn *t = data;
+    gboolean changed;
+    t->ok = TRUE;
+    for (int i = 0; i < 5; i++)
+        t->ok = t->ok &&
+                store_favorite_set(t->s, t->student, t->teacher, (i + t->round) % 2 == 0, &changed,
+                                   NULL) &&
+                changed;
+}
+
+static gboolean
+count_turn(gpointer data)
+{
+    (*(guint *)data)++;
+    return G_SOURCE_CONTINUE;
+}
+
+static void
+test_fibers_take_turns(Fx *f, gconstpointer data)
+{
+    if (!on_pg())
+        return;
+    StoreOptions o = {.on_event = noop_event};
+    g_autoptr(GError) err = NULL;
+    g_autoptr(Store) s = store_open_database(g_getenv("CONSULTD_TEST_DATABASE"), f->dir, &o, &err);
+    g_assert_no_error(err);
+    g_assert_true(store_waits_in_fibers(s));
+    for (int round = 0; round < 2; round++) {
+        Turn a = {s, f->student, f->teacher, round}, b = {s, f->student2, f->teacher, round};
+        g_assert_false(fiber_run(toggle_five, &a, NULL)); /* asleep on a reply */
+        g_assert_false(fiber_run(toggle_five, &b, NULL)); /* asleep on its turn */
+        g_assert_cmpuint(fiber_count(), ==, 2);
+        if (round == 0) {
+            guint turns = 0;
+            guint idle = g_idle_add(count_turn, &turns);
+            while (fiber_count() > 0)
+                g_main_context_iteration(NULL, TRUE);
+            g_source_remove(idle);
+            g_assert_cmpuint(turns, >, 0); /* the loop ran while they waited */
+        } else {
+            /* The loop's stack cannot wait: it runs both to their ends. */
+            g_assert_cmpint(store_events_last_seq(s), ==, 20);
+            g_assert_cmpuint(fiber_count(), ==, 0);
+        }
+        g_assert_true(a.ok);
+        g_assert_true(b.ok);
+    }
+    g_autoptr(GPtrArray) evs = store_events_range(s, 0, 0, 100, NULL);
+    g_assert_cmpuint(evs->len, ==, 20);
+    for (guint i = 0; i < evs->len; i++) {
+        StoreEvent *e = evs->pdata[i];
+        g_assert_cmpint(e->seq, ==, i + 1);
+        g_assert_cmpint(e->student_id, ==, (i / 5) % 2 ? f->student2 : f->student);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -341,6 +418,7 @@ main(int argc, char **argv)
     T("fencing", test_fencing);
     T("claims-are-disjoint", test_claims_are_disjoint);
     T("one-event-order", test_one_event_order);
+    T("fibers-take-turns", test_fibers_take_turns);
 #undef T
     return g_test_run();
 }
