@@ -76,8 +76,8 @@ store_waits_in_fibers(Store *s)
     return s->drv->drive != NULL && store_shared(s);
 }
 
-void
-store_hold(Store *s)
+static void
+hold(Store *s, gboolean first)
 {
     if (!s->drv->drive)
         return;
@@ -90,13 +90,28 @@ store_hold(Store *s)
     if (s->holder == me)
         return;
     if (s->holder) {
-        g_queue_push_tail(&s->waiters, me);
+        if (first)
+            g_queue_push_head(&s->waiters, me);
+        else
+            g_queue_push_tail(&s->waiters, me);
         while (s->holder != me)
             fiber_sleep();
     } else {
         s->holder = me;
     }
     fiber_at_exit(release, s);
+}
+
+void
+store_hold(Store *s)
+{
+    hold(s, FALSE);
+}
+
+void
+store_hold_first(Store *s)
+{
+    hold(s, TRUE);
 }
 
 void

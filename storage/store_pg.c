@@ -989,6 +989,7 @@ store_node_register(Store *s, GError **error)
 {
     if (s->kind != STORE_KIND_PG || !s->pg->node_id)
         return TRUE;
+    store_hold_first(s);
     StorePg *pg = s->pg;
     StoreStmt *st = store_stmt(
         s, "INSERT INTO consultd_nodes (node_id, url, epoch, lease_until, started_at, renewed_at)"
@@ -1020,6 +1021,7 @@ store_node_renew(Store *s, gint64 streams, gint64 live, GError **error)
 {
     if (s->kind != STORE_KIND_PG || !s->pg->node_id)
         return TRUE;
+    store_hold_first(s);
     StorePg *pg = s->pg;
     if (pg->fenced || !pg->epoch)
         return store_node_register(s, error);

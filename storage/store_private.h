@@ -51,6 +51,10 @@ struct Store {
  * hands over to) to its end first.  Every entry point that touches the
  * connection's state calls it. */
 void store_hold(Store *s);
+/* The same, ahead of the fibers already waiting (the node's lease: a queue
+ * of requests each waiting up to the statement timeout must not let it run
+ * out). */
+void store_hold_first(Store *s);
 
 /* Returns the cached statement for SQL (a string literal: the cache is
  * keyed by its address), reset and with bindings cleared.  Aborts only on

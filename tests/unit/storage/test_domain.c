@@ -405,6 +405,57 @@ test_fibers_take_turns(Fx *f, gconstpointer data)
     }
 }
 
+/* The node's lease goes ahead of the fibers already waiting for the
+ * connection: a queue of requests must not let it run out. */
+typedef struct {
+    Turn t;
+    GString *order;
+    char name;
+} Named;
+
+static void
+renew(gpointer data)
+{
+    Named *n = data;
+    n->t.ok = store_node_renew(n->t.s, 0, 0, NULL);
+}
+
+static void
+toggle_named(gpointer data)
+{
+    toggle_five(&((Named *)data)->t);
+}
+
+static void
+ended(gpointer data)
+{
+    Named *n = data;
+    g_string_append_c(n->order, n->name);
+}
+
+static void
+test_lease_goes_first(Fx *f, gconstpointer data)
+{
+    if (!on_pg())
+        return;
+    StoreOptions o = {.on_event = noop_event, .node_id = "n"};
+    g_autoptr(GError) err = NULL;
+    g_autoptr(Store) s = store_open_database(g_getenv("CONSULTD_TEST_DATABASE"), f->dir, &o, &err);
+    g_assert_no_error(err);
+    g_assert_true(store_node_register(s, NULL));
+    g_autoptr(GString) order = g_string_new(NULL);
+    Named a = {{s, f->student, f->teacher}, order, 'a'};
+    Named b = {{s, f->student2, f->teacher}, order, 'b'};
+    Named l = {{s}, order, 'L'};
+    g_assert_false(fiber_run(toggle_named, &a, ended));
+    g_assert_false(fiber_run(toggle_named, &b, ended));
+    g_assert_false(fiber_run(renew, &l, ended));
+    while (fiber_count() > 0)
+        g_main_context_iteration(NULL, TRUE);
+    g_assert_cmpstr(order->str, ==, "aLb");
+    g_assert_true(a.t.ok && b.t.ok && l.t.ok);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -419,6 +470,7 @@ main(int argc, char **argv)
     T("claims-are-disjoint", test_claims_are_disjoint);
     T("one-event-order", test_one_event_order);
     T("fibers-take-turns", test_fibers_take_turns);
+    T("lease-goes-first", test_lease_goes_first);
 #undef T
     return g_test_run();
 }
