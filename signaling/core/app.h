@@ -16,7 +16,10 @@
  *
  * One SigApp exists per consultd process.  It is created by main.c, lives as
  * long as the GLib main loop and is only ever touched from the loop's thread:
- * no field here needs a lock.  Subsystems keep their own state behind opaque
+ * no field here needs a lock.  On PostgreSQL, requests and database timers
+ * run in fibers on that thread (core/task.h): across a store call the
+ * loop may have run, so a pointer into another subsystem's state is looked
+ * up again after one, not kept.  Subsystems keep their own state behind opaque
  * handles and get the app as their first argument.
  */
 #pragma once
