@@ -213,9 +213,15 @@ renew_lease(gpointer data)
     gint64 was = store_node_epoch(app->store);
     if (!store_node_renew(app->store, sig_streams_count(app), sig_media_session_count(app), &err))
         g_warning("node lease: %s", err->message);
-    else if (was && store_node_epoch(app->store) != was)
+    else if (was && store_node_epoch(app->store) != was) {
         sig_metrics_add(app->metrics, "consultd_node_fenced_total",
                         "Times this node lost its lease and registered again", "", 1);
+        /* Its consultations were placed under the old epoch: the other
+         * nodes interrupt and place them anew.  Relaying on would split
+         * them; their media here ends (recordings finalize as usual). */
+        g_message("node lease: lost; ending the media held under epoch %" G_GINT64_FORMAT, was);
+        sig_media_end_all(app);
+    }
 }
 
 /* /readyz: a shared store must be reachable. */
@@ -298,20 +304,22 @@ serve(SigApp *app)
         }
         g_message("metrics on http://%s/metrics", app->cfg->metrics_listen);
     }
+    /* What was bound, so that port 0 works too. */
+    g_autofree char *host = g_strdup(app->cfg->listen);
+    char *colon = strrchr(host, ':');
+    if (colon)
+        *colon = '\0';
+    g_autofree char *bound = g_strdup_printf("http://%s:%u", host, sig_http_port(app->http));
     if (!*app->cfg->public_url) {
-        /* Derived from what was bound, so that port 0 works too. */
-        g_autofree char *host = g_strdup(app->cfg->listen);
-        char *colon = strrchr(host, ':');
-        if (colon)
-            *colon = '\0';
         g_free(app->cfg->public_url);
-        app->cfg->public_url = g_strdup_printf("http://%s:%u", host, sig_http_port(app->http));
+        app->cfg->public_url = g_strdup(bound);
     }
     guint lease = 0;
     SigTask lease_task = SIG_TASK_INIT(app, renew_lease, app);
     if (store_shared(app->store)) {
         store_node_set_url(app->store,
                            *app->cfg->node_url ? app->cfg->node_url : app->cfg->public_url);
+        store_node_set_capacity(app->store, app->cfg->media_workers > 0 ? app->cfg->max_live : 0);
         if (!store_node_register(app->store, &err)) {
             g_critical("node registry: %s", err->message);
             return 1;
@@ -352,8 +360,12 @@ serve(SigApp *app)
                   "consultations end after %" G_GINT64_FORMAT " minutes",
                   app->cfg->retention_days, app->cfg->record_min_free_bytes >> 20,
                   app->cfg->max_consultation_minutes);
-    fprintf(stderr, "consultd %s: listening on %s (data dir %s)\n", CONSULTD_VERSION,
-            app->cfg->public_url, app->cfg->data_dir);
+    if (strcmp(bound, app->cfg->public_url) != 0)
+        fprintf(stderr, "consultd %s: listening on %s (public URL %s, data dir %s)\n",
+                CONSULTD_VERSION, bound, app->cfg->public_url, app->cfg->data_dir);
+    else
+        fprintf(stderr, "consultd %s: listening on %s (data dir %s)\n", CONSULTD_VERSION, bound,
+                app->cfg->data_dir);
     sd_notify_state("READY=1");
     guint64 wd_usec =
         g_ascii_strtoull(g_getenv("WATCHDOG_USEC") ? g_getenv("WATCHDOG_USEC") : "0", NULL, 10);

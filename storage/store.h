@@ -37,7 +37,7 @@ typedef enum {
 #define STORE_SCHEMA_VERSION 6
 /* ... and PostgreSQL, whose schema started at the SQLite schema's sixth
  * version; table consultd_schema. */
-#define STORE_PG_SCHEMA_VERSION 1
+#define STORE_PG_SCHEMA_VERSION 2
 
 /* How a shared (PostgreSQL) store behaves; zeroes mean the defaults. */
 typedef struct {
@@ -429,6 +429,20 @@ gboolean store_node_renew(Store *s, gint64 streams, gint64 live, GError **error)
 gint64 store_node_epoch(Store *s);
 /* How other nodes reach this one (known once it listens). */
 void store_node_set_url(Store *s, const char *url);
+/* How many consultations' media this node takes (0: none); sent at
+ * registration. */
+void store_node_set_capacity(Store *s, gint64 max_live);
+/* Where consultation ID's media lives: its node, if that node still holds
+ * its lease with the epoch it was placed at and does not drain; else the
+ * least-loaded serving node with room, recorded now.  Sets *NODE_ID and
+ * *URL (caller frees).  On SQLite (one node) both stay NULL: here.  FALSE
+ * with STORE_ERROR_FULL if no node has room, STORE_ERROR_NOT_FOUND. */
+gboolean store_consultation_place(Store *s, gint64 id, char **node_id, char **url, GError **error);
+/* Failover: open consultations placed on a node whose lease ran out (or
+ * that registered again since) lose their placement; the live ones become
+ * interrupted (reason node_lost), each with its event.  Every node may run
+ * it: the second finds nothing.  How many were interrupted, or -1. */
+gint64 store_consultations_orphans_interrupt(Store *s, GError **error);
 GPtrArray *store_nodes_list(Store *s, GError **error);
 /* Tests only: drops every table of the PostgreSQL database CONNINFO (its
  * schema public, recreated empty). */

@@ -81,6 +81,7 @@ struct StorePg {
     void (*on_event)(gpointer data, gboolean reconnected);
     gpointer data;
     guint serial;
+    gint64 max_live;  /* consultations' media this node takes (0: none) */
     Fiber *waiter;    /* the fiber asleep until the socket has a reply */
     guint wait_timer; /* ... or until its deadline */
 };
@@ -866,6 +867,15 @@ static const char *const pg_migrations[] = {
     "  renewed_at BIGINT NOT NULL,"
     "  streams BIGINT NOT NULL DEFAULT 0,"
     "  live BIGINT NOT NULL DEFAULT 0);",
+    /* 2: media placement.  A consultation's media lives on one node (its
+     * epoch recorded, so that a node that registered again does not
+     * inherit it); a node offers room for max_live of them (0: no media)
+     * unless it drains. */
+    "ALTER TABLE consultations ADD COLUMN node_id " T ","
+    "  ADD COLUMN node_epoch BIGINT NOT NULL DEFAULT 0;"
+    "CREATE INDEX consultations_node ON consultations(node_id) WHERE node_id IS NOT NULL;"
+    "ALTER TABLE consultd_nodes ADD COLUMN max_live BIGINT NOT NULL DEFAULT 0,"
+    "  ADD COLUMN draining BOOLEAN NOT NULL DEFAULT false;",
 };
 G_STATIC_ASSERT(G_N_ELEMENTS(pg_migrations) == STORE_PG_SCHEMA_VERSION);
 
@@ -992,9 +1002,10 @@ store_node_register(Store *s, GError **error)
     store_hold_first(s);
     StorePg *pg = s->pg;
     StoreStmt *st = store_stmt(
-        s, "INSERT INTO consultd_nodes (node_id, url, epoch, lease_until, started_at, renewed_at)"
-           " VALUES (?1, ?2, 1, consultd_now_ms() + ?3, consultd_now_ms(), consultd_now_ms())"
-           " ON CONFLICT (node_id) DO UPDATE SET url = excluded.url,"
+        s, "INSERT INTO consultd_nodes (node_id, url, epoch, lease_until, started_at, renewed_at,"
+           " max_live)"
+           " VALUES (?1, ?2, 1, consultd_now_ms() + ?3, consultd_now_ms(), consultd_now_ms(), ?5)"
+           " ON CONFLICT (node_id) DO UPDATE SET url = excluded.url, max_live = excluded.max_live,"
            " epoch = consultd_nodes.epoch + 1, lease_until = excluded.lease_until,"
            " renewed_at = excluded.renewed_at,"
            " started_at = CASE WHEN ?4 <> 0 THEN excluded.started_at"
@@ -1004,6 +1015,7 @@ store_node_register(Store *s, GError **error)
     store_bind_text(st, 2, pg->node_url);
     store_bind_int64(st, 3, LEASE_MS);
     store_bind_int64(st, 4, pg->epoch == 0);
+    store_bind_int64(st, 5, pg->max_live);
     gint64 epoch = store_step_id(s, st, error, "register node");
     if (epoch <= 0)
         return FALSE;
@@ -1051,6 +1063,134 @@ store_node_set_url(Store *s, const char *url)
         return;
     g_free(s->pg->node_url);
     s->pg->node_url = g_strdup(url ? url : "");
+}
+
+void
+store_node_set_capacity(Store *s, gint64 max_live)
+{
+    if (s->kind == STORE_KIND_PG)
+        s->pg->max_live = max_live;
+}
+
+/* ------------------------------------------------------- media placement */
+
+gboolean
+store_consultation_place(Store *s, gint64 id, char **node_id, char **url, GError **error)
+{
+    *node_id = *url = NULL;
+    if (s->kind != STORE_KIND_PG)
+        return TRUE; /* one node: here */
+    gboolean began;
+    if (!store_autobegin(s, &began, error))
+        return FALSE;
+    StoreStmt *st = store_stmt(
+        s, "SELECT coalesce(n.url, ''), n.node_id IS NOT NULL AND n.lease_until > consultd_now_ms()"
+           " AND NOT n.draining, coalesce(c.node_id, '')"
+           " FROM consultations c LEFT JOIN consultd_nodes n"
+           "   ON n.node_id = c.node_id AND n.epoch = c.node_epoch"
+           " WHERE c.id = ?1");
+    store_bind_int64(st, 1, id);
+    int rc = store_step(st);
+    gboolean ok = rc == STORE_ROW;
+    if (rc == STORE_DONE)
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "no such consultation");
+    else if (!ok)
+        store_set_error(s, error, "placement");
+    if (ok && store_col_int64(st, 1)) { /* placed on a serving node already */
+        *node_id = store_col_strdup(st, 2);
+        *url = store_col_strdup(st, 0);
+        store_stmt_reset(st);
+        return store_autocommit(s, began, TRUE, error);
+    }
+    store_stmt_reset(st);
+    /* The least-loaded serving node with room; ties by name.  Under the
+     * writers' lock, so a burst of accepts sees each placement before it. */
+    StoreStmt *pick =
+        ok ? store_stmt(
+                 s, "WITH load AS (SELECT n.node_id, n.epoch, n.url, n.max_live,"
+                    "  (SELECT count(*) FROM consultations c WHERE c.node_id = n.node_id"
+                    "   AND c.node_epoch = n.epoch AND c.status IN ('live', 'interrupted')) AS live"
+                    "  FROM consultd_nodes n WHERE n.lease_until > consultd_now_ms() AND NOT "
+                    "n.draining)"
+                    " SELECT node_id, epoch, url FROM load WHERE live < max_live"
+                    " ORDER BY live, node_id LIMIT 1")
+           : NULL;
+    if (ok) {
+        rc = store_step(pick);
+        if (rc == STORE_DONE) {
+            g_set_error(error, STORE_ERROR, STORE_ERROR_FULL,
+                        "no node has room for another consultation's media");
+            ok = FALSE;
+        } else if (rc != STORE_ROW) {
+            store_set_error(s, error, "placement");
+            ok = FALSE;
+        }
+    }
+    if (ok) {
+        *node_id = store_col_strdup(pick, 0);
+        *url = store_col_strdup(pick, 2);
+        gint64 epoch = store_col_int64(pick, 1);
+        store_stmt_reset(pick);
+        StoreStmt *up =
+            store_stmt(s, "UPDATE consultations SET node_id = ?2, node_epoch = ?3 WHERE id = ?1");
+        store_bind_int64(up, 1, id);
+        store_bind_text(up, 2, *node_id);
+        store_bind_int64(up, 3, epoch);
+        ok = store_step_done(s, up, error, "placement");
+    }
+    if (!store_autocommit(s, began, ok, error)) {
+        g_clear_pointer(node_id, g_free);
+        g_clear_pointer(url, g_free);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+gint64
+store_consultations_orphans_interrupt(Store *s, GError **error)
+{
+    if (s->kind != STORE_KIND_PG)
+        return 0;
+    gboolean began;
+    if (!store_autobegin(s, &began, error))
+        return -1;
+    StoreStmt *st = store_stmt(
+        s, "SELECT c.id, c.status = 'live' FROM consultations c LEFT JOIN consultd_nodes n"
+           "   ON n.node_id = c.node_id AND n.epoch = c.node_epoch"
+           " WHERE c.node_id IS NOT NULL AND c.status IN ('live', 'interrupted')"
+           "   AND (n.node_id IS NULL OR n.lease_until <= consultd_now_ms())"
+           " ORDER BY c.id");
+    g_autoptr(GArray) ids = g_array_new(FALSE, FALSE, sizeof(gint64));
+    g_autoptr(GArray) live = g_array_new(FALSE, FALSE, sizeof(gboolean));
+    int rc;
+    while ((rc = store_step(st)) == STORE_ROW) {
+        gint64 id = store_col_int64(st, 0);
+        gboolean l = store_col_int64(st, 1) != 0;
+        g_array_append_val(ids, id);
+        g_array_append_val(live, l);
+    }
+    gboolean ok = rc == STORE_DONE;
+    if (!ok)
+        store_set_error(s, error, "orphaned consultations");
+    gint64 n = 0;
+    for (guint i = 0; ok && i < ids->len; i++) {
+        gint64 id = g_array_index(ids, gint64, i);
+        if (g_array_index(live, gboolean, i)) {
+            ok =
+                store_consultation_transition(s, id, STORE_CONSULT_INTERRUPTED, "node_lost", error);
+            n++;
+        }
+        StoreStmt *up = ok ? store_stmt(s, "UPDATE consultations SET node_id = NULL,"
+                                           " node_epoch = 0 WHERE id = ?1")
+                           : NULL;
+        if (up) {
+            store_bind_int64(up, 1, id);
+            ok = store_step_done(s, up, error, "clear placement");
+        }
+    }
+    if (!store_autocommit(s, began, ok, error))
+        return -1;
+    return n;
 }
 
 gint64

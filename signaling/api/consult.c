@@ -403,6 +403,15 @@ transition(SigReq *r, StoreConsultStatus to, Who who, const char *reason)
     /* Ending its media and composing its recordings are reactions to the
      * event (workers/reactions.c), not this handler's business. */
     sig_events_kick(r->app);
+    if (to == STORE_CONSULT_LIVE && store_shared(r->app->store)) {
+        /* Several nodes: its media goes to the least-loaded one now, so
+         * that a burst of accepts spreads.  If none has room, the first
+         * publish tries again (and answers 503). */
+        g_autofree char *node = NULL, *url = NULL;
+        g_autoptr(GError) perr = NULL;
+        if (!store_consultation_place(r->app->store, c->id, &node, &url, &perr))
+            g_info("consultation %" G_GINT64_FORMAT ": not placed yet: %s", c->id, perr->message);
+    }
     g_autoptr(StoreConsultation) now = store_consultation_get(r->app->store, c->id, NULL);
     sig_reply_json(r, 200, sig_consultation_json(now));
 }
@@ -510,6 +519,17 @@ sweep_presence(gpointer data)
      * seen within the grace goes offline. */
     gint64 unseen_since = 0;
     if (store_shared(app->store)) {
+        /* Failover: consultations on a node whose lease ran out. */
+        g_autoptr(GError) err = NULL;
+        gint64 lost = store_consultations_orphans_interrupt(app->store, &err);
+        if (lost < 0)
+            g_warning("failover: %s", err->message);
+        else if (lost > 0)
+            g_message("failover: %" G_GINT64_FORMAT " consultation(s) interrupted: their node"
+                      " lost its lease; the next publish places them anew",
+                      lost);
+        if (lost > 0)
+            sig_events_kick(app);
         g_autoptr(GArray) mine = sig_streams_teachers_present(app);
         gint64 now = store_now_ms();
         store_teachers_console_seen(app->store, mine, now, NULL);

@@ -50,9 +50,14 @@ offer_done(SigOfferResult res, const SigMediaSession *s, const char *text, gpoin
     SigReq *r = data;
     switch (res) {
     case SIG_OFFER_OK: {
+        /* Several nodes: under this node's prefix, so that PATCH and
+         * DELETE go straight here through the entry point. */
+        g_autofree char *prefix = store_shared(r->app->store)
+                                      ? g_strdup_printf("/n/%s", r->app->cfg->node_id)
+                                      : g_strdup("");
         g_autofree char *loc = g_strdup_printf(
-            "%s/%s/consultations/%" G_GINT64_FORMAT "/sessions/%s", r->app->cfg->public_url,
-            s->publish ? "whip" : "whep", s->consultation, s->id);
+            "%s%s/%s/consultations/%" G_GINT64_FORMAT "/sessions/%s", r->app->cfg->public_url,
+            prefix, s->publish ? "whip" : "whep", s->consultation, s->id);
         g_autofree char *etag = g_strdup_printf("\"%s\"", s->etag);
         sig_req_header(r, MHD_HTTP_HEADER_LOCATION, loc);
         sig_req_header(r, MHD_HTTP_HEADER_ETAG, etag);
@@ -71,6 +76,37 @@ offer_done(SigOfferResult res, const SigMediaSession *s, const char *text, gpoin
     }
     if (r->suspended)
         sig_req_resume(r);
+}
+
+/* Several nodes: a consultation's media lives on one (placed at accept,
+ * or now if its node is gone).  A request for it elsewhere is sent there:
+ * 307 to the same path under the owner's prefix, which the entry point
+ * routes to the owner (RFC 9725 section 4.5); the client repeats the POST
+ * there.  FALSE if replied. */
+static gboolean
+owned_here(SigReq *r, gint64 id)
+{
+    SigApp *app = r->app;
+    if (!store_shared(app->store))
+        return TRUE;
+    g_autofree char *node = NULL, *url = NULL;
+    g_autoptr(GError) err = NULL;
+    if (!store_consultation_place(app->store, id, &node, &url, &err)) {
+        if (g_error_matches(err, STORE_ERROR, STORE_ERROR_FULL)) {
+            sig_req_header(r, "Retry-After", "5");
+            sig_reply_error(r, 503, "media_unavailable", "%s", err->message);
+        } else {
+            sig_reply_store_error(r, err);
+        }
+        return FALSE;
+    }
+    if (!g_strcmp0(node, app->cfg->node_id))
+        return TRUE;
+    g_autofree char *loc = g_strdup_printf("/n/%s%s", node, r->path);
+    sig_req_header(r, MHD_HTTP_HEADER_LOCATION, loc);
+    sig_req_header(r, "Access-Control-Expose-Headers", "Location");
+    sig_reply_error(r, 307, "elsewhere", "this consultation's media is on node %s", node);
+    return FALSE;
 }
 
 static void
@@ -98,6 +134,8 @@ media_post(SigReq *r, gboolean publish)
                         store_consult_status_name(c->status));
         return;
     }
+    if (!owned_here(r, id))
+        return;
     if (g_ascii_strncasecmp(content_type(r), "application/sdp", 15)) {
         sig_reply_error(r, 415, "unsupported_media_type", "the offer must be application/sdp");
         return;

@@ -717,6 +717,21 @@ on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
 
 /* ------------------------------------------------------------- requests */
 
+/* "/n/<this node>/rest" is "/rest": the entry point routes the prefix to
+ * this node and strips it, and a client that came straight here with it
+ * (a Location of ours, no entry point) means the same. */
+static const char *
+own_path(SigHttp *h, const char *url)
+{
+    const char *id = h->app->cfg->node_id;
+    if (!id || !*id || !g_str_has_prefix(url, "/n/"))
+        return url;
+    gsize n = strlen(id);
+    if (strncmp(url + 3, id, n) == 0 && url[3 + n] == '/')
+        return url + 3 + n;
+    return url;
+}
+
 static SigReq *
 req_new(SigHttp *h, struct MHD_Connection *c, const char *url, const char *method)
 {
@@ -725,7 +740,7 @@ req_new(SigHttp *h, struct MHD_Connection *c, const char *url, const char *metho
     r->http = h;
     r->conn = c;
     r->method = method; /* MHD keeps it for the request's lifetime */
-    r->path = g_strdup(url);
+    r->path = g_strdup(own_path(h, url));
     r->body = g_string_new(NULL);
     r->headers = g_ptr_array_new_with_free_func(g_free);
     r->t_start = g_get_monotonic_time();

@@ -747,6 +747,22 @@ sig_media_metrics(SigApp *app, GString *out)
 }
 
 void
+sig_media_end_all(SigApp *app)
+{
+    SigMedia *m = app->media;
+    if (!m)
+        return;
+    g_autoptr(GArray) ids = g_array_new(FALSE, FALSE, sizeof(gint64));
+    GHashTableIter it;
+    gpointer k;
+    g_hash_table_iter_init(&it, m->placement);
+    while (g_hash_table_iter_next(&it, &k, NULL))
+        g_array_append_val(ids, *(gint64 *)k);
+    for (guint i = 0; i < ids->len; i++)
+        sig_media_end(app, g_array_index(ids, gint64, i));
+}
+
+void
 sig_media_end(SigApp *app, gint64 c)
 {
     SigMedia *m = app->media;

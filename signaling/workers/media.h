@@ -45,6 +45,9 @@ void sig_media_metrics(SigApp *app, GString *out);
 /* Consultation ID closed: its media (and its sessions) go.  Called by one
  * reaction (workers/reactions.c), never by a handler. */
 void sig_media_end(SigApp *app, gint64 consultation);
+/* Ends the media of every consultation here: the node lost its lease, and
+ * the others have moved its consultations. */
+void sig_media_end_all(SigApp *app);
 /* Handles DATA as one packet from a media worker (the worker-channel fuzz
  * target feeds it this way; a real worker's packets come through
  * media_chan). */

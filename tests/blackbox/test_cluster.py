@@ -10,21 +10,25 @@ import threading
 import time
 
 from harness import BIN, ROOT, SSE, Postgres, Server, free_port, parallel, run, test, wait_for
+from mediahelp import offer, peer, result
 
 T1 = 2  # teacher1 in the demo seed
 
 
 class Cluster:
-    def __init__(self, n=3, *args):
+    def __init__(self, n=3, *args, media=False):
         self.pg = Postgres()
         self.url = self.pg.url
+        self.media = media
         # One after the other: the first migrates and seeds, the others find
         # both done.
         self.nodes = [self.node(f"n{i}", *args) for i in range(n)]
         self.tok = {}
 
     def node(self, node_id, *args):
-        return Server("--database", self.url, "--node-id", node_id, "--media-workers", "0",
+        media = ["--media-workers", "1", "--media-ice-loopback"] if self.media else \
+            ["--media-workers", "0"]
+        return Server("--database", self.url, "--node-id", node_id, *media,
                       "--request-rate-per-min", "100000", "--write-rate-per-min", "100000", *args)
 
     def login(self, user, node=None):
@@ -458,8 +462,8 @@ class Haproxy:
     """haproxy from Debian in front of the nodes, with the configuration
     scripts/haproxy-cfg.sh writes (contrib/haproxy.cfg is one)."""
 
-    def __init__(self, c):
-        self.port = free_port()
+    def __init__(self, c, port=None):
+        self.port = port or free_port()
         nodes = [f"n{i}={n.host}:{n.port}" for i, n in enumerate(c.nodes)]
         cfg = subprocess.run([os.path.join(ROOT, "scripts", "haproxy-cfg.sh"),
                               f"127.0.0.1:{self.port}", *nodes],
@@ -525,6 +529,65 @@ def haproxy_spreads_requests_routes_by_node_and_survives_a_node_kill():
             r = h.request("GET", "/api/teachers", token=tok)
             assert r.status == 200, r
             assert r.header("X-Consultd-Node") != "n1"
+    finally:
+        h.stop()
+
+
+class Via:
+    """The entry point as a server for mediahelp.peer(): its URL."""
+
+    def __init__(self, url):
+        self.url = url
+
+
+def placed(c):
+    return dict(c.query("SELECT id, node_id FROM consultations WHERE node_id IS NOT NULL"))
+
+
+@test
+def media_is_placed_spread_and_reached_through_the_entry_point():
+    """Three accepts place three consultations on three nodes (least
+    loaded first); a WHIP POST to a node that does not own the consultation
+    answers 307 to the owner's prefix; real peers posting through haproxy
+    follow it and media flows both ways on the owner."""
+    hport = free_port()
+    c = Cluster(3, "--public-url", f"http://127.0.0.1:{hport}", media=True)
+    h = Haproxy(c, hport)
+    try:
+        cids = []
+        for k, (teacher, tid, student) in enumerate([("teacher1", 2, "student1"),
+                                                     ("teacher2", 3, "student2"),
+                                                     ("teacher3", 4, "student3")]):
+            online(c, k, teacher, tid)
+            r = c.req(k, student, "POST", "/api/consultations", {"teacher_id": tid})
+            assert r.status == 201, r
+            cid = r.json["id"]
+            assert c.req((k + 1) % 3, teacher, "POST", f"/api/consultations/{cid}/accept").status == 200
+            cids.append(cid)
+        where = placed(c)
+        assert sorted(where[x] for x in cids) == ["n0", "n1", "n2"], where
+        cid = cids[0]
+        owner = where[cid]
+        other = next(i for i in range(3) if f"n{i}" != owner)
+        tt, st = c.login("teacher1"), c.login("student1")
+        r = c.nodes[other].request("POST", f"/whip/consultations/{cid}", raw=offer(), token=tt,
+                                   headers={"Content-Type": "application/sdp"})
+        assert r.status == 307 and r.header("Location") == f"/n/{owner}/whip/consultations/{cid}", r
+        via = Via(h.url)
+        # The teacher's publisher asks a node that is not the owner, by its
+        # prefix: certainly redirected.  The others go wherever haproxy
+        # sends them.
+        pubs = [peer(Via(f"{h.url}/n/n{other}"), "whip", cid, tt, "publish", 14),
+                peer(via, "whip", cid, st, "publish", 14)]
+        recv = [peer(via, "whep", cid, st, "receive", 9, 20), peer(via, "whep", cid, tt, "receive", 9, 20)]
+        for p in recv + pubs:
+            rc, res, err = result(p)
+            assert rc == 0 and res["status"] == 201, (res, err[-1500:])
+            assert res["location"].startswith(f"{h.url}/n/{owner}/"), res
+            if p in recv:  # decoded what the other side published
+                assert res["video_frames"] >= 20 and res["audio_buffers"] >= 20, res
+            if p is pubs[0]:
+                assert res["redirects"] == 1, res
     finally:
         h.stop()
 

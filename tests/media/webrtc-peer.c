@@ -22,6 +22,7 @@
 #include <string.h>
 
 static char *url, *token, *mode = "publish", *file;
+static int redirects; /* 307/308 hops the POST followed */
 static gboolean no_decode, wait_go;
 static int seconds = 8, min_frames = 1;
 static GMainLoop *loop;
@@ -193,15 +194,34 @@ post_offer(gpointer data)
 {
     char *sdp = data;
     mark(MARK_OFFER);
-    SoupMessage *msg = soup_message_new("POST", url);
-    SoupMessageHeaders *h = soup_message_get_request_headers(msg);
-    g_autofree char *auth = g_strdup_printf("Bearer %s", token);
-    soup_message_headers_replace(h, "Authorization", auth);
     g_autoptr(GBytes) body = g_bytes_new_take(sdp, strlen(sdp));
-    soup_message_set_request_body_from_bytes(msg, "application/sdp", body);
+    g_autofree char *auth = g_strdup_printf("Bearer %s", token);
     g_autoptr(GError) err = NULL;
-    g_autoptr(GBytes) reply = soup_session_send_and_read(soup, msg, NULL, &err);
-    http_status = soup_message_get_status(msg);
+    g_autoptr(GBytes) reply = NULL;
+    SoupMessage *msg = NULL;
+    /* RFC 9725 section 4.5: a 307 or 308 sends the offer elsewhere (the
+     * node that owns the consultation); libsoup does not redirect a POST
+     * by itself.  A few hops at most. */
+    g_autoptr(GUri) target = g_uri_parse(url, G_URI_FLAGS_NONE, NULL);
+    for (int hop = 0; target && hop < 4; hop++) {
+        g_clear_object(&msg);
+        g_clear_pointer(&reply, g_bytes_unref);
+        msg = soup_message_new_from_uri("POST", target);
+        SoupMessageHeaders *h = soup_message_get_request_headers(msg);
+        soup_message_headers_replace(h, "Authorization", auth);
+        soup_message_set_request_body_from_bytes(msg, "application/sdp", body);
+        soup_message_add_flags(msg, SOUP_MESSAGE_NO_REDIRECT);
+        reply = soup_session_send_and_read(soup, msg, NULL, &err);
+        http_status = soup_message_get_status(msg);
+        const char *to =
+            soup_message_headers_get_one(soup_message_get_response_headers(msg), "Location");
+        if (!reply || (http_status != 307 && http_status != 308) || !to)
+            break;
+        GUri *next = g_uri_parse_relative(target, to, G_URI_FLAGS_NONE, NULL);
+        g_uri_unref(target);
+        target = next;
+        redirects++;
+    }
     mark(MARK_ANSWER);
     if (!reply || http_status != 201) {
         fail("POST answered %u: %.*s", http_status, reply ? (int)g_bytes_get_size(reply) : 0,
@@ -652,6 +672,7 @@ main(int argc, char **argv)
            ",\"ice\":%" G_GINT64_FORMAT ",\"connected\":%" G_GINT64_FORMAT
            ",\"rtp\":%" G_GINT64_FORMAT "},",
            ms[MARK_OFFER], ms[MARK_ANSWER], ms[MARK_ICE], ms[MARK_CONNECTED], ms[MARK_RTP]);
+    printf("\"redirects\":%d,", redirects);
     printf("\"mode\":\"%s\",\"status\":%u,\"location\":\"%s\",\"video_frames\":%d,"
            "\"audio_buffers\":%d,\"first_frame_ms\":%" G_GINT64_FORMAT ","
            "\"packets_received\":%" G_GINT64_FORMAT ",\"packets_lost\":%" G_GINT64_FORMAT ","
