@@ -31,6 +31,9 @@ defaults
     timeout http-keep-alive 10s
     timeout queue 5s
     default-server inter 1s fall 2 rise 2
+    # A node that is gone (its /n/<id>/ prefix, or every node): a clear 503
+    # that says when to retry, in consultd's error format, never a hang.
+    http-error status 503 content-type application/json hdr Retry-After 2 string "{\\"error\\":\\"node_unavailable\\",\\"message\\":\\"no node can answer this now; retry\\"}"
 
 frontend consultd
     bind $listen

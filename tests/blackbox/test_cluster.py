@@ -588,6 +588,79 @@ def media_is_placed_spread_and_reached_through_the_entry_point():
                 assert res["video_frames"] >= 20 and res["audio_buffers"] >= 20, res
             if p is pubs[0]:
                 assert res["redirects"] == 1, res
+        # A fourth node that registers takes the next consultation at once:
+        # it is the least loaded.
+        c.nodes.append(c.node("n3", "--public-url", f"http://127.0.0.1:{hport}"))
+        r = c.req(0, "admin", "POST", "/api/users", {"username": "teacher4", "password":
+                                                     "a long password 4", "role": "teacher"})
+        assert r.status == 201, r
+        t4 = c.nodes[3].login("teacher4", "a long password 4")
+        tid4 = r.json["id"]
+        assert c.nodes[3].request("PUT", f"/api/teachers/{tid4}/presence", {"status": "online"},
+                                  token=t4).status == 200
+        r = c.req(1, "student4", "POST", "/api/consultations", {"teacher_id": tid4})
+        assert r.status == 201, r
+        cid4 = r.json["id"]
+        assert c.nodes[2].request("POST", f"/api/consultations/{cid4}/accept", token=t4).status == 200
+        assert placed(c)[cid4] == "n3", placed(c)
+    finally:
+        h.stop()
+
+
+@test
+def a_killed_owner_fails_over_and_media_resumes_on_another_node():
+    """kill -9 of the node that owns a live consultation: another node marks
+    it interrupted (node_lost) once the lease has run out; the participants
+    publish again through the entry point, the consultation is placed on a
+    serving node, goes live again and media flows.  A prefix of the dead
+    node answers haproxy's 503 with Retry-After, not a hang."""
+    hport = free_port()
+    c = Cluster(3, "--public-url", f"http://127.0.0.1:{hport}", media=True)
+    h = Haproxy(c, hport)
+    try:
+        online(c, 1)
+        r = c.req(2, "student1", "POST", "/api/consultations", {"teacher_id": T1})
+        assert r.status == 201, r
+        cid = r.json["id"]
+        assert c.req(1, "teacher1", "POST", f"/api/consultations/{cid}/accept").status == 200
+        owner = placed(c)[cid]
+        tt, st = c.login("teacher1"), c.login("student1")
+        via = Via(h.url)
+        before = [peer(via, "whip", cid, tt, "publish", 60), peer(via, "whip", cid, st, "publish", 60)]
+        recv = peer(via, "whep", cid, st, "receive", 6, 20)
+        rc, res, err = result(recv)
+        assert rc == 0 and res["video_frames"] >= 20, (res, err[-1500:])
+        sse = SSE(c.nodes[next(i for i in range(3) if f"n{i}" != owner)], st)
+        killed_at = time.monotonic()
+        c.nodes[int(owner[1:])].kill()
+        sse.wait_type("consultation.interrupted", 60, reason="node_lost")
+        interrupted_at = time.monotonic()
+        assert c.query(f"SELECT status, node_id FROM consultations WHERE id = {cid}") == \
+            [("interrupted", None)]
+        r = h.request("GET", f"/n/{owner}/healthz")
+        assert r.status == 503 and r.header("Retry-After") == "2", r
+        assert json.loads(r.body)["error"] == "node_unavailable", r
+        for p in before:
+            p.kill()
+            p.wait()
+        # The participants come back through the entry point.
+        again_at = time.monotonic()
+        again = [peer(via, "whip", cid, tt, "publish", 14), peer(via, "whip", cid, st, "publish", 14)]
+        recv = [peer(via, "whep", cid, st, "receive", 8, 20), peer(via, "whep", cid, tt, "receive", 8, 20)]
+        rc, res, err = result(recv[0])
+        assert rc == 0 and res["video_frames"] >= 20, (res, err[-1500:])
+        frames_at = again_at + res["first_frame_ms"] / 1000
+        new_owner = placed(c)[cid]
+        assert new_owner != owner and res["location"].startswith(f"{h.url}/n/{new_owner}/"), res
+        rc, res, err = result(recv[1])
+        assert rc == 0 and res["video_frames"] >= 20, (res, err[-1500:])
+        for p in again:
+            rc, res, err = result(p)
+            assert rc == 0 and res["status"] == 201, (res, err[-1500:])
+        sse.wait_type("consultation.resumed", 30)
+        print(f"# failover: kill -> interrupted {interrupted_at - killed_at:.1f} s,"
+              f" kill -> frames decoded again {frames_at - killed_at:.1f} s")
+        sse.close()
     finally:
         h.stop()
 
