@@ -6,7 +6,8 @@
 #   - timeouts that keep Server-Sent Events streams open (a heartbeat
 #     comes every 15 s; "timeout tunnel" once a stream is established);
 #   - /n/<node-id>/... goes to that node with the prefix removed (the media
-#     of a consultation lives on one node: issue 23 routes WHIP/WHEP there);
+#     of a consultation lives on one node, which WHIP/WHEP are redirected
+#     to), while it is alive (/healthz): draining does not cut it off;
 #   - X-Forwarded-For for consultd's --trusted-proxies;
 #   - a request whose node refused the connection is sent to another one.
 # contrib/haproxy.cfg is its output for scripts/cluster.sh's three nodes.
@@ -58,7 +59,9 @@ for n in "$@"; do
     cat <<CFG
 
 backend node_$id
-    option httpchk GET /readyz
+    # Alive is enough here: a draining node (readyz 503) still serves the
+    # consultations it holds, which reach it by this prefix.
+    option httpchk GET /healthz
     http-check expect status 200
     http-request replace-path /n/$id(/.*) \\1
     server $id ${n#*=} check

@@ -156,6 +156,85 @@ on_signal(gpointer data)
     return G_SOURCE_CONTINUE;
 }
 
+/* ---------------------------------------------------------------- drain
+ *
+ * A draining node takes no new consultations (the registry's flag keeps
+ * placement away; /readyz is 503, so the entry point sends new HTTP
+ * elsewhere), lets the ones it holds run until they end, and exits 0 when
+ * none is left.  After drain-timeout it interrupts what is left: each
+ * resumes on another node at its participants' next publish. */
+
+static struct {
+    SigTask task;
+    guint timer;
+    gint64 deadline; /* monotonic us */
+} drain;
+
+static void
+drain_check(gpointer data)
+{
+    SigApp *app = data;
+    if (app->stopping)
+        return;
+    g_autoptr(GArray) here = store_consultations_here(app->store);
+    if (here->len == 0) {
+        g_message("drain: no consultation left here; stopping");
+        g_clear_handle_id(&drain.timer, g_source_remove);
+        on_signal(app);
+        return;
+    }
+    if (g_get_monotonic_time() < drain.deadline)
+        return;
+    g_message("drain: drain-timeout passed; interrupting the %u consultation(s) left here, to"
+              " resume elsewhere",
+              here->len);
+    for (guint i = 0; i < here->len; i++) {
+        gint64 id = g_array_index(here, gint64, i);
+        g_autoptr(GError) err = NULL;
+        if (!store_consultation_unplace(app->store, id, "drained", &err))
+            g_warning("drain: consultation %" G_GINT64_FORMAT ": %s", id, err->message);
+        else
+            sig_media_end(app, id);
+    }
+    sig_events_kick(app);
+}
+
+static void
+drain_start(SigApp *app, const char *why)
+{
+    if (app->draining || app->stopping)
+        return;
+    app->draining = TRUE;
+    drain.deadline = g_get_monotonic_time() + app->cfg->drain_timeout * G_USEC_PER_SEC;
+    g_autoptr(GError) err = NULL;
+    if (store_shared(app->store) &&
+        !store_node_set_draining(app->store, app->cfg->node_id, TRUE, &err))
+        g_warning("drain: could not tell the registry: %s", err->message);
+    g_message("drain (%s): no new consultations here; stopping when the ones here have ended"
+              " (at most %" G_GINT64_FORMAT " s, drain-timeout)",
+              why, app->cfg->drain_timeout);
+    sd_notify_state("STATUS=draining");
+    drain.task = SIG_TASK_INIT(app, drain_check, app);
+    drain.timer = g_timeout_add(1000, sig_task_tick, &drain.task);
+    sig_task_run(&drain.task);
+}
+
+static gboolean
+on_usr1(gpointer data)
+{
+    drain_start(data, "SIGUSR1");
+    return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+drain_ready(SigApp *app, char **why)
+{
+    if (!app->draining)
+        return TRUE;
+    *why = g_strdup("draining: this node takes no new work");
+    return FALSE;
+}
+
 static gboolean
 purge_sessions(gpointer data)
 {
@@ -222,6 +301,8 @@ renew_lease(gpointer data)
         g_message("node lease: lost; ending the media held under epoch %" G_GINT64_FORMAT, was);
         sig_media_end_all(app);
     }
+    if (store_node_draining(app->store))
+        drain_start(app, "the node registry: consultd drain or the admin API");
 }
 
 /* /readyz: a shared store must be reachable. */
@@ -343,6 +424,8 @@ serve(SigApp *app)
     sig_recordings_repair(app, NULL); /* whatever a crash left unfinished */
     sig_recordings_compose_resume(app);
     sig_health_add_ready_check(app, "media", sig_media_ready);
+    sig_health_add_ready_check(app, "draining", drain_ready);
+    app->drain = drain_start;
     sig_health_add_metrics(app, sig_media_metrics);
     sig_health_add_metrics(app, domain_metrics);
     if (app->cfg->demo && !sig_auth_seed_demo(app, &err)) {
@@ -351,6 +434,7 @@ serve(SigApp *app)
     }
     guint sig_term = g_unix_signal_add(SIGTERM, on_signal, app);
     guint sig_int = g_unix_signal_add(SIGINT, on_signal, app);
+    guint sig_usr1 = g_unix_signal_add(SIGUSR1, on_usr1, app);
     guint purge = g_timeout_add_seconds(600, purge_sessions, app);
     guint retention = g_timeout_add_seconds(3600, retention_tick, app);
     sig_recordings_prune(app);
@@ -376,6 +460,8 @@ serve(SigApp *app)
 
     g_source_remove(sig_term);
     g_source_remove(sig_int);
+    g_source_remove(sig_usr1);
+    g_clear_handle_id(&drain.timer, g_source_remove);
     g_source_remove(purge);
     g_source_remove(retention);
     if (lease)
@@ -572,6 +658,17 @@ main(int argc, char **argv)
         app.loop = g_main_loop_new(NULL, FALSE);
         rc = serve(&app);
         g_main_loop_unref(app.loop);
+    } else if (!strcmp(sub, "drain")) {
+        if (store_node_set_draining(app.store, app.cfg->node_id, TRUE, &err)) {
+            printf("node %s drains: it takes no new consultations and stops when its own have"
+                   " ended (within 2 s it notices)\n",
+                   app.cfg->node_id);
+            rc = 0;
+        } else {
+            fprintf(stderr, "consultd drain: %s (one node on SQLite: send it SIGUSR1)\n",
+                    err->message);
+            rc = 1;
+        }
     } else if (!strcmp(sub, "migrate")) {
         printf("%s schema at version %d\n", store_kind_name(app.store),
                store_schema_version(app.store));

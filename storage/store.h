@@ -418,6 +418,9 @@ typedef struct {
     gint64 lease_left_ms; /* negative: expired that long ago */
     gint64 started_at, renewed_at;
     gint64 streams, live; /* load it reported at its last renewal */
+    gint64 max_live;      /* consultations' media it takes (0: none) */
+    gboolean draining;
+    gint64 placed; /* open consultations placed on it (its epoch) */
 } StoreNode;
 void store_node_free(StoreNode *n);
 
@@ -433,7 +436,8 @@ void store_node_set_url(Store *s, const char *url);
  * registration. */
 void store_node_set_capacity(Store *s, gint64 max_live);
 /* Where consultation ID's media lives: its node, if that node still holds
- * its lease with the epoch it was placed at and does not drain; else the
+ * its lease with the epoch it was placed at (draining or not: a draining
+ * node keeps what it has); else the
  * least-loaded serving node with room, recorded now.  Sets *NODE_ID and
  * *URL (caller frees).  On SQLite (one node) both stay NULL: here.  FALSE
  * with STORE_ERROR_FULL if no node has room, STORE_ERROR_NOT_FOUND. */
@@ -443,6 +447,18 @@ gboolean store_consultation_place(Store *s, gint64 id, char **node_id, char **ur
  * interrupted (reason node_lost), each with its event.  Every node may run
  * it: the second finds nothing.  How many were interrupted, or -1. */
 gint64 store_consultations_orphans_interrupt(Store *s, GError **error);
+/* Drain: NODE_ID takes no new placements (it learns it at its next
+ * renewal); a node that starts afresh is not draining.  NOT_FOUND if no
+ * such node (or on SQLite, which has no registry). */
+gboolean store_node_set_draining(Store *s, const char *node_id, gboolean on, GError **error);
+/* Whether this node was told to drain (as of its last renewal). */
+gboolean store_node_draining(Store *s);
+/* Open (live or interrupted) consultations whose media is here: placed on
+ * this node's epoch; on SQLite, all of them. */
+GArray *store_consultations_here(Store *s);
+/* ID leaves this node: it loses its placement and, if live, becomes
+ * interrupted for REASON; its next publish places it elsewhere. */
+gboolean store_consultation_unplace(Store *s, gint64 id, const char *reason, GError **error);
 GPtrArray *store_nodes_list(Store *s, GError **error);
 /* Tests only: drops every table of the PostgreSQL database CONNINFO (its
  * schema public, recreated empty). */

@@ -81,9 +81,10 @@ struct StorePg {
     void (*on_event)(gpointer data, gboolean reconnected);
     gpointer data;
     guint serial;
-    gint64 max_live;  /* consultations' media this node takes (0: none) */
-    Fiber *waiter;    /* the fiber asleep until the socket has a reply */
-    guint wait_timer; /* ... or until its deadline */
+    gint64 max_live;   /* consultations' media this node takes (0: none) */
+    gboolean draining; /* as the registry said at the last renewal */
+    Fiber *waiter;     /* the fiber asleep until the socket has a reply */
+    guint wait_timer;  /* ... or until its deadline */
 };
 
 struct StoreStmt {
@@ -1006,6 +1007,7 @@ store_node_register(Store *s, GError **error)
            " max_live)"
            " VALUES (?1, ?2, 1, consultd_now_ms() + ?3, consultd_now_ms(), consultd_now_ms(), ?5)"
            " ON CONFLICT (node_id) DO UPDATE SET url = excluded.url, max_live = excluded.max_live,"
+           " draining = CASE WHEN ?4 <> 0 THEN false ELSE consultd_nodes.draining END,"
            " epoch = consultd_nodes.epoch + 1, lease_until = excluded.lease_until,"
            " renewed_at = excluded.renewed_at,"
            " started_at = CASE WHEN ?4 <> 0 THEN excluded.started_at"
@@ -1040,16 +1042,24 @@ store_node_renew(Store *s, gint64 streams, gint64 live, GError **error)
     StoreStmt *st =
         store_stmt(s, "UPDATE consultd_nodes SET lease_until = consultd_now_ms() + ?3,"
                       " renewed_at = consultd_now_ms(), streams = ?4, live = ?5"
-                      " WHERE node_id = ?1 AND epoch = ?2 AND lease_until > consultd_now_ms()");
+                      " WHERE node_id = ?1 AND epoch = ?2 AND lease_until > consultd_now_ms()"
+                      " RETURNING draining");
     store_bind_text(st, 1, pg->node_id);
     store_bind_int64(st, 2, pg->epoch);
     store_bind_int64(st, 3, LEASE_MS);
     store_bind_int64(st, 4, streams);
     store_bind_int64(st, 5, live);
-    if (!store_step_done(s, st, error, "renew lease"))
-        return FALSE;
-    if (store_changes(s) == 1)
+    int rc = store_step(st);
+    if (rc == STORE_ROW) {
+        pg->draining = store_col_int64(st, 0) != 0;
+        store_stmt_reset(st);
         return TRUE;
+    }
+    store_stmt_reset(st);
+    if (rc != STORE_DONE) {
+        store_set_error(s, error, "renew lease");
+        return FALSE;
+    }
     g_warning("storage: node %s lost its lease (epoch %" G_GINT64_FORMAT "); registering again",
               pg->node_id, pg->epoch);
     pg->fenced = TRUE;
@@ -1084,11 +1094,12 @@ store_consultation_place(Store *s, gint64 id, char **node_id, char **url, GError
     if (!store_autobegin(s, &began, error))
         return FALSE;
     StoreStmt *st = store_stmt(
-        s, "SELECT coalesce(n.url, ''), n.node_id IS NOT NULL AND n.lease_until > consultd_now_ms()"
-           " AND NOT n.draining, coalesce(c.node_id, '')"
-           " FROM consultations c LEFT JOIN consultd_nodes n"
-           "   ON n.node_id = c.node_id AND n.epoch = c.node_epoch"
-           " WHERE c.id = ?1");
+        s,
+        "SELECT coalesce(n.url, ''), n.node_id IS NOT NULL AND n.lease_until > consultd_now_ms(),"
+        " coalesce(c.node_id, '')"
+        " FROM consultations c LEFT JOIN consultd_nodes n"
+        "   ON n.node_id = c.node_id AND n.epoch = c.node_epoch"
+        " WHERE c.id = ?1");
     store_bind_int64(st, 1, id);
     int rc = store_step(st);
     gboolean ok = rc == STORE_ROW;
@@ -1146,6 +1157,21 @@ store_consultation_place(Store *s, gint64 id, char **node_id, char **url, GError
     return TRUE;
 }
 
+/* Inside a transaction: ID loses its placement; if it was live it becomes
+ * interrupted for REASON (with its event). */
+static gboolean
+unplace(Store *s, gint64 id, gboolean was_live, const char *reason, GError **error)
+{
+    if (was_live && !store_consultation_transition(s, id, STORE_CONSULT_INTERRUPTED, reason, error))
+        return FALSE;
+    if (s->kind != STORE_KIND_PG)
+        return TRUE;
+    StoreStmt *up =
+        store_stmt(s, "UPDATE consultations SET node_id = NULL, node_epoch = 0 WHERE id = ?1");
+    store_bind_int64(up, 1, id);
+    return store_step_done(s, up, error, "clear placement");
+}
+
 gint64
 store_consultations_orphans_interrupt(Store *s, GError **error)
 {
@@ -1174,23 +1200,76 @@ store_consultations_orphans_interrupt(Store *s, GError **error)
         store_set_error(s, error, "orphaned consultations");
     gint64 n = 0;
     for (guint i = 0; ok && i < ids->len; i++) {
-        gint64 id = g_array_index(ids, gint64, i);
-        if (g_array_index(live, gboolean, i)) {
-            ok =
-                store_consultation_transition(s, id, STORE_CONSULT_INTERRUPTED, "node_lost", error);
-            n++;
-        }
-        StoreStmt *up = ok ? store_stmt(s, "UPDATE consultations SET node_id = NULL,"
-                                           " node_epoch = 0 WHERE id = ?1")
-                           : NULL;
-        if (up) {
-            store_bind_int64(up, 1, id);
-            ok = store_step_done(s, up, error, "clear placement");
-        }
+        gboolean was_live = g_array_index(live, gboolean, i);
+        ok = unplace(s, g_array_index(ids, gint64, i), was_live, "node_lost", error);
+        n += was_live;
     }
     if (!store_autocommit(s, began, ok, error))
         return -1;
     return n;
+}
+
+gboolean
+store_node_set_draining(Store *s, const char *node_id, gboolean on, GError **error)
+{
+    if (s->kind != STORE_KIND_PG) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "one node: no registry");
+        return FALSE;
+    }
+    gboolean began;
+    if (!store_autobegin(s, &began, error))
+        return FALSE;
+    StoreStmt *st =
+        store_stmt(s, "UPDATE consultd_nodes SET draining = ?2 <> 0 WHERE node_id = ?1");
+    store_bind_text(st, 1, node_id);
+    store_bind_int64(st, 2, on);
+    gboolean ok = store_step_done(s, st, error, "drain");
+    if (ok && store_changes(s) == 0) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "no node %s", node_id);
+        ok = FALSE;
+    }
+    if (ok && s->pg->node_id && !strcmp(node_id, s->pg->node_id))
+        s->pg->draining = on;
+    return store_autocommit(s, began, ok, error);
+}
+
+gboolean
+store_node_draining(Store *s)
+{
+    return s->kind == STORE_KIND_PG && s->pg->draining;
+}
+
+GArray *
+store_consultations_here(Store *s)
+{
+    GArray *ids = g_array_new(FALSE, FALSE, sizeof(gint64));
+    StoreStmt *st =
+        s->kind == STORE_KIND_PG
+            ? store_stmt(s, "SELECT id FROM consultations WHERE node_id = ?1 AND node_epoch = ?2"
+                            " AND status IN ('live', 'interrupted') ORDER BY id")
+            : store_stmt(s, "SELECT id FROM consultations WHERE status IN ('live', 'interrupted')"
+                            " AND ?1 IS NOT NULL AND ?2 IS NOT NULL ORDER BY id");
+    store_bind_text(st, 1, s->kind == STORE_KIND_PG && s->pg->node_id ? s->pg->node_id : "");
+    store_bind_int64(st, 2, store_node_epoch(s));
+    while (store_step(st) == STORE_ROW) {
+        gint64 id = store_col_int64(st, 0);
+        g_array_append_val(ids, id);
+    }
+    store_stmt_reset(st);
+    return ids;
+}
+
+gboolean
+store_consultation_unplace(Store *s, gint64 id, const char *reason, GError **error)
+{
+    gboolean began;
+    if (!store_autobegin(s, &began, error))
+        return FALSE;
+    g_autoptr(StoreConsultation) c = store_consultation_get(s, id, error);
+    gboolean ok = c != NULL;
+    if (ok && (c->status == STORE_CONSULT_LIVE || c->status == STORE_CONSULT_INTERRUPTED))
+        ok = unplace(s, id, c->status == STORE_CONSULT_LIVE, reason, error);
+    return store_autocommit(s, began, ok, error);
 }
 
 gint64
@@ -1221,6 +1300,9 @@ node_from_row(StoreStmt *st)
     n->renewed_at = store_col_int64(st, 5);
     n->streams = store_col_int64(st, 6);
     n->live = store_col_int64(st, 7);
+    n->max_live = store_col_int64(st, 8);
+    n->draining = store_col_int64(st, 9) != 0;
+    n->placed = store_col_int64(st, 10);
     return n;
 }
 
@@ -1230,8 +1312,11 @@ store_nodes_list(Store *s, GError **error)
     if (s->kind != STORE_KIND_PG)
         return g_ptr_array_new_with_free_func((GDestroyNotify)store_node_free);
     StoreStmt *st = store_stmt(s, "SELECT node_id, url, epoch, lease_until - consultd_now_ms(),"
-                                  " started_at, renewed_at, streams, live FROM consultd_nodes"
-                                  " ORDER BY node_id");
+                                  " started_at, renewed_at, streams, live, max_live, draining,"
+                                  " (SELECT count(*) FROM consultations c WHERE c.node_id ="
+                                  "  n.node_id AND c.node_epoch = n.epoch"
+                                  "  AND c.status IN ('live', 'interrupted'))"
+                                  " FROM consultd_nodes n ORDER BY node_id");
     return STORE_COLLECT(s, st, node_from_row, store_node_free, "list nodes", error);
 }
 

@@ -133,6 +133,30 @@ sig_h_webhook_deliveries(SigReq *r)
     sig_reply_json(r, 200, json_pack("{s:o}", "deliveries", arr));
 }
 
+/* POST /api/admin/nodes/{id}/drain: that node takes no new consultations
+ * and stops when its own have ended (or at drain-timeout).  Any node takes
+ * the request: the registry carries it, and the node notices within its
+ * lease renewal (2 s).  On SQLite: this node only. */
+void
+sig_h_admin_node_drain(SigReq *r)
+{
+    SigApp *app = r->app;
+    const char *id = r->params[0];
+    gboolean self = !strcmp(id, app->cfg->node_id);
+    g_autoptr(GError) err = NULL;
+    if (store_shared(app->store) && !store_node_set_draining(app->store, id, TRUE, &err)) {
+        sig_reply_store_error(r, err);
+        return;
+    }
+    if (!store_shared(app->store) && !self) {
+        sig_reply_error(r, 404, "not_found", "no node %s here", id);
+        return;
+    }
+    if (self && app->drain)
+        app->drain(app, "the admin API");
+    sig_reply_json(r, 202, json_pack("{s:s, s:b}", "node_id", id, "draining", 1));
+}
+
 /* GET /api/admin/nodes: the nodes sharing this store, their leases and the
  * load they last reported.  On SQLite: this process alone. */
 void
@@ -150,12 +174,14 @@ sig_h_admin_nodes(SigReq *r)
         StoreNode *n = nodes->pdata[i];
         gboolean self = !strcmp(n->node_id, app->cfg->node_id);
         json_array_append_new(
-            arr, json_pack("{s:s, s:s, s:I, s:b, s:I, s:o, s:o, s:I, s:I, s:b}", "node_id",
-                           n->node_id, "url", n->url, "epoch", (json_int_t)n->epoch, "alive",
-                           n->lease_left_ms > 0, "lease_remaining_ms", (json_int_t)n->lease_left_ms,
-                           "started_at", sig_json_time(n->started_at), "renewed_at",
-                           sig_json_time(n->renewed_at), "event_streams", (json_int_t)n->streams,
-                           "media_sessions", (json_int_t)n->live, "self", self));
+            arr, json_pack("{s:s, s:s, s:I, s:b, s:I, s:o, s:o, s:I, s:I, s:b, s:I, s:b, s:I}",
+                           "node_id", n->node_id, "url", n->url, "epoch", (json_int_t)n->epoch,
+                           "alive", n->lease_left_ms > 0, "lease_remaining_ms",
+                           (json_int_t)n->lease_left_ms, "started_at", sig_json_time(n->started_at),
+                           "renewed_at", sig_json_time(n->renewed_at), "event_streams",
+                           (json_int_t)n->streams, "media_sessions", (json_int_t)n->live, "self",
+                           self, "max_live", (json_int_t)n->max_live, "draining", n->draining,
+                           "consultations", (json_int_t)n->placed));
     }
     if (!store_shared(app->store))
         json_array_append_new(

@@ -10,3 +10,4 @@ void sig_h_metrics(SigReq *r);         /* 404 on the main listener when metrics-
 void sig_h_metrics_private(SigReq *r); /* on metrics-listen */
 void sig_h_webhook_deliveries(SigReq *r);
 void sig_h_admin_nodes(SigReq *r);
+void sig_h_admin_node_drain(SigReq *r);

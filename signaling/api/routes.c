@@ -64,6 +64,7 @@ static const SigRoute routes[] = {
     {"GET", "/api/admin/webhook-deliveries", sig_h_webhook_deliveries, ADMIN, 0},
     {"GET", "/api/admin/media-workers", sig_h_media_workers, ADMIN, 0},
     {"GET", "/api/admin/nodes", sig_h_admin_nodes, ADMIN, 0},
+    {"POST", "/api/admin/nodes/{id}/drain", sig_h_admin_node_drain, ADMIN, 0},
     {"GET", "/api/admin/recordings", sig_h_admin_recordings, ADMIN, 0},
     {"POST", "/api/admin/retention/run", sig_h_retention_run, ADMIN, 0},
 

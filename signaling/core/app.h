@@ -63,4 +63,6 @@ typedef struct SigApp {
     gint64 started_at; /* monotonic, microseconds */
     gboolean stopping;
     gint64 stop_deadline; /* monotonic: when a shutdown stops waiting */
+    gboolean draining;    /* no new consultations here; exits when empty */
+    void (*drain)(struct SigApp *app, const char *why); /* starts draining (main.c) */
 } SigApp;

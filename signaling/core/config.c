@@ -65,6 +65,9 @@ static const CfgOpt opts[] = {
      "waits double from the 4th)"},
     {"shutdown-grace", CFG_INT, OFF(shutdown_grace), "10", 0, 3600,
      "seconds in-flight requests get to finish on SIGTERM"},
+    {"drain-timeout", CFG_INT, OFF(drain_timeout), "600", 0, 86400,
+     "seconds a draining node (SIGUSR1, consultd drain, the admin API) lets its consultations "
+     "run before it interrupts them to resume elsewhere"},
     {"request-timeout", CFG_INT, OFF(request_timeout), "60", 1, 86400,
      "seconds a consultation request waits for the teacher before it expires"},
     {"presence-grace", CFG_INT, OFF(presence_grace), "60", 1, 86400,
@@ -345,6 +348,8 @@ sig_config_load(int *argc, char ***argv, GError **error)
              "  user add --role ROLE --username U [--display-name N]  (password on stdin)\n"
              "  user list\n"
              "  rebuild-projections\n"
+             "  migrate            (apply the database's pending migrations)\n"
+             "  drain              (node-id stops taking consultations and exits when empty)\n"
              "  prune-recordings   (apply retention-days / retention-max-bytes now)\n\n"
              "Every option can also be set as CONSULTD_<NAME> in the environment\n"
              "or as NAME=VALUE in group [consultd] of the config file.");

@@ -27,6 +27,7 @@ typedef struct SigConfig {
     gint64 login_ip_per_min;
     gint64 login_user_fail_per_15min;
     gint64 shutdown_grace;       /* seconds in-flight requests get at SIGTERM */
+    gint64 drain_timeout;        /* seconds a draining node's consultations may go on */
     gint64 request_timeout;      /* seconds a request waits for the teacher */
     gint64 presence_grace;       /* seconds a teacher may be without a stream */
     gint64 max_live;             /* live consultations at once (503 above) */

@@ -205,7 +205,7 @@ def cookie_writes_must_come_from_our_pages():
     port = free_port()
     h = Server("--media-workers", "0", "--listen", f"127.0.0.1:{port}", "--public-url",
                f"https://127.0.0.1:{port}", wait=False)
-    wait_for(lambda: "listening on https://" in h.logtext(), 30, what="the https server")
+    wait_for(lambda: "public URL https://" in h.logtext(), 30, what="the https server")
     h.host, h.port = "127.0.0.1", port
     r = h.post("/api/login", {"username": "student1", "password": "demo"})
     c = r.header("Set-Cookie")

@@ -665,5 +665,87 @@ def a_killed_owner_fails_over_and_media_resumes_on_another_node():
         h.stop()
 
 
+@test
+def a_draining_node_keeps_its_consultations_and_exits_when_they_end():
+    """Drain (the admin API on another node): no new placement on the
+    draining node, /readyz 503 there, its two live consultations go on
+    (media through the entry point by its prefix), and it exits 0 once
+    both have ended."""
+    hport = free_port()
+    pub = ("--public-url", f"http://127.0.0.1:{hport}")
+    c = Cluster(1, *pub, media=True)  # n0 alone: both consultations go to it
+    two = []
+    for teacher, tid, student in [("teacher1", 2, "student1"), ("teacher2", 3, "student2")]:
+        online(c, 0, teacher, tid)
+        r = c.req(0, student, "POST", "/api/consultations", {"teacher_id": tid})
+        assert r.status == 201, r
+        assert c.req(0, teacher, "POST", f"/api/consultations/{r.json['id']}/accept").status == 200
+        two.append(r.json["id"])
+    assert [placed(c)[x] for x in two] == ["n0", "n0"], placed(c)
+    c.nodes += [c.node("n1", *pub), c.node("n2", *pub)]
+    h = Haproxy(c, hport)
+    try:
+        tt, st = c.login("teacher1"), c.login("student1")
+        via = Via(h.url)
+        pubs = [peer(via, "whip", two[0], tt, "publish", 30), peer(via, "whip", two[0], st, "publish", 30)]
+        r = c.req(1, "admin", "POST", "/api/admin/nodes/n0/drain")
+        assert r.status == 202 and r.json == {"node_id": "n0", "draining": True}, r
+        wait_for(lambda: c.nodes[0].get("/readyz").status == 503, 30, what="n0's readyz to say draining")
+        assert "draining" in c.nodes[0].get("/readyz").json["not_ready"]
+        nodes = {n["node_id"]: n for n in c.req(2, "admin", "GET", "/api/admin/nodes").json["nodes"]}
+        assert nodes["n0"]["draining"] and nodes["n0"]["consultations"] == 2, nodes
+        # No new placement on it.
+        online(c, 1, "teacher3", 4)
+        r = c.req(2, "student3", "POST", "/api/consultations", {"teacher_id": 4})
+        assert r.status == 201, r
+        assert c.req(1, "teacher3", "POST", f"/api/consultations/{r.json['id']}/accept").status == 200
+        assert placed(c)[r.json["id"]] in ("n1", "n2"), placed(c)
+        # Its own go on: media through the entry point, to n0 by its prefix.
+        recv = peer(via, "whep", two[0], st, "receive", 6, 20)
+        rc, res, err = result(recv)
+        assert rc == 0 and res["video_frames"] >= 20, (res, err[-1500:])
+        assert res["location"].startswith(f"{h.url}/n/n0/"), res
+        assert c.query(f"SELECT status FROM consultations WHERE id IN ({two[0]}, {two[1]})") == \
+            [("live",), ("live",)]
+        assert c.nodes[0].proc.poll() is None
+        # Both end: n0 stops by itself, cleanly.
+        for (teacher, cid) in zip(("teacher1", "teacher2"), two):
+            assert c.req(2, teacher, "POST", f"/api/consultations/{cid}/end").status == 200
+        wait_for(lambda: c.nodes[0].proc.poll() is not None, 60, what="n0 to exit")
+        assert c.nodes[0].proc.returncode == 0, c.nodes[0].logtext()[-2000:]
+        assert "drain: no consultation left here; stopping" in c.nodes[0].logtext()
+        for p in pubs:
+            p.kill()
+            p.wait()
+    finally:
+        h.stop()
+
+
+@test
+def drain_timeout_moves_what_is_left():
+    """A draining node whose consultation outlasts drain-timeout interrupts
+    it (reason drained), clears its placement, and exits 0; the next publish
+    places it on another node."""
+    c = Cluster(1, "--drain-timeout", "2", media=True)
+    online(c, 0)
+    r = c.req(0, "student1", "POST", "/api/consultations", {"teacher_id": T1})
+    cid = r.json["id"]
+    assert c.req(0, "teacher1", "POST", f"/api/consultations/{cid}/accept").status == 200
+    c.nodes.append(c.node("n1"))
+    sse = SSE(c.nodes[1], c.login("student1"))
+    os.kill(c.nodes[0].proc.pid, signal.SIGUSR1)
+    sse.wait_type("consultation.interrupted", 60, reason="drained")
+    wait_for(lambda: c.nodes[0].proc.poll() is not None, 60, what="n0 to exit")
+    assert c.nodes[0].proc.returncode == 0, c.nodes[0].logtext()[-2000:]
+    assert c.query(f"SELECT status, node_id FROM consultations WHERE id = {cid}") == \
+        [("interrupted", None)]
+    tt = c.login("teacher1")
+    r = c.nodes[1].request("POST", f"/whip/consultations/{cid}", raw=offer(), token=tt,
+                           headers={"Content-Type": "application/sdp"})
+    assert r.status in (201, 400), r  # placed here (the fake offer may be refused by the worker)
+    assert placed(c)[cid] == "n1", placed(c)
+    sse.close()
+
+
 if __name__ == "__main__":
     run()
