@@ -19,8 +19,8 @@ typedef void (*FiberFunc)(gpointer data);
 
 /* Runs FN(DATA) in a new fiber, now, until it returns or sleeps.  When FN
  * has returned, DONE(DATA) runs on the loop's stack (not the fiber's).
- * Returns TRUE if FN returned before this call did.  Call it from the
- * loop, not from inside a fiber. */
+ * Returns TRUE if FN returned before this call did.  Called from inside a
+ * fiber, FN and DONE run at once on that fiber (TRUE). */
 gboolean fiber_run(FiberFunc fn, gpointer data, GDestroyNotify done);
 
 /* The fiber running now, or NULL on the loop's own stack. */

@@ -3,7 +3,11 @@
 # ./data/cluster/pg (initdb once, a port of its own on 127.0.0.1), three
 # consultd nodes (n0..n2 on 127.0.0.1:8081..8083, each with its own data
 # dir for recordings) and haproxy in front on http://127.0.0.1:8080.  The
-# demo accounts are printed; Ctrl-C stops everything it started.
+# demo accounts are printed; Ctrl-C stops everything it started.  A node
+# that stops by itself with status 0 (drained: consultd drain, the admin
+# API, SIGUSR1) is started again with the binary build/consultd holds now,
+# as a service manager's Restart= would: scripts/rolling-upgrade.sh drains
+# them one by one after a rebuild.
 #   scripts/cluster.sh [EXTRA CONSULTD FLAGS...]
 set -eu
 cd "$(dirname "$0")/.."
@@ -36,14 +40,30 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+# Runs node I on PORT until it fails or is told to stop; a clean exit of
+# its own (drained) starts it again.
+run_node() {
+    local i=$1 port=$2 child rc
+    while :; do
+        build/consultd --demo --database "$url" --node-id "n$i" --listen "127.0.0.1:$port" \
+            --data-dir "$dir/n$i" --trusted-proxies 127.0.0.1 \
+            --node-url "http://127.0.0.1:$port" --public-url http://127.0.0.1:8080 \
+            "$@" 2>>"$dir/n$i/consultd.log" &
+        child=$!
+        trap 'kill $child 2>/dev/null; wait $child; exit 0' TERM INT
+        rc=0
+        wait $child || rc=$?
+        trap - TERM INT
+        [ $rc -eq 0 ] || return $rc
+        echo "cluster: n$i drained and stopped; starting it again" >&2
+    done
+}
+
 nodes=""
 for i in 0 1 2; do
     port=$((8081 + i))
     mkdir -p "$dir/n$i"
-    build/consultd --demo --database "$url" --node-id "n$i" --listen "127.0.0.1:$port" \
-        --data-dir "$dir/n$i" --trusted-proxies 127.0.0.1 --node-url "http://127.0.0.1:$port" \
-        --public-url http://127.0.0.1:8080 \
-        "$@" 2>"$dir/n$i/consultd.log" &
+    run_node $i $port "$@" &
     pids="$pids $!"
     # One after the other: the first migrates and seeds the demo accounts.
     n=0

@@ -23,6 +23,9 @@ defaults
     mode http
     option forwardfor
     option redispatch
+    # A new connection to the node for each request: a node that stops
+    # (drained, upgraded) never gets a request on a connection it closes.
+    option http-server-close
     retries 2
     timeout connect 2s
     timeout client 60s

@@ -170,6 +170,13 @@ static struct {
     gint64 deadline; /* monotonic us */
 } drain;
 
+static gboolean
+stop_now(gpointer data)
+{
+    on_signal(data);
+    return G_SOURCE_REMOVE;
+}
+
 static void
 drain_check(gpointer data)
 {
@@ -177,10 +184,14 @@ drain_check(gpointer data)
     if (app->stopping)
         return;
     g_autoptr(GArray) here = store_consultations_here(app->store);
-    if (here->len == 0) {
+    /* Stopping waits for the recordings too: finalized and combined here,
+     * they are ready when the node is gone. */
+    if (here->len == 0 && sig_media_idle(app) && sig_recordings_idle(app)) {
         g_message("drain: no consultation left here; stopping");
         g_clear_handle_id(&drain.timer, g_source_remove);
-        on_signal(app);
+        /* From the loop's stack: stopping runs libmicrohttpd, whose
+         * requests start fibers of their own. */
+        g_idle_add(stop_now, app);
         return;
     }
     if (g_get_monotonic_time() < drain.deadline)
@@ -455,6 +466,10 @@ serve(SigApp *app)
         g_ascii_strtoull(g_getenv("WATCHDOG_USEC") ? g_getenv("WATCHDOG_USEC") : "0", NULL, 10);
     guint wd = wd_usec ? g_timeout_add((guint)MAX(wd_usec / 2000, 100), watchdog_ping, NULL) : 0;
     g_main_loop_run(app->loop);
+    /* From here subsystems are freed: what still waits for the database
+     * finishes now, and nothing starts a fiber any more. */
+    app->stopped = TRUE;
+    store_settle(app->store);
     if (wd)
         g_source_remove(wd);
 
@@ -466,7 +481,6 @@ serve(SigApp *app)
     g_source_remove(retention);
     if (lease)
         g_source_remove(lease);
-    store_settle(app->store); /* no fiber is left waiting for the database */
     g_clear_pointer(&app->consult, sig_consult_free);
     g_clear_pointer(&app->media, sig_media_free);
     sig_auth_drain(app->auth); /* answers queued logins while HTTP still runs */

@@ -64,5 +64,6 @@ typedef struct SigApp {
     gboolean stopping;
     gint64 stop_deadline; /* monotonic: when a shutdown stops waiting */
     gboolean draining;    /* no new consultations here; exits when empty */
+    gboolean stopped;     /* the loop has ended: no new fiber may start (core/task.h) */
     void (*drain)(struct SigApp *app, const char *why); /* starts draining (main.c) */
 } SigApp;

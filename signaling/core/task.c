@@ -28,12 +28,18 @@ sig_task_run(SigTask *t)
         t->again = TRUE;
         return;
     }
-    if (!store_waits_in_fibers(t->app->store) || fiber_self()) {
+    if (!sig_task_fibers(t->app)) {
         t->fn(t->data);
         return;
     }
     t->running = TRUE;
     fiber_run(task_body, t, task_done);
+}
+
+gboolean
+sig_task_fibers(SigApp *app)
+{
+    return store_waits_in_fibers(app->store) && !app->stopped && !fiber_self();
 }
 
 gboolean

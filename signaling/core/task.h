@@ -19,5 +19,10 @@ typedef struct {
 #define SIG_TASK_INIT(app_, fn_, data_) ((SigTask){.app = (app_), .fn = (fn_), .data = (data_)})
 
 void sig_task_run(SigTask *t);
+/* Whether work for APP may start a fiber now: on PostgreSQL, from the
+ * loop's stack, while the loop runs.  Once it has ended (shutting down:
+ * subsystems are being freed) work runs at once, so that no fiber
+ * outlives what it uses. */
+gboolean sig_task_fibers(SigApp *app);
 /* For a GSource: runs the SigTask DATA and keeps the source. */
 gboolean sig_task_tick(gpointer data);

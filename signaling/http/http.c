@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "core/metrics.h"
+#include "core/task.h"
 #include "fiber.h"
 
 struct SigHttp {
@@ -436,7 +437,7 @@ step_done(gpointer data)
 static void
 run_step(SigReq *r, void (*step)(SigReq *r))
 {
-    if (!store_waits_in_fibers(r->app->store)) {
+    if (!sig_task_fibers(r->app)) {
         step(r);
         return;
     }

@@ -746,6 +746,14 @@ sig_media_metrics(SigApp *app, GString *out)
         ready, m->restarts, m->stalls, rooms, sessions, in, outp, kf, lost, nr, rtx, ns, rec);
 }
 
+gboolean
+sig_media_idle(SigApp *app)
+{
+    SigMedia *m = app->media;
+    return !m || (g_hash_table_size(m->placement) == 0 && g_hash_table_size(m->finishing) == 0 &&
+                  g_hash_table_size(m->sessions) == 0);
+}
+
 void
 sig_media_end_all(SigApp *app)
 {
@@ -771,7 +779,13 @@ sig_media_end(SigApp *app, gint64 c)
     SigWorkerProc *w = g_hash_table_lookup(m->placement, &c);
     if (w && w->chan)
         media_chan_send(w->chan, media_msg("end", "consultation", "x", c, NULL));
+    gint64 open = 0, ready = 0;
     if (w)
+        store_recordings_progress(app->store, c, &open, &ready);
+    /* Only while its recordings are still being finalized there: the last
+     * report forgets it, and one that came before this end (both
+     * participants left first) would leave it here for good. */
+    if (w && open)
         g_hash_table_insert(m->finishing, g_memdup2(&c, sizeof c), w);
     if (w && w->consultations)
         w->consultations--;

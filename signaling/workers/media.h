@@ -48,6 +48,8 @@ void sig_media_end(SigApp *app, gint64 consultation);
 /* Ends the media of every consultation here: the node lost its lease, and
  * the others have moved its consultations. */
 void sig_media_end_all(SigApp *app);
+/* No consultation's media here, and no recording still being finalized. */
+gboolean sig_media_idle(SigApp *app);
 /* Handles DATA as one packet from a media worker (the worker-channel fuzz
  * target feeds it this way; a real worker's packets come through
  * media_chan). */

@@ -187,6 +187,19 @@ repair_next(SigApp *app)
     g_object_unref(p);
 }
 
+/* Several nodes share the recordings table, but each recording's files are
+ * on the disk of the node that recorded it: a node repairs and combines
+ * only what it finds on its own disk (the others' wait for their node,
+ * which repairs them when it starts again). */
+static gboolean
+recorded_here(SigApp *app, gint64 consultation, const char *file)
+{
+    if (!store_shared(app->store))
+        return TRUE;
+    g_autofree char *path = sig_recordings_path(app, consultation, file);
+    return g_file_test(path, G_FILE_TEST_EXISTS);
+}
+
 void
 sig_recordings_repair(SigApp *app, GHashTable *only)
 {
@@ -197,6 +210,8 @@ sig_recordings_repair(SigApp *app, GHashTable *only)
             continue;
         if (rec->role == CONSULTD_ROLE_COMBINED)
             continue; /* composing is redone, not repaired: see compose_resume() */
+        if (!recorded_here(app, rec->consultation_id, rec->file))
+            continue;
         gboolean queued = FALSE;
         for (GList *l = app->recordings->repairs.head; l; l = l->next) {
             Repair *q = l->data;
@@ -402,11 +417,16 @@ sig_recordings_compose_maybe(SigApp *app, gint64 consultation)
         !ready)
         return;
     g_autoptr(GPtrArray) recs = store_recordings_list(app->store, consultation, NULL);
+    gboolean here = FALSE;
     for (guint i = 0; recs && i < recs->len; i++) {
         StoreRecording *r = recs->pdata[i];
         if (r->role == CONSULTD_ROLE_COMBINED && r->state != CONSULTD_REC_PROCESSING)
             return; /* done (or failed) already */
+        here |= r->role != CONSULTD_ROLE_COMBINED && r->state == CONSULTD_REC_READY &&
+                recorded_here(app, consultation, r->file);
     }
+    if (!here)
+        return; /* recorded on another node, which combines it */
     SigRecordings *rs = app->recordings;
     for (GList *l = rs->composes.head; l; l = l->next)
         if (*(gint64 *)l->data == consultation)
@@ -418,6 +438,14 @@ sig_recordings_compose_maybe(SigApp *app, gint64 consultation)
                          CONSULTD_REC_PROCESSING, NULL, 0, 0, 0);
     g_queue_push_tail(&rs->composes, g_memdup2(&consultation, sizeof consultation));
     compose_next(app);
+}
+
+gboolean
+sig_recordings_idle(SigApp *app)
+{
+    SigRecordings *rs = app->recordings;
+    return !rs || (!rs->repairing && !rs->composing && g_queue_is_empty(&rs->repairs) &&
+                   g_queue_is_empty(&rs->composes));
 }
 
 void

@@ -32,5 +32,7 @@ guint sig_recordings_prune(SigApp *app);
 void sig_recordings_compose_maybe(SigApp *app, gint64 consultation);
 /* Re-queues combined files a restart interrupted. */
 void sig_recordings_compose_resume(SigApp *app);
+/* No repair or combined file running or queued. */
+gboolean sig_recordings_idle(SigApp *app);
 /* 0-100 while CONSULTATION is being composed, else -1. */
 int sig_recordings_compose_progress(SigApp *app, gint64 consultation);

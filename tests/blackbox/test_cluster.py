@@ -9,17 +9,19 @@ import subprocess
 import threading
 import time
 
-from harness import BIN, ROOT, SSE, Postgres, Server, free_port, parallel, run, test, wait_for
-from mediahelp import offer, peer, result
+from harness import (BIN, ROOT, SSE, Postgres, Server, browser_script, free_port, parallel, run,
+                     test, wait_for)
+from mediahelp import metric, offer, peer, result
 
 T1 = 2  # teacher1 in the demo seed
 
 
 class Cluster:
-    def __init__(self, n=3, *args, media=False):
+    def __init__(self, n=3, *args, media=False, fixed_ports=False):
         self.pg = Postgres()
         self.url = self.pg.url
         self.media = media
+        self.fixed_ports = fixed_ports  # a restarted node keeps its address (haproxy)
         # One after the other: the first migrates and seeds, the others find
         # both done.
         self.nodes = [self.node(f"n{i}", *args) for i in range(n)]
@@ -28,6 +30,8 @@ class Cluster:
     def node(self, node_id, *args):
         media = ["--media-workers", "1", "--media-ice-loopback"] if self.media else \
             ["--media-workers", "0"]
+        if self.fixed_ports:
+            media += ["--listen", f"127.0.0.1:{free_port()}"]
         return Server("--database", self.url, "--node-id", node_id, *media,
                       "--request-rate-per-min", "100000", "--write-rate-per-min", "100000", *args)
 
@@ -492,6 +496,8 @@ class Haproxy:
         return len(seen) == n
 
     request = Server.request
+    post = Server.post
+    login = Server.login
 
     def stop(self):
         self.proc.terminate()
@@ -666,6 +672,64 @@ def a_killed_owner_fails_over_and_media_resumes_on_another_node():
 
 
 @test
+def chromium_pages_follow_the_redirect_through_the_entry_point():
+    """The real pages in headless Chromium, behind haproxy in front of three
+    nodes: request, accept, and media both ways; every session the pages
+    created lives on the consultation's node (its prefix in Location)."""
+    hport = free_port()
+    c = Cluster(3, "--public-url", f"http://127.0.0.1:{hport}", "--trusted-proxies", "127.0.0.1",
+                media=True)
+    h = Haproxy(c, hport)
+    try:
+        out = browser_script("cluster.mjs", {"base": h.url}, 300)
+        assert "error" not in out and not out.get("pageErrors"), json.dumps(out, indent=1)
+        owner = c.query(f"SELECT node_id FROM consultations WHERE id = {out['consultation']}")
+        assert owner and owner[0][0] in ("n0", "n1", "n2"), owner
+        for who in ("teacher", "student"):
+            m = out[who + "Media"]
+            assert m["videoWidth"] > 0 and m["timeAdvanced"] > 0.3 and m["framesGrew"] > 5, (who, m)
+            for loc in out[who + "Locations"]:
+                assert loc.startswith(f"{h.url}/n/{owner[0][0]}/"), out
+    finally:
+        h.stop()
+
+
+@test
+def a_frozen_owner_is_fenced_and_stops_relaying():
+    """SIGSTOP of the node that owns a live consultation, past its lease:
+    the other node interrupts it (node_lost).  After SIGCONT the frozen node
+    registers again with a new epoch and ends the media it held: no session
+    is left there, and the consultation keeps the state the other wrote."""
+    c = Cluster(2, media=True)
+    online(c, 0)
+    r = c.req(1, "student1", "POST", "/api/consultations", {"teacher_id": T1})
+    cid = r.json["id"]
+    assert c.req(1, "teacher1", "POST", f"/api/consultations/{cid}/accept").status == 200
+    owner = int(placed(c)[cid][1:])
+    frozen, other = c.nodes[owner], c.nodes[1 - owner]
+    tt, st = c.login("teacher1"), c.login("student1")
+    pubs = [peer(frozen, "whip", cid, tt, "publish", 60), peer(frozen, "whip", cid, st, "publish", 60)]
+    try:
+        wait_for(lambda: metric(frozen, "consultd_media_sessions") == 2, 60, what="both publishing")
+        sse = SSE(other, st)
+        os.kill(frozen.proc.pid, signal.SIGSTOP)
+        try:
+            sse.wait_type("consultation.interrupted", 60, reason="node_lost")
+        finally:
+            os.kill(frozen.proc.pid, signal.SIGCONT)
+        wait_for(lambda: "ending the media held under epoch 1" in frozen.logtext(), 30,
+                 what="the frozen node to notice its lost lease")
+        wait_for(lambda: metric(frozen, "consultd_media_sessions") == 0, 30, what="its sessions gone")
+        assert c.query(f"SELECT status, node_id FROM consultations WHERE id = {cid}") == \
+            [("interrupted", None)]
+        sse.close()
+    finally:
+        for p in pubs:
+            p.kill()
+            p.wait()
+
+
+@test
 def a_draining_node_keeps_its_consultations_and_exits_when_they_end():
     """Drain (the admin API on another node): no new placement on the
     draining node, /readyz 503 there, its two live consultations go on
@@ -745,6 +809,101 @@ def drain_timeout_moves_what_is_left():
     assert r.status in (201, 400), r  # placed here (the fake offer may be refused by the worker)
     assert placed(c)[cid] == "n1", placed(c)
     sse.close()
+
+
+@test
+def rolling_upgrade_through_drain_loses_no_request():
+    """scripts/rolling-upgrade.sh drains the three nodes one after the other
+    while consultations start and end through haproxy without pause; a node
+    that exits 0 is started again (the test plays systemd's Restart=, with
+    the same binary standing in for the new one).  No request of the
+    workload fails, and every consultation ends with both recordings
+    ready."""
+    hport = free_port()
+    c = Cluster(3, "--public-url", f"http://127.0.0.1:{hport}", "--presence-grace", "3600",
+                media=True, fixed_ports=True)
+    h = Haproxy(c, hport)
+    stop = threading.Event()
+    failures, done, restarts = [], [], []
+
+    def supervise():
+        while not stop.is_set():
+            for n in c.nodes:
+                if n.proc is not None and n.proc.poll() is not None:
+                    rc = n.stop()
+                    if rc != 0:
+                        failures.append(f"{n.args} exited {rc}")
+                        return
+                    restarts.append(time.monotonic())
+                    n.start()
+            time.sleep(0.2)
+
+    try:
+        tt, st, adm = (h.login(u) for u in ("teacher1", "student1", "admin"))
+        r = h.request("PUT", f"/api/teachers/{T1}/presence", {"status": "online"}, token=tt)
+        assert r.status == 200, r
+    except BaseException:
+        h.stop()
+        raise
+    via = Via(h.url)
+
+    def workload():
+        while not stop.is_set():
+            r = h.request("POST", "/api/consultations", {"teacher_id": T1}, token=st)
+            if r.status != 201:
+                failures.append(("request", r))
+                return
+            cid = r.json["id"]
+            r = h.request("POST", f"/api/consultations/{cid}/accept", token=tt)
+            if r.status != 200:
+                failures.append(("accept", r))
+                return
+            pubs = [peer(via, "whip", cid, tt, "publish", 8), peer(via, "whip", cid, st, "publish", 8)]
+            for p in pubs:
+                rc, res, err = result(p)
+                if rc != 0 or res["status"] != 201 or res["timeline_ms"]["connected"] < 0:
+                    failures.append(("publish", cid, res, err[-800:]))
+            r = h.request("POST", f"/api/consultations/{cid}/end", token=tt)
+            if r.status != 200:
+                failures.append(("end", r))
+                return
+            done.append(cid)
+
+    threads = [threading.Thread(target=supervise), threading.Thread(target=workload)]
+    try:
+        for t in threads:
+            t.start()
+        wait_for(lambda: done or failures, 120, what="a first consultation")
+        t0 = time.monotonic()
+        up = subprocess.run([os.path.join(ROOT, "scripts", "rolling-upgrade.sh"), h.url, "n0", "n1", "n2"],
+                            env={**os.environ, "CONSULTD_ADMIN_TOKEN": adm, "ROLLING_TIMEOUT": "300"},
+                            capture_output=True, text=True, timeout=900)
+        took = time.monotonic() - t0
+        n_during = len(done)
+        wait_for(lambda: len(done) > n_during or failures, 120, what="a consultation after the upgrade")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(120)
+        h.stop()
+    assert up.returncode == 0, (up.stderr, failures, [n.logtext()[-1500:] for n in c.nodes])
+    assert not failures, failures
+    assert len(restarts) == 3, restarts
+    ids = ",".join(str(x) for x in done)
+    def ready():
+        rows = c.query(f"SELECT consultation_id, file, state FROM recordings WHERE consultation_id IN ({ids})"
+                       " AND file IN ('teacher.webm', 'student.webm')")
+        return len(rows) == 2 * len(done) and all(r[2] == "ready" for r in rows)
+    try:
+        wait_for(ready, 120, what="both recordings of every consultation ready")
+    except AssertionError:
+        rows = c.query(f"SELECT consultation_id, file, state, reason FROM recordings WHERE"
+                       f" consultation_id IN ({ids}) AND state <> 'ready'")
+        raise AssertionError((len(done), rows, up.stderr))
+    print(f"# rolling upgrade of 3 nodes: {took:.0f} s; {len(done)} consultations started and"
+          f" ended before, during and after it, none failed")
+    for line in up.stderr.splitlines():
+        print(f"#   {line}")
 
 
 if __name__ == "__main__":

@@ -50,3 +50,26 @@ export async function login(page, base, user, password = 'demo') {
   await page.click('#login-form button[type=submit]');
   await page.locator('#logout:not([hidden])').waitFor({ timeout: 20000 });
 }
+
+// The student page's card of the teacher called NAME.
+export const teacherCard = (page, name) =>
+  page.locator('article.teacher', { has: page.locator('h3', { hasText: name }) });
+
+// In a call: the remote video playing and decoding more and more frames.
+// Polled until it shows or 30 s pass: no fixed wait (CI shares two cores
+// with a lot).
+export async function mediaFlowing(page) {
+  const read = () => page.evaluate(async () => {
+    const v = document.getElementById('remote-video');
+    const s = await window.consultdCall.sub.stats();
+    return { w: v.videoWidth, t: v.currentTime, f: s.framesDecoded };
+  });
+  const a = await read();
+  let b = a;
+  for (const end = Date.now() + 30000; Date.now() < end;) {
+    await page.waitForTimeout(250);
+    b = await read();
+    if (b.t > a.t + 0.3 && b.f > a.f + 5) break;
+  }
+  return { videoWidth: b.w, timeAdvanced: b.t - a.t, framesGrew: b.f - a.f, framesDecoded: b.f };
+}

@@ -5,7 +5,7 @@
 // goes to ARTIFACTS.
 import fs from 'node:fs';
 import path from 'node:path';
-import { launchBrowser, login as signIn } from './chromium.mjs';
+import { launchBrowser, login as signIn, mediaFlowing, teacherCard } from './chromium.mjs';
 
 const opts = JSON.parse(process.argv[2]);
 fs.mkdirSync(opts.artifacts, { recursive: true });
@@ -17,25 +17,7 @@ async function shot(page, name) {
   out.steps.push(name);
 }
 const login = (page, user) => signIn(page, opts.base, user);
-const card = (page, name) => page.locator('article.teacher', { has: page.locator('h3', { hasText: name }) });
-
-async function mediaFlowing(page) {
-  // Remote video playing and decoding more and more frames.  Polled until
-  // it shows or 30 s pass: no fixed wait (CI shares two cores with a lot).
-  const read = () => page.evaluate(async () => {
-    const v = document.getElementById('remote-video');
-    const s = await window.consultdCall.sub.stats();
-    return { w: v.videoWidth, t: v.currentTime, f: s.framesDecoded };
-  });
-  const a = await read();
-  let b = a;
-  for (const end = Date.now() + 30000; Date.now() < end;) {
-    await page.waitForTimeout(250);
-    b = await read();
-    if (b.t > a.t + 0.3 && b.f > a.f + 5) break;
-  }
-  return { videoWidth: b.w, timeAdvanced: b.t - a.t, framesGrew: b.f - a.f, framesDecoded: b.f };
-}
+const card = teacherCard;
 
 const { browser, user } = await launchBrowser();
 try {

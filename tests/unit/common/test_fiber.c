@@ -106,6 +106,35 @@ test_wake_from_a_fiber(void)
     g_string_free(r.log, TRUE);
 }
 
+/* fiber_run() from inside a fiber runs the function at once, on the same
+ * fiber (loop code that starts fibers, reached from a fiber). */
+static void
+inner(gpointer data)
+{
+    Rec *r = data;
+    g_assert_true(fiber_self() == r->self);
+    note(r, "i");
+}
+
+static void
+outer(gpointer data)
+{
+    Rec *r = data;
+    r->self = fiber_self();
+    g_assert_true(fiber_run(inner, r, NULL));
+    note(r, "o");
+}
+
+static void
+test_nested_runs_inline(void)
+{
+    Rec r = {.log = g_string_new(NULL)};
+    g_assert_true(fiber_run(outer, &r, NULL));
+    g_assert_cmpstr(r.log->str, ==, "io");
+    g_assert_cmpuint(fiber_count(), ==, 0);
+    g_string_free(r.log, TRUE);
+}
+
 /* Many fibers asleep at once, each with its own stack and locals, woken
  * in the reverse order; later rounds run on stacks handed back. */
 typedef struct {
@@ -157,5 +186,6 @@ main(int argc, char **argv)
     g_test_add_func("/fiber/sleep-and-wake", test_sleep_and_wake);
     g_test_add_func("/fiber/wake-from-a-fiber", test_wake_from_a_fiber);
     g_test_add_func("/fiber/many", test_many);
+    g_test_add_func("/fiber/nested-runs-inline", test_nested_runs_inline);
     return g_test_run();
 }
