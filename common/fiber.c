@@ -30,7 +30,7 @@
 #endif
 
 #define STACK_SIZE (256 * 1024)
-#define STACK_CACHE 16
+#define STACK_CACHE 64 /* above the requests a node has waiting at once, usually */
 
 typedef struct {
     GDestroyNotify fn;

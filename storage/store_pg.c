@@ -651,7 +651,11 @@ connected(Store *s, PGconn *c, gboolean initial)
         PQclear(r);
     }
     if (pg->on_event && !pg->watch)
-        pg->watch = g_unix_fd_add(PQsocket(c), G_IO_IN, on_readable, s);
+        /* Above the requests' priority: a reply resumes the fiber that
+         * holds the connection before the loop takes in more work, which
+         * would only queue behind it (about a third fewer commands a
+         * second at the default priority). */
+        pg->watch = g_unix_fd_add_full(G_PRIORITY_HIGH, PQsocket(c), G_IO_IN, on_readable, s, NULL);
     if (!initial) {
         g_message("storage: PostgreSQL connection back after %.1f s",
                   (g_get_monotonic_time() - pg->down_since) / 1e6);
