@@ -282,7 +282,10 @@ on_joined_left(SigMedia *m, GVariant *msg, gboolean joined)
         ms->joined = TRUE;
     }
     g_autoptr(StoreConsultation) cons = store_consultation_get(app->store, c, NULL);
-    if (!cons)
+    /* That read may have run a fiber holding the database to its end (on
+     * PostgreSQL), which can end this media (a lost lease): a joined that
+     * arrives for media already ended must not resume the consultation. */
+    if (!cons || (joined && !g_hash_table_contains(m->sessions, session)))
         return;
     store_participant_event(
         app->store, c, r, joined,

@@ -720,8 +720,9 @@ def a_frozen_owner_is_fenced_and_stops_relaying():
         wait_for(lambda: "ending the media held under epoch 1" in frozen.logtext(), 30,
                  what="the frozen node to notice its lost lease")
         wait_for(lambda: metric(frozen, "consultd_media_sessions") == 0, 30, what="its sessions gone")
-        assert c.query(f"SELECT status, node_id FROM consultations WHERE id = {cid}") == \
-            [("interrupted", None)]
+        row = c.query(f"SELECT status, node_id FROM consultations WHERE id = {cid}")
+        assert row == [("interrupted", None)], (row, c.query(
+            f"SELECT seq, type, payload FROM events WHERE consultation_id = {cid} ORDER BY seq"))
         sse.close()
     finally:
         for p in pubs:
