@@ -1247,14 +1247,16 @@ GArray *
 store_consultations_here(Store *s)
 {
     GArray *ids = g_array_new(FALSE, FALSE, sizeof(gint64));
-    StoreStmt *st =
-        s->kind == STORE_KIND_PG
-            ? store_stmt(s, "SELECT id FROM consultations WHERE node_id = ?1 AND node_epoch = ?2"
-                            " AND status IN ('live', 'interrupted') ORDER BY id")
-            : store_stmt(s, "SELECT id FROM consultations WHERE status IN ('live', 'interrupted')"
-                            " AND ?1 IS NOT NULL AND ?2 IS NOT NULL ORDER BY id");
-    store_bind_text(st, 1, s->kind == STORE_KIND_PG && s->pg->node_id ? s->pg->node_id : "");
-    store_bind_int64(st, 2, store_node_epoch(s));
+    StoreStmt *st;
+    if (s->kind == STORE_KIND_PG) {
+        st = store_stmt(s, "SELECT id FROM consultations WHERE node_id = ?1 AND node_epoch = ?2"
+                           " AND status IN ('live', 'interrupted') ORDER BY id");
+        store_bind_text(st, 1, s->pg->node_id ? s->pg->node_id : "");
+        store_bind_int64(st, 2, s->pg->epoch);
+    } else { /* one node: every open consultation is here */
+        st = store_stmt(s, "SELECT id FROM consultations WHERE status IN ('live', 'interrupted')"
+                           " ORDER BY id");
+    }
     while (store_step(st) == STORE_ROW) {
         gint64 id = store_col_int64(st, 0);
         g_array_append_val(ids, id);

@@ -813,6 +813,23 @@ def drain_timeout_moves_what_is_left():
 
 
 @test
+def one_node_on_sqlite_drains_on_sigusr1():
+    """SIGUSR1 drains a single SQLite node too: /readyz 503 while its live
+    consultation goes on, exit 0 once it has ended."""
+    s = Server("--media-workers", "0")
+    tt, st = s.login("teacher1"), s.login("student1")
+    assert s.request("PUT", f"/api/teachers/{T1}/presence", {"status": "online"}, token=tt).status == 200
+    cid = s.post("/api/consultations", {"teacher_id": T1}, token=st).json["id"]
+    assert s.post(f"/api/consultations/{cid}/accept", token=tt).status == 200
+    os.kill(s.proc.pid, signal.SIGUSR1)
+    wait_for(lambda: s.get("/readyz").status == 503, 30, what="readyz to say draining")
+    assert s.proc.poll() is None
+    assert s.post(f"/api/consultations/{cid}/end", token=tt).status == 200
+    wait_for(lambda: s.proc.poll() is not None, 30, what="the node to exit")
+    assert s.proc.returncode == 0, s.logtext()[-2000:]
+
+
+@test
 def rolling_upgrade_through_drain_loses_no_request():
     """scripts/rolling-upgrade.sh drains the three nodes one after the other
     while consultations start and end through haproxy without pause; a node
