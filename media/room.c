@@ -146,7 +146,8 @@ struct MediaRoom {
     Session *sub[CONSULTD_N_ROLES];
     GHashTable *sessions; /* id -> Session * (a ref) */
     RecRecording *rec[CONSULTD_N_ROLES];
-    const char *held; /* recording held, and why (static text); NULL: records */
+    const char *held;                 /* recording held, and why (static text); NULL: records */
+    guint rec_next[CONSULTD_N_ROLES]; /* where each series goes on (0, 1: its start) */
 };
 
 static Session *
@@ -540,15 +541,24 @@ rec_done(gpointer data, const char *path, ConsultdRecState state, const char *re
     g_free(rr);
 }
 
+void
+media_room_set_rec_next(MediaRoom *room, ConsultdRole role, guint n)
+{
+    if ((guint)role < CONSULTD_N_ROLES)
+        room->rec_next[role] = n;
+}
+
 /* Starts recording ROLE's media into the first free name of its series:
- * teacher.webm, then teacher-2.webm, ... (a rejoin never overwrites). */
+ * teacher.webm, then teacher-2.webm, ... (a rejoin never overwrites), from
+ * where the signaling side says it goes on. */
 static void
 recording_start(MediaRoom *room, ConsultdRole role)
 {
     if (!room->cfg.recordings_dir || room->rec[role] || room->held)
         return;
     g_autofree char *path = NULL;
-    for (guint n = 1; !path || g_file_test(path, G_FILE_TEST_EXISTS); n++) {
+    for (guint n = MAX(1, room->rec_next[role]); !path || g_file_test(path, G_FILE_TEST_EXISTS);
+         n++) {
         g_autofree char *name = consultd_recording_file(role, n);
         g_free(path);
         path = consultd_recording_path(room->cfg.recordings_dir, room->id, name);

@@ -52,6 +52,9 @@ MediaRoom *media_room_new(gint64 consultation, const MediaWorkerConfig *cfg,
 /* Tears the pipeline down (to NULL, which joins its threads) and frees. */
 void media_room_free(MediaRoom *room); /* NULL-safe */
 
+/* ROLE's next recording is number N of its series or the first free one
+ * after it (the shared table knows what other nodes recorded before). */
+void media_room_set_rec_next(MediaRoom *room, ConsultdRole role, guint n);
 /* Starts session SESSION for ROLE from an SDP offer: publish (WHIP) or
  * receive the other role's media (WHEP).  The answer or an error comes back
  * through the hooks with REQ.  A new publish session of a role replaces the

@@ -301,7 +301,14 @@ renew_lease(gpointer data)
         return; /* reconnecting; the lease is checked when back */
     g_autoptr(GError) err = NULL;
     gint64 was = store_node_epoch(app->store);
-    if (!store_node_renew(app->store, sig_streams_count(app), sig_media_session_count(app), &err))
+    g_autoptr(GArray) ws = sig_media_workers(app);
+    gint64 pids[64];
+    guint n = 0;
+    for (guint i = 0; i < ws->len && n < G_N_ELEMENTS(pids); i++)
+        pids[n++] = g_array_index(ws, SigWorkerInfo, i).pid;
+    gint64 cpu = sig_health_cpu(app, pids, n);
+    if (!store_node_renew(app->store, sig_streams_count(app), sig_media_session_count(app), cpu,
+                          &err))
         g_warning("node lease: %s", err->message);
     else if (was && store_node_epoch(app->store) != was) {
         sig_metrics_add(app->metrics, "consultd_node_fenced_total",

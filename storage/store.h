@@ -34,10 +34,10 @@ typedef enum {
 } StoreErrorCode;
 
 /* The schema version this build migrates SQLite to; PRAGMA user_version. */
-#define STORE_SCHEMA_VERSION 6
+#define STORE_SCHEMA_VERSION 7
 /* ... and PostgreSQL, whose schema started at the SQLite schema's sixth
  * version; table consultd_schema. */
-#define STORE_PG_SCHEMA_VERSION 2
+#define STORE_PG_SCHEMA_VERSION 3
 
 /* How a shared (PostgreSQL) store behaves; zeroes mean the defaults. */
 typedef struct {
@@ -248,6 +248,7 @@ typedef struct {
     StoreConsultStatus status;
     gint64 requested_at, accepted_at, ended_at; /* ms, 0 if not yet */
     char *end_reason;
+    char *node_id; /* where its media is placed (several nodes), or NULL */
 } StoreConsultation;
 void store_consultation_free(StoreConsultation *c);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(StoreConsultation, store_consultation_free)
@@ -289,6 +290,7 @@ typedef struct {
     ConsultdRecState state;
     char *reason;
     gint64 started_at, duration_ms, size, offset_ms, created_at;
+    char *node_id; /* the node whose disk holds it ('' on one node) */
 } StoreRecording;
 void store_recording_free(StoreRecording *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(StoreRecording, store_recording_free)
@@ -303,6 +305,11 @@ gboolean store_recording_update(Store *s, gint64 consultation, ConsultdRole role
 GPtrArray *store_recordings_list(Store *s, gint64 consultation, GError **error);
 /* The ready recording FILE of CONSULTATION, or NULL. */
 StoreRecording *store_recording_get_ready(Store *s, gint64 consultation, const char *file);
+/* The first free number of ROLE's recording series in CONSULTATION
+ * (teacher.webm is 1, teacher-2.webm 2, ...) by the table, which every
+ * node shares: a consultation that resumes on another node goes on with
+ * the series instead of reusing a name. */
+guint store_recordings_next_series(Store *s, gint64 consultation, ConsultdRole role);
 /* Recordings left in recording/processing (by a crash). */
 GPtrArray *store_recordings_unfinished(Store *s);
 /* How many of CONSULTATION's participant recordings are still open
@@ -317,6 +324,14 @@ gint64 store_recordings_bytes(Store *s);
 /* Marks a ready recording deleted (the caller removed the file) and appends
  * recording.deleted with REASON (a fixed word). */
 gboolean store_recording_deleted(Store *s, gint64 id, const char *reason, GError **error);
+/* Unfinished recordings whose node is gone (its lease ran out) become
+ * processing with reason node_lost: they wait for that node, which repairs
+ * them when it starts again.  How many changed, or -1.  0 on SQLite. */
+gint64 store_recordings_mark_lost(Store *s, GError **error);
+/* An admin writes off recording ID, whose node is gone for good: failed,
+ * reason node_lost (recording.failed).  CONFLICT if it is finished, or if
+ * its node serves (it will finish it); NOT_FOUND. */
+gboolean store_recording_write_off(Store *s, gint64 id, GError **error);
 
 typedef struct {
     gint64 consultation_id;
@@ -421,14 +436,17 @@ typedef struct {
     gint64 max_live;      /* consultations' media it takes (0: none) */
     gboolean draining;
     gint64 placed; /* open consultations placed on it (its epoch) */
+    gint64 cpu;    /* per mille of its machine, at its last renewal */
 } StoreNode;
 void store_node_free(StoreNode *n);
 
 /* Registers this node with a new epoch (a fenced node comes back so). */
 gboolean store_node_register(Store *s, GError **error);
-/* Renews the lease, reporting the node's load; a node whose lease ran out
- * registers again (new epoch).  Call every 2 s. */
-gboolean store_node_renew(Store *s, gint64 streams, gint64 live, GError **error);
+/* Renews the lease, reporting the node's load (CPU: per mille of the
+ * machine's cores, used by the node and its media workers since the last
+ * renewal); a node whose lease ran out registers again (new epoch).  Call
+ * every 2 s. */
+gboolean store_node_renew(Store *s, gint64 streams, gint64 live, gint64 cpu, GError **error);
 gint64 store_node_epoch(Store *s);
 /* How other nodes reach this one (known once it listens). */
 void store_node_set_url(Store *s, const char *url);
@@ -438,9 +456,12 @@ void store_node_set_capacity(Store *s, gint64 max_live);
 /* Where consultation ID's media lives: its node, if that node still holds
  * its lease with the epoch it was placed at (draining or not: a draining
  * node keeps what it has); else the
- * least-loaded serving node with room, recorded now.  Sets *NODE_ID and
+ * least-loaded serving node with room, recorded now: a node under
+ * STORE_NODE_CPU_HOT only if none is, then the fewest consultations, then
+ * the least CPU.  Sets *NODE_ID and
  * *URL (caller frees).  On SQLite (one node) both stay NULL: here.  FALSE
  * with STORE_ERROR_FULL if no node has room, STORE_ERROR_NOT_FOUND. */
+#define STORE_NODE_CPU_HOT 900 /* per mille */
 gboolean store_consultation_place(Store *s, gint64 id, char **node_id, char **url, GError **error);
 /* Failover: open consultations placed on a node whose lease ran out (or
  * that registered again since) lose their placement; the live ones become

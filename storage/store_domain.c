@@ -363,12 +363,13 @@ store_consultation_free(StoreConsultation *c)
     g_free(c->teacher_name);
     g_free(c->student_name);
     g_free(c->end_reason);
+    g_free(c->node_id);
     g_free(c);
 }
 
 #define CONSULT_SELECT                                                                             \
     "SELECT c.id, c.teacher_id, c.student_id, tu.display_name, su.display_name,"                   \
-    " c.status, c.requested_at, c.accepted_at, c.ended_at, c.end_reason"                           \
+    " c.status, c.requested_at, c.accepted_at, c.ended_at, c.end_reason, c.node_id"                \
     " FROM consultations c JOIN users tu ON tu.id = c.teacher_id"                                  \
     " JOIN users su ON su.id = c.student_id"
 
@@ -386,6 +387,8 @@ consult_from_row(StoreStmt *st)
     c->accepted_at = store_col_int64(st, 7);
     c->ended_at = store_col_int64(st, 8);
     c->end_reason = store_col_strdup(st, 9);
+    const char *node = store_col_text(st, 10);
+    c->node_id = node && *node ? g_strdup(node) : NULL;
     return c;
 }
 

@@ -881,6 +881,11 @@ static const char *const pg_migrations[] = {
     "CREATE INDEX consultations_node ON consultations(node_id) WHERE node_id IS NOT NULL;"
     "ALTER TABLE consultd_nodes ADD COLUMN max_live BIGINT NOT NULL DEFAULT 0,"
     "  ADD COLUMN draining BOOLEAN NOT NULL DEFAULT false;",
+    /* 3: the CPU a node reports (per mille of its machine, placement
+     * avoids a hot node), and the node whose disk holds a recording's files
+     * (a lost node's unfinished ones wait for it, or an admin's write-off). */
+    "ALTER TABLE consultd_nodes ADD COLUMN cpu BIGINT NOT NULL DEFAULT 0;"
+    "ALTER TABLE recordings ADD COLUMN node_id " T " NOT NULL DEFAULT '';",
 };
 G_STATIC_ASSERT(G_N_ELEMENTS(pg_migrations) == STORE_PG_SCHEMA_VERSION);
 
@@ -999,6 +1004,12 @@ store_pg_open_bare(const char *conninfo, GError **error)
 
 /* ---------------------------------------------------------- node registry */
 
+const char *
+store_pg_node_id(Store *s)
+{
+    return s->kind == STORE_KIND_PG && s->pg->node_id ? s->pg->node_id : "";
+}
+
 gboolean
 store_node_register(Store *s, GError **error)
 {
@@ -1035,7 +1046,7 @@ store_node_register(Store *s, GError **error)
 }
 
 gboolean
-store_node_renew(Store *s, gint64 streams, gint64 live, GError **error)
+store_node_renew(Store *s, gint64 streams, gint64 live, gint64 cpu, GError **error)
 {
     if (s->kind != STORE_KIND_PG || !s->pg->node_id)
         return TRUE;
@@ -1045,7 +1056,7 @@ store_node_renew(Store *s, gint64 streams, gint64 live, GError **error)
         return store_node_register(s, error);
     StoreStmt *st =
         store_stmt(s, "UPDATE consultd_nodes SET lease_until = consultd_now_ms() + ?3,"
-                      " renewed_at = consultd_now_ms(), streams = ?4, live = ?5"
+                      " renewed_at = consultd_now_ms(), streams = ?4, live = ?5, cpu = ?6"
                       " WHERE node_id = ?1 AND epoch = ?2 AND lease_until > consultd_now_ms()"
                       " RETURNING draining");
     store_bind_text(st, 1, pg->node_id);
@@ -1053,6 +1064,7 @@ store_node_renew(Store *s, gint64 streams, gint64 live, GError **error)
     store_bind_int64(st, 3, LEASE_MS);
     store_bind_int64(st, 4, streams);
     store_bind_int64(st, 5, live);
+    store_bind_int64(st, 6, CLAMP(cpu, 0, 1000));
     int rc = store_step(st);
     if (rc == STORE_ROW) {
         pg->draining = store_col_int64(st, 0) != 0;
@@ -1118,19 +1130,23 @@ store_consultation_place(Store *s, gint64 id, char **node_id, char **url, GError
         return store_autocommit(s, began, TRUE, error);
     }
     store_stmt_reset(st);
-    /* The least-loaded serving node with room; ties by name.  Under the
-     * writers' lock, so a burst of accepts sees each placement before it. */
+    /* The least-loaded serving node with room: not a hot one while another
+     * has CPU to spare, then the fewest consultations (each costs about
+     * the same), then the least CPU (a node busy combining or repairing
+     * recordings), ties by name.  Under the writers' lock, so a burst of
+     * accepts sees each placement before it. */
     StoreStmt *pick =
         ok ? store_stmt(
-                 s, "WITH load AS (SELECT n.node_id, n.epoch, n.url, n.max_live,"
+                 s, "WITH load AS (SELECT n.node_id, n.epoch, n.url, n.max_live, n.cpu,"
                     "  (SELECT count(*) FROM consultations c WHERE c.node_id = n.node_id"
                     "   AND c.node_epoch = n.epoch AND c.status IN ('live', 'interrupted')) AS live"
                     "  FROM consultd_nodes n WHERE n.lease_until > consultd_now_ms() AND NOT "
                     "n.draining)"
                     " SELECT node_id, epoch, url FROM load WHERE live < max_live"
-                    " ORDER BY live, node_id LIMIT 1")
+                    " ORDER BY cpu >= ?1, live, cpu, node_id LIMIT 1")
            : NULL;
     if (ok) {
+        store_bind_int64(pick, 1, STORE_NODE_CPU_HOT);
         rc = store_step(pick);
         if (rc == STORE_DONE) {
             g_set_error(error, STORE_ERROR, STORE_ERROR_FULL,
@@ -1309,6 +1325,7 @@ node_from_row(StoreStmt *st)
     n->max_live = store_col_int64(st, 8);
     n->draining = store_col_int64(st, 9) != 0;
     n->placed = store_col_int64(st, 10);
+    n->cpu = store_col_int64(st, 11);
     return n;
 }
 
@@ -1321,7 +1338,7 @@ store_nodes_list(Store *s, GError **error)
                                   " started_at, renewed_at, streams, live, max_live, draining,"
                                   " (SELECT count(*) FROM consultations c WHERE c.node_id ="
                                   "  n.node_id AND c.node_epoch = n.epoch"
-                                  "  AND c.status IN ('live', 'interrupted'))"
+                                  "  AND c.status IN ('live', 'interrupted')), cpu"
                                   " FROM consultd_nodes n ORDER BY node_id");
     return STORE_COLLECT(s, st, node_from_row, store_node_free, "list nodes", error);
 }

@@ -133,4 +133,6 @@ Store *store_new(StoreKind kind, const StoreDriver *drv);
 int store_sqlite_schema_version(Store *s);
 gboolean store_sqlite_integrity_ok(Store *s);
 int store_pg_schema_version(Store *s);
+/* This node's id in the registry; "" on SQLite or for a tool. */
+const char *store_pg_node_id(Store *s);
 Store *store_pg_open(const char *conninfo, const StoreOptions *opts, GError **error);

@@ -32,12 +32,13 @@ store_recording_free(StoreRecording *r)
         return;
     g_free(r->file);
     g_free(r->reason);
+    g_free(r->node_id);
     g_free(r);
 }
 
 #define REC_COLS                                                                                   \
     "id, consultation_id, role, file, state, reason, started_at, duration_ms, size,"               \
-    " offset_ms, created_at"
+    " offset_ms, created_at, node_id"
 
 static StoreRecording *
 rec_from_row(StoreStmt *st)
@@ -57,6 +58,7 @@ rec_from_row(StoreStmt *st)
     r->size = store_col_int64(st, 8);
     r->offset_ms = store_col_int64(st, 9);
     r->created_at = store_col_int64(st, 10);
+    r->node_id = store_col_strdup(st, 11);
     return r;
 }
 
@@ -112,8 +114,8 @@ store_recording_update(Store *s, gint64 consultation, ConsultdRole role_id, cons
     if (ok) {
         StoreStmt *st = store_stmt(
             s, "INSERT INTO recordings (consultation_id, role, file, state, reason, started_at,"
-               " duration_ms, size, offset_ms, created_at, updated_at)"
-               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)"
+               " duration_ms, size, offset_ms, created_at, updated_at, node_id)"
+               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11)"
                " ON CONFLICT (consultation_id, file) DO UPDATE SET state = ?4, reason = ?5,"
                " started_at = CASE WHEN ?6 <> 0 THEN ?6 ELSE recordings.started_at END,"
                " duration_ms = ?7, size = ?8,"
@@ -129,6 +131,7 @@ store_recording_update(Store *s, gint64 consultation, ConsultdRole role_id, cons
         store_bind_int64(st, 8, size);
         store_bind_int64(st, 9, offset);
         store_bind_int64(st, 10, now);
+        store_bind_text(st, 11, store_pg_node_id(s));
         ok = store_step_done(s, st, error, "recording");
     }
     if (ok && (state_id == CONSULTD_REC_READY || state_id == CONSULTD_REC_FAILED)) {
@@ -180,6 +183,71 @@ store_recordings_unfinished(Store *s)
                     store_stmt(s, "SELECT " REC_COLS " FROM recordings"
                                   " WHERE state IN ('recording','processing') ORDER BY id"),
                     NULL);
+}
+
+guint
+store_recordings_next_series(Store *s, gint64 consultation, ConsultdRole role)
+{
+    StoreStmt *st =
+        store_stmt(s, "SELECT count(*) FROM recordings WHERE consultation_id = ?1 AND role = ?2");
+    store_bind_int64(st, 1, consultation);
+    store_bind_text(st, 2, consultd_role_name(role));
+    return (guint)CLAMP(store_scalar(s, st, 0), 0, G_MAXINT) + 1;
+}
+
+/* Of recordings R: the unfinished ones on a node that is not serving. */
+#define ON_LOST_NODE                                                                               \
+    " r.state IN ('recording','processing') AND r.node_id <> '' AND NOT EXISTS"                    \
+    " (SELECT 1 FROM consultd_nodes n WHERE n.node_id = r.node_id"                                 \
+    "  AND n.lease_until > consultd_now_ms())"
+
+gint64
+store_recordings_mark_lost(Store *s, GError **error)
+{
+    if (s->kind != STORE_KIND_PG)
+        return 0;
+    gboolean began;
+    if (!store_autobegin(s, &began, error))
+        return -1;
+    StoreStmt *st = store_stmt(s, "UPDATE recordings AS r SET state = 'processing',"
+                                  " reason = 'node_lost', updated_at = ?1"
+                                  " WHERE r.reason <> 'node_lost' AND" ON_LOST_NODE);
+    store_bind_int64(st, 1, store_now_ms());
+    gboolean ok = store_step_done(s, st, error, "recordings of lost nodes");
+    gint64 n = ok ? store_changes(s) : -1;
+    return store_autocommit(s, began, ok, error) ? n : -1;
+}
+
+gboolean
+store_recording_write_off(Store *s, gint64 id, GError **error)
+{
+    gboolean began;
+    if (!store_autobegin(s, &began, error))
+        return FALSE;
+    StoreStmt *st = store_stmt(s, "SELECT " REC_COLS " FROM recordings WHERE id = ?1");
+    store_bind_int64(st, 1, id);
+    g_autoptr(StoreRecording) r = store_step(st) == STORE_ROW ? rec_from_row(st) : NULL;
+    store_stmt_reset(st);
+    gboolean lost = FALSE;
+    if (r && s->kind == STORE_KIND_PG) {
+        st = store_stmt(s, "SELECT count(*) FROM recordings AS r WHERE r.id = ?1 AND" ON_LOST_NODE);
+        store_bind_int64(st, 1, id);
+        lost = store_scalar(s, st, 0) > 0;
+    }
+    gboolean ok = FALSE;
+    if (!r)
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "no recording %" G_GINT64_FORMAT,
+                    id);
+    else if (consultd_rec_state_settled(r->state))
+        g_set_error(error, STORE_ERROR, STORE_ERROR_CONFLICT, "the recording is %s already",
+                    consultd_rec_state_name(r->state));
+    else if (!lost)
+        g_set_error(error, STORE_ERROR, STORE_ERROR_CONFLICT,
+                    "its node serves: it finishes the recording itself");
+    else
+        ok = store_recording_update(s, r->consultation_id, r->role, r->file, CONSULTD_REC_FAILED,
+                                    "node_lost", 0, r->duration_ms, r->size, error);
+    return store_autocommit(s, began, ok, error);
 }
 
 void

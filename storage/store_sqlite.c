@@ -166,6 +166,11 @@ static const char *const migrations[] = {
     /* 6: which node last saw a teacher's console (several nodes share one
      * presence; see store_teachers_console_seen). */
     "ALTER TABLE teachers ADD COLUMN console_at INTEGER NOT NULL DEFAULT 0;",
+    /* 7: the node holding a recording's files, and the node a
+     * consultation's media is placed on: NULL and '' on one node, the same
+     * columns as the shared schema's so that one query serves both. */
+    "ALTER TABLE recordings ADD COLUMN node_id TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE consultations ADD COLUMN node_id TEXT;",
 };
 G_STATIC_ASSERT(G_N_ELEMENTS(migrations) == STORE_SCHEMA_VERSION);
 

@@ -55,14 +55,16 @@ sig_consultation_json(const StoreConsultation *c)
     char whip[64], whep[64];
     g_snprintf(whip, sizeof whip, "/whip/consultations/%" G_GINT64_FORMAT, c->id);
     g_snprintf(whep, sizeof whep, "/whep/consultations/%" G_GINT64_FORMAT, c->id);
-    return json_pack("{s:I, s:{s:I, s:s}, s:{s:I, s:s}, s:s, s:o, s:o, s:o, s:s?, s:{s:s, s:s}}",
-                     "id", (json_int_t)c->id, "teacher", "id", (json_int_t)c->teacher_id,
-                     "display_name", c->teacher_name, "student", "id", (json_int_t)c->student_id,
-                     "display_name", c->student_name, "status",
-                     store_consult_status_name(c->status), "requested_at",
-                     sig_json_time(c->requested_at), "started_at", sig_json_time(c->accepted_at),
-                     "ended_at", sig_json_time(c->ended_at), "end_reason",
-                     *c->end_reason ? c->end_reason : NULL, "media", "whip", whip, "whep", whep);
+    /* node_id: where its media lives (several nodes; absent on one). */
+    return json_pack(
+        "{s:I, s:{s:I, s:s}, s:{s:I, s:s}, s:s, s:o, s:o, s:o, s:s?, s:{s:s, s:s},"
+        " s:s?}",
+        "id", (json_int_t)c->id, "teacher", "id", (json_int_t)c->teacher_id, "display_name",
+        c->teacher_name, "student", "id", (json_int_t)c->student_id, "display_name",
+        c->student_name, "status", store_consult_status_name(c->status), "requested_at",
+        sig_json_time(c->requested_at), "started_at", sig_json_time(c->accepted_at), "ended_at",
+        sig_json_time(c->ended_at), "end_reason", *c->end_reason ? c->end_reason : NULL, "media",
+        "whip", whip, "whep", whep, "node_id", c->node_id);
 }
 
 static gboolean
@@ -530,6 +532,16 @@ sweep_presence(gpointer data)
                       lost);
         if (lost > 0)
             sig_events_kick(app);
+        /* Their unfinished recordings wait for that node (it repairs them
+         * when it starts again) or for an admin's write-off. */
+        g_clear_error(&err);
+        gint64 recs = store_recordings_mark_lost(app->store, &err);
+        if (recs < 0)
+            g_warning("failover: recordings: %s", err->message);
+        else if (recs > 0)
+            g_message("failover: %" G_GINT64_FORMAT " unfinished recording(s) wait for their"
+                      " node, which lost its lease",
+                      recs);
         g_autoptr(GArray) mine = sig_streams_teachers_present(app);
         gint64 now = store_now_ms();
         store_teachers_console_seen(app->store, mine, now, NULL);

@@ -174,14 +174,15 @@ sig_h_admin_nodes(SigReq *r)
         StoreNode *n = nodes->pdata[i];
         gboolean self = !strcmp(n->node_id, app->cfg->node_id);
         json_array_append_new(
-            arr, json_pack("{s:s, s:s, s:I, s:b, s:I, s:o, s:o, s:I, s:I, s:b, s:I, s:b, s:I}",
-                           "node_id", n->node_id, "url", n->url, "epoch", (json_int_t)n->epoch,
-                           "alive", n->lease_left_ms > 0, "lease_remaining_ms",
-                           (json_int_t)n->lease_left_ms, "started_at", sig_json_time(n->started_at),
-                           "renewed_at", sig_json_time(n->renewed_at), "event_streams",
-                           (json_int_t)n->streams, "media_sessions", (json_int_t)n->live, "self",
-                           self, "max_live", (json_int_t)n->max_live, "draining", n->draining,
-                           "consultations", (json_int_t)n->placed));
+            arr,
+            json_pack("{s:s, s:s, s:I, s:b, s:I, s:o, s:o, s:I, s:I, s:b, s:I, s:b, s:I, s:I}",
+                      "node_id", n->node_id, "url", n->url, "epoch", (json_int_t)n->epoch, "alive",
+                      n->lease_left_ms > 0, "lease_remaining_ms", (json_int_t)n->lease_left_ms,
+                      "started_at", sig_json_time(n->started_at), "renewed_at",
+                      sig_json_time(n->renewed_at), "event_streams", (json_int_t)n->streams,
+                      "media_sessions", (json_int_t)n->live, "self", self, "max_live",
+                      (json_int_t)n->max_live, "draining", n->draining, "consultations",
+                      (json_int_t)n->placed, "cpu_permille", (json_int_t)n->cpu));
     }
     if (!store_shared(app->store))
         json_array_append_new(

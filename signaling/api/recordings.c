@@ -72,7 +72,10 @@ rows_json(SigApp *app, GPtrArray *rows, gboolean admin)
         StoreRecording *x = rows->pdata[i];
         json_t *j = row_json(x);
         if (admin) {
+            json_object_set_new(j, "id", json_integer(x->id));
             json_object_set_new(j, "consultation_id", json_integer(x->consultation_id));
+            if (*x->node_id)
+                json_object_set_new(j, "node_id", json_string(x->node_id));
             json_object_set_new(j, "created_at", sig_json_time(x->created_at));
         } else if (x->role == CONSULTD_ROLE_COMBINED && x->state == CONSULTD_REC_PROCESSING) {
             int p = sig_recordings_compose_progress(app, x->consultation_id);
@@ -236,4 +239,23 @@ sig_h_admin_recordings(SigReq *r)
                              (json_int_t)store_recordings_bytes(r->app->store), "disk", disk,
                              "retention", "days", (json_int_t)r->app->cfg->retention_days,
                              "max_bytes", (json_int_t)r->app->cfg->retention_max_bytes));
+}
+
+void
+sig_h_admin_recording_write_off(SigReq *r)
+{
+    gint64 id = sig_req_id(r, 0);
+    if (!id)
+        return;
+    g_autoptr(GError) err = NULL;
+    if (!store_recording_write_off(r->app->store, id, &err)) {
+        sig_reply_store_error(r, err);
+        return;
+    }
+    g_message("recording %" G_GINT64_FORMAT " written off by %s: its node is lost", id,
+              r->user->username);
+    sig_events_kick(r->app);
+    sig_reply_json(r, 200,
+                   json_pack("{s:I, s:s, s:s}", "id", (json_int_t)id, "state", "failed", "reason",
+                             "node_lost"));
 }

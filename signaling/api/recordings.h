@@ -16,3 +16,7 @@ void sig_h_recordings_list(SigReq *r);
 void sig_h_retention_run(SigReq *r);
 void sig_h_admin_recordings(SigReq *r);
 void sig_h_recording_file(SigReq *r);
+/* POST /api/admin/recordings/{id}/write-off: an unfinished recording whose
+ * node is gone for good becomes failed (node_lost); 409 if it is finished
+ * or its node serves. */
+void sig_h_admin_recording_write_off(SigReq *r);

@@ -66,6 +66,7 @@ static const SigRoute routes[] = {
     {"GET", "/api/admin/nodes", sig_h_admin_nodes, ADMIN, 0},
     {"POST", "/api/admin/nodes/{id}/drain", sig_h_admin_node_drain, ADMIN, 0},
     {"GET", "/api/admin/recordings", sig_h_admin_recordings, ADMIN, 0},
+    {"POST", "/api/admin/recordings/{id}/write-off", sig_h_admin_recording_write_off, ADMIN, 0},
     {"POST", "/api/admin/retention/run", sig_h_retention_run, ADMIN, 0},
 
     {"POST", "/whip/consultations/{id}", sig_h_whip_post, TEACHER | STUDENT, 0},

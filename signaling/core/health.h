@@ -24,3 +24,8 @@ gboolean sig_health_check(SigApp *app, void (*fn)(const char *name, const char *
                           gpointer data);
 /* Appends every registered source's gauges to OUT. */
 void sig_health_metrics(SigApp *app, GString *out);
+
+/* The CPU this node used since the previous call: this process and the
+ * processes PIDS (its media workers), per mille of the machine's cores
+ * (0 on the first call). */
+gint64 sig_health_cpu(SigApp *app, const gint64 *pids, guint n);

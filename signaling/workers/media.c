@@ -898,10 +898,14 @@ offer_dispatch(SigMedia *m, Offer *o)
     o->w = w;
     o->timeout = g_timeout_add_seconds(OFFER_TIMEOUT_S, pending_timeout, o);
     g_hash_table_insert(m->pending, &o->req, o);
-    if (!media_chan_send(
-            w->chan, media_msg("offer", "req", "u", o->req, "session", "s", s->id, "consultation",
-                               "x", id, "role", "s", consultd_role_name(s->role), "dir", "s",
-                               s->publish ? "publish" : "receive", "sdp", "s", o->sdp, NULL)))
+    /* A publisher's recording goes on with the series the table knows
+     * (the consultation may have been recorded on another node before). */
+    guint rec_next = s->publish ? store_recordings_next_series(m->app->store, id, s->role) : 0;
+    if (!media_chan_send(w->chan, media_msg("offer", "req", "u", o->req, "session", "s", s->id,
+                                            "consultation", "x", id, "role", "s",
+                                            consultd_role_name(s->role), "dir", "s",
+                                            s->publish ? "publish" : "receive", "sdp", "s", o->sdp,
+                                            "rec_next", "u", rec_next, NULL)))
         offer_reply(o, NULL, "worker_lost", "the media worker is not reachable");
 }
 

@@ -362,24 +362,26 @@ compose_next(SigApp *app)
     g_ptr_array_add(argv, g_strdup("--compose"));
     g_autofree char *combined = consultd_recording_file(CONSULTD_ROLE_COMBINED, 1);
     g_ptr_array_add(argv, sig_recordings_path(app, cid, combined));
+    /* The first ready file of each participant that is on this disk (a
+     * consultation that moved between nodes has files on several; until
+     * recordings live in object storage, each node combines what it has).
+     * Teacher first: the left half of the picture. */
+    const StoreRecording *in[2] = {NULL, NULL};
     gint64 base = G_MAXINT64;
     for (guint i = 0; recs && i < recs->len; i++) {
         StoreRecording *r = recs->pdata[i];
-        if (r->state == CONSULTD_REC_READY && r->role != CONSULTD_ROLE_COMBINED)
-            base = MIN(base, r->offset_ms);
+        int k = r->role == CONSULTD_ROLE_TEACHER ? 0 : r->role == CONSULTD_ROLE_STUDENT ? 1 : -1;
+        if (k < 0 || in[k] || r->state != CONSULTD_REC_READY || !recorded_here(app, cid, r->file))
+            continue;
+        in[k] = r;
+        base = MIN(base, r->offset_ms);
     }
-    /* Teacher first: the left half of the picture. */
-    for (int pass = 0; pass < 2; pass++) {
-        for (guint i = 0; recs && i < recs->len; i++) {
-            StoreRecording *r = recs->pdata[i];
-            if (r->state != CONSULTD_REC_READY ||
-                r->role != (pass ? CONSULTD_ROLE_STUDENT : CONSULTD_ROLE_TEACHER))
-                continue;
-            g_autofree char *p = sig_recordings_path(app, cid, r->file);
-            g_ptr_array_add(argv, g_strdup("--input"));
-            g_ptr_array_add(argv, g_strdup_printf("%s@%" G_GINT64_FORMAT, p, r->offset_ms - base));
-            break; /* the first file of each participant */
-        }
+    for (int k = 0; k < 2; k++) {
+        if (!in[k])
+            continue;
+        g_autofree char *p = sig_recordings_path(app, cid, in[k]->file);
+        g_ptr_array_add(argv, g_strdup("--input"));
+        g_ptr_array_add(argv, g_strdup_printf("%s@%" G_GINT64_FORMAT, p, in[k]->offset_ms - base));
     }
     g_ptr_array_add(argv, NULL);
     /* The composer gets only idle CPU: nice 19. */

@@ -572,6 +572,12 @@ def media_is_placed_spread_and_reached_through_the_entry_point():
             cids.append(cid)
         where = placed(c)
         assert sorted(where[x] for x in cids) == ["n0", "n1", "n2"], where
+        # The admin's view of live consultations names each one's node.
+        live = c.req(1, "admin", "GET", "/api/consultations?status=live").json["consultations"]
+        assert {x["id"]: x["node_id"] for x in live} == {x: where[x] for x in cids}, live
+        nodes = c.req(2, "admin", "GET", "/api/admin/nodes").json["nodes"]
+        assert [n["consultations"] for n in nodes] == [1, 1, 1], nodes
+        assert all(0 <= n["cpu_permille"] <= 1000 for n in nodes), nodes
         cid = cids[0]
         owner = where[cid]
         other = next(i for i in range(3) if f"n{i}" != owner)
@@ -667,8 +673,41 @@ def a_killed_owner_fails_over_and_media_resumes_on_another_node():
         print(f"# failover: kill -> interrupted {interrupted_at - killed_at:.1f} s,"
               f" kill -> frames decoded again {frames_at - killed_at:.1f} s")
         sse.close()
+        recordings_of_a_lost_node(c, cid, owner, new_owner)
     finally:
         h.stop()
+
+
+def recordings_of_a_lost_node(c, cid, lost, new_owner):
+    """After a failover: the lost node's unfinished recordings wait for it
+    (processing, node_lost); the new owner's go on with the series instead
+    of reusing a name; an admin can write one off; the rest is repaired
+    when the lost node starts again."""
+    def rows(node):
+        return c.query(f"SELECT file, state, reason FROM recordings WHERE consultation_id = {cid}"
+                       f" AND node_id = '{node}' AND role <> 'combined' ORDER BY file")
+    waiting = [("student.webm", "processing", "node_lost"), ("teacher.webm", "processing", "node_lost")]
+    wait_for(lambda: rows(lost) == waiting, 30, what="the lost node's recordings marked node_lost")
+    k = next(i for i in range(len(c.nodes)) if c.nodes[i].proc)
+    assert c.req(k, "teacher1", "POST", f"/api/consultations/{cid}/end").status == 200
+    done = [("student-2.webm", "ready", ""), ("teacher-2.webm", "ready", "")]
+    wait_for(lambda: rows(new_owner) == done, 60, what="the new owner's recordings ready")
+    assert rows(lost) == waiting, rows(lost)  # not finished by anyone else
+    r = c.req(k, "admin", "GET", "/api/admin/recordings")
+    mine = {x["file"]: x for x in r.json["recordings"] if x["consultation_id"] == cid}
+    assert mine["teacher.webm"]["node_id"] == lost and mine["teacher-2.webm"]["node_id"] == new_owner, mine
+    off = c.req(k, "admin", "POST", f"/api/admin/recordings/{mine['teacher.webm']['id']}/write-off")
+    assert off.status == 200 and off.json["state"] == "failed", off
+    again = c.req(k, "admin", "POST", f"/api/admin/recordings/{mine['teacher.webm']['id']}/write-off")
+    assert again.status == 409 and again.json["error"] == "conflict", again
+    serving = c.req(k, "admin", "POST", f"/api/admin/recordings/{mine['teacher-2.webm']['id']}/write-off")
+    assert serving.status == 409, serving
+    # The lost node comes back: it repairs what is on its disk and was not
+    # written off.
+    c.nodes[int(lost[1:])].start()
+    wait_for(lambda: rows(lost) == [("student.webm", "ready", ""),
+                                    ("teacher.webm", "failed", "node_lost")], 90,
+             what="the returning node repairs its recording")
 
 
 @test
@@ -832,7 +871,8 @@ def one_node_on_sqlite_drains_on_sigusr1():
 @test
 def rolling_upgrade_through_drain_loses_no_request():
     """scripts/rolling-upgrade.sh drains the three nodes one after the other
-    while consultations start and end through haproxy without pause; a node
+    while consultations of two pairs start and end through haproxy without
+    pause; a node
     that exits 0 is started again (the test plays systemd's Restart=, with
     the same binary standing in for the new one).  No request of the
     workload fails, and every consultation ends with both recordings
@@ -856,18 +896,24 @@ def rolling_upgrade_through_drain_loses_no_request():
                     n.start()
             time.sleep(0.2)
 
+    # Two pairs, each starting and ending consultations back to back: two
+    # run at any time, and a drain meets them at every stage.
+    pairs = [("teacher1", T1, "student1"), ("teacher2", T1 + 1, "student2")]
     try:
-        tt, st, adm = (h.login(u) for u in ("teacher1", "student1", "admin"))
-        r = h.request("PUT", f"/api/teachers/{T1}/presence", {"status": "online"}, token=tt)
-        assert r.status == 200, r
+        adm = h.login("admin")
+        for teacher, tid, _ in pairs:
+            r = h.request("PUT", f"/api/teachers/{tid}/presence", {"status": "online"},
+                          token=h.login(teacher))
+            assert r.status == 200, r
     except BaseException:
         h.stop()
         raise
     via = Via(h.url)
 
-    def workload():
+    def workload(teacher, tid, student):
+        tt, st = h.login(teacher), h.login(student)
         while not stop.is_set():
-            r = h.request("POST", "/api/consultations", {"teacher_id": T1}, token=st)
+            r = h.request("POST", "/api/consultations", {"teacher_id": tid}, token=st)
             if r.status != 201:
                 failures.append(("request", r))
                 return
@@ -887,11 +933,12 @@ def rolling_upgrade_through_drain_loses_no_request():
                 return
             done.append(cid)
 
-    threads = [threading.Thread(target=supervise), threading.Thread(target=workload)]
+    threads = [threading.Thread(target=supervise)] + \
+        [threading.Thread(target=workload, args=p) for p in pairs]
     try:
         for t in threads:
             t.start()
-        wait_for(lambda: done or failures, 120, what="a first consultation")
+        wait_for(lambda: len(done) >= 2 or failures, 120, what="first consultations")
         t0 = time.monotonic()
         up = subprocess.run([os.path.join(ROOT, "scripts", "rolling-upgrade.sh"), h.url, "n0", "n1", "n2"],
                             env={**os.environ, "CONSULTD_ADMIN_TOKEN": adm, "ROLLING_TIMEOUT": "300"},

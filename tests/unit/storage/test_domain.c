@@ -274,7 +274,7 @@ test_fencing(Fx *f, gconstpointer data)
     g_assert_cmpint(store_events_last_seq(f->s), ==, before); /* nothing landed */
     g_assert_true(store_favorite_set(b, f->student, f->teacher, TRUE, &changed, NULL));
     /* a renews: its lease is gone, so it registers again (epoch 3). */
-    g_assert_true(store_node_renew(a, 0, 0, NULL));
+    g_assert_true(store_node_renew(a, 0, 0, 0, NULL));
     g_assert_cmpint(store_node_epoch(a), ==, 3);
     g_assert_true(store_favorite_set(a, f->student2, f->teacher, TRUE, &changed, NULL));
     g_clear_error(&err);
@@ -417,7 +417,7 @@ static void
 renew(gpointer data)
 {
     Named *n = data;
-    n->t.ok = store_node_renew(n->t.s, 0, 0, NULL);
+    n->t.ok = store_node_renew(n->t.s, 0, 0, 0, NULL);
 }
 
 static void
@@ -456,6 +456,60 @@ test_lease_goes_first(Fx *f, gconstpointer data)
     g_assert_true(a.t.ok && b.t.ok && l.t.ok);
 }
 
+/* A live consultation of a new teacher and student, placed: its node. */
+static char *
+place_one(Fx *f, int k)
+{
+    g_autofree char *tn = g_strdup_printf("pt%d", k), *sn = g_strdup_printf("ps%d", k);
+    gint64 t = store_user_add(f->s, tn, STORE_ROLE_TEACHER, tn, "", "h", NULL);
+    gint64 st = store_user_add(f->s, sn, STORE_ROLE_STUDENT, sn, "", "h", NULL);
+    gboolean changed;
+    g_assert_true(store_teacher_set_presence(f->s, t, STORE_PRESENCE_ONLINE, &changed, NULL));
+    g_autoptr(StoreConsultation) c = store_consultation_request(f->s, st, t, NULL);
+    g_assert_nonnull(c);
+    g_assert_true(store_consultation_transition(f->s, c->id, STORE_CONSULT_LIVE, NULL, NULL));
+    char *node = NULL, *url = NULL;
+    g_autoptr(GError) err = NULL;
+    g_assert_true(store_consultation_place(f->s, c->id, &node, &url, &err));
+    g_assert_no_error(err);
+    g_free(url);
+    return node;
+}
+
+/* Placement: a hot node (CPU at or over STORE_NODE_CPU_HOT) only when all
+ * are; else the fewest consultations, then the least CPU. */
+static void
+test_placement_weighs_cpu(Fx *f, gconstpointer data)
+{
+    if (!on_pg())
+        return;
+    Store *n[3];
+    const char *ids[3] = {"a", "b", "c"};
+    for (int i = 0; i < 3; i++) {
+        n[i] = other(f, ids[i]);
+        store_node_set_capacity(n[i], 10);
+        g_assert_true(store_node_register(n[i], NULL));
+    }
+    const gint64 cpu[3] = {950, 300, 100};
+    for (int i = 0; i < 3; i++)
+        g_assert_true(store_node_renew(n[i], 0, 0, cpu[i], NULL));
+    const char *want[] = {"c", "b", "c", "b"};
+    for (int k = 0; k < 4; k++) {
+        g_autofree char *got = place_one(f, k);
+        g_assert_cmpstr(got, ==, want[k]);
+    }
+    /* All hot: the fewest consultations wins, hot or not. */
+    for (int i = 1; i < 3; i++)
+        g_assert_true(store_node_renew(n[i], 0, 0, 990, NULL));
+    g_autofree char *got = place_one(f, 4);
+    g_assert_cmpstr(got, ==, "a");
+    g_autoptr(GPtrArray) nodes = store_nodes_list(f->s, NULL);
+    g_assert_cmpint(((StoreNode *)nodes->pdata[0])->cpu, ==, 950);
+    g_assert_cmpint(((StoreNode *)nodes->pdata[0])->placed, ==, 1);
+    for (int i = 0; i < 3; i++)
+        store_close(n[i]);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -471,6 +525,7 @@ main(int argc, char **argv)
     T("one-event-order", test_one_event_order);
     T("fibers-take-turns", test_fibers_take_turns);
     T("lease-goes-first", test_lease_goes_first);
+    T("placement-weighs-cpu", test_placement_weighs_cpu);
 #undef T
     return g_test_run();
 }
