@@ -30,6 +30,7 @@ need_pc libpq libpq-dev
 need_pc jansson libjansson-dev
 need_pc libsodium libsodium-dev
 need_pc libsoup-3.0 libsoup-3.0-dev
+need_pc libcurl libcurl4-openssl-dev
 need_pc nice libnice-dev
 for m in gstreamer-1.0 gstreamer-app-1.0; do need_pc $m libgstreamer1.0-dev; done
 for m in gstreamer-rtp-1.0 gstreamer-sdp-1.0 gstreamer-video-1.0 gstreamer-pbutils-1.0; do

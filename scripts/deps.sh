@@ -4,7 +4,7 @@
 #   scripts/deps.sh test    that plus what the test suite needs
 set -eu
 build="meson ninja-build pkg-config gcc libc6-dev libglib2.0-dev libmicrohttpd-dev
-libsqlite3-dev libpq-dev libjansson-dev libsodium-dev libsoup-3.0-dev
+libsqlite3-dev libpq-dev libjansson-dev libsodium-dev libsoup-3.0-dev libcurl4-openssl-dev
 libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 gstreamer1.0-nice libnice-dev"

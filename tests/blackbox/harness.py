@@ -51,7 +51,7 @@ class Postgres:
 
     def _script(self, *args, timeout=120):
         p = subprocess.run([os.path.join(ROOT, "scripts", "pg-temp.sh"), *args], timeout=timeout,
-                           capture_output=True, text=True, env={**os.environ, "PG_FSYNC": "off"})
+                           capture_output=True, text=True, env={"PG_FSYNC": "off", **os.environ})
         if p.returncode != 0:
             raise AssertionError(f"pg-temp.sh {args[0]} failed: {p.stderr}")
         return p.stdout.strip()
