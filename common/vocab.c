@@ -4,8 +4,8 @@
 #include <string.h>
 
 static const char *const role_names[] = {"teacher", "student", "combined"};
-static const char *const rec_state_names[] = {"recording", "processing", "ready",
-                                              "failed",    "empty",      "deleted"};
+static const char *const rec_state_names[] = {"recording", "processing", "ready",    "failed",
+                                              "empty",     "deleted",    "uploading"};
 G_STATIC_ASSERT(G_N_ELEMENTS(role_names) == CONSULTD_ROLE_COMBINED + 1);
 G_STATIC_ASSERT(G_N_ELEMENTS(rec_state_names) == CONSULTD_N_REC_STATES);
 

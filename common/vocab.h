@@ -26,7 +26,8 @@ const char *consultd_role_name(ConsultdRole role);
 gboolean consultd_role_parse(const char *name, gboolean allow_combined, ConsultdRole *role);
 
 /* A recording's life: recording -> processing -> ready | failed | empty,
- * and ready -> deleted by retention (docs/recording.md). */
+ * and ready -> deleted by retention; with a recording store, processing ->
+ * uploading -> ready (docs/recording.md). */
 typedef enum {
     CONSULTD_REC_RECORDING,
     CONSULTD_REC_PROCESSING,
@@ -34,6 +35,7 @@ typedef enum {
     CONSULTD_REC_FAILED,
     CONSULTD_REC_EMPTY,
     CONSULTD_REC_DELETED,
+    CONSULTD_REC_UPLOADING, /* finalized on the node's disk, on its way to the store */
     CONSULTD_N_REC_STATES,
 } ConsultdRecState;
 

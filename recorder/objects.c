@@ -413,9 +413,10 @@ hex_of(const guint8 *d, gsize n)
     return out;
 }
 
-/* SHA-256 (hex) and MD5 (binary, 16 bytes) of COUNT bytes of FD at OFFSET. */
+/* SHA-256 (hex) and MD5 (binary, 16 bytes) of COUNT bytes of FD at OFFSET;
+ * the bytes also go into ALL if set. */
 static gboolean
-digest_range(int fd, gint64 offset, gint64 count, char **sha, guint8 md5[16])
+digest_range(int fd, gint64 offset, gint64 count, char **sha, guint8 md5[16], GChecksum *all)
 {
     g_autoptr(GChecksum) a = g_checksum_new(G_CHECKSUM_SHA256);
     g_autoptr(GChecksum) b = g_checksum_new(G_CHECKSUM_MD5);
@@ -426,6 +427,8 @@ digest_range(int fd, gint64 offset, gint64 count, char **sha, guint8 md5[16])
             return FALSE;
         g_checksum_update(a, buf, n);
         g_checksum_update(b, buf, n);
+        if (all)
+            g_checksum_update(all, buf, n);
         done += n;
     }
     *sha = g_strdup(g_checksum_get_string(a));
@@ -463,17 +466,19 @@ s3_put(ObjStore *s, const char *file, const char *key, const char *abort_id,
     }
     gint64 total = st.st_size;
     gboolean ok;
-    g_autofree char *want = NULL; /* the ETag S3 gives such an upload */
+    g_autofree char *want = NULL;  /* the ETag S3 gives such an upload */
+    g_autofree char *whole = NULL; /* the file's MD5, which some stores give instead */
     if (total <= s->part_size) {
         guint8 md5[16];
         g_autofree char *sha = NULL;
-        ok = digest_range(fd, 0, total, &sha, md5);
+        ok = digest_range(fd, 0, total, &sha, md5, NULL);
         Req r = req_new("PUT", key, "");
         r.fd = fd;
         r.count = total;
         r.payload_hash = sha;
         ok = ok && request(s, &r, FALSE, error);
         want = hex_of(md5, 16);
+        whole = g_strdup(want);
         req_clear(&r);
     } else {
         Req r = req_new("POST", key, "uploads=");
@@ -489,12 +494,13 @@ s3_put(ObjStore *s, const char *file, const char *key, const char *abort_id,
         g_autofree char *enc = id ? sigv4_uri_encode(id, FALSE) : NULL;
         GString *done = g_string_new("<CompleteMultipartUpload>");
         g_autoptr(GChecksum) md5s = g_checksum_new(G_CHECKSUM_MD5);
+        g_autoptr(GChecksum) all = g_checksum_new(G_CHECKSUM_MD5);
         guint parts = 0;
         for (gint64 off = 0; ok && off < total; off += s->part_size) {
             gint64 n = MIN(s->part_size, total - off);
             guint8 md5[16];
             g_autofree char *sha = NULL;
-            ok = digest_range(fd, off, n, &sha, md5);
+            ok = digest_range(fd, off, n, &sha, md5, all);
             g_checksum_update(md5s, md5, 16);
             parts++;
             g_autofree char *q = g_strdup_printf("partNumber=%u&uploadId=%s", parts, enc);
@@ -532,6 +538,7 @@ s3_put(ObjStore *s, const char *file, const char *key, const char *abort_id,
         g_checksum_get_digest(md5s, d, &dl);
         g_autofree char *hex = hex_of(d, 16);
         want = g_strdup_printf("%s-%u", hex, parts);
+        whole = g_strdup(g_checksum_get_string(all));
         g_string_free(done, TRUE);
     }
     close(fd);
@@ -550,7 +557,7 @@ s3_put(ObjStore *s, const char *file, const char *key, const char *abort_id,
         ok = FALSE;
     }
     gboolean md5_like = strlen(got) >= 32 && g_ascii_isxdigit(got[0]);
-    if (ok && md5_like && g_ascii_strcasecmp(got, want)) {
+    if (ok && md5_like && g_ascii_strcasecmp(got, want) && g_ascii_strcasecmp(got, whole)) {
         g_set_error(error, OBJ_ERROR, 0, "the store's checksum %s is not the file's %s", got, want);
         ok = FALSE;
     }

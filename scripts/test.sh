@@ -8,8 +8,8 @@ scripts/deps.sh test || exit 1
 scripts/check-deps.sh test || exit 1
 status=0
 # Browser tests: playwright-core from npm drives Debian's chromium (no browser
-# is downloaded).
-if [ ! -d tests/browser/node_modules/playwright-core ]; then
+# is downloaded); the recording store's tests run s3rver, an S3 server.
+if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/node_modules/s3rver ]; then
   (cd tests/browser && npm ci --no-audit --no-fund) || exit 1
 fi
 if [ ! -f build-test/build.ninja ]; then

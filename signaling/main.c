@@ -40,6 +40,7 @@
 #include "workers/reactions.h"
 #include "workers/recordings.h"
 #include "workers/sandbox.h"
+#include "workers/uploads.h"
 
 /* ---------------------------------------------------------------- logging */
 
@@ -436,11 +437,13 @@ serve(SigApp *app)
     sig_webhooks_new(app);
     app->consult = sig_consult_new(app);
     sig_recordings_new(app);
+    sig_uploads_new(app);
     sig_sandbox_new(app);
     sig_media_new(app);
     sig_reactions_init(app);
     sig_recordings_repair(app, NULL); /* whatever a crash left unfinished */
     sig_recordings_compose_resume(app);
+    sig_uploads_resume(app); /* after the repairs: theirs join the queue as they finish */
     sig_health_add_ready_check(app, "media", sig_media_ready);
     sig_health_add_ready_check(app, "draining", drain_ready);
     app->drain = drain_start;
@@ -495,6 +498,7 @@ serve(SigApp *app)
     g_clear_pointer(&app->metrics_http, sig_http_stop);
     g_clear_pointer(&app->webhooks, sig_webhooks_free);
     g_clear_pointer(&app->recordings, sig_recordings_free);
+    g_clear_pointer(&app->uploads, sig_uploads_free);
     g_clear_pointer(&app->sandbox, sig_sandbox_free);
     g_clear_pointer(&app->streams, sig_streams_free);
     g_clear_pointer(&app->events, sig_events_free);
@@ -695,7 +699,11 @@ main(int argc, char **argv)
                store_schema_version(app.store));
         rc = 0;
     } else if (!strcmp(sub, "prune-recordings")) {
+        sig_uploads_new(&app);
         guint n = sig_recordings_prune(&app);
+        while (!sig_uploads_idle(&app)) /* deletions from the recording store */
+            g_main_context_iteration(NULL, TRUE);
+        g_clear_pointer(&app.uploads, sig_uploads_free);
         printf("deleted %u recording(s); %" G_GINT64_FORMAT " bytes kept\n", n,
                store_recordings_bytes(app.store));
         rc = 0;

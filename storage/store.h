@@ -34,10 +34,10 @@ typedef enum {
 } StoreErrorCode;
 
 /* The schema version this build migrates SQLite to; PRAGMA user_version. */
-#define STORE_SCHEMA_VERSION 7
+#define STORE_SCHEMA_VERSION 8
 /* ... and PostgreSQL, whose schema started at the SQLite schema's sixth
  * version; table consultd_schema. */
-#define STORE_PG_SCHEMA_VERSION 3
+#define STORE_PG_SCHEMA_VERSION 4
 
 /* How a shared (PostgreSQL) store behaves; zeroes mean the defaults. */
 typedef struct {
@@ -290,7 +290,9 @@ typedef struct {
     ConsultdRecState state;
     char *reason;
     gint64 started_at, duration_ms, size, offset_ms, created_at;
-    char *node_id; /* the node whose disk holds it ('' on one node) */
+    char *node_id;   /* the node whose disk holds it ('' on one node) */
+    char *store;     /* where a ready one lives: '' its node's disk, else the store's URL */
+    char *upload_id; /* uploading: the multipart upload in flight, or '' */
 } StoreRecording;
 void store_recording_free(StoreRecording *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(StoreRecording, store_recording_free)
@@ -310,10 +312,20 @@ StoreRecording *store_recording_get_ready(Store *s, gint64 consultation, const c
  * node shares: a consultation that resumes on another node goes on with
  * the series instead of reusing a name. */
 guint store_recordings_next_series(Store *s, gint64 consultation, ConsultdRole role);
+/* An uploading recording reached the store WHERE (its URL): it becomes
+ * ready there (recording.ready).  CONFLICT unless it was uploading. */
+gboolean store_recording_stored(Store *s, gint64 consultation, const char *file, const char *where,
+                                GError **error);
+/* While FILE of CONSULTATION uploads: the multipart upload in flight
+ * (UPLOAD_ID, "" for none) and why the last attempt failed (REASON, ""). */
+gboolean store_recording_upload_note(Store *s, gint64 consultation, const char *file,
+                                     const char *upload_id, const char *reason, GError **error);
+/* Recordings waiting to be uploaded (all nodes'). */
+GPtrArray *store_recordings_uploading(Store *s);
 /* Recordings left in recording/processing (by a crash). */
 GPtrArray *store_recordings_unfinished(Store *s);
 /* How many of CONSULTATION's participant recordings are still open
- * (recording/processing) and how many are ready. */
+ * (recording/processing) and how many are finished (uploading or ready). */
 void store_recordings_progress(Store *s, gint64 consultation, gint64 *open, gint64 *ready);
 /* Every recording, newest first (admin view); ready ones oldest first
  * (retention). */

@@ -886,6 +886,12 @@ static const char *const pg_migrations[] = {
      * (a lost node's unfinished ones wait for it, or an admin's write-off). */
     "ALTER TABLE consultd_nodes ADD COLUMN cpu BIGINT NOT NULL DEFAULT 0;"
     "ALTER TABLE recordings ADD COLUMN node_id " T " NOT NULL DEFAULT '';",
+    /* 4: the recording store (see the SQLite schema's 8). */
+    "ALTER TABLE recordings DROP CONSTRAINT recordings_state_check,"
+    "  ADD CONSTRAINT recordings_state_check CHECK (state IN ('recording','processing',"
+    "    'uploading','ready','failed','empty','deleted')),"
+    "  ADD COLUMN store " T " NOT NULL DEFAULT '',"
+    "  ADD COLUMN upload_id " T " NOT NULL DEFAULT '';",
 };
 G_STATIC_ASSERT(G_N_ELEMENTS(pg_migrations) == STORE_PG_SCHEMA_VERSION);
 

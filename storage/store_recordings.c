@@ -33,12 +33,14 @@ store_recording_free(StoreRecording *r)
     g_free(r->file);
     g_free(r->reason);
     g_free(r->node_id);
+    g_free(r->store);
+    g_free(r->upload_id);
     g_free(r);
 }
 
 #define REC_COLS                                                                                   \
     "id, consultation_id, role, file, state, reason, started_at, duration_ms, size,"               \
-    " offset_ms, created_at, node_id"
+    " offset_ms, created_at, node_id, store, upload_id"
 
 static StoreRecording *
 rec_from_row(StoreStmt *st)
@@ -59,6 +61,8 @@ rec_from_row(StoreStmt *st)
     r->offset_ms = store_col_int64(st, 9);
     r->created_at = store_col_int64(st, 10);
     r->node_id = store_col_strdup(st, 11);
+    r->store = store_col_strdup(st, 12);
+    r->upload_id = store_col_strdup(st, 13);
     return r;
 }
 
@@ -85,7 +89,8 @@ store_recording_update(Store *s, gint64 consultation, ConsultdRole role_id, cons
 {
     const char *role = consultd_role_name(role_id), *state = consultd_rec_state_name(state_id);
     if (!plain(file) || (guint)role_id > CONSULTD_ROLE_COMBINED ||
-        (guint)state_id > CONSULTD_REC_EMPTY || started_at < 0 || duration_ms < 0 || size < 0) {
+        state_id == CONSULTD_REC_DELETED || (guint)state_id >= CONSULTD_N_REC_STATES ||
+        started_at < 0 || duration_ms < 0 || size < 0) {
         g_set_error(error, STORE_ERROR, STORE_ERROR_CONFLICT, "bad recording report");
         return FALSE;
     }
@@ -185,6 +190,64 @@ store_recordings_unfinished(Store *s)
                     NULL);
 }
 
+gboolean
+store_recording_stored(Store *s, gint64 consultation, const char *file, const char *where,
+                       GError **error)
+{
+    gboolean began;
+    if (!store_autobegin(s, &began, error))
+        return FALSE;
+    StoreStmt *st = store_stmt(s, "SELECT " REC_COLS " FROM recordings WHERE consultation_id = ?1"
+                                  " AND file = ?2 AND state = 'uploading'");
+    store_bind_int64(st, 1, consultation);
+    store_bind_text(st, 2, file);
+    g_autoptr(StoreRecording) r = store_step(st) == STORE_ROW ? rec_from_row(st) : NULL;
+    store_stmt_reset(st);
+    gboolean ok = r != NULL;
+    if (!ok)
+        g_set_error(error, STORE_ERROR, STORE_ERROR_CONFLICT, "%s is not uploading", file);
+    if (ok) {
+        st = store_stmt(s, "UPDATE recordings SET store = ?3, upload_id = '' WHERE id = ?1"
+                           " AND file = ?2");
+        store_bind_int64(st, 1, r->id);
+        store_bind_text(st, 2, file);
+        store_bind_text(st, 3, where);
+        ok = store_step_done(s, st, error, "recording stored");
+    }
+    if (ok && r)
+        ok = store_recording_update(s, consultation, r->role, file, CONSULTD_REC_READY, NULL, 0,
+                                    r->duration_ms, r->size, error);
+    return store_autocommit(s, began, ok, error);
+}
+
+gboolean
+store_recording_upload_note(Store *s, gint64 consultation, const char *file, const char *upload_id,
+                            const char *reason, GError **error)
+{
+    gboolean began;
+    if (!store_autobegin(s, &began, error))
+        return FALSE;
+    StoreStmt *st = store_stmt(s, "UPDATE recordings SET upload_id = ?3, reason = ?4,"
+                                  " updated_at = ?5 WHERE consultation_id = ?1 AND file = ?2"
+                                  " AND state = 'uploading'");
+    store_bind_int64(st, 1, consultation);
+    store_bind_text(st, 2, file);
+    store_bind_text(st, 3, upload_id);
+    store_bind_text(st, 4, reason);
+    store_bind_int64(st, 5, store_now_ms());
+    gboolean ok = store_step_done(s, st, error, "upload");
+    return store_autocommit(s, began, ok, error);
+}
+
+GPtrArray *
+store_recordings_uploading(Store *s)
+{
+    return rec_rows(s,
+                    store_stmt(s, "SELECT " REC_COLS " FROM recordings"
+                                  " WHERE state = 'uploading' ORDER BY id"),
+                    NULL);
+}
+
 guint
 store_recordings_next_series(Store *s, gint64 consultation, ConsultdRole role)
 {
@@ -255,7 +318,7 @@ store_recordings_progress(Store *s, gint64 consultation, gint64 *open, gint64 *r
 {
     StoreStmt *st =
         store_stmt(s, "SELECT count(*) FILTER (WHERE state IN ('recording','processing')),"
-                      " count(*) FILTER (WHERE state = 'ready')"
+                      " count(*) FILTER (WHERE state IN ('ready', 'uploading'))"
                       " FROM recordings WHERE consultation_id = ?1 AND role != 'combined'");
     store_bind_int64(st, 1, consultation);
     *open = *ready = 0;

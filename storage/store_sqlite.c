@@ -171,6 +171,33 @@ static const char *const migrations[] = {
      * columns as the shared schema's so that one query serves both. */
     "ALTER TABLE recordings ADD COLUMN node_id TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE consultations ADD COLUMN node_id TEXT;",
+    /* 8: the recording store.  A finalized recording may be uploading
+     * before it is ready; STORE says where a ready one lives ('' the
+     * disk of its node, else the store's URL), UPLOAD_ID the multipart
+     * upload in flight (aborted if its node dies).  A rebuild changes the
+     * CHECK. */
+    "CREATE TABLE recordings_v8 ("
+    "  id INTEGER PRIMARY KEY,"
+    "  consultation_id INTEGER NOT NULL REFERENCES consultations(id),"
+    "  role TEXT NOT NULL CHECK (role IN ('teacher','student','combined')),"
+    "  file TEXT NOT NULL,"
+    "  state TEXT NOT NULL CHECK (state IN ('recording','processing','uploading','ready',"
+    "    'failed','empty','deleted')),"
+    "  reason TEXT NOT NULL DEFAULT '',"
+    "  started_at INTEGER NOT NULL DEFAULT 0,"
+    "  duration_ms INTEGER NOT NULL DEFAULT 0,"
+    "  size INTEGER NOT NULL DEFAULT 0,"
+    "  offset_ms INTEGER NOT NULL DEFAULT 0,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  node_id TEXT NOT NULL DEFAULT '',"
+    "  store TEXT NOT NULL DEFAULT '',"
+    "  upload_id TEXT NOT NULL DEFAULT '',"
+    "  UNIQUE (consultation_id, file));"
+    "INSERT INTO recordings_v8 SELECT *, '', '' FROM recordings;"
+    "DROP TABLE recordings;"
+    "ALTER TABLE recordings_v8 RENAME TO recordings;"
+    "CREATE INDEX recordings_state ON recordings(state);",
 };
 G_STATIC_ASSERT(G_N_ELEMENTS(migrations) == STORE_SCHEMA_VERSION);
 

@@ -11,6 +11,7 @@
 #include <gio/gio.h>
 
 #include "web-resources.h"
+#include "workers/uploads.h"
 #include <string.h>
 
 static const struct {
@@ -38,10 +39,14 @@ serve(SigReq *r, const char *name)
     for (guint i = 0; i < G_N_ELEMENTS(types); i++)
         if (g_str_has_suffix(name, types[i].ext))
             type = types[i].type;
-    sig_req_header(r, "Content-Security-Policy",
-                   "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
-                   "connect-src 'self'; style-src 'self'; script-src 'self'; "
-                   "object-src 'none'; frame-ancestors 'none'; base-uri 'none'");
+    /* Replays redirected to the recording store play from its origin. */
+    g_autofree char *store = sig_uploads_media_origin(r->app);
+    g_autofree char *csp =
+        g_strdup_printf("default-src 'self'; img-src 'self' data:; media-src 'self' blob:%s%s; "
+                        "connect-src 'self'; style-src 'self'; script-src 'self'; "
+                        "object-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+                        store ? " " : "", store ? store : "");
+    sig_req_header(r, "Content-Security-Policy", csp);
     sig_req_header(r, "Referrer-Policy", "no-referrer");
     sig_req_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     gsize len;

@@ -37,6 +37,7 @@ typedef struct SigEvents SigEvents;
 typedef struct SigWebhooks SigWebhooks;
 typedef struct SigMedia SigMedia;
 typedef struct SigRecordings SigRecordings;
+typedef struct SigUploads SigUploads;
 typedef struct SigHealth SigHealth;
 typedef struct SigStreams SigStreams;
 typedef struct SigIce SigIce;
@@ -54,6 +55,7 @@ typedef struct SigApp {
     SigWebhooks *webhooks;
     SigMedia *media;
     SigRecordings *recordings;
+    SigUploads *uploads;
     SigHealth *health;
     SigStreams *streams;
     SigIce *ice;

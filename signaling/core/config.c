@@ -144,6 +144,28 @@ static const CfgOpt opts[] = {
      "allow --demo on a listen address other than loopback"},
     {"metrics-listen", CFG_STR, OFF(metrics_listen), "", 0, 0,
      "a separate ADDR:PORT for /metrics (default: on the main listener)"},
+    {"recordings-store", CFG_STR, OFF(recordings_store), "local", 1, 0,
+     "where finalized recordings go: local (data-dir), dir:/path (a mount all nodes share) or "
+     "s3://bucket/prefix (S3-compatible object storage); replayable from any node"},
+    {"recordings-serve", CFG_STR, OFF(recordings_serve), "auto", 1, 0,
+     "how a replay reaches a stored recording: redirect (to a presigned URL; s3 only), proxy "
+     "(streamed through this node) or auto (redirect for s3)"},
+    {"recordings-url-ttl", CFG_INT, OFF(recordings_url_ttl), "300", 10, 604800,
+     "seconds a presigned replay URL stays valid"},
+    {"s3-endpoint", CFG_STR, OFF(s3_endpoint), "", 0, 0,
+     "the object store's URL, http(s)://host[:port] (default: AWS's for s3-region)"},
+    {"s3-region", CFG_STR, OFF(s3_region), "us-east-1", 1, 0, "the object store's region"},
+    {"s3-access-key", CFG_STR, OFF(s3_access_key), "", 0, 0,
+     "the object store's access key (give it in the environment or the config file)"},
+    {"s3-secret-key", CFG_STR, OFF(s3_secret_key), "", 0, 0,
+     "the object store's secret key (environment or config file; never logged)"},
+    {"s3-addressing", CFG_STR, OFF(s3_addressing), "auto", 1, 0,
+     "path (endpoint/bucket/key), virtual (bucket.endpoint/key) or auto (virtual on AWS, path "
+     "with s3-endpoint)"},
+    {"s3-part-size", CFG_INT, OFF(s3_part_size), "16777216", 65536, G_GINT64_CONSTANT(5) << 30,
+     "bytes per part of a multipart upload; larger files go up in parts"},
+    {"upload-retry-max", CFG_INT, OFF(upload_retry_max), "30", 1, 3600,
+     "longest wait between attempts to upload a recording to an unreachable store (s)"},
 };
 #undef OFF
 
@@ -278,6 +300,37 @@ derive(SigConfig *cfg, GError **error)
     if (*cfg->webhook_urls && strlen(cfg->webhook_secret) < 32) {
         g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
                     "webhook-urls needs a webhook-secret of at least 32 bytes");
+        return FALSE;
+    }
+    const char *store = cfg->recordings_store;
+    gboolean s3 = g_str_has_prefix(store, "s3://") && store[5] && store[5] != '/';
+    if (strcmp(store, "local") && !s3 && !(g_str_has_prefix(store, "dir:") && store[4] == '/')) {
+        g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                    "recordings-store must be local, dir:/absolute/path or s3://bucket[/prefix]");
+        return FALSE;
+    }
+    if (s3 && (!*cfg->s3_access_key || !*cfg->s3_secret_key)) {
+        g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                    "recordings-store %s needs s3-access-key and s3-secret-key", store);
+        return FALSE;
+    }
+    static const char *const serve[] = {"auto", "redirect", "proxy", NULL};
+    static const char *const addressing[] = {"auto", "path", "virtual", NULL};
+    if (!g_strv_contains(serve, cfg->recordings_serve) ||
+        (!s3 && !strcmp(cfg->recordings_serve, "redirect"))) {
+        g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                    "recordings-serve must be auto, proxy or (with an s3:// store) redirect");
+        return FALSE;
+    }
+    if (!g_strv_contains(addressing, cfg->s3_addressing)) {
+        g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                    "s3-addressing must be auto, path or virtual");
+        return FALSE;
+    }
+    if (*cfg->s3_endpoint && !g_str_has_prefix(cfg->s3_endpoint, "http://") &&
+        !g_str_has_prefix(cfg->s3_endpoint, "https://")) {
+        g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                    "s3-endpoint must be an http:// or https:// URL");
         return FALSE;
     }
     /* A trailing slash would double up when paths are appended. */
@@ -420,21 +473,27 @@ sig_config_print_table(void)
 }
 
 char *
-sig_find_media_bin(void)
+sig_find_bin(const char *name, const char *env_var)
 {
-    const char *env = g_getenv("CONSULTD_MEDIA_BIN");
+    const char *env = g_getenv(env_var);
     if (env && *env)
         return g_strdup(env);
     g_autofree char *self = g_file_read_link("/proc/self/exe", NULL);
     if (self) {
         g_autofree char *dir = g_path_get_dirname(self);
-        char *p = g_build_filename(dir, "consultd-media", NULL);
+        char *p = g_build_filename(dir, name, NULL);
         if (g_file_test(p, G_FILE_TEST_IS_EXECUTABLE))
             return p;
         g_free(p);
     }
-    char *p = g_find_program_in_path("consultd-media");
-    return p ? p : g_strdup("consultd-media");
+    char *p = g_find_program_in_path(name);
+    return p ? p : g_strdup(name);
+}
+
+char *
+sig_find_media_bin(void)
+{
+    return sig_find_bin("consultd-media", "CONSULTD_MEDIA_BIN");
 }
 
 GInetAddressMask *

@@ -65,6 +65,14 @@ typedef struct SigConfig {
     gboolean demo;
     gboolean demo_public; /* --demo allowed off loopback */
     char *metrics_listen; /* "" : /metrics on the main listener */
+    /* The recording store (recorder/objects.h): "local", "dir:/path" or
+     * "s3://bucket/prefix", and how replays reach it. */
+    char *recordings_store;
+    char *recordings_serve; /* "auto", "redirect" (s3 only) or "proxy" */
+    gint64 recordings_url_ttl;
+    char *s3_endpoint, *s3_region, *s3_access_key, *s3_secret_key, *s3_addressing;
+    gint64 s3_part_size;
+    gint64 upload_retry_max; /* s: backoff cap between upload attempts */
     char *config_file;
 } SigConfig;
 
@@ -80,6 +88,8 @@ void sig_config_print_table(void);
 /* The consultd-media executable: $CONSULTD_MEDIA_BIN, else the one beside
  * this executable, else the first in PATH.  Newly allocated. */
 char *sig_find_media_bin(void);
+/* The program NAME beside this one (or $ENV_VAR, or on PATH). */
+char *sig_find_bin(const char *name, const char *env_var);
 
 /* TEXT as an address mask: "10.0.0.0/8", "::1/128", or a bare address (a
  * mask of its whole length).  NULL if it is neither. */

@@ -14,6 +14,7 @@
 
 #include "core/events.h"
 #include "workers/sandbox.h"
+#include "workers/uploads.h"
 #include "proto.h"
 
 typedef struct {
@@ -61,6 +62,11 @@ sig_recording_report(SigApp *app, gint64 consultation, ConsultdRole role, const 
                      gint64 duration_ms, gint64 size)
 {
     g_autoptr(GError) err = NULL;
+    /* With a recording store, a file finalized here is ready once it is
+     * there (workers/uploads.h). */
+    gboolean upload = state == CONSULTD_REC_READY && sig_uploads_enabled(app);
+    if (upload)
+        state = CONSULTD_REC_UPLOADING;
     if (!store_recording_update(app->store, consultation, role, file, state, reason, started_at,
                                 duration_ms, size, &err)) {
         g_warning("recording %" G_GINT64_FORMAT "/%s: %s", consultation, file, err->message);
@@ -69,8 +75,21 @@ sig_recording_report(SigApp *app, gint64 consultation, ConsultdRole role, const 
     g_info("recording %" G_GINT64_FORMAT "/%s: %s%s%s", consultation, file,
            consultd_rec_state_name(state), reason && *reason ? ": " : "", reason ? reason : "");
     sig_events_kick(app);
-    if (role != CONSULTD_ROLE_COMBINED && consultd_rec_state_settled(state))
+    if (upload)
+        sig_uploads_queue(app, consultation, file, NULL);
+    if (role != CONSULTD_ROLE_COMBINED &&
+        (consultd_rec_state_settled(state) || state == CONSULTD_REC_UPLOADING))
         sig_recordings_compose_maybe(app, consultation);
+    if (role == CONSULTD_ROLE_COMBINED && state != CONSULTD_REC_PROCESSING &&
+        sig_uploads_enabled(app))
+        sig_uploads_drop_local(app, consultation);
+}
+
+/* A finished participant file: ready, or on its way to the store. */
+static gboolean
+finished(const StoreRecording *r)
+{
+    return r->state == CONSULTD_REC_READY || r->state == CONSULTD_REC_UPLOADING;
 }
 
 static void repair_next(SigApp *app);
@@ -194,7 +213,7 @@ repair_next(SigApp *app)
 static gboolean
 recorded_here(SigApp *app, gint64 consultation, const char *file)
 {
-    if (!store_shared(app->store))
+    if (!store_shared(app->store) && !sig_uploads_enabled(app))
         return TRUE;
     g_autofree char *path = sig_recordings_path(app, consultation, file);
     return g_file_test(path, G_FILE_TEST_EXISTS);
@@ -231,6 +250,20 @@ sig_recordings_repair(SigApp *app, GHashTable *only)
 
 /* --------------------------------------------------------------- retention */
 
+/* A stored recording's object is gone (or could not be deleted: it stays
+ * ready and is tried again at the next run). */
+static void
+pruned_in_store(SigApp *app, gint64 id, gboolean ok, gpointer data)
+{
+    const char *why = data;
+    g_autoptr(GError) err = NULL;
+    if (ok && !store_recording_deleted(app->store, id, why, &err))
+        g_warning("retention: %s", err->message);
+    else if (ok)
+        g_message("retention: deleted recording %" G_GINT64_FORMAT " from the store (%s)", id, why);
+    sig_events_kick(app);
+}
+
 guint
 sig_recordings_prune(SigApp *app)
 {
@@ -251,6 +284,12 @@ sig_recordings_prune(SigApp *app)
         g_autofree char *path = sig_recordings_path(app, r->consultation_id, r->file);
         if (g_unlink(path) != 0 && errno != ENOENT) {
             g_warning("retention: cannot delete %s: %s", path, g_strerror(errno));
+            continue;
+        }
+        if (*r->store) { /* in the store: deleted there, then marked */
+            sig_uploads_delete(app, r, pruned_in_store, (gpointer)why);
+            total -= r->size;
+            n++;
             continue;
         }
         g_autoptr(GError) err = NULL;
@@ -371,7 +410,7 @@ compose_next(SigApp *app)
     for (guint i = 0; recs && i < recs->len; i++) {
         StoreRecording *r = recs->pdata[i];
         int k = r->role == CONSULTD_ROLE_TEACHER ? 0 : r->role == CONSULTD_ROLE_STUDENT ? 1 : -1;
-        if (k < 0 || in[k] || r->state != CONSULTD_REC_READY || !recorded_here(app, cid, r->file))
+        if (k < 0 || in[k] || !finished(r) || !recorded_here(app, cid, r->file))
             continue;
         in[k] = r;
         base = MIN(base, r->offset_ms);
@@ -424,7 +463,7 @@ sig_recordings_compose_maybe(SigApp *app, gint64 consultation)
         StoreRecording *r = recs->pdata[i];
         if (r->role == CONSULTD_ROLE_COMBINED && r->state != CONSULTD_REC_PROCESSING)
             return; /* done (or failed) already */
-        here |= r->role != CONSULTD_ROLE_COMBINED && r->state == CONSULTD_REC_READY &&
+        here |= r->role != CONSULTD_ROLE_COMBINED && finished(r) &&
                 recorded_here(app, consultation, r->file);
     }
     if (!here)
@@ -446,8 +485,9 @@ gboolean
 sig_recordings_idle(SigApp *app)
 {
     SigRecordings *rs = app->recordings;
-    return !rs || (!rs->repairing && !rs->composing && g_queue_is_empty(&rs->repairs) &&
-                   g_queue_is_empty(&rs->composes));
+    return sig_uploads_idle(app) &&
+           (!rs || (!rs->repairing && !rs->composing && g_queue_is_empty(&rs->repairs) &&
+                    g_queue_is_empty(&rs->composes)));
 }
 
 void

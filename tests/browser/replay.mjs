@@ -1,5 +1,5 @@
 // Plays recordings in headless Chromium's <video>: logs in on consultd's
-// origin (the session cookie then authorizes the media requests), plays
+// page (the session cookie then authorizes the media requests), plays
 // each URL, checks time advances, seeks to the middle and waits for it.
 //   node replay.mjs '{"base": "...", "username": "...", "password": "...", "urls": [...]}'
 import { launch } from './chromium.mjs';
@@ -9,10 +9,11 @@ const { context, close } = await launch();
 const out = { videos: [] };
 try {
   const page = await context.newPage();
-  await page.route(opts.base + '/__replay', r => r.fulfill({
-    body: '<!doctype html><meta charset="utf-8"><title>replay</title><body></body>',
-    contentType: 'text/html' }));
-  await page.goto(opts.base + '/__replay');
+  // consultd's own page, so that its Content-Security-Policy (media-src)
+  // and its origin's address space apply to the <video> elements, as in
+  // the replay view: a redirect to a recording store it does not allow
+  // would fail here as it fails for users.
+  await page.goto(opts.base + '/');
   const login = await page.evaluate(async ({ username, password }) => {
     const r = await fetch('/api/login', { method: 'POST', headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ username, password }) });
