@@ -185,9 +185,15 @@ drain_check(gpointer data)
     if (app->stopping)
         return;
     g_autoptr(GArray) here = store_consultations_here(app->store);
-    /* Stopping waits for the recordings too: finalized and combined here,
-     * they are ready when the node is gone. */
-    if (here->len == 0 && sig_media_idle(app) && sig_recordings_idle(app)) {
+    /* Stopping waits for the recordings too: finalized, combined and (with
+     * a recording store) uploaded here, they are ready when the node is
+     * gone.  Uploads to a store that is down wait until drain-timeout;
+     * then they are left for the node's next start. */
+    gboolean past = g_get_monotonic_time() >= drain.deadline;
+    if (here->len == 0 && sig_media_idle(app) && sig_recordings_idle(app) &&
+        (sig_uploads_idle(app) || past)) {
+        if (!sig_uploads_idle(app))
+            g_warning("drain: uploads to the recording store are left for the next start");
         g_message("drain: no consultation left here; stopping");
         g_clear_handle_id(&drain.timer, g_source_remove);
         /* From the loop's stack: stopping runs libmicrohttpd, whose
@@ -195,7 +201,7 @@ drain_check(gpointer data)
         g_idle_add(stop_now, app);
         return;
     }
-    if (g_get_monotonic_time() < drain.deadline)
+    if (!past)
         return;
     g_message("drain: drain-timeout passed; interrupting the %u consultation(s) left here, to"
               " resume elsewhere",

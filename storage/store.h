@@ -34,10 +34,10 @@ typedef enum {
 } StoreErrorCode;
 
 /* The schema version this build migrates SQLite to; PRAGMA user_version. */
-#define STORE_SCHEMA_VERSION 8
+#define STORE_SCHEMA_VERSION 9
 /* ... and PostgreSQL, whose schema started at the SQLite schema's sixth
  * version; table consultd_schema. */
-#define STORE_PG_SCHEMA_VERSION 4
+#define STORE_PG_SCHEMA_VERSION 5
 
 /* How a shared (PostgreSQL) store behaves; zeroes mean the defaults. */
 typedef struct {
@@ -248,7 +248,8 @@ typedef struct {
     StoreConsultStatus status;
     gint64 requested_at, accepted_at, ended_at; /* ms, 0 if not yet */
     char *end_reason;
-    char *node_id; /* where its media is placed (several nodes), or NULL */
+    char *node_id;   /* where its media is placed (several nodes), or NULL */
+    gint64 messages; /* in its chat */
 } StoreConsultation;
 void store_consultation_free(StoreConsultation *c);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(StoreConsultation, store_consultation_free)
@@ -280,6 +281,29 @@ GArray *store_consultations_live_since_before(Store *s, gint64 before_ms);
  * change of the consultation: a fact the participants are told about. */
 gboolean store_participant_event(Store *s, gint64 id, ConsultdRole role, gboolean joined,
                                  const char *reason, GError **error);
+
+/* ---- the chat of a consultation (store_messages.c) ---- */
+
+typedef struct {
+    gint64 id, consultation_id, author_id;
+    ConsultdRole role; /* teacher or student */
+    char *body;
+    gint64 created_at; /* ms */
+} StoreMessage;
+void store_message_free(StoreMessage *m);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(StoreMessage, store_message_free)
+#define STORE_MESSAGE_MAX 2000 /* characters */
+/* AUTHOR (a participant of CONSULTATION) says BODY (1..STORE_MESSAGE_MAX
+ * characters of UTF-8, not only white space) while it is requested, live or
+ * interrupted; appends message.created with the message.  NOT_FOUND (no
+ * such consultation, or AUTHOR is not in it), CONFLICT (it is closed),
+ * EXISTS never; a bad BODY is CONFLICT too (the API checks it first). */
+StoreMessage *store_message_add(Store *s, gint64 consultation, gint64 author, const char *body,
+                                GError **error);
+/* CONSULTATION's messages, oldest first. */
+GPtrArray *store_messages_list(Store *s, gint64 consultation, GError **error);
+/* How many messages CONSULTATION has. */
+gint64 store_messages_count(Store *s, gint64 consultation);
 
 /* ---- recordings (store_recordings.c) ---- */
 
@@ -404,6 +428,7 @@ typedef struct {
     StoreConsultStatus status;
     gint64 requested_at, started_at, ended_at;
     char *end_reason;
+    gint64 messages; /* in its chat */
 } StoreMyPageRow;
 void store_mypage_row_free(StoreMyPageRow *r);
 GPtrArray *store_mypage(Store *s, gint64 student, GError **error);

@@ -369,7 +369,8 @@ store_consultation_free(StoreConsultation *c)
 
 #define CONSULT_SELECT                                                                             \
     "SELECT c.id, c.teacher_id, c.student_id, tu.display_name, su.display_name,"                   \
-    " c.status, c.requested_at, c.accepted_at, c.ended_at, c.end_reason, c.node_id"                \
+    " c.status, c.requested_at, c.accepted_at, c.ended_at, c.end_reason, c.node_id,"               \
+    " (SELECT count(*) FROM messages m WHERE m.consultation_id = c.id)"                            \
     " FROM consultations c JOIN users tu ON tu.id = c.teacher_id"                                  \
     " JOIN users su ON su.id = c.student_id"
 
@@ -389,6 +390,7 @@ consult_from_row(StoreStmt *st)
     c->end_reason = store_col_strdup(st, 9);
     const char *node = store_col_text(st, 10);
     c->node_id = node && *node ? g_strdup(node) : NULL;
+    c->messages = store_col_int64(st, 11);
     return c;
 }
 

@@ -193,10 +193,40 @@ project_recording(Store *s, const StoreEvent *e, GError **error)
 
 /* Applies one event to the read models.  Unknown types are skipped, so an
  * older build can replay a newer log. */
+char *
+store_json_string(const char *text)
+{
+    GString *out = g_string_sized_new(strlen(text) + 2);
+    g_string_append_c(out, '"');
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            g_string_append_printf(out, "\\%c", *p);
+        else if (*p < 0x20 || *p == 0x7f)
+            g_string_append_printf(out, "\\u%04x", *p);
+        else
+            g_string_append_c(out, (char)*p);
+    }
+    g_string_append_c(out, '"');
+    return g_string_free(out, FALSE);
+}
+
+/* The my page's count of a consultation's messages: one more, or none. */
+static gboolean
+mypage_messages(Store *s, const StoreEvent *e, gboolean cleared, GError **error)
+{
+    StoreStmt *st = store_stmt(s, "UPDATE mypage SET messages = CASE WHEN ?2 <> 0 THEN 0"
+                                  " ELSE messages + 1 END WHERE consultation_id = ?1");
+    store_bind_int64(st, 1, e->consultation_id);
+    store_bind_int64(st, 2, cleared);
+    return store_step_done(s, st, error, "mypage messages");
+}
+
 static gboolean
 project(Store *s, const StoreEvent *e, GError **error)
 {
     const char *t = e->type;
+    if (!strcmp(t, "message.created") || !strcmp(t, "messages.deleted"))
+        return mypage_messages(s, e, !strcmp(t, "messages.deleted"), error);
     if (!strcmp(t, "teacher.favorited"))
         return stats_add(s, e->teacher_id, 1, 0, error);
     if (!strcmp(t, "teacher.unfavorited"))
@@ -456,6 +486,7 @@ mypage_from_row(StoreStmt *st)
     r->started_at = store_col_int64(st, 5);
     r->ended_at = store_col_int64(st, 6);
     r->end_reason = store_col_strdup(st, 7);
+    r->messages = store_col_int64(st, 8);
     return r;
 }
 
@@ -464,7 +495,8 @@ store_mypage(Store *s, gint64 student, GError **error)
 {
     StoreStmt *st =
         store_stmt(s, "SELECT consultation_id, teacher_id, teacher_name, status, requested_at,"
-                      " started_at, ended_at, end_reason FROM mypage WHERE student_id = ?1"
+                      " started_at, ended_at, end_reason, messages FROM mypage"
+                      " WHERE student_id = ?1"
                       " ORDER BY requested_at DESC, consultation_id DESC");
     store_bind_int64(st, 1, student);
     return STORE_COLLECT(s, st, mypage_from_row, store_mypage_row_free, "my page", error);

@@ -9,3 +9,5 @@
  * JSON object's text. */
 gboolean store_event_append(Store *s, const char *type, gint64 teacher, gint64 student,
                             gint64 consultation, const char *payload, GError **error);
+/* TEXT (UTF-8) as a JSON string literal, quotes included, for payloads. */
+char *store_json_string(const char *text);

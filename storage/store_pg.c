@@ -892,6 +892,16 @@ static const char *const pg_migrations[] = {
     "    'uploading','ready','failed','empty','deleted')),"
     "  ADD COLUMN store " T " NOT NULL DEFAULT '',"
     "  ADD COLUMN upload_id " T " NOT NULL DEFAULT '';",
+    /* 5: the chat (see the SQLite schema's 9). */
+    "CREATE TABLE messages ("
+    "  id " ID ","
+    "  consultation_id BIGINT NOT NULL REFERENCES consultations(id),"
+    "  author_id BIGINT NOT NULL,"
+    "  role " T " NOT NULL CHECK (role IN ('teacher','student')),"
+    "  body " T " NOT NULL,"
+    "  created_at BIGINT NOT NULL);"
+    "CREATE INDEX messages_consultation ON messages(consultation_id, id);"
+    "ALTER TABLE mypage ADD COLUMN messages BIGINT NOT NULL DEFAULT 0;",
 };
 G_STATIC_ASSERT(G_N_ELEMENTS(pg_migrations) == STORE_PG_SCHEMA_VERSION);
 

@@ -66,6 +66,15 @@ rec_from_row(StoreStmt *st)
     return r;
 }
 
+/* The one row ST finds, or NULL. */
+static StoreRecording *
+rec_one(StoreStmt *st)
+{
+    StoreRecording *r = store_step(st) == STORE_ROW ? rec_from_row(st) : NULL;
+    store_stmt_reset(st);
+    return r;
+}
+
 static GPtrArray *
 rec_rows(Store *s, StoreStmt *st, GError **error)
 {
@@ -176,8 +185,7 @@ store_recording_get_ready(Store *s, gint64 consultation, const char *file)
                                   " AND state = 'ready'");
     store_bind_int64(st, 1, consultation);
     store_bind_text(st, 2, file);
-    StoreRecording *r = store_step(st) == STORE_ROW ? rec_from_row(st) : NULL;
-    store_stmt_reset(st);
+    StoreRecording *r = rec_one(st);
     return r;
 }
 
@@ -201,8 +209,7 @@ store_recording_stored(Store *s, gint64 consultation, const char *file, const ch
                                   " AND file = ?2 AND state = 'uploading'");
     store_bind_int64(st, 1, consultation);
     store_bind_text(st, 2, file);
-    g_autoptr(StoreRecording) r = store_step(st) == STORE_ROW ? rec_from_row(st) : NULL;
-    store_stmt_reset(st);
+    g_autoptr(StoreRecording) r = rec_one(st);
     gboolean ok = r != NULL;
     if (!ok)
         g_set_error(error, STORE_ERROR, STORE_ERROR_CONFLICT, "%s is not uploading", file);
@@ -289,8 +296,7 @@ store_recording_write_off(Store *s, gint64 id, GError **error)
         return FALSE;
     StoreStmt *st = store_stmt(s, "SELECT " REC_COLS " FROM recordings WHERE id = ?1");
     store_bind_int64(st, 1, id);
-    g_autoptr(StoreRecording) r = store_step(st) == STORE_ROW ? rec_from_row(st) : NULL;
-    store_stmt_reset(st);
+    g_autoptr(StoreRecording) r = rec_one(st);
     gboolean lost = FALSE;
     if (r && s->kind == STORE_KIND_PG) {
         st = store_stmt(s, "SELECT count(*) FROM recordings AS r WHERE r.id = ?1 AND" ON_LOST_NODE);
@@ -400,8 +406,7 @@ store_recording_deleted(Store *s, gint64 id, const char *reason, GError **error)
     StoreStmt *st = store_stmt(s, "SELECT " REC_COLS " FROM recordings WHERE id = ?1"
                                   " AND state = 'ready'");
     store_bind_int64(st, 1, id);
-    g_autoptr(StoreRecording) r = store_step(st) == STORE_ROW ? rec_from_row(st) : NULL;
-    store_stmt_reset(st);
+    g_autoptr(StoreRecording) r = rec_one(st);
     g_autoptr(StoreConsultation) c = r ? store_consultation_get(s, r->consultation_id, NULL) : NULL;
     gboolean ok = c != NULL;
     if (!ok)
@@ -424,6 +429,27 @@ store_recording_deleted(Store *s, gint64 id, const char *reason, GError **error)
             reason);
         ok = store_event_append(s, "recording.deleted", c->teacher_id, c->student_id, c->id,
                                 payload, error);
+    }
+    /* The chat is part of the record: it goes with the last recording. */
+    if (ok) {
+        st = store_stmt(s, "SELECT count(*) FROM recordings WHERE consultation_id = ?1"
+                           " AND state IN ('recording','processing','uploading','ready')");
+        store_bind_int64(st, 1, c->id);
+        if (store_scalar(s, st, 1) == 0) {
+            st = store_stmt(s, "DELETE FROM messages WHERE consultation_id = ?1");
+            store_bind_int64(st, 1, c->id);
+            ok = store_step_done(s, st, error, "messages deleted");
+            gint64 n = ok ? store_changes(s) : 0;
+            if (n > 0) {
+                g_autofree char *p2 = g_strdup_printf(
+                    "{\"consultation_id\":%" G_GINT64_FORMAT ",\"teacher_id\":%" G_GINT64_FORMAT
+                    ",\"student_id\":%" G_GINT64_FORMAT ",\"count\":%" G_GINT64_FORMAT
+                    ",\"reason\":\"%s\"}",
+                    c->id, c->teacher_id, c->student_id, n, reason);
+                ok = store_event_append(s, "messages.deleted", c->teacher_id, c->student_id, c->id,
+                                        p2, error);
+            }
+        }
     }
     return store_autocommit(s, began, ok, error);
 }

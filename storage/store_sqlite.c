@@ -198,6 +198,17 @@ static const char *const migrations[] = {
     "DROP TABLE recordings;"
     "ALTER TABLE recordings_v8 RENAME TO recordings;"
     "CREATE INDEX recordings_state ON recordings(state);",
+    /* 9: the chat of a consultation (part of its record), and the count
+     * the my page shows. */
+    "CREATE TABLE messages ("
+    "  id INTEGER PRIMARY KEY,"
+    "  consultation_id INTEGER NOT NULL REFERENCES consultations(id),"
+    "  author_id INTEGER NOT NULL,"
+    "  role TEXT NOT NULL CHECK (role IN ('teacher','student')),"
+    "  body TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE INDEX messages_consultation ON messages(consultation_id, id);"
+    "ALTER TABLE mypage ADD COLUMN messages INTEGER NOT NULL DEFAULT 0;",
 };
 G_STATIC_ASSERT(G_N_ELEMENTS(migrations) == STORE_SCHEMA_VERSION);
 

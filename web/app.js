@@ -52,7 +52,8 @@ function connectEvents() {
     'consultation.requested', 'consultation.accepted', 'consultation.declined',
     'consultation.canceled', 'consultation.expired', 'consultation.ended',
     'consultation.interrupted', 'consultation.resumed', 'participant.joined',
-    'participant.left', 'recording.ready', 'recording.failed'];
+    'participant.left', 'recording.ready', 'recording.failed', 'message.created',
+    'messages.deleted'];
   // The log no longer holds what this page missed (event-retention-days):
   // draw it again from the API.
   events.addEventListener('reset', () => route());
@@ -179,7 +180,7 @@ async function myPageView() {
     body.replaceChildren(...r.data.consultations.map(c => h('tr', { 'data-consultation': c.consultation_id },
       h('td', { text: c.teacher.display_name }), h('td', { text: c.status }), h('td', { text: fmtTime(c.requested_at) }),
       h('td', { text: fmtDur(c.duration_seconds) }),
-      h('td', {}, c.recordings.length ? h('a', { href: `#/replay/${c.consultation_id}`, class: 'replay-link', text: t('replay') })
+      h('td', {}, c.recordings.length || c.messages ? h('a', { href: `#/replay/${c.consultation_id}`, class: 'replay-link', text: t('replay') })
         : (c.status === 'ended' ? t('processing') : '—')))));
   }
   on('*', render);
@@ -264,6 +265,7 @@ async function callView(id) {
       } })
     : h('button', { type: 'button', class: 'danger', id: 'leave-call', text: t('leave'), onclick: () => endCall(true) });
   view.append(h('h1', { text: other }), h('div', { class: 'call' }, remote, local, state), h('div', { class: 'row' }, mute, cam, end));
+  view.append(await chatPanel(id));
   let stream;
   try {
     stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true });
@@ -295,6 +297,69 @@ async function endCall(navigate) {
   await Promise.all([c.pub.close(), c.sub.close()]);
   for (const tr of c.stream.getTracks()) tr.stop();
   if (navigate) location.hash = me.role === 'student' ? '#/mypage' : '#/';
+}
+
+// ------------------------------------------------------------------- chat
+// Message text goes into text nodes only; http(s) links become <a> with
+// rel="noopener noreferrer" (never innerHTML).
+function linkified(text) {
+  const out = [];
+  let last = 0;
+  for (const m of text.matchAll(/https?:\/\/[^\s<>"']+/g)) {
+    if (m.index > last) out.push(document.createTextNode(text.slice(last, m.index)));
+    out.push(h('a', { href: m[0], rel: 'noopener noreferrer', target: '_blank', text: m[0] }));
+    last = m.index + m[0].length;
+  }
+  if (last < text.length) out.push(document.createTextNode(text.slice(last)));
+  return out;
+}
+
+// The conversation of consultation ID: live (a form to write, new messages
+// from the events stream) or, with SEEK, the record (each message a
+// button to its moment in the recording).
+async function chatPanel(id, seek) {
+  const list = h('ol', { class: 'chat-list', id: 'chat-list', 'aria-live': 'polite' });
+  const seen = new Set();
+  const empty = h('p', { class: 'muted', id: 'chat-empty', text: t('no_messages') });
+  function add(m) {
+    if (seen.has(m.id)) return;
+    seen.add(m.id);
+    empty.remove();
+    const at = new Date(m.created_at); // ISO from the API, ms from an event
+    const who = m.author.id === me.id ? t('you') : t(m.author.role);
+    const head = h('span', { class: 'chat-meta' }, h('strong', { text: who }), ' ',
+      h('time', { datetime: at.toISOString(), text: seek ? fmtDur(m.offset_seconds) : at.toLocaleTimeString(LANG) }));
+    const body = h('span', { class: 'chat-body' }, ...linkified(m.body));
+    const item = h('li', { 'data-message-id': m.id, 'data-offset': m.offset_seconds, class: 'chat-item ' + m.author.role },
+      seek ? h('button', { type: 'button', class: 'chat-seek', onclick: () => seek(m.offset_seconds) }, head) : head, ' ', body);
+    list.append(item);
+    list.scrollTop = list.scrollHeight;
+  }
+  const r = await api('GET', `/api/consultations/${id}/messages`);
+  const panel = h('section', { class: 'chat card', 'aria-label': t('chat') }, h('h2', { text: t('chat') }), empty, list);
+  if (r.ok) r.data.messages.forEach(add);
+  if (!seek) {
+    const input = h('textarea', { id: 'chat-input', maxlength: '2000', rows: '2', 'aria-label': t('message') });
+    const send = h('button', { type: 'submit', id: 'chat-send', text: t('send') });
+    const form = h('form', { class: 'row chat-form' }, input, send);
+    form.addEventListener('submit', async ev => {
+      ev.preventDefault();
+      const text = input.value;
+      if (!text.trim()) return;
+      send.disabled = true;
+      const a = await api('POST', `/api/consultations/${id}/messages`, { body: text });
+      send.disabled = false;
+      if (a.ok) { input.value = ''; add(a.data); } else toast(t('message_failed', { m: a.data.message }));
+    });
+    input.addEventListener('keydown', ev => { if (ev.key === 'Enter' && !ev.shiftKey) { ev.preventDefault(); form.requestSubmit(); } });
+    panel.append(form);
+    on('message.created', e => {
+      if (e.data.consultation_id !== id) return;
+      const m = e.data.message;
+      add({ id: m.id, author: { id: m.author_id, role: m.role }, body: m.body, created_at: m.created_at, offset_seconds: m.offset_ms / 1000 });
+    });
+  }
+  return panel;
 }
 
 // ----------------------------------------------------------------- replay
@@ -345,7 +410,9 @@ async function replayView(id) {
     playing = true; t0 = performance.now(); play.textContent = t('pause'); tick();
   };
   bar.oninput = () => { base = Number(bar.value); t0 = performance.now(); place(base); clock.textContent = fmtDur(base); };
-  window.consultdReplay = { vids, total, seek: s => { bar.value = String(s); bar.oninput(); }, play: () => { if (!playing) play.onclick(); } };
+  const seek = s => { bar.value = String(s); bar.oninput(); };
+  window.consultdReplay = { vids, total, seek, play: () => { if (!playing) play.onclick(); } };
+  view.append(await chatPanel(id, seek));
 }
 
 // ------------------------------------------------------------------ admin
@@ -361,7 +428,7 @@ async function adminView() {
   const msg = h('p', { class: 'error', role: 'alert' });
   const table = (cols, body) => h('table', {}, h('thead', {}, h('tr', {}, ...cols.map(c => h('th', { text: c })))), body);
   view.append(h('h1', { text: t('users') }), form, msg, table(['id', t('username'), t('role'), t('display_name'), ''], users),
-    h('h2', { text: t('live') }), table(['id', t('teacher'), t('student'), t('when')], live),
+    h('h2', { text: t('live') }), table(['id', t('teacher'), t('student'), t('when'), 'node'], live),
     h('h2', { text: t('media_workers') }), table(['#', 'pid', 'ready', 'consultations'], workers),
     h('h2', { text: t('recordings') }), disk, table(['#', 'file', t('status'), 'MB', t('duration')], recs),
     h('h2', { text: t('webhooks') }), table(['event', 'url', 'state', 'attempts', 'error'], hooks));
@@ -381,13 +448,14 @@ async function adminView() {
     disk.textContent = rc.ok ? t('disk_use', { used: mb(rc.data.bytes), free: rc.data.disk ? mb(rc.data.disk.free_bytes) : '?' }) : '';
     recs.replaceChildren(...(rc.data.recordings || []).slice(0, 100).map(x => h('tr', {},
       h('td', { text: x.consultation_id }), h('td', {}, x.url ? h('a', { href: `#/replay/${x.consultation_id}`, text: x.file }) : x.file),
-      h('td', { text: x.state }), h('td', { text: mb(x.size) }), h('td', { text: fmtDur(x.duration_seconds) }))));
+      h('td', { text: x.reason ? `${x.state} (${x.reason})` : x.state }), h('td', { text: mb(x.size) }), h('td', { text: fmtDur(x.duration_seconds) }))));
     users.replaceChildren(...(u.data.users || []).map(x => h('tr', {}, h('td', { text: x.id }), h('td', { text: x.username }),
       h('td', { text: x.role }), h('td', { text: x.display_name }),
       h('td', {}, x.id === me.id ? '' : h('button', { type: 'button', class: 'danger', text: t('delete'),
         onclick: async () => { await api('DELETE', `/api/users/${x.id}`); render(); } })))));
     live.replaceChildren(...(l.data.consultations || []).map(c => h('tr', {}, h('td', { text: c.id }),
-      h('td', { text: c.teacher.display_name }), h('td', { text: c.student.display_name }), h('td', { text: fmtTime(c.started_at) }))));
+      h('td', { text: c.teacher.display_name }), h('td', { text: c.student.display_name }), h('td', { text: fmtTime(c.started_at) }),
+      h('td', { text: c.node_id || '' }))));
     workers.replaceChildren(...(w.data.workers || []).map(x => h('tr', {}, h('td', { text: x.index }), h('td', { text: x.pid }),
       h('td', { text: String(x.ready) }), h('td', { text: x.consultations }))));
     hooks.replaceChildren(...(d.data.deliveries || []).slice(0, 50).map(x => h('tr', {}, h('td', { text: x.event_id }),

@@ -27,6 +27,8 @@ const I18N = {
     replay_title: 'Replay of consultation {id}', back: 'Back', error: 'Something went wrong: {m}',
     disk_use: 'Recordings use {used} MB; {free} MB free on the disk.',
     download: 'Download both side by side (one file)', combining: 'Preparing one combined file… {p}%',
+    chat: 'Chat', send: 'Send', message: 'Message', you: 'You', no_messages: 'No messages yet.',
+    message_failed: 'The message was not sent: {m}',
   },
   ko: {
     app_name: '상담', language: '언어', logout: '로그아웃', login: '로그인',
@@ -53,6 +55,8 @@ const I18N = {
     replay_title: '상담 {id} 다시 보기', back: '뒤로', error: '문제가 생겼습니다: {m}',
     disk_use: '녹화가 {used} MB를 사용 중이며, 디스크 여유 공간은 {free} MB입니다.',
     download: '두 화면을 한 파일로 내려받기', combining: '합친 파일을 만드는 중… {p}%',
+    chat: '채팅', send: '보내기', message: '메시지', you: '나', no_messages: '아직 메시지가 없습니다.',
+    message_failed: '메시지를 보내지 못했습니다: {m}',
   },
 };
 let LANG = localStorage.getItem('lang') || (navigator.language || 'en').slice(0, 2);

@@ -22,10 +22,11 @@
 struct SigConsult {
     SigApp *app;
     SigLimiter *request_limit;
-    SigLimiter *write_limit; /* favorite, presence, profile: per user */
-    json_t *teachers;        /* cached list without "favorite", or NULL */
-    guint64 teachers_gen;    /* sig_events_generation() it was built at */
-    gint64 teachers_at;      /* monotonic us; changes made by other processes
+    SigLimiter *write_limit;   /* favorite, presence, profile: per user */
+    SigLimiter *message_limit; /* chat messages: per user */
+    json_t *teachers;          /* cached list without "favorite", or NULL */
+    guint64 teachers_gen;      /* sig_events_generation() it was built at */
+    gint64 teachers_at;        /* monotonic us; changes made by other processes
                               * (the CLI) show within TEACHERS_TTL */
     guint expiry_timer;
     guint presence_timer;
@@ -58,13 +59,13 @@ sig_consultation_json(const StoreConsultation *c)
     /* node_id: where its media lives (several nodes; absent on one). */
     return json_pack(
         "{s:I, s:{s:I, s:s}, s:{s:I, s:s}, s:s, s:o, s:o, s:o, s:s?, s:{s:s, s:s},"
-        " s:s?}",
+        " s:s?, s:I}",
         "id", (json_int_t)c->id, "teacher", "id", (json_int_t)c->teacher_id, "display_name",
         c->teacher_name, "student", "id", (json_int_t)c->student_id, "display_name",
         c->student_name, "status", store_consult_status_name(c->status), "requested_at",
         sig_json_time(c->requested_at), "started_at", sig_json_time(c->accepted_at), "ended_at",
         sig_json_time(c->ended_at), "end_reason", *c->end_reason ? c->end_reason : NULL, "media",
-        "whip", whip, "whep", whep, "node_id", c->node_id);
+        "whip", whip, "whep", whep, "node_id", c->node_id, "messages", (json_int_t)c->messages);
 }
 
 static gboolean
@@ -469,17 +470,96 @@ sig_h_mypage(SigReq *r)
         gint64 dur = m->started_at && m->ended_at ? (m->ended_at - m->started_at) : 0;
         json_array_append_new(
             arr,
-            json_pack("{s:I, s:{s:I, s:s}, s:s, s:o, s:o, s:o, s:f, s:s?, s:o}", "consultation_id",
-                      (json_int_t)m->consultation_id, "teacher", "id", (json_int_t)m->teacher_id,
-                      "display_name", m->teacher_name, "status",
+            json_pack("{s:I, s:{s:I, s:s}, s:s, s:o, s:o, s:o, s:f, s:s?, s:o, s:I}",
+                      "consultation_id", (json_int_t)m->consultation_id, "teacher", "id",
+                      (json_int_t)m->teacher_id, "display_name", m->teacher_name, "status",
                       store_consult_status_name(m->status), "requested_at",
                       sig_json_time(m->requested_at), "started_at", sig_json_time(m->started_at),
                       "ended_at", sig_json_time(m->ended_at), "duration_seconds", dur / 1000.0,
-                      "end_reason", *m->end_reason ? m->end_reason : NULL, "recordings", rj));
+                      "end_reason", *m->end_reason ? m->end_reason : NULL, "recordings", rj,
+                      "messages", (json_int_t)m->messages));
     }
     sig_reply_json(r, 200,
                    json_pack("{s:o, s:I}", "consultations", arr, "as_of_event",
                              (json_int_t)store_cursor(r->app->store, "projections")));
+}
+
+/* ------------------------------------------------------------------ chat */
+
+/* A message as the API shows it: where it falls in the recording (from
+ * the consultation's start; 0 for one said before). */
+static json_t *
+message_json(const StoreMessage *m, const StoreConsultation *c)
+{
+    gint64 offset = c->accepted_at > 0 ? MAX(0, m->created_at - c->accepted_at) : 0;
+    return json_pack("{s:I, s:I, s:{s:I, s:s}, s:s, s:o, s:f}", "id", (json_int_t)m->id,
+                     "consultation_id", (json_int_t)m->consultation_id, "author", "id",
+                     (json_int_t)m->author_id, "role", consultd_role_name(m->role), "body", m->body,
+                     "created_at", sig_json_time(m->created_at), "offset_seconds", offset / 1000.0);
+}
+
+void
+sig_h_messages_list(SigReq *r)
+{
+    g_autoptr(StoreConsultation) c = load_own(r);
+    if (!c)
+        return;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GPtrArray) ms = store_messages_list(r->app->store, c->id, &err);
+    if (!ms) {
+        sig_reply_store_error(r, err);
+        return;
+    }
+    json_t *arr = json_array();
+    for (guint i = 0; i < ms->len; i++)
+        json_array_append_new(arr, message_json(ms->pdata[i], c));
+    sig_reply_json(r, 200,
+                   json_pack("{s:I, s:o}", "consultation_id", (json_int_t)c->id, "messages", arr));
+}
+
+void
+sig_h_message_create(SigReq *r)
+{
+    g_autoptr(StoreConsultation) c = load_own(r);
+    if (!c)
+        return;
+    if (r->user->id != c->teacher_id && r->user->id != c->student_id) {
+        sig_reply_error(r, 403, "not_participant", "only its participants write in its chat");
+        return;
+    }
+    json_t *body = sig_req_json(r);
+    if (!body)
+        return;
+    const char *text = sig_req_string(r, body, "body", 4 * STORE_MESSAGE_MAX, TRUE);
+    if (!text)
+        return;
+    glong n = g_utf8_strlen(text, -1);
+    gboolean blank = TRUE;
+    for (const char *p = text; *p && blank; p = g_utf8_next_char(p))
+        blank = g_unichar_isspace(g_utf8_get_char(p));
+    if (n > STORE_MESSAGE_MAX || blank) {
+        sig_reply_error(r, 400, "bad_message", "a message is 1 to %d characters, not only spaces",
+                        STORE_MESSAGE_MAX);
+        return;
+    }
+    char key[32];
+    g_snprintf(key, sizeof key, "%" G_GINT64_FORMAT, r->user->id);
+    guint wait = sig_limiter_hit(r->app->consult->message_limit, key);
+    if (wait) {
+        sig_reply_retry(r, 429, "rate_limited", wait, "too many messages");
+        return;
+    }
+    g_autoptr(GError) err = NULL;
+    g_autoptr(StoreMessage) m = store_message_add(r->app->store, c->id, r->user->id, text, &err);
+    if (!m) {
+        if (g_error_matches(err, STORE_ERROR, STORE_ERROR_CONFLICT))
+            sig_reply_error(r, 409, "not_open", "%s", err->message);
+        else
+            sig_reply_store_error(r, err);
+        return;
+    }
+    sig_events_kick(r->app);
+    sig_reply_json(r, 201, message_json(m, c));
 }
 
 /* ---------------------------------------------------------------- timers */
@@ -573,6 +653,7 @@ sig_consult_new(SigApp *app)
     c->app = app;
     c->request_limit = sig_limiter_new((guint)app->cfg->request_rate_per_min, 60);
     c->write_limit = sig_limiter_new((guint)app->cfg->write_rate_per_min, 60);
+    c->message_limit = sig_limiter_new((guint)app->cfg->message_rate_per_min, 60);
     c->expiry_task = SIG_TASK_INIT(app, expire_requests, app);
     c->presence_task = SIG_TASK_INIT(app, sweep_presence, app);
     c->expiry_timer = g_timeout_add(500, sig_task_tick, &c->expiry_task);
@@ -589,6 +670,7 @@ sig_consult_free(SigConsult *c)
     g_source_remove(c->presence_timer);
     sig_limiter_free(c->request_limit);
     sig_limiter_free(c->write_limit);
+    sig_limiter_free(c->message_limit);
     json_decref(c->teachers);
     g_free(c);
 }

@@ -24,4 +24,8 @@ void sig_h_consultation_accept(SigReq *r);
 void sig_h_consultation_decline(SigReq *r);
 void sig_h_consultation_cancel(SigReq *r);
 void sig_h_consultation_end(SigReq *r);
+/* The chat: GET (participants, admin) and POST (participants, while the
+ * consultation is requested, live or interrupted) .../{id}/messages. */
+void sig_h_messages_list(SigReq *r);
+void sig_h_message_create(SigReq *r);
 void sig_h_mypage(SigReq *r);

@@ -77,6 +77,8 @@ rows_json(SigApp *app, GPtrArray *rows, gboolean admin)
             json_object_set_new(j, "consultation_id", json_integer(x->consultation_id));
             if (*x->node_id)
                 json_object_set_new(j, "node_id", json_string(x->node_id));
+            if (*x->store)
+                json_object_set_new(j, "store", json_string(x->store));
             json_object_set_new(j, "created_at", sig_json_time(x->created_at));
         } else if (x->role == CONSULTD_ROLE_COMBINED && x->state == CONSULTD_REC_PROCESSING) {
             int p = sig_recordings_compose_progress(app, x->consultation_id);

@@ -56,6 +56,9 @@ static const SigRoute routes[] = {
     {"POST", "/api/consultations/{id}/cancel", sig_h_consultation_cancel, STUDENT, 0},
     {"POST", "/api/consultations/{id}/end", sig_h_consultation_end, TEACHER | ADMIN, 0},
 
+    {"GET", "/api/consultations/{id}/messages", sig_h_messages_list, ANY, 0},
+    {"POST", "/api/consultations/{id}/messages", sig_h_message_create, TEACHER | STUDENT | ADMIN,
+     0},
     {"GET", "/api/consultations/{id}/recordings", sig_h_recordings_list, ANY, 0},
     {"GET", "/recordings/{id}/{file}", sig_h_recording_file, ANY, 0},
 

@@ -72,7 +72,8 @@ typedef struct SigConfig {
     gint64 recordings_url_ttl;
     char *s3_endpoint, *s3_region, *s3_access_key, *s3_secret_key, *s3_addressing;
     gint64 s3_part_size;
-    gint64 upload_retry_max; /* s: backoff cap between upload attempts */
+    gint64 upload_retry_max;     /* s: backoff cap between upload attempts */
+    gint64 message_rate_per_min; /* chat messages per user per minute */
     char *config_file;
 } SigConfig;
 

@@ -485,9 +485,8 @@ gboolean
 sig_recordings_idle(SigApp *app)
 {
     SigRecordings *rs = app->recordings;
-    return sig_uploads_idle(app) &&
-           (!rs || (!rs->repairing && !rs->composing && g_queue_is_empty(&rs->repairs) &&
-                    g_queue_is_empty(&rs->composes)));
+    return !rs || (!rs->repairing && !rs->composing && g_queue_is_empty(&rs->repairs) &&
+                   g_queue_is_empty(&rs->composes));
 }
 
 void

@@ -541,6 +541,11 @@ def a_killed_owner_fails_over_and_media_resumes_on_another_node():
         recv = peer(via, "whep", cid, st, "receive", 6, 20)
         rc, res, err = result(recv)
         assert rc == 0 and res["video_frames"] >= 20, (res, err[-1500:])
+        # Both are being recorded on the owner (the student's publisher may
+        # connect after the teacher's frames reached the student).
+        wait_for(lambda: c.query(f"SELECT count(*) FROM recordings WHERE consultation_id = {cid}"
+                                 " AND state = 'recording'")[0][0] == 2, 60,
+                 what="both participants recorded")
         sse = SSE(c.nodes[next(i for i in range(3) if f"n{i}" != owner)], st)
         killed_at = time.monotonic()
         c.nodes[int(owner[1:])].kill()
@@ -586,7 +591,11 @@ def recordings_of_a_lost_node(c, cid, lost, new_owner):
         return c.query(f"SELECT file, state, reason FROM recordings WHERE consultation_id = {cid}"
                        f" AND node_id = '{node}' AND role <> 'combined' ORDER BY file")
     waiting = [("student.webm", "processing", "node_lost"), ("teacher.webm", "processing", "node_lost")]
-    wait_for(lambda: rows(lost) == waiting, 30, what="the lost node's recordings marked node_lost")
+    try:
+        wait_for(lambda: rows(lost) == waiting, 30, what="the lost node's recordings marked node_lost")
+    except AssertionError:
+        raise AssertionError(c.query(f"SELECT file, state, reason, node_id FROM recordings"
+                                     f" WHERE consultation_id = {cid}"))
     k = next(i for i in range(len(c.nodes)) if c.nodes[i].proc)
     assert c.req(k, "teacher1", "POST", f"/api/consultations/{cid}/end").status == 200
     done = [("student-2.webm", "ready", ""), ("teacher-2.webm", "ready", "")]

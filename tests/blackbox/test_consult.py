@@ -479,6 +479,56 @@ def webhooks_survive_receiver_down_and_restart():
     rcv.close()
 
 
+@test
+def chat_is_part_of_the_consultation():
+    """Messages: by the participants while the consultation is open, 1 to
+    2,000 characters (not bytes), as sent (markup is text), each an event to
+    both; listed for them and the admin; counted on the my page; refused
+    after the end, from others, empty, too long, too fast."""
+    w = World("--message-rate-per-min", "5")
+    w.online("teacher1")
+    cid = w.request("student1", T1).json["id"]
+    path = f"/api/consultations/{cid}/messages"
+    tsse = SSE(w.s, w.tok["teacher1"])
+    body = 'hello <b>world</b> & "you"\n한국어 https://example.com/a?b=1'
+    r = w.req("student1", "POST", path, {"body": body})  # while requested
+    assert r.status == 201, r
+    m = r.json
+    assert m["body"] == body and m["author"] == {"id": S1, "role": "student"}, m
+    assert m["consultation_id"] == cid and m["offset_seconds"] == 0, m
+    ev = tsse.wait_type("message.created", 20)
+    msg = ev["data"]["data"]["message"]
+    assert msg["body"] == body and msg["id"] == m["id"] and msg["role"] == "student", ev
+    w.req("teacher1", "POST", f"/api/consultations/{cid}/accept")
+    big = "가" * 2000  # 2,000 characters, 6,000 bytes
+    r = w.req("teacher1", "POST", path, {"body": big})
+    assert r.status == 201 and r.json["author"]["role"] == "teacher", r
+    for bad in ("", "   \n\t", "가" * 2001):
+        err(w.req("student1", "POST", path, {"body": bad}), 400)
+    err(w.req("student1", "POST", path, {"text": "x"}), 400)
+    err(w.req("student1", "POST", path, {"body": 7}), 400)
+    err(w.req("student2", "POST", path, {"body": "not mine"}), 404)
+    err(w.req("student2", "GET", path), 404)
+    err(w.req("admin", "POST", path, {"body": "admin"}), 403, "not_participant")
+    for who in ("student1", "teacher1", "admin"):
+        got = w.req(who, "GET", path).json["messages"]
+        assert [x["body"] for x in got] == [body, big], got
+    assert got[1]["offset_seconds"] >= 0
+    # Rate: 5 a minute per user; student1 has sent 1 (the bad ones are
+    # refused before they count).
+    for _ in range(4):
+        assert w.req("student1", "POST", path, {"body": "ok"}).status == 201
+    r = w.req("student1", "POST", path, {"body": "one too many"})
+    err(r, 429, "rate_limited")
+    assert int(r.header("Retry-After")) > 0
+    w.req("teacher1", "POST", f"/api/consultations/{cid}/end")
+    err(w.req("teacher1", "POST", path, {"body": "too late"}), 409, "not_open")
+    assert w.req("teacher1", "GET", f"/api/consultations/{cid}").json["messages"] == 6
+    wait_for(lambda: w.req("student1", "GET", "/api/mypage").json["consultations"][0]["messages"] == 6,
+             10, what="the my page's count")
+    tsse.close()
+
+
 def snapshot(server):
     return {
         "stats": server.query("SELECT * FROM teacher_stats WHERE popularity <> 0"
@@ -498,6 +548,7 @@ def rebuild_projections_equals_live():
     for st in ("student1", "student2"):
         cid = w.request(st, T1).json["id"]
         w.req("teacher1", "POST", f"/api/consultations/{cid}/accept")
+        assert w.req(st, "POST", f"/api/consultations/{cid}/messages", {"body": "hi"}).status == 201
         w.req("teacher1", "POST", f"/api/consultations/{cid}/end")
     cid = w.request("student3", T2).json["id"]
     w.req("student3", "POST", f"/api/consultations/{cid}/cancel")

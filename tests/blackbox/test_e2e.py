@@ -43,9 +43,23 @@ def consultation_through_the_pages():
     assert max(at) - min(at) < 0.4, out["replaySeek"]
     assert out["otherReplay"], out
     assert "busy" in out["busyMessage"], out
+    # The chat: text, never markup; the link a link that opens nothing of ours.
+    hostile = 'see <b id="chat-xss">this</b> https://example.com/notes?a=1 <img src=x onerror="window.__xss=1">'
+    assert out["chatTeacherSaw"] == hostile, out["chatTeacherSaw"]
+    mk = out["chatMarkup"]
+    assert not mk["bold"] and not mk["img"] and not mk["ran"], mk
+    assert mk["links"] == [{"href": "https://example.com/notes?a=1", "rel": "noopener noreferrer",
+                            "text": "https://example.com/notes?a=1"}], mk
+    assert out["chatStudentSaw"] == [hostile, "안녕하세요, 네 알겠습니다"], out["chatStudentSaw"]
+    assert out["chatAfterReload"] == out["chatStudentSaw"], out["chatAfterReload"]
+    chat = out["replayChat"]
+    assert [x["text"] for x in chat] == out["chatAfterReload"] and all(x["button"] for x in chat), chat
+    assert 0 < chat[0]["offset"] < chat[1]["offset"] < 120, chat  # in the recording, in order
+    assert abs(out["replayChatSeek"] - chat[1]["offset"]) < 0.2, (out["replayChatSeek"], chat)
     assert len(out["steps"]) >= 12, out["steps"]
     c = s.get(f"/api/consultations/{out['consultation']}", token=s.login("admin")).json
     assert c["status"] == "ended", c
+    assert c["messages"] == 2, c
 
 
 @test

@@ -254,7 +254,12 @@ def repair_at_start_up_after_main_process_kill():
 def retention_deletes_oldest_with_events():
     s = media_server("--compose=false", "--retention-max-bytes", "1")  # any recording is over this quota
     sse = SSE(s, s.login("student1"))
-    cid, tt, st = recorded_and_ended(s, 4)
+    cid, tt, st, _ = record_one(s, 4)
+    # The chat is part of the record: it goes with the recordings.
+    assert s.post(f"/api/consultations/{cid}/messages", {"body": "my notes"}, token=st).status == 201
+    s.post(f"/api/consultations/{cid}/end", token=tt)
+    wait_for(lambda: [r["state"] for r in recordings(s, cid, st)] == ["ready", "ready"], 60,
+             what="recordings ready")
     adm = s.login("admin")
     before = s.get("/api/admin/recordings", token=adm).json
     assert before["bytes"] > 0 and before["disk"]["free_bytes"] > 0, before
@@ -269,6 +274,11 @@ def retention_deletes_oldest_with_events():
     wait_for(lambda: s.get("/api/mypage", token=st).json["consultations"][0]["recordings"] == [], 10,
              what="my page without the deleted recordings")
     assert {x["state"] for x in recordings(s, cid, st)} == {"deleted"}
+    e = sse.wait_type("messages.deleted")
+    assert e["data"]["data"]["count"] == 1 and e["data"]["data"]["consultation_id"] == cid, e
+    assert s.get(f"/api/consultations/{cid}/messages", token=st).json["messages"] == []
+    wait_for(lambda: s.get("/api/mypage", token=st).json["consultations"][0]["messages"] == 0, 10,
+             what="my page without the messages")
 
 
 @test

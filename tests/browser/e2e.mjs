@@ -59,6 +59,25 @@ try {
     out[who + 'Media'] = await mediaFlowing(p);
     await shot(p, `${who}-in-call`);
   }
+  // The chat: a message with markup and a link from the student shows
+  // live on the teacher's page as text (the link a link, nothing else
+  // markup); the teacher answers in Korean.
+  const hostile = 'see <b id="chat-xss">this</b> https://example.com/notes?a=1 <img src=x onerror="window.__xss=1">';
+  await student.fill('#chat-input', hostile);
+  await student.click('#chat-send');
+  const tItem = teacher.locator('#chat-list li.chat-item.student');
+  await tItem.waitFor({ timeout: 20000 });
+  out.chatTeacherSaw = await tItem.locator('.chat-body').textContent();
+  out.chatMarkup = await teacher.evaluate(() => ({
+    bold: document.getElementById('chat-xss') !== null, img: document.querySelector('#chat-list img') !== null,
+    ran: window.__xss !== undefined,
+    links: [...document.querySelectorAll('#chat-list a')].map(a => ({ href: a.href, rel: a.rel, text: a.textContent })) }));
+  await teacher.waitForTimeout(1500); // a second message later in the recording
+  await teacher.fill('#chat-input', '안녕하세요, 네 알겠습니다');
+  await teacher.press('#chat-input', 'Enter');
+  await student.locator('#chat-list li.chat-item.teacher').waitFor({ timeout: 20000 });
+  out.chatStudentSaw = await student.locator('#chat-list li .chat-body').allTextContents();
+  await shot(student, 'student-chat');
   // Let the recording cover a few seconds.
   await teacher.waitForTimeout(3000);
   await teacher.click('#end-call');
@@ -71,9 +90,16 @@ try {
   await student.waitForURL(/#\/mypage$/, { timeout: 20000 });
   const row = student.locator(`tr[data-consultation="${out.consultation}"]`);
   await row.waitFor({ timeout: 20000 });
-  // The my page is a read model fed by events; the replay link appears once
-  // the recordings are ready.
+  // The my page is a read model fed by events; the replay link is there
+  // (the conversation); wait for the recordings too.
   await row.locator('a.replay-link').waitFor({ timeout: 60000 });
+  await student.waitForFunction(async id => {
+    const r = await fetch('/api/mypage');
+    const c = (await r.json()).consultations.find(x => x.consultation_id === id);
+    return c && c.recordings.length >= 2;
+  }, out.consultation, { timeout: 60000, polling: 500 });
+  await student.reload();
+  await row.locator('a.replay-link').waitFor({ timeout: 20000 });
   out.mypageRow = await row.textContent();
   await shot(student, 'student-mypage');
 
@@ -91,6 +117,18 @@ try {
     { timeout: 30000 }).catch(() => {});
   out.replaySeek = { mid, at: await student.evaluate(() => window.consultdReplay.vids.map(v => v.currentTime + v._offset)) };
   await shot(student, 'student-replay');
+  // The conversation on the replay page, each message at its moment: a
+  // click moves the timeline there.
+  await student.locator('#chat-list li.chat-item').nth(1).waitFor({ timeout: 20000 });
+  out.replayChat = await student.evaluate(() => [...document.querySelectorAll('#chat-list li')].map(li => ({
+    offset: Number(li.dataset.offset), text: li.querySelector('.chat-body').textContent,
+    button: li.querySelector('button.chat-seek') !== null })));
+  await student.locator('#chat-list li.chat-item.teacher button.chat-seek').click();
+  out.replayChatSeek = await student.evaluate(() => Number(document.getElementById('timeline').value));
+  // After a reload, the conversation is still there.
+  await student.reload();
+  await student.locator('#chat-list li.chat-item').nth(1).waitFor({ timeout: 20000 });
+  out.chatAfterReload = await student.locator('#chat-list li .chat-body').allTextContents();
 
   // Another student may not open this replay.
   const octx = await user();
