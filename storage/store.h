@@ -34,10 +34,10 @@ typedef enum {
 } StoreErrorCode;
 
 /* The schema version this build migrates SQLite to; PRAGMA user_version. */
-#define STORE_SCHEMA_VERSION 9
+#define STORE_SCHEMA_VERSION 10
 /* ... and PostgreSQL, whose schema started at the SQLite schema's sixth
  * version; table consultd_schema. */
-#define STORE_PG_SCHEMA_VERSION 5
+#define STORE_PG_SCHEMA_VERSION 6
 
 /* How a shared (PostgreSQL) store behaves; zeroes mean the defaults. */
 typedef struct {
@@ -248,8 +248,9 @@ typedef struct {
     StoreConsultStatus status;
     gint64 requested_at, accepted_at, ended_at; /* ms, 0 if not yet */
     char *end_reason;
-    char *node_id;   /* where its media is placed (several nodes), or NULL */
-    gint64 messages; /* in its chat */
+    char *node_id;      /* where its media is placed (several nodes), or NULL */
+    gint64 messages;    /* in its chat */
+    gboolean from_line; /* offered to the first of the teacher's waiting line */
 } StoreConsultation;
 void store_consultation_free(StoreConsultation *c);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(StoreConsultation, store_consultation_free)
@@ -281,6 +282,46 @@ GArray *store_consultations_live_since_before(Store *s, gint64 before_ms);
  * change of the consultation: a fact the participants are told about. */
 gboolean store_participant_event(Store *s, gint64 id, ConsultdRole role, gboolean joined,
                                  const char *reason, GError **error);
+
+/* ---- a teacher's waiting line (store_line.c) ---- */
+
+/* A busy teacher's line: students wait in order for the teacher to be
+ * free.  When the teacher's consultation closes, the first is offered a
+ * consultation at once (requested, from_line), in the same transaction; a
+ * declined or expired offer moves to the next.  Going offline closes and
+ * empties it; going online opens it again.  Events: line.joined,
+ * line.left (reason left | gone | offered | teacher_offline), line.offered,
+ * line.opened, line.closed. */
+typedef struct {
+    gint64 student_id;
+    char *display_name;
+    gint64 joined_at;
+} StoreLineEntry;
+void store_line_entry_free(StoreLineEntry *e);
+/* STUDENT joins TEACHER's line (at most MAX waiting); *POSITION gets its
+ * place (1: next).  Already in it: its place, no change.  Errors:
+ * NOT_FOUND (no such teacher), TEACHER_OFFLINE, BAD_STATE (the teacher is
+ * online and free: ask directly), CONFLICT (the line is closed), FULL,
+ * EXISTS (in another line, or in an open consultation). */
+gboolean store_line_join(Store *s, gint64 teacher, gint64 student, gint64 max, gint64 *position,
+                         GError **error);
+/* STUDENT leaves TEACHER's line for REASON (a fixed word); FALSE with
+ * NOT_FOUND if not in it. */
+gboolean store_line_leave(Store *s, gint64 teacher, gint64 student, const char *reason,
+                          GError **error);
+/* TEACHER's line in order (StoreLineEntry), and whether it is open; NULL
+ * and NOT_FOUND for no such teacher. */
+GPtrArray *store_line_get(Store *s, gint64 teacher, gboolean *open, GError **error);
+/* The students in TEACHER's line (gint64), in order. */
+GArray *store_line_members(Store *s, gint64 teacher);
+/* The teacher opens or closes the line (a closed line keeps whoever waits
+ * and takes nobody new). */
+gboolean store_line_set_open(Store *s, gint64 teacher, gboolean open, GError **error);
+/* Presence of the waiting: STUDENTS (gint64) have an events stream on this
+ * node now; then those not seen since BEFORE_MS leave (reason gone).  How
+ * many left, or -1. */
+gint64 store_line_sweep(Store *s, GArray *students, gint64 now_ms, gint64 before_ms,
+                        GError **error);
 
 /* ---- the chat of a consultation (store_messages.c) ---- */
 

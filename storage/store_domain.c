@@ -156,6 +156,10 @@ teacher_status(Store *s, gint64 id)
     return v;
 }
 
+static gboolean line_reset(Store *s, gint64 teacher, gboolean online, GError **error);
+static gboolean line_leave(Store *s, gint64 teacher, gint64 student, const char *reason,
+                           GError **error);
+
 static gboolean
 teacher_move(Store *s, gint64 id, StorePresence to, gint64 consultation, GError **error)
 {
@@ -174,7 +178,13 @@ teacher_move(Store *s, gint64 id, StorePresence to, gint64 consultation, GError 
         type = "teacher.available";
     g_autofree char *payload = g_strdup_printf(
         "{\"teacher_id\":%" G_GINT64_FORMAT ",\"status\":\"%s\"}", id, store_presence_name(to));
-    return store_event_append(s, type, id, 0, consultation, payload, error);
+    if (!store_event_append(s, type, id, 0, consultation, payload, error))
+        return FALSE;
+    /* Going offline closes the line and sends its students away; coming
+     * online (not back from a consultation) opens it again. */
+    if (to == STORE_PRESENCE_OFFLINE || (to == STORE_PRESENCE_ONLINE && !consultation))
+        return line_reset(s, id, to == STORE_PRESENCE_ONLINE, error);
+    return TRUE;
 }
 
 #ifndef NDEBUG
@@ -370,7 +380,7 @@ store_consultation_free(StoreConsultation *c)
 #define CONSULT_SELECT                                                                             \
     "SELECT c.id, c.teacher_id, c.student_id, tu.display_name, su.display_name,"                   \
     " c.status, c.requested_at, c.accepted_at, c.ended_at, c.end_reason, c.node_id,"               \
-    " (SELECT count(*) FROM messages m WHERE m.consultation_id = c.id)"                            \
+    " (SELECT count(*) FROM messages m WHERE m.consultation_id = c.id), c.from_line"               \
     " FROM consultations c JOIN users tu ON tu.id = c.teacher_id"                                  \
     " JOIN users su ON su.id = c.student_id"
 
@@ -391,6 +401,7 @@ consult_from_row(StoreStmt *st)
     const char *node = store_col_text(st, 10);
     c->node_id = node && *node ? g_strdup(node) : NULL;
     c->messages = store_col_int64(st, 11);
+    c->from_line = store_col_int64(st, 12) != 0;
     return c;
 }
 
@@ -515,11 +526,312 @@ store_consultation_request(Store *s, gint64 student, gint64 teacher, GError **er
             store_event_append(s, "consultation.requested", teacher, student, id, payload, error) &&
             teacher_move(s, teacher, STORE_PRESENCE_BUSY, id, error);
     }
+    /* Asking a teacher directly leaves any line the student waits in. */
+    gint64 waited = 0;
+    if (ok) {
+        StoreStmt *st = store_stmt(s, "SELECT teacher_id FROM line_entries WHERE student_id = ?1");
+        store_bind_int64(st, 1, student);
+        waited = store_scalar(s, st, 0);
+    }
+    if (ok && waited)
+        ok = line_leave(s, waited, student, "asked_elsewhere", error);
     if (ok)
         check_teacher_consistent(s, teacher);
     if (!store_autocommit(s, began, ok, error))
         return NULL;
     return store_consultation_get(s, id, error);
+}
+
+/* --------------------------------------------------------- waiting line */
+
+void
+store_line_entry_free(StoreLineEntry *e)
+{
+    if (!e)
+        return;
+    g_free(e->display_name);
+    g_free(e);
+}
+
+GArray *
+store_line_members(Store *s, gint64 teacher)
+{
+    StoreStmt *st =
+        store_stmt(s, "SELECT student_id FROM line_entries WHERE teacher_id = ?1 ORDER BY id");
+    store_bind_int64(st, 1, teacher);
+    GArray *out = g_array_new(FALSE, FALSE, sizeof(gint64));
+    while (store_step(st) == STORE_ROW) {
+        gint64 v = store_col_int64(st, 0);
+        g_array_append_val(out, v);
+    }
+    store_stmt_reset(st);
+    return out;
+}
+
+/* The payload of a line event: the teacher, the student it is about (0:
+ * none), the line's length after it, REASON (a fixed word or NULL) and, for
+ * an offer, the consultation. */
+static char *
+line_payload(Store *s, gint64 teacher, gint64 student, const char *reason, gint64 consultation)
+{
+    g_autoptr(GArray) m = store_line_members(s, teacher);
+    GString *ids = g_string_new(NULL);
+    for (guint i = 0; i < m->len; i++)
+        g_string_append_printf(ids, "%s%" G_GINT64_FORMAT, i ? "," : "",
+                               g_array_index(m, gint64, i));
+    g_assert(!reason || strpbrk(reason, "\"\\") == NULL);
+    char *p =
+        g_strdup_printf("{\"teacher_id\":%" G_GINT64_FORMAT ",\"student_id\":%" G_GINT64_FORMAT
+                        ",\"length\":%u,\"waiting\":[%s],\"reason\":\"%s\""
+                        ",\"consultation_id\":%" G_GINT64_FORMAT "}",
+                        teacher, student, m->len, ids->str, reason ? reason : "", consultation);
+    g_string_free(ids, TRUE);
+    return p;
+}
+
+static gboolean
+line_event(Store *s, const char *type, gint64 teacher, gint64 student, const char *reason,
+           gint64 consultation, GError **error)
+{
+    g_autofree char *payload = line_payload(s, teacher, student, reason, consultation);
+    return store_event_append(s, type, teacher, student, consultation, payload, error);
+}
+
+static gboolean
+line_reset(Store *s, gint64 teacher, gboolean online, GError **error)
+{
+    StoreStmt *st = store_stmt(s, "UPDATE teachers SET line_open = ?2 WHERE user_id = ?1");
+    store_bind_int64(st, 1, teacher);
+    store_bind_int64(st, 2, online);
+    if (!store_step_done(s, st, error, "line"))
+        return FALSE;
+    if (online)
+        return TRUE;
+    g_autoptr(GArray) m = store_line_members(s, teacher);
+    if (m->len == 0)
+        return TRUE;
+    st = store_stmt(s, "DELETE FROM line_entries WHERE teacher_id = ?1");
+    store_bind_int64(st, 1, teacher);
+    gboolean ok = store_step_done(s, st, error, "line closed");
+    for (guint i = 0; ok && i < m->len; i++)
+        ok = line_event(s, "line.left", teacher, g_array_index(m, gint64, i), "teacher_offline", 0,
+                        error);
+    return ok && line_event(s, "line.closed", teacher, 0, "teacher_offline", 0, error);
+}
+
+/* The teacher is free again: the first of the line, if any, is offered a
+ * consultation (requested, from_line) in this same transaction, and the
+ * teacher is busy again. */
+static gboolean
+line_offer(Store *s, gint64 teacher, GError **error)
+{
+    if (teacher_status(s, teacher) != STORE_PRESENCE_ONLINE)
+        return TRUE;
+    StoreStmt *st = store_stmt(s, "SELECT student_id FROM line_entries WHERE teacher_id = ?1"
+                                  " ORDER BY id LIMIT 1");
+    store_bind_int64(st, 1, teacher);
+    gint64 student = store_scalar(s, st, 0);
+    if (!student)
+        return TRUE;
+    st = store_stmt(s, "DELETE FROM line_entries WHERE student_id = ?1");
+    store_bind_int64(st, 1, student);
+    if (!store_step_done(s, st, error, "line offer"))
+        return FALSE;
+    st = store_stmt(s, "INSERT INTO consultations (teacher_id, student_id, status, requested_at,"
+                       " from_line) VALUES (?1, ?2, 'requested', ?3, 1) RETURNING id");
+    store_bind_int64(st, 1, teacher);
+    store_bind_int64(st, 2, student);
+    store_bind_int64(st, 3, store_now_ms());
+    gint64 id = store_step_id(s, st, error, "line offer");
+    if (id <= 0)
+        return FALSE;
+    g_autofree char *payload =
+        consult_payload(id, teacher, student, STORE_CONSULT_REQUESTED, "from_line");
+    return store_event_append(s, "consultation.requested", teacher, student, id, payload, error) &&
+           teacher_move(s, teacher, STORE_PRESENCE_BUSY, id, error) &&
+           line_event(s, "line.left", teacher, student, "offered", id, error) &&
+           line_event(s, "line.offered", teacher, student, NULL, id, error);
+}
+
+gboolean
+store_line_join(Store *s, gint64 teacher, gint64 student, gint64 max, gint64 *position,
+                GError **error)
+{
+    *position = 0;
+    gboolean began;
+    if (!store_autobegin(s, &began, error))
+        return FALSE;
+    gboolean ok = TRUE;
+    int now = teacher_status(s, teacher);
+    StoreStmt *st = store_stmt(s, "SELECT line_open FROM teachers WHERE user_id = ?1");
+    store_bind_int64(st, 1, teacher);
+    gboolean open = store_scalar(s, st, 0) != 0;
+    g_autoptr(GArray) m = store_line_members(s, teacher);
+    for (guint i = 0; i < m->len; i++)
+        if (g_array_index(m, gint64, i) == student)
+            *position = i + 1;
+    if (now < 0) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "no teacher %" G_GINT64_FORMAT,
+                    teacher);
+        ok = FALSE;
+    } else if (*position) {
+        return store_autocommit(s, began, TRUE, error); /* there already */
+    } else if (now == STORE_PRESENCE_OFFLINE) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_TEACHER_OFFLINE, "the teacher is offline");
+        ok = FALSE;
+    } else if (now == STORE_PRESENCE_ONLINE) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_BAD_STATE,
+                    "the teacher is free: ask for a consultation directly");
+        ok = FALSE;
+    } else if (!open) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_CONFLICT, "the teacher's line is closed");
+        ok = FALSE;
+    } else if ((gint64)m->len >= max) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_FULL,
+                    "the line is full (%" G_GINT64_FORMAT " waiting)", max);
+        ok = FALSE;
+    }
+    if (ok) {
+        st = store_stmt(s, "SELECT (SELECT count(*) FROM line_entries WHERE student_id = ?1)"
+                           " + (SELECT count(*) FROM consultations WHERE student_id = ?1"
+                           "    AND status IN ('requested','live','interrupted'))");
+        store_bind_int64(st, 1, student);
+        if (store_scalar(s, st, 0) > 0) {
+            g_set_error(error, STORE_ERROR, STORE_ERROR_EXISTS,
+                        "already waiting in a line or in a consultation");
+            ok = FALSE;
+        }
+    }
+    if (ok) {
+        gint64 t = store_now_ms();
+        st = store_stmt(s, "INSERT INTO line_entries (teacher_id, student_id, joined_at, seen_at)"
+                           " VALUES (?1, ?2, ?3, ?3)");
+        store_bind_int64(st, 1, teacher);
+        store_bind_int64(st, 2, student);
+        store_bind_int64(st, 3, t);
+        ok = store_step_done(s, st, error, "line join");
+        *position = (gint64)m->len + 1;
+    }
+    if (ok)
+        ok = line_event(s, "line.joined", teacher, student, NULL, 0, error);
+    return store_autocommit(s, began, ok, error);
+}
+
+/* Inside a transaction: STUDENT leaves TEACHER's line for REASON. */
+static gboolean
+line_leave(Store *s, gint64 teacher, gint64 student, const char *reason, GError **error)
+{
+    StoreStmt *st =
+        store_stmt(s, "DELETE FROM line_entries WHERE teacher_id = ?1 AND student_id = ?2");
+    store_bind_int64(st, 1, teacher);
+    store_bind_int64(st, 2, student);
+    if (!store_step_done(s, st, error, "line leave"))
+        return FALSE;
+    if (store_changes(s) == 0) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "not in this line");
+        return FALSE;
+    }
+    return line_event(s, "line.left", teacher, student, reason, 0, error);
+}
+
+gboolean
+store_line_leave(Store *s, gint64 teacher, gint64 student, const char *reason, GError **error)
+{
+    gboolean began;
+    if (!store_autobegin(s, &began, error))
+        return FALSE;
+    gboolean ok = line_leave(s, teacher, student, reason, error);
+    return store_autocommit(s, began, ok, error);
+}
+
+static StoreLineEntry *
+line_entry_from_row(StoreStmt *st)
+{
+    StoreLineEntry *e = g_new0(StoreLineEntry, 1);
+    e->student_id = store_col_int64(st, 0);
+    e->display_name = store_col_strdup(st, 1);
+    e->joined_at = store_col_int64(st, 2);
+    return e;
+}
+
+GPtrArray *
+store_line_get(Store *s, gint64 teacher, gboolean *open, GError **error)
+{
+    StoreStmt *st = store_stmt(s, "SELECT line_open FROM teachers WHERE user_id = ?1");
+    store_bind_int64(st, 1, teacher);
+    gint64 v = store_scalar(s, st, -1);
+    if (v < 0) {
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "no teacher %" G_GINT64_FORMAT,
+                    teacher);
+        return NULL;
+    }
+    *open = v != 0;
+    st = store_stmt(s, "SELECT l.student_id, u.display_name, l.joined_at FROM line_entries l"
+                       " JOIN users u ON u.id = l.student_id WHERE l.teacher_id = ?1"
+                       " ORDER BY l.id");
+    store_bind_int64(st, 1, teacher);
+    return STORE_COLLECT(s, st, line_entry_from_row, store_line_entry_free, "line", error);
+}
+
+gboolean
+store_line_set_open(Store *s, gint64 teacher, gboolean open, GError **error)
+{
+    gboolean began;
+    if (!store_autobegin(s, &began, error))
+        return FALSE;
+    StoreStmt *st = store_stmt(s, "SELECT line_open FROM teachers WHERE user_id = ?1");
+    store_bind_int64(st, 1, teacher);
+    gint64 was = store_scalar(s, st, -1);
+    gboolean ok = was >= 0;
+    if (!ok)
+        g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "no teacher %" G_GINT64_FORMAT,
+                    teacher);
+    if (ok && (was != 0) != open) {
+        st = store_stmt(s, "UPDATE teachers SET line_open = ?2 WHERE user_id = ?1");
+        store_bind_int64(st, 1, teacher);
+        store_bind_int64(st, 2, open);
+        ok = store_step_done(s, st, error, "line open") &&
+             line_event(s, open ? "line.opened" : "line.closed", teacher, 0, NULL, 0, error);
+    }
+    return store_autocommit(s, began, ok, error);
+}
+
+gint64
+store_line_sweep(Store *s, GArray *students, gint64 now_ms, gint64 before_ms, GError **error)
+{
+    gboolean began;
+    if (!store_autobegin(s, &began, error))
+        return -1;
+    /* Lines are short: every entry is read, and only those waiting get
+     * written (seen here now, or gone). */
+    StoreStmt *st = store_stmt(s, "SELECT teacher_id, student_id, seen_at FROM line_entries"
+                                  " ORDER BY id");
+    g_autoptr(GArray) rows = g_array_new(FALSE, FALSE, sizeof(gint64));
+    while (store_step(st) == STORE_ROW) {
+        gint64 row[3] = {store_col_int64(st, 0), store_col_int64(st, 1), store_col_int64(st, 2)};
+        g_array_append_vals(rows, row, 3);
+    }
+    store_stmt_reset(st);
+    gboolean ok = TRUE;
+    gint64 n = 0;
+    for (guint i = 0; ok && i + 2 < rows->len; i += 3) {
+        gint64 teacher = g_array_index(rows, gint64, i),
+               student = g_array_index(rows, gint64, i + 1);
+        gboolean here = FALSE;
+        for (guint k = 0; students && k < students->len && !here; k++)
+            here = g_array_index(students, gint64, k) == student;
+        gint64 seen = g_array_index(rows, gint64, i + 2);
+        if (here && seen < now_ms - (now_ms - before_ms) / 2) { /* written twice a grace */
+            st = store_stmt(s, "UPDATE line_entries SET seen_at = ?2 WHERE student_id = ?1");
+            store_bind_int64(st, 1, student);
+            store_bind_int64(st, 2, now_ms);
+            ok = store_step_done(s, st, error, "line seen");
+        } else if (!here && seen < before_ms) {
+            ok = line_leave(s, teacher, student, "gone", error);
+            n++;
+        }
+    }
+    return store_autocommit(s, began, ok, error) ? n : -1;
 }
 
 gboolean
@@ -559,7 +871,8 @@ store_consultation_transition(Store *s, gint64 id, StoreConsultStatus to, const 
                                 payload, error);
     }
     if (ok && !consult_open(to))
-        ok = teacher_move(s, c->teacher_id, STORE_PRESENCE_ONLINE, id, error);
+        ok = teacher_move(s, c->teacher_id, STORE_PRESENCE_ONLINE, id, error) &&
+             line_offer(s, c->teacher_id, error);
     if (ok)
         check_teacher_consistent(s, c->teacher_id);
     return store_autocommit(s, began, ok, error);

@@ -902,6 +902,16 @@ static const char *const pg_migrations[] = {
     "  created_at BIGINT NOT NULL);"
     "CREATE INDEX messages_consultation ON messages(consultation_id, id);"
     "ALTER TABLE mypage ADD COLUMN messages BIGINT NOT NULL DEFAULT 0;",
+    /* 6: the waiting line (see the SQLite schema's 10). */
+    "CREATE TABLE line_entries ("
+    "  id " ID ","
+    "  teacher_id BIGINT NOT NULL REFERENCES users(id),"
+    "  student_id BIGINT NOT NULL UNIQUE REFERENCES users(id),"
+    "  joined_at BIGINT NOT NULL,"
+    "  seen_at BIGINT NOT NULL);"
+    "CREATE INDEX line_teacher ON line_entries(teacher_id, id);"
+    "ALTER TABLE teachers ADD COLUMN line_open BIGINT NOT NULL DEFAULT 1;"
+    "ALTER TABLE consultations ADD COLUMN from_line BIGINT NOT NULL DEFAULT 0;",
 };
 G_STATIC_ASSERT(G_N_ELEMENTS(pg_migrations) == STORE_PG_SCHEMA_VERSION);
 

@@ -209,6 +209,18 @@ static const char *const migrations[] = {
     "  created_at INTEGER NOT NULL);"
     "CREATE INDEX messages_consultation ON messages(consultation_id, id);"
     "ALTER TABLE mypage ADD COLUMN messages INTEGER NOT NULL DEFAULT 0;",
+    /* 10: a teacher's waiting line (store_line.c): its students in order,
+     * one line at a time per student; whether it takes more; and whether
+     * a consultation was offered from it. */
+    "CREATE TABLE line_entries ("
+    "  id INTEGER PRIMARY KEY,"
+    "  teacher_id INTEGER NOT NULL REFERENCES users(id),"
+    "  student_id INTEGER NOT NULL UNIQUE REFERENCES users(id),"
+    "  joined_at INTEGER NOT NULL,"
+    "  seen_at INTEGER NOT NULL);"
+    "CREATE INDEX line_teacher ON line_entries(teacher_id, id);"
+    "ALTER TABLE teachers ADD COLUMN line_open INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE consultations ADD COLUMN from_line INTEGER NOT NULL DEFAULT 0;",
 };
 G_STATIC_ASSERT(G_N_ELEMENTS(migrations) == STORE_SCHEMA_VERSION);
 

@@ -8,6 +8,7 @@ const view = document.getElementById('view');
 let me = null;          // the logged-in user
 let events = null;      // the EventSource
 let call = null;        // the active call, if any
+let myLine = 0;         // the teacher whose line this student waits in, if any
 const handlers = new Set();
 
 // ---------------------------------------------------------------- helpers
@@ -53,7 +54,7 @@ function connectEvents() {
     'consultation.canceled', 'consultation.expired', 'consultation.ended',
     'consultation.interrupted', 'consultation.resumed', 'participant.joined',
     'participant.left', 'recording.ready', 'recording.failed', 'message.created',
-    'messages.deleted'];
+    'messages.deleted', 'line.joined', 'line.left', 'line.offered', 'line.opened', 'line.closed'];
   // The log no longer holds what this page missed (event-retention-days):
   // draw it again from the API.
   events.addEventListener('reset', () => route());
@@ -103,6 +104,17 @@ function globalHandlers() {
   }
   on('consultation.requested', async e => {
     if (me && me.role === 'teacher' && e.data.teacher_id === me.id) toast(t('new_request', { name: '#' + e.data.student_id }));
+    if (me && me.role === 'student' && e.data.student_id === me.id && e.data.reason === 'from_line') {
+      myLine = 0;
+      const r = await api('GET', `/api/teachers/${e.data.teacher_id}`);
+      toast(t('your_turn', { name: r.ok ? r.data.display_name : '#' + e.data.teacher_id }));
+    }
+  });
+  on('line.left', e => {
+    if (me && me.role === 'student' && e.data.student_id === me.id && e.data.reason === 'teacher_offline') {
+      myLine = 0;
+      toast(t('line_teacher_left'));
+    }
   });
 }
 
@@ -137,18 +149,50 @@ async function studentView() {
   async function render() {
     const r = await api('GET', '/api/teachers');
     if (!r.ok) return;
+    await loadLines(r.data.teachers);
     list.replaceChildren(...r.data.teachers.map(tc => {
       const fav = h('button', { type: 'button', class: 'secondary fav', 'aria-pressed': String(tc.favorite),
         text: tc.favorite ? '★ ' + t('unfavorite') : '☆ ' + t('favorite'),
         onclick: async () => { await api(tc.favorite ? 'DELETE' : 'POST', `/api/teachers/${tc.id}/favorite`); render(); } });
       const req = h('button', { type: 'button', class: 'request', text: t('request'),
         onclick: () => request(tc) });
+      const line = lines.get(tc.id);
+      const waiting = line && line.position > 0;
+      const lineRow = waiting
+        ? h('div', { class: 'row line' }, h('span', { class: 'line-place', role: 'status', 'data-position': line.position,
+            text: t('line_place', { pos: line.position, ahead: line.ahead }) }),
+          h('button', { type: 'button', class: 'secondary line-leave', text: t('leave_line'), onclick: () => leaveLine(tc) }))
+        : tc.status === 'busy' ? h('div', { class: 'row line' },
+          h('button', { type: 'button', class: 'secondary line-join', text: t('join_line'), onclick: () => joinLine(tc) })) : null;
       return h('article', { class: 'card teacher', 'data-teacher': tc.id },
         h('h3', { text: tc.display_name }), statusBadge(tc.status),
         h('p', { class: 'intro', text: tc.intro }),
         h('p', { class: 'muted', text: `${t('popularity', { n: tc.popularity })} · ${t('consultations_done', { n: tc.consultation_count })}` }),
-        h('div', { class: 'row' }, req, fav));
+        h('div', { class: 'row' }, req, fav), lineRow);
     }));
+  }
+  // The student's place in each busy teacher's line (at most one holds it).
+  const lines = new Map();
+  async function loadLines(teachers) {
+    lines.clear();
+    myLine = 0;
+    await Promise.all(teachers.filter(tc => tc.status === 'busy').map(async tc => {
+      const r = await api('GET', `/api/teachers/${tc.id}/line`);
+      if (r.ok) { lines.set(tc.id, r.data); if (r.data.position > 0) myLine = tc.id; }
+    }));
+  }
+  async function joinLine(tc) {
+    notice.textContent = '';
+    const r = await api('POST', `/api/teachers/${tc.id}/line`);
+    if (!r.ok) notice.textContent = r.data.error === 'line_full' ? t('line_full')
+      : r.data.error === 'line_closed' ? t('line_is_closed')
+        : r.data.error === 'teacher_free' || r.data.error === 'teacher_offline' ? t('error', { m: r.data.message })
+          : t('error', { m: r.data.message || r.status });
+    render();
+  }
+  async function leaveLine(tc) {
+    await api('DELETE', `/api/teachers/${tc.id}/line`);
+    render();
   }
   async function request(tc) {
     notice.textContent = '';
@@ -164,7 +208,8 @@ async function studentView() {
     else notice.textContent = t('error', { m: r.data.message || r.status });
     render();
   }
-  for (const k of ['teacher.online', 'teacher.offline', 'teacher.busy', 'teacher.available', 'teacher.favorited', 'teacher.unfavorited']) on(k, render);
+  for (const k of ['teacher.online', 'teacher.offline', 'teacher.busy', 'teacher.available', 'teacher.favorited', 'teacher.unfavorited',
+    'line.joined', 'line.left', 'line.offered', 'line.opened', 'line.closed']) on(k, render);
   await render();
   // Teachers the student does not favor change status too: refresh now and then.
   const timer = setInterval(() => { if (document.getElementById('teachers') === list) render(); else clearInterval(timer); }, 10000);
@@ -194,6 +239,9 @@ async function teacherView() {
   const intro = h('textarea', { id: 'intro', maxlength: '2000', 'aria-label': t('intro') });
   const saved = h('span', { class: 'muted', role: 'status' });
   const incoming = h('div', { id: 'incoming' });
+  const lineCount = h('span', { id: 'line-length', role: 'status' });
+  const lineToggle = h('button', { type: 'button', class: 'secondary', id: 'line-toggle' });
+  const lineList = h('ol', { id: 'line-students' });
   const hist = h('tbody');
   view.append(h('h1', { text: me.display_name }), h('div', { class: 'card' }, state, toggle),
     h('div', { class: 'card' }, h('label', {}, h('span', { text: t('intro') }), intro),
@@ -202,6 +250,7 @@ async function teacherView() {
         saved.textContent = r.ok ? t('saved') : t('error', { m: r.data.message });
       } }), saved)),
     h('h2', { text: t('incoming') }), incoming,
+    h('h2', { text: t('line_title') }), h('div', { class: 'card' }, h('div', { class: 'row' }, lineCount, lineToggle), lineList),
     h('h2', { text: t('history') }),
     h('table', {}, h('thead', {}, h('tr', {}, ...['student', 'status', 'when', 'recordings'].map(k => h('th', { text: t(k) })))), hist));
   let status = 'offline';
@@ -225,6 +274,7 @@ async function teacherView() {
     const req = r.data.consultations.filter(c => c.status === 'requested');
     incoming.replaceChildren(...(req.length ? req.map(c => h('div', { class: 'card row', 'data-consultation': c.id },
       h('strong', { text: c.student.display_name }), h('span', { class: 'muted', text: fmtTime(c.requested_at) }),
+      c.from_line ? h('span', { class: 'badge from-line', text: t('from_line') }) : null,
       h('span', { class: 'spacer' }),
       h('button', { type: 'button', class: 'accept', text: t('accept'), onclick: async () => {
         const a = await api('POST', `/api/consultations/${c.id}/accept`);
@@ -238,7 +288,19 @@ async function teacherView() {
       h('td', {}, c.status === 'live' ? h('a', { href: `#/call/${c.id}`, text: t('connected') })
         : h('a', { href: `#/replay/${c.id}`, text: t('replay') })))));
   }
-  on('*', () => { renderMe(); renderLists(); });
+  let lineOpen = true;
+  async function renderLine() {
+    const r = await api('GET', `/api/teachers/${me.id}/line`);
+    if (!r.ok) return;
+    lineOpen = r.data.open;
+    lineCount.dataset.length = r.data.length;
+    lineCount.textContent = `${t('line_count', { n: r.data.length })}${r.data.open ? '' : ' · ' + t('line_is_closed')}`;
+    lineToggle.textContent = r.data.open ? t('close_line') : t('open_line');
+    lineList.replaceChildren(...r.data.students.map(x => h('li', { 'data-student': x.id, text: x.display_name })));
+  }
+  lineToggle.onclick = async () => { await api('PUT', `/api/teachers/${me.id}/line`, { open: !lineOpen }); renderLine(); };
+  on('*', () => { renderMe(); renderLists(); renderLine(); });
+  renderLine();
   await renderMe();
   // Opening the console is going online (explicitly, through the API).
   if (status === 'offline' && !sessionStorage.getItem('stayed-offline')) {
@@ -477,5 +539,10 @@ document.getElementById('logout').addEventListener('click', async () => {
   route();
 });
 window.addEventListener('hashchange', route);
+// Leaving the page leaves the line (losing the events stream does too, after
+// the presence grace).
+window.addEventListener('pagehide', () => {
+  if (myLine) fetch(`/api/teachers/${myLine}/line`, { method: 'DELETE', keepalive: true });
+});
 applyI18n();
 route();

@@ -29,6 +29,10 @@ const I18N = {
     download: 'Download both side by side (one file)', combining: 'Preparing one combined file… {p}%',
     chat: 'Chat', send: 'Send', message: 'Message', you: 'You', no_messages: 'No messages yet.',
     message_failed: 'The message was not sent: {m}',
+    join_line: 'Wait in line', leave_line: 'Leave the line', line_place: 'You are number {pos} in line ({ahead} ahead).',
+    line_title: 'Waiting line', line_count: '{n} waiting', close_line: 'Close the line', open_line: 'Open the line',
+    line_is_closed: 'The line is closed.', line_full: 'The line is full.', from_line: 'from your line',
+    your_turn: 'Your turn: your request went to {name}.', line_teacher_left: 'The teacher went offline; the line was closed.',
   },
   ko: {
     app_name: '상담', language: '언어', logout: '로그아웃', login: '로그인',
@@ -57,6 +61,10 @@ const I18N = {
     download: '두 화면을 한 파일로 내려받기', combining: '합친 파일을 만드는 중… {p}%',
     chat: '채팅', send: '보내기', message: '메시지', you: '나', no_messages: '아직 메시지가 없습니다.',
     message_failed: '메시지를 보내지 못했습니다: {m}',
+    join_line: '줄 서기', leave_line: '줄에서 나가기', line_place: '대기 {pos}번째입니다 (앞에 {ahead}명).',
+    line_title: '대기 줄', line_count: '{n}명 대기 중', close_line: '줄 닫기', open_line: '줄 열기',
+    line_is_closed: '줄이 닫혀 있습니다.', line_full: '줄이 가득 찼습니다.', from_line: '대기 줄에서',
+    your_turn: '차례입니다: {name} 선생님께 요청이 갔습니다.', line_teacher_left: '선생님이 오프라인이 되어 줄이 닫혔습니다.',
   },
 };
 let LANG = localStorage.getItem('lang') || (navigator.language || 'en').slice(0, 2);

@@ -59,13 +59,14 @@ sig_consultation_json(const StoreConsultation *c)
     /* node_id: where its media lives (several nodes; absent on one). */
     return json_pack(
         "{s:I, s:{s:I, s:s}, s:{s:I, s:s}, s:s, s:o, s:o, s:o, s:s?, s:{s:s, s:s},"
-        " s:s?, s:I}",
+        " s:s?, s:I, s:b}",
         "id", (json_int_t)c->id, "teacher", "id", (json_int_t)c->teacher_id, "display_name",
         c->teacher_name, "student", "id", (json_int_t)c->student_id, "display_name",
         c->student_name, "status", store_consult_status_name(c->status), "requested_at",
         sig_json_time(c->requested_at), "started_at", sig_json_time(c->accepted_at), "ended_at",
         sig_json_time(c->ended_at), "end_reason", *c->end_reason ? c->end_reason : NULL, "media",
-        "whip", whip, "whep", whep, "node_id", c->node_id, "messages", (json_int_t)c->messages);
+        "whip", whip, "whep", whep, "node_id", c->node_id, "messages", (json_int_t)c->messages,
+        "from_line", c->from_line);
 }
 
 static gboolean
@@ -266,6 +267,128 @@ void
 sig_h_favorite_remove(SigReq *r)
 {
     favorite(r, FALSE);
+}
+
+/* ---------------------------------------------------------- waiting line */
+
+/* What the caller may see of a line: its teacher (or an admin) every
+ * student in it; a student their own place. */
+static json_t *
+line_json(SigReq *r, gint64 teacher, gboolean open, GPtrArray *entries)
+{
+    json_t *j = json_pack("{s:I, s:b, s:I}", "teacher_id", (json_int_t)teacher, "open", open,
+                          "length", (json_int_t)entries->len);
+    if (r->user->role == STORE_ROLE_STUDENT) {
+        gint64 pos = 0;
+        for (guint i = 0; i < entries->len && !pos; i++)
+            if (((StoreLineEntry *)entries->pdata[i])->student_id == r->user->id)
+                pos = i + 1;
+        json_object_set_new(j, "position", json_integer(pos));
+        json_object_set_new(j, "ahead", json_integer(pos ? pos - 1 : (json_int_t)entries->len));
+        return j;
+    }
+    json_t *arr = json_array();
+    for (guint i = 0; i < entries->len; i++) {
+        StoreLineEntry *e = entries->pdata[i];
+        json_array_append_new(arr, json_pack("{s:I, s:s, s:o}", "id", (json_int_t)e->student_id,
+                                             "display_name", e->display_name, "joined_at",
+                                             sig_json_time(e->joined_at)));
+    }
+    json_object_set_new(j, "students", arr);
+    return j;
+}
+
+static void
+reply_line(SigReq *r, gint64 teacher, unsigned status)
+{
+    gboolean open = FALSE;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GPtrArray) entries = store_line_get(r->app->store, teacher, &open, &err);
+    if (!entries) {
+        sig_reply_store_error(r, err);
+        return;
+    }
+    sig_reply_json(r, status, line_json(r, teacher, open, entries));
+}
+
+void
+sig_h_line_get(SigReq *r)
+{
+    gint64 id = sig_req_id(r, 0);
+    if (!id)
+        return;
+    if (r->user->role == STORE_ROLE_TEACHER && r->user->id != id) {
+        sig_reply_error(r, 403, "forbidden", "only the teacher themself sees their line");
+        return;
+    }
+    reply_line(r, id, 200);
+}
+
+void
+sig_h_line_join(SigReq *r)
+{
+    gint64 id = sig_req_id(r, 0);
+    if (!id || !write_allowed(r))
+        return;
+    gint64 pos = 0;
+    g_autoptr(GError) err = NULL;
+    if (!store_line_join(r->app->store, id, r->user->id, r->app->cfg->line_max, &pos, &err)) {
+        static const struct {
+            StoreErrorCode code;
+            const char *name;
+        } why[] = {{STORE_ERROR_TEACHER_OFFLINE, "teacher_offline"},
+                   {STORE_ERROR_BAD_STATE, "teacher_free"},
+                   {STORE_ERROR_CONFLICT, "line_closed"},
+                   {STORE_ERROR_FULL, "line_full"},
+                   {STORE_ERROR_EXISTS, "already_waiting"}};
+        for (guint i = 0; i < G_N_ELEMENTS(why); i++)
+            if (g_error_matches(err, STORE_ERROR, why[i].code)) {
+                sig_reply_error(r, 409, why[i].name, "%s", err->message);
+                return;
+            }
+        sig_reply_store_error(r, err);
+        return;
+    }
+    sig_events_kick(r->app);
+    reply_line(r, id, 201);
+}
+
+void
+sig_h_line_leave(SigReq *r)
+{
+    gint64 id = sig_req_id(r, 0);
+    if (!id)
+        return;
+    g_autoptr(GError) err = NULL;
+    if (!store_line_leave(r->app->store, id, r->user->id, "left", &err)) {
+        sig_reply_store_error(r, err);
+        return;
+    }
+    sig_events_kick(r->app);
+    reply_line(r, id, 200);
+}
+
+void
+sig_h_line_set(SigReq *r)
+{
+    gint64 id = own_teacher_id(r, FALSE);
+    if (!id || !write_allowed(r))
+        return;
+    json_t *body = sig_req_json(r);
+    if (!body)
+        return;
+    json_t *open = json_object_get(body, "open");
+    if (!json_is_boolean(open)) {
+        sig_reply_error(r, 400, "bad_field", "field 'open' must be true or false");
+        return;
+    }
+    g_autoptr(GError) err = NULL;
+    if (!store_line_set_open(r->app->store, id, json_is_true(open), &err)) {
+        sig_reply_store_error(r, err);
+        return;
+    }
+    sig_events_kick(r->app);
+    reply_line(r, id, 200);
 }
 
 /* --------------------------------------------------------- consultations */
@@ -600,6 +723,12 @@ sweep_presence(gpointer data)
      * node records the consoles it holds, and only a teacher no node has
      * seen within the grace goes offline. */
     gint64 unseen_since = 0;
+    /* Students waiting in a line leave it once no node has seen their
+     * events stream for the presence grace. */
+    g_autoptr(GArray) students = sig_streams_students_present(app);
+    gint64 t = store_now_ms();
+    if (store_line_sweep(app->store, students, t, t - app->cfg->presence_grace * 1000, NULL) > 0)
+        sig_events_kick(app);
     if (store_shared(app->store)) {
         /* Failover: consultations on a node whose lease ran out. */
         g_autoptr(GError) err = NULL;

@@ -27,5 +27,12 @@ void sig_h_consultation_end(SigReq *r);
 /* The chat: GET (participants, admin) and POST (participants, while the
  * consultation is requested, live or interrupted) .../{id}/messages. */
 void sig_h_messages_list(SigReq *r);
+/* A teacher's waiting line: GET (its teacher or an admin: the students;
+ * a student: their place), POST and DELETE (a student joins, leaves), PUT
+ * {"open": bool} (the teacher). */
+void sig_h_line_get(SigReq *r);
+void sig_h_line_join(SigReq *r);
+void sig_h_line_leave(SigReq *r);
+void sig_h_line_set(SigReq *r);
 void sig_h_message_create(SigReq *r);
 void sig_h_mypage(SigReq *r);

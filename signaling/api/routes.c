@@ -47,6 +47,10 @@ static const SigRoute routes[] = {
     {"PUT", "/api/teachers/{id}/presence", sig_h_teacher_presence, TEACHER, 0},
     {"POST", "/api/teachers/{id}/favorite", sig_h_favorite_add, STUDENT, 0},
     {"DELETE", "/api/teachers/{id}/favorite", sig_h_favorite_remove, STUDENT, 0},
+    {"GET", "/api/teachers/{id}/line", sig_h_line_get, ANY, 0},
+    {"POST", "/api/teachers/{id}/line", sig_h_line_join, STUDENT, 0},
+    {"DELETE", "/api/teachers/{id}/line", sig_h_line_leave, STUDENT, 0},
+    {"PUT", "/api/teachers/{id}/line", sig_h_line_set, TEACHER, 0},
 
     {"POST", "/api/consultations", sig_h_consultation_create, STUDENT, 0},
     {"GET", "/api/consultations", sig_h_consultations_list, TEACHER | ADMIN, 0},

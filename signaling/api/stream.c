@@ -359,6 +359,19 @@ sig_streams_teachers_present(SigApp *app)
     return out;
 }
 
+GArray *
+sig_streams_students_present(SigApp *app)
+{
+    GArray *out = g_array_new(FALSE, FALSE, sizeof(gint64));
+    GPtrArray *ss = app->streams->streams;
+    for (guint i = 0; i < ss->len; i++) {
+        const StoreUser *u = ((Stream *)ss->pdata[i])->user;
+        if (u->role == STORE_ROLE_STUDENT)
+            g_array_append_val(out, u->id);
+    }
+    return out;
+}
+
 /* ------------------------------------------------------------ lifecycle */
 
 /* The dispatcher hands over every new event: it goes to the streams of the
@@ -367,17 +380,18 @@ static void
 fan_out(SigApp *app, const StoreEvent *e, gpointer data)
 {
     SigStreams *st = data;
-    g_autoptr(GArray) favorers = NULL;
-    /* The teacher's favorers matter for presence events only: looked up
-     * once per such event, if a student listens, never for the others.
-     * Before the loop: the lookup may wait (a fiber, on PostgreSQL), and
-     * streams come and go meanwhile. */
-    for (guint i = 0; i < st->streams->len && !favorers && sig_event_is_presence(e); i++)
+    g_autoptr(GArray) also = NULL;
+    /* Presence events also go to the teacher's favorers, line events to
+     * the students in the teacher's line: looked up once per such event, if
+     * a student listens, never for the others.  Before the loop: the
+     * lookup may wait (a fiber, on PostgreSQL), and streams come and go
+     * meanwhile. */
+    for (guint i = 0; i < st->streams->len && !also && sig_event_reaches_others(e); i++)
         if (((Stream *)st->streams->pdata[i])->user->role == STORE_ROLE_STUDENT)
-            favorers = store_favorers(app->store, e->teacher_id);
+            also = sig_event_others(app, e);
     for (guint i = 0; i < st->streams->len; i++) {
         Stream *s = st->streams->pdata[i];
-        if (sig_event_for_user(app, e, s->user, favorers))
+        if (sig_event_for_user(app, e, s->user, also))
             stream_push_event(s, e);
     }
 }

@@ -23,5 +23,7 @@ void sig_streams_teacher_seen(SigApp *app, gint64 teacher);
 gboolean sig_streams_teacher_gone(SigApp *app, gint64 teacher, gint64 grace_s);
 /* Teachers with an events stream open on this node now. */
 GArray *sig_streams_teachers_present(SigApp *app);
+/* The students with an events stream here (gint64; one per stream). */
+GArray *sig_streams_students_present(SigApp *app);
 
 void sig_h_events(SigReq *r);

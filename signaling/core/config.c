@@ -78,6 +78,8 @@ static const CfgOpt opts[] = {
      "consultation requests waiting at once (503 with Retry-After above)"},
     {"request-rate-per-min", CFG_INT, OFF(request_rate_per_min), "10", 1, 1000000,
      "consultation requests per student per minute (429 above)"},
+    {"line-max", CFG_INT, OFF(line_max), "10", 1, 1000,
+     "students who may wait in one busy teacher's line"},
     {"message-rate-per-min", CFG_INT, OFF(message_rate_per_min), "30", 1, 1000000,
      "chat messages per user per minute (429 above)"},
     {"write-rate-per-min", CFG_INT, OFF(write_rate_per_min), "60", 1, 1000000,

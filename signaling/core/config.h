@@ -74,6 +74,7 @@ typedef struct SigConfig {
     gint64 s3_part_size;
     gint64 upload_retry_max;     /* s: backoff cap between upload attempts */
     gint64 message_rate_per_min; /* chat messages per user per minute */
+    gint64 line_max;             /* students waiting in one teacher's line */
     char *config_file;
 } SigConfig;
 

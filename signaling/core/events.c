@@ -47,21 +47,44 @@ sig_event_is_presence(const StoreEvent *e)
     return g_strv_contains(presence, e->type);
 }
 
+static gboolean
+is_line(const StoreEvent *e)
+{
+    return g_str_has_prefix(e->type, "line.");
+}
+
 gboolean
-sig_event_for_user(SigApp *app, const StoreEvent *e, const StoreUser *u, GArray *favorers)
+sig_event_reaches_others(const StoreEvent *e)
+{
+    return sig_event_is_presence(e) || is_line(e);
+}
+
+GArray *
+sig_event_others(SigApp *app, const StoreEvent *e)
+{
+    if (is_line(e))
+        return store_line_members(app->store, e->teacher_id);
+    if (sig_event_is_presence(e))
+        return store_favorers(app->store, e->teacher_id);
+    return g_array_new(FALSE, FALSE, sizeof(gint64));
+}
+
+gboolean
+sig_event_for_user(SigApp *app, const StoreEvent *e, const StoreUser *u, GArray *others)
 {
     if (u->role == STORE_ROLE_ADMIN)
         return TRUE;
     if (e->teacher_id == u->id || (e->student_id && e->student_id == u->id))
         return TRUE;
-    /* Presence changes also go to the students who favor the teacher. */
-    if (u->role != STORE_ROLE_STUDENT || !sig_event_is_presence(e))
+    /* Presence changes also go to the students who favor the teacher; line
+     * changes to the students waiting in it (their places moved). */
+    if (u->role != STORE_ROLE_STUDENT || !sig_event_reaches_others(e))
         return FALSE;
     g_autoptr(GArray) own = NULL;
-    if (!favorers)
-        favorers = own = store_favorers(app->store, e->teacher_id);
-    for (guint i = 0; i < favorers->len; i++)
-        if (g_array_index(favorers, gint64, i) == u->id)
+    if (!others)
+        others = own = sig_event_others(app, e);
+    for (guint i = 0; i < others->len; i++)
+        if (g_array_index(others, gint64, i) == u->id)
             return TRUE;
     return FALSE;
 }

@@ -40,8 +40,13 @@ gint64 sig_events_prune_all(SigApp *app);
 /* Whether E is a teacher's presence change (which also goes to the
  * students who favor the teacher). */
 gboolean sig_event_is_presence(const StoreEvent *e);
-/* Whether event E concerns user U (FAVORERS: the teacher's favorers, or
- * NULL to look them up). */
-gboolean sig_event_for_user(SigApp *app, const StoreEvent *e, const StoreUser *u, GArray *favorers);
+/* Whether E goes to more students than its own: a presence change to the
+ * teacher's favorers, a line change to the students in the line. */
+gboolean sig_event_reaches_others(const StoreEvent *e);
+/* Those students (gint64), looked up now; empty for other events. */
+GArray *sig_event_others(SigApp *app, const StoreEvent *e);
+/* Whether event E concerns user U (OTHERS: sig_event_others(), or NULL to
+ * look them up). */
+gboolean sig_event_for_user(SigApp *app, const StoreEvent *e, const StoreUser *u, GArray *others);
 /* The event as clients see it (SSE data, webhook body); new reference. */
 json_t *sig_event_json(const StoreEvent *e);

@@ -529,6 +529,134 @@ def chat_is_part_of_the_consultation():
     tsse.close()
 
 
+def line(w, who, tid=T1):
+    return w.req(who, "GET", f"/api/teachers/{tid}/line").json
+
+
+@test
+def a_waiting_line_offers_the_teacher_to_the_next_in_order():
+    """Students line up behind a busy teacher and see their places; one
+    leaves and the others move up; when the teacher's consultation ends the
+    first is offered one at once (from_line), a decline moves to the next,
+    and the teacher is never in two at a time.  The rules: not while the
+    teacher is free or offline, not when closed or full, one line (or
+    consultation) at a time; going offline empties the line."""
+    w = World("--line-max", "3")
+    for u in ("student4", "student5"):
+        w.tok[u] = w.s.login(u)
+    path = f"/api/teachers/{T1}/line"
+    err(w.req("student2", "POST", path), 409, "teacher_offline")
+    w.online("teacher1")
+    err(w.req("student2", "POST", path), 409, "teacher_free")
+    first = w.request("student1", T1).json["id"]
+    w.req("teacher1", "POST", f"/api/consultations/{first}/accept")
+    err(w.req("student1", "POST", path), 409, "already_waiting")  # in a consultation
+    sse = {u: SSE(w.s, w.tok[u]) for u in ("student2", "student3", "teacher1")}
+    for k, u in enumerate(("student2", "student3", "student4"), 1):
+        r = w.req(u, "POST", path)
+        assert r.status == 201 and r.json["position"] == k and r.json["ahead"] == k - 1, r
+    assert w.req("student2", "POST", path).json["position"] == 1  # joining again: the same place
+    err(w.req("student5", "POST", path), 409, "line_full")
+    err(w.req("teacher1", "POST", path), 403)
+    t = line(w, "teacher1")
+    assert [x["id"] for x in t["students"]] == [S2, S3, S4] and t["open"] and t["length"] == 3, t
+    err(w.req("teacher2", "GET", path), 403)
+    # The third in line hears that the second left, and moves up.
+    assert w.req("student3", "DELETE", path).status == 200
+    err(w.req("student3", "DELETE", path), 404)
+    sse["student2"].wait_type("line.left", 20, student_id=S3)
+    assert line(w, "student4")["position"] == 2 and line(w, "student2")["position"] == 1
+    # Closed: nobody new, the waiting stay.
+    assert w.req("teacher1", "PUT", path, {"open": False}).json["open"] is False
+    err(w.req("student5", "POST", path), 409, "line_closed")
+    err(w.req("teacher1", "PUT", path, {"open": "no"}), 400)
+    assert w.req("teacher1", "PUT", path, {"open": True}).status == 200
+    # The teacher ends: the first in line gets a request at once.
+    w.req("teacher1", "POST", f"/api/consultations/{first}/end")
+    ev = sse["student2"].wait_type("consultation.requested", 20, student_id=S2)
+    offered = ev["data"]["data"]["consultation_id"]
+    c = w.req("teacher1", "GET", f"/api/consultations/{offered}").json
+    assert c["status"] == "requested" and c["from_line"] is True and c["student"]["id"] == S2, c
+    assert w.teacher(T1)["status"] == "busy"
+    assert line(w, "student4")["position"] == 1 and line(w, "student2")["position"] == 0
+    # Declined: the next one is offered.
+    w.req("teacher1", "POST", f"/api/consultations/{offered}/decline")
+    open_ = w.req("admin", "GET", "/api/consultations?status=requested").json["consultations"]
+    assert [(x["student"]["id"], x["from_line"]) for x in open_] == [(S4, True)], open_
+    assert line(w, "teacher1")["length"] == 0
+    # Accepted, it is an ordinary consultation.
+    assert w.req("teacher1", "POST", f"/api/consultations/{open_[0]['id']}/accept").status == 200
+    # The next one waits; the teacher ends; the offer goes out at once;
+    # declined with nobody left, the teacher is free again.
+    assert w.req("student5", "POST", path).status == 201
+    w.req("teacher1", "POST", f"/api/consultations/{open_[0]['id']}/end")
+    ev = sse["teacher1"].wait_type("line.offered", 20, student_id=S5)
+    w.req("teacher1", "POST", f"/api/consultations/{ev['data']['data']['consultation_id']}/decline")
+    assert w.teacher(T1)["status"] == "online" and line(w, "teacher1")["length"] == 0
+    err(w.req("student2", "POST", path), 409, "teacher_free")
+    # A canceled request frees the teacher too: the line's first is offered.
+    first = w.request("student1", T1).json["id"]
+    assert w.req("student2", "POST", path).status == 201
+    w.req("student1", "POST", f"/api/consultations/{first}/cancel")
+    sse["student2"].wait_type("line.offered", 20, student_id=S2)
+    # Asking another teacher directly leaves the line.
+    w.online("teacher2")
+    second = w.req("admin", "GET", "/api/consultations?status=requested").json["consultations"][0]["id"]
+    w.req("teacher1", "POST", f"/api/consultations/{second}/decline")
+    first = w.request("student1", T1).json["id"]
+    assert w.req("student3", "POST", path).status == 201
+    assert w.request("student3", T2).status == 201
+    assert line(w, "teacher1")["length"] == 0
+    for s_ in sse.values():
+        s_.close()
+
+
+@test
+def line_races_keep_one_order_and_one_consultation():
+    """Two students join the line while the teacher ends, all at once,
+    many times: each time the teacher holds at most one open consultation,
+    whoever was offered was first in line, and the line keeps its order."""
+    w = World("--line-max", "10", "--write-rate-per-min", "100000")
+    w.online("teacher1")
+    for _ in range(8):
+        first = w.request("student1", T1).json["id"]
+        w.req("teacher1", "POST", f"/api/consultations/{first}/accept")
+        parallel([lambda: w.req("student2", "POST", f"/api/teachers/{T1}/line"),
+                  lambda: w.req("student3", "POST", f"/api/teachers/{T1}/line"),
+                  lambda: w.req("teacher1", "POST", f"/api/consultations/{first}/end")])
+        opened = w.s.query(f"SELECT student_id FROM consultations WHERE teacher_id = {T1}"
+                           " AND status IN ('requested','live','interrupted')")
+        assert len(opened) <= 1, opened
+        waiting = [x["id"] for x in line(w, "teacher1")["students"]]
+        if opened:
+            # The offer went to the first in line; the other still waits.
+            assert opened[0][0] in (S2, S3) and opened[0][0] not in waiting, (opened, waiting)
+        # Clean up for the next round: nobody waits, nobody is in a call.
+        for u in ("student2", "student3"):
+            w.req(u, "DELETE", f"/api/teachers/{T1}/line")
+        for (cid,) in w.s.query(f"SELECT id FROM consultations WHERE teacher_id = {T1}"
+                                " AND status = 'requested'"):
+            w.req("teacher1", "POST", f"/api/consultations/{cid}/decline")
+        assert w.teacher(T1)["status"] == "online"
+
+
+@test
+def losing_the_events_stream_leaves_the_line():
+    w = World("--presence-grace", "2")
+    w.online("teacher1")
+    first = w.request("student1", T1).json["id"]
+    w.req("teacher1", "POST", f"/api/consultations/{first}/accept")
+    keep = SSE(w.s, w.tok["student2"])
+    assert w.req("student2", "POST", f"/api/teachers/{T1}/line").status == 201
+    assert w.req("student3", "POST", f"/api/teachers/{T1}/line").status == 201  # no stream
+    tsse = SSE(w.s, w.tok["teacher1"])
+    tsse.wait_type("line.left", 20, student_id=S3)
+    assert [x["id"] for x in line(w, "teacher1")["students"]] == [S2]
+    keep.close()
+    wait_for(lambda: line(w, "teacher1")["length"] == 0, 20, what="the second to go")
+    tsse.close()
+
+
 def snapshot(server):
     return {
         "stats": server.query("SELECT * FROM teacher_stats WHERE popularity <> 0"

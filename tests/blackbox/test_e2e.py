@@ -4,8 +4,9 @@ plus the refusals a user can meet (another student's replay, a busy
 teacher).  Screenshots of every step are kept in the build's meson-logs."""
 import json
 import os
+import subprocess
 
-from harness import browser_script, run, test
+from harness import BROWSER, Server, browser_script, run, test
 from mediahelp import media_server
 
 # Screenshots: meson sets E2E_ARTIFACTS under build/; a direct run writes to
@@ -100,6 +101,48 @@ def pages_pass_an_accessibility_audit():
     assert all(n > 10 for n in out["passes"].values()), out["passes"]  # axe really ran
     bad = {k: v for k, v in out["pages"].items() if v}
     assert not bad, json.dumps(bad, indent=1)
+
+
+@test
+def a_waiting_line_through_the_pages():
+    """Three students line up behind a busy teacher in Chromium: places
+    1-2-3, live; the second leaves and the third moves up; the teacher ends
+    the consultation, the first gets the offer (the console marks it from
+    the line), the teacher accepts and the student's page moves to the
+    call."""
+    s = Server("--media-workers", "0")
+    tt, st = s.login("teacher1"), s.login("student1")
+    assert s.request("PUT", "/api/teachers/2/presence", {"status": "online"}, token=tt).status == 200
+    cid = s.post("/api/consultations", {"teacher_id": 2}, token=st).json["id"]
+    assert s.post(f"/api/consultations/{cid}/accept", token=tt).status == 200
+    p = subprocess.Popen(["node", os.path.join(BROWSER, "line.mjs"),
+                          json.dumps({"base": s.url, "teacher": "Kim Minji"})],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         cwd=BROWSER, text=True)
+    try:
+        first = p.stdout.readline().strip()
+        if first == "READY":
+            assert s.post(f"/api/consultations/{cid}/end", token=tt).status == 200
+            p.stdin.write("GO\n")
+            p.stdin.flush()
+        rest, errs = p.communicate(timeout=240)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    lines = [l for l in (first + "\n" + rest).splitlines() if l.startswith("{")]
+    assert lines, (first, rest, errs[-3000:])
+    out = json.loads(lines[-1])
+    assert "error" not in out and not out.get("pageErrors"), json.dumps(out, indent=1)
+    assert out["places"] == {"student2": 1, "student3": 2, "student4": 3}, out
+    assert out["placeText"] == "You are number 3 in line (2 ahead).", out
+    assert out["afterLeave"] == {"student2": 1, "student4": 2, "student3Joins": 1}, out
+    names = {u["id"]: u["display_name"] for u in s.get("/api/users", token=s.login("admin")).json["users"]}
+    assert out["teacherLine"] == [names[6], names[8]], out  # student2, student4
+    assert "from your line" in out["offer"], out
+    assert "Your turn" in out["toast"], out
+    assert out["studentCall"] == out["teacherCall"] and out["studentCall"].startswith("/call/"), out
+    offered = int(out["studentCall"].split("/")[-1])
+    assert s.get(f"/api/consultations/{offered}", token=tt).json["from_line"] is True
 
 
 if __name__ == "__main__":
