@@ -9,8 +9,8 @@ import subprocess
 import threading
 import time
 
-from harness import (BIN, ROOT, SSE, Postgres, Server, browser_script, free_port, parallel, run,
-                     test, wait_for)
+from harness import (BIN, BROWSER, ROOT, SSE, Postgres, Server, browser_script, free_port,
+                     parallel, run, test, wait_for)
 from clusterhelp import T1, Cluster, Haproxy, Via, online, placed
 from mediahelp import metric, offer, peer, result
 
@@ -639,6 +639,50 @@ def chromium_pages_follow_the_redirect_through_the_entry_point():
                 assert loc.startswith(f"{h.url}/n/{owner[0][0]}/"), out
     finally:
         h.stop()
+
+
+@test
+def chromium_pages_recover_from_a_killed_owner_through_the_entry_point():
+    """The real pages in a call through haproxy; kill -9 of the node that
+    holds the consultation's media: both pages, untouched, publish and
+    subscribe again through the entry point, the consultation lands on
+    another node, and media flows both ways again."""
+    hport = free_port()
+    c = Cluster(3, "--public-url", f"http://127.0.0.1:{hport}", "--trusted-proxies", "127.0.0.1",
+                media=True)
+    h = Haproxy(c, hport)
+    p = subprocess.Popen(["node", os.path.join(BROWSER, "cluster.mjs"),
+                          json.dumps({"base": h.url, "failover": True})],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         cwd=BROWSER, text=True)
+    try:
+        first = p.stdout.readline().strip()
+        killed = None
+        if first == "READY":
+            (cid, owner), = c.query("SELECT id, node_id FROM consultations WHERE status = 'live'")
+            killed = owner
+            c.nodes[int(owner[1:])].kill()
+            p.stdin.write("GO\n")
+            p.stdin.flush()
+        rest, errs = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        h.stop()
+    lines = [l for l in (first + "\n" + rest).splitlines() if l.startswith("{")]
+    assert lines, (first, rest, errs[-3000:])
+    out = json.loads(lines[-1])
+    assert "error" not in out and not out.get("pageErrors"), json.dumps(out, indent=1)
+    assert killed, out
+    new_owner = c.query(f"SELECT node_id FROM consultations WHERE id = {out['consultation']}")[0][0]
+    assert new_owner not in (None, killed), (new_owner, killed)
+    for who in ("teacher", "student"):
+        m = out[who + "MediaAfter"]
+        assert m["videoWidth"] > 0 and m["timeAdvanced"] > 0.3 and m["framesGrew"] > 5, (who, m)
+        for loc in out[who + "LocationsAfter"]:
+            assert loc.startswith(f"{h.url}/n/{new_owner}/"), out
+    print(f"# pages back with media {out['teacherRecoveredMs'] / 1000:.1f} s (teacher),"
+          f" {out['studentRecoveredMs'] / 1000:.1f} s (student) after the kill")
 
 
 @test

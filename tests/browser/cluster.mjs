@@ -2,8 +2,13 @@
 // several nodes: the page's WHIP/WHEP POSTs go to whichever node haproxy
 // picks and follow the 307 to the consultation's node (fetch keeps the
 // method, the body and the cookie on a same-origin redirect).
-//   node cluster.mjs '{"base": "http://127.0.0.1:HAPROXY"}'
+//   node cluster.mjs '{"base": "http://127.0.0.1:HAPROXY"[, "failover": true]}'
 // Prints one JSON line: both sides' media and where their sessions live.
+// With failover: once media flows it prints "READY" on a line of its own
+// and waits for a line on stdin (the test kills the consultation's node
+// meanwhile); then both pages must get media again on their own, through
+// the entry point, without anyone touching them.
+import readline from 'node:readline';
 import { launchBrowser, login as signIn, mediaFlowing, teacherCard } from './chromium.mjs';
 
 const opts = JSON.parse(process.argv[2]);
@@ -30,6 +35,25 @@ try {
     await p.waitForFunction(() => document.getElementById('remote-video')?.videoWidth > 0, null, { timeout: 45000 });
     out[who + 'Media'] = await mediaFlowing(p);
     out[who + 'Locations'] = await p.evaluate(() => [window.consultdCall.pub?.location, window.consultdCall.sub?.location]);
+  }
+  if (opts.failover) {
+    const rl = readline.createInterface({ input: process.stdin });
+    console.log('READY');
+    await rl[Symbol.asyncIterator]().next();
+    rl.close();
+    const t0 = Date.now();
+    for (const [who, p] of [['teacher', teacher], ['student', student]]) {
+      const [pub0, sub0] = out[who + 'Locations'];
+      await p.waitForFunction(([a, b]) => {
+        const c = window.consultdCall;
+        return c && c.pub?.location && c.pub.location !== a && c.sub?.location && c.sub.location !== b &&
+          document.getElementById('remote-video')?.videoWidth > 0;
+      }, [pub0, sub0], { timeout: 120000, polling: 250 });
+      out[who + 'MediaAfter'] = await mediaFlowing(p);
+      out[who + 'LocationsAfter'] = await p.evaluate(() => [window.consultdCall.pub?.location, window.consultdCall.sub?.location]);
+      out[who + 'RecoveredMs'] = Date.now() - t0;
+    }
+    out.stateAfter = await student.locator('#call-state').getAttribute('data-state');
   }
   await teacher.click('#end-call');
   await teacher.waitForURL(/#\/$/);
