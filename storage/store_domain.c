@@ -553,6 +553,15 @@ store_line_entry_free(StoreLineEntry *e)
     g_free(e);
 }
 
+/* Whether TEACHER's line is open: 1, 0, or -1 for no such teacher. */
+static gint64
+line_open(Store *s, gint64 teacher)
+{
+    StoreStmt *st = store_stmt(s, "SELECT line_open <> 0 FROM teachers WHERE user_id = ?1");
+    store_bind_int64(st, 1, teacher);
+    return store_scalar(s, st, -1);
+}
+
 GArray *
 store_line_members(Store *s, gint64 teacher)
 {
@@ -663,9 +672,7 @@ store_line_join(Store *s, gint64 teacher, gint64 student, gint64 max, gint64 *po
         return FALSE;
     gboolean ok = TRUE;
     int now = teacher_status(s, teacher);
-    StoreStmt *st = store_stmt(s, "SELECT line_open FROM teachers WHERE user_id = ?1");
-    store_bind_int64(st, 1, teacher);
-    gboolean open = store_scalar(s, st, 0) != 0;
+    gboolean open = line_open(s, teacher) > 0;
     g_autoptr(GArray) m = store_line_members(s, teacher);
     for (guint i = 0; i < m->len; i++)
         if (g_array_index(m, gint64, i) == student)
@@ -692,9 +699,10 @@ store_line_join(Store *s, gint64 teacher, gint64 student, gint64 max, gint64 *po
         ok = FALSE;
     }
     if (ok) {
-        st = store_stmt(s, "SELECT (SELECT count(*) FROM line_entries WHERE student_id = ?1)"
-                           " + (SELECT count(*) FROM consultations WHERE student_id = ?1"
-                           "    AND status IN ('requested','live','interrupted'))");
+        StoreStmt *st =
+            store_stmt(s, "SELECT (SELECT count(*) FROM line_entries WHERE student_id = ?1)"
+                          " + (SELECT count(*) FROM consultations WHERE student_id = ?1"
+                          "    AND status IN ('requested','live','interrupted'))");
         store_bind_int64(st, 1, student);
         if (store_scalar(s, st, 0) > 0) {
             g_set_error(error, STORE_ERROR, STORE_ERROR_EXISTS,
@@ -704,8 +712,9 @@ store_line_join(Store *s, gint64 teacher, gint64 student, gint64 max, gint64 *po
     }
     if (ok) {
         gint64 t = store_now_ms();
-        st = store_stmt(s, "INSERT INTO line_entries (teacher_id, student_id, joined_at, seen_at)"
-                           " VALUES (?1, ?2, ?3, ?3)");
+        StoreStmt *st =
+            store_stmt(s, "INSERT INTO line_entries (teacher_id, student_id, joined_at, seen_at)"
+                          " VALUES (?1, ?2, ?3, ?3)");
         store_bind_int64(st, 1, teacher);
         store_bind_int64(st, 2, student);
         store_bind_int64(st, 3, t);
@@ -757,18 +766,17 @@ line_entry_from_row(StoreStmt *st)
 GPtrArray *
 store_line_get(Store *s, gint64 teacher, gboolean *open, GError **error)
 {
-    StoreStmt *st = store_stmt(s, "SELECT line_open FROM teachers WHERE user_id = ?1");
-    store_bind_int64(st, 1, teacher);
-    gint64 v = store_scalar(s, st, -1);
+    gint64 v = line_open(s, teacher);
     if (v < 0) {
         g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "no teacher %" G_GINT64_FORMAT,
                     teacher);
         return NULL;
     }
     *open = v != 0;
-    st = store_stmt(s, "SELECT l.student_id, u.display_name, l.joined_at FROM line_entries l"
-                       " JOIN users u ON u.id = l.student_id WHERE l.teacher_id = ?1"
-                       " ORDER BY l.id");
+    StoreStmt *st =
+        store_stmt(s, "SELECT l.student_id, u.display_name, l.joined_at FROM line_entries l"
+                      " JOIN users u ON u.id = l.student_id WHERE l.teacher_id = ?1"
+                      " ORDER BY l.id");
     store_bind_int64(st, 1, teacher);
     return STORE_COLLECT(s, st, line_entry_from_row, store_line_entry_free, "line", error);
 }
@@ -779,15 +787,13 @@ store_line_set_open(Store *s, gint64 teacher, gboolean open, GError **error)
     gboolean began;
     if (!store_autobegin(s, &began, error))
         return FALSE;
-    StoreStmt *st = store_stmt(s, "SELECT line_open FROM teachers WHERE user_id = ?1");
-    store_bind_int64(st, 1, teacher);
-    gint64 was = store_scalar(s, st, -1);
+    gint64 was = line_open(s, teacher);
     gboolean ok = was >= 0;
     if (!ok)
         g_set_error(error, STORE_ERROR, STORE_ERROR_NOT_FOUND, "no teacher %" G_GINT64_FORMAT,
                     teacher);
     if (ok && (was != 0) != open) {
-        st = store_stmt(s, "UPDATE teachers SET line_open = ?2 WHERE user_id = ?1");
+        StoreStmt *st = store_stmt(s, "UPDATE teachers SET line_open = ?2 WHERE user_id = ?1");
         store_bind_int64(st, 1, teacher);
         store_bind_int64(st, 2, open);
         ok = store_step_done(s, st, error, "line open") &&
