@@ -175,7 +175,7 @@ def main():
             n.stop()
     finally:
         Server.stop_all()
-        Postgres.stop_all()
+        Postgres.stop_all(Postgres.this_test)
     print(json.dumps(out, indent=1))
 
 
