@@ -125,6 +125,7 @@ try {
     button: li.querySelector('button.chat-seek') !== null })));
   await student.locator('#chat-list li.chat-item.teacher button.chat-seek').click();
   out.replayChatSeek = await student.evaluate(() => Number(document.getElementById('timeline').value));
+  out.replayTotal = await student.evaluate(() => window.consultdReplay.total);
   // After a reload, the conversation is still there.
   await student.reload();
   await student.locator('#chat-list li.chat-item').nth(1).waitFor({ timeout: 20000 });
