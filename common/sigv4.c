@@ -141,3 +141,53 @@ sigv4_presign_query(const Sigv4Keys *k, const char *method, const char *host, co
     g_autofree char *sig = sign(k, canon, amz_date, scope);
     return g_strdup_printf("%s&X-Amz-Signature=%s", query, sig);
 }
+
+gboolean
+sigv4_store_parse(Sigv4Store *st, const char *where, const char *endpoint, const char *region,
+                  const char *addressing)
+{
+    memset(st, 0, sizeof *st);
+    if (!g_str_has_prefix(where, "s3://") || !where[5] || where[5] == '/')
+        return FALSE;
+    g_autofree char *aws = g_strdup_printf("https://s3.%s.amazonaws.com", region);
+    const char *e = endpoint && *endpoint ? endpoint : aws;
+    const char *sep = strstr(e, "://");
+    if (!sep || !sep[3])
+        return FALSE;
+    const char *b = where + 5, *slash = strchr(b, '/');
+    st->bucket = slash ? g_strndup(b, slash - b) : g_strdup(b);
+    g_autofree char *p = g_strstrip(g_strdup(slash ? slash + 1 : ""));
+    gsize n = strlen(p);
+    while (n && p[n - 1] == '/')
+        p[--n] = '\0';
+    st->prefix = n ? g_strconcat(p, "/", NULL) : g_strdup("");
+    st->scheme = g_strndup(e, sep - e);
+    st->authority = g_strndup(sep + 3, strcspn(sep + 3, "/"));
+    st->virtual_host = !g_strcmp0(addressing, "virtual") ||
+                       (g_strcmp0(addressing, "path") && !(endpoint && *endpoint));
+    return TRUE;
+}
+
+void
+sigv4_store_clear(Sigv4Store *st)
+{
+    g_clear_pointer(&st->bucket, g_free);
+    g_clear_pointer(&st->prefix, g_free);
+    g_clear_pointer(&st->scheme, g_free);
+    g_clear_pointer(&st->authority, g_free);
+}
+
+void
+sigv4_store_locate(const Sigv4Store *st, const char *key, char **host, char **path)
+{
+    g_autofree char *full = key ? g_strconcat(st->prefix, key, NULL) : g_strdup("");
+    g_autofree char *enc = sigv4_uri_encode(full, TRUE);
+    if (st->virtual_host) {
+        *host = g_strdup_printf("%s.%s", st->bucket, st->authority);
+        *path = g_strdup_printf("/%s", enc);
+    } else {
+        *host = g_strdup(st->authority);
+        *path =
+            key ? g_strdup_printf("/%s/%s", st->bucket, enc) : g_strdup_printf("/%s", st->bucket);
+    }
+}

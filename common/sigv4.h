@@ -43,6 +43,23 @@ char *sigv4_authorization(const Sigv4Keys *k, const char *method, const char *pa
 char *sigv4_presign_query(const Sigv4Keys *k, const char *method, const char *host,
                           const char *path, const char *extra, const char *amz_date, guint expires);
 
+/* Where an s3:// store is, as both sides reach it (the uploader its
+ * requests, the main process its presigned URLs). */
+typedef struct {
+    char *bucket, *prefix;    /* prefix "" or "a/b/" */
+    char *scheme, *authority; /* of the endpoint: "https", "host[:port]" */
+    gboolean virtual_host;    /* bucket.authority/key, else authority/bucket/key */
+} Sigv4Store;
+/* WHERE is s3://bucket[/prefix]; ENDPOINT http(s)://host[:port] or "" for
+ * AWS's of REGION; ADDRESSING path, virtual, or auto (virtual on AWS, path
+ * with an endpoint).  FALSE if WHERE or ENDPOINT is not of that form. */
+gboolean sigv4_store_parse(Sigv4Store *st, const char *where, const char *endpoint,
+                           const char *region, const char *addressing);
+void sigv4_store_clear(Sigv4Store *st);
+/* The host and the canonical (encoded) path of KEY under the prefix (KEY
+ * NULL: the bucket itself); both newly allocated. */
+void sigv4_store_locate(const Sigv4Store *st, const char *key, char **host, char **path);
+
 /* T (seconds since the epoch) as AMZ_DATE wants it. */
 char *sigv4_amz_date(gint64 t);
 

@@ -16,12 +16,8 @@
 #define ATTEMPTS 4 /* per request, 0.5 s, 1 s, 2 s apart */
 
 struct ObjStore {
-    char *dir;       /* dir: the directory; NULL for s3 */
-    char *bucket;    /* s3 */
-    char *prefix;    /* "" or "a/b/" */
-    char *scheme;    /* "http" or "https" */
-    char *authority; /* host[:port] of the endpoint */
-    gboolean virtual_host;
+    char *dir;        /* dir: the directory; NULL for s3 */
+    Sigv4Store where; /* s3 */
     char *region, *access_key, *secret_key;
     gint64 part_size;
 };
@@ -32,10 +28,7 @@ obj_store_free(ObjStore *s)
     if (!s)
         return;
     g_free(s->dir);
-    g_free(s->bucket);
-    g_free(s->prefix);
-    g_free(s->scheme);
-    g_free(s->authority);
+    sigv4_store_clear(&s->where);
     g_free(s->region);
     g_free(s->access_key);
     g_free(s->secret_key);
@@ -58,36 +51,15 @@ obj_store_from_env(GError **error)
         s->dir = g_strdup(where + 4);
         return s;
     }
-    if (!g_str_has_prefix(where, "s3://") || !where[5] || where[5] == '/') {
-        g_set_error(error, OBJ_ERROR, 0, "the recordings store must be dir:/path or s3://bucket");
-        obj_store_free(s);
-        return NULL;
-    }
-    const char *b = where + 5, *slash = strchr(b, '/');
-    s->bucket = slash ? g_strndup(b, slash - b) : g_strdup(b);
-    g_autofree char *prefix = g_strdup(slash ? slash + 1 : "");
-    g_strstrip(prefix);
-    while (*prefix && prefix[strlen(prefix) - 1] == '/')
-        prefix[strlen(prefix) - 1] = '\0';
-    s->prefix = *prefix ? g_strconcat(prefix, "/", NULL) : g_strdup("");
     s->region = g_strdup(env("CONSULTD_S3_REGION", "us-east-1"));
-    g_autofree char *aws = g_strdup_printf("https://s3.%s.amazonaws.com", s->region);
-    const char *endpoint = env("CONSULTD_S3_ENDPOINT", aws);
-    const char *sep = strstr(endpoint, "://");
-    if (!sep || !sep[3]) {
-        g_set_error(error, OBJ_ERROR, 0, "s3-endpoint must be http(s)://host[:port]");
+    if (!sigv4_store_parse(&s->where, where, env("CONSULTD_S3_ENDPOINT", ""), s->region,
+                           env("CONSULTD_S3_ADDRESSING", "auto"))) {
+        g_set_error(error, OBJ_ERROR, 0,
+                    "the recordings store must be dir:/path or s3://bucket, and s3-endpoint "
+                    "http(s)://host[:port]");
         obj_store_free(s);
         return NULL;
     }
-    s->scheme = g_strndup(endpoint, sep - endpoint);
-    s->authority = g_strdup(sep + 3);
-    char *end = strchr(s->authority, '/');
-    if (end)
-        *end = '\0';
-    /* AWS itself wants virtual-hosted names; other stores mostly paths. */
-    s->virtual_host = !strcmp(
-        env("CONSULTD_S3_ADDRESSING", g_getenv("CONSULTD_S3_ENDPOINT") ? "path" : "virtual"),
-        "virtual");
     s->access_key = g_strdup(env("CONSULTD_S3_ACCESS_KEY", ""));
     s->secret_key = g_strdup(env("CONSULTD_S3_SECRET_KEY", ""));
     s->part_size = g_ascii_strtoll(env("CONSULTD_S3_PART_SIZE", "0"), NULL, 10);
@@ -201,7 +173,7 @@ typedef struct {
     long status;
     GString *reply;
     char *etag;
-    gint64 length, total;
+    gint64 length;
     gint64 sent;
 } Req;
 
@@ -238,9 +210,6 @@ on_header(char *data, size_t size, size_t n, void *p)
         r->etag = g_strdup(g_strstrip(line + 5));
     } else if (!g_ascii_strncasecmp(line, "content-length:", 15)) {
         r->length = g_ascii_strtoll(line + 15, NULL, 10);
-    } else if (!g_ascii_strncasecmp(line, "content-range:", 14)) {
-        const char *slash = strrchr(line, '/');
-        r->total = slash ? g_ascii_strtoll(slash + 1, NULL, 10) : -1;
     }
     return len;
 }
@@ -268,17 +237,8 @@ on_send(char *buf, size_t size, size_t n, void *p)
 static char *
 url_of(ObjStore *s, Req *r, char **host, char **path)
 {
-    g_autofree char *full = r->key ? g_strconcat(s->prefix, r->key, NULL) : g_strdup("");
-    g_autofree char *enc = sigv4_uri_encode(full, TRUE);
-    if (s->virtual_host) {
-        *host = g_strdup_printf("%s.%s", s->bucket, s->authority);
-        *path = g_strdup_printf("/%s", enc);
-    } else {
-        *host = g_strdup(s->authority);
-        *path =
-            r->key ? g_strdup_printf("/%s/%s", s->bucket, enc) : g_strdup_printf("/%s", s->bucket);
-    }
-    return g_strdup_printf("%s://%s%s%s%s", s->scheme, *host, *path, *r->query ? "?" : "",
+    sigv4_store_locate(&s->where, r->key, host, path);
+    return g_strdup_printf("%s://%s%s%s%s", s->where.scheme, *host, *path, *r->query ? "?" : "",
                            r->query);
 }
 
@@ -336,7 +296,7 @@ attempt(ObjStore *s, Req *r, GError **error)
     }
     r->status = 0;
     r->sent = 0;
-    r->length = r->total = -1;
+    r->length = -1;
     g_string_truncate(r->reply, 0);
     CURLcode rc = curl_easy_perform(c);
     curl_easy_cleanup(c);
@@ -625,7 +585,7 @@ obj_list(ObjStore *s, const char *prefix, GString *out, GError **error)
     }
     g_autofree char *marker = NULL;
     for (;;) {
-        g_autofree char *full = g_strconcat(s->prefix, prefix, NULL);
+        g_autofree char *full = g_strconcat(s->where.prefix, prefix, NULL);
         g_autofree char *p = sigv4_uri_encode(full, FALSE);
         g_autofree char *m = marker ? sigv4_uri_encode(marker, FALSE) : NULL;
         g_autofree char *q =
@@ -638,7 +598,8 @@ obj_list(ObjStore *s, const char *prefix, GString *out, GError **error)
             g_autofree char *key = xml_value(at, "Key"), *size = xml_value(at, "Size");
             if (key)
                 g_string_append_printf(out, "%s %s\n",
-                                       key + strlen(s->prefix) * g_str_has_prefix(key, s->prefix),
+                                       key + strlen(s->where.prefix) *
+                                                 g_str_has_prefix(key, s->where.prefix),
                                        size ? size : "0");
             g_free(marker);
             marker = g_strdup(key);

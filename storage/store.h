@@ -334,6 +334,12 @@ typedef struct {
 void store_message_free(StoreMessage *m);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(StoreMessage, store_message_free)
 #define STORE_MESSAGE_MAX 2000 /* characters */
+/* Whether BODY may be a message: 1..STORE_MESSAGE_MAX characters of UTF-8,
+ * not only white space. */
+gboolean store_message_body_ok(const char *body);
+/* Where time AT_MS falls on consultation C's timeline (ms from its start;
+ * 0 before it started): the offset of its recordings and messages. */
+gint64 store_consultation_offset(const StoreConsultation *c, gint64 at_ms);
 /* AUTHOR (a participant of CONSULTATION) says BODY (1..STORE_MESSAGE_MAX
  * characters of UTF-8, not only white space) while it is requested, live or
  * interrupted; appends message.created with the message.  NOT_FOUND (no

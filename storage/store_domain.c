@@ -405,6 +405,12 @@ consult_from_row(StoreStmt *st)
     return c;
 }
 
+gint64
+store_consultation_offset(const StoreConsultation *c, gint64 at_ms)
+{
+    return c->accepted_at > 0 && at_ms > c->accepted_at ? at_ms - c->accepted_at : 0;
+}
+
 StoreConsultation *
 store_consultation_get(Store *s, gint64 id, GError **error)
 {

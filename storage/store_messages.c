@@ -36,10 +36,8 @@ message_from_row(StoreStmt *st)
     return m;
 }
 
-/* Whether BODY is 1..STORE_MESSAGE_MAX characters of UTF-8, not all white
- * space. */
-static gboolean
-body_ok(const char *body)
+gboolean
+store_message_body_ok(const char *body)
 {
     if (!body || !g_utf8_validate(body, -1, NULL))
         return FALSE;
@@ -53,7 +51,7 @@ body_ok(const char *body)
 StoreMessage *
 store_message_add(Store *s, gint64 consultation, gint64 author, const char *body, GError **error)
 {
-    if (!body_ok(body)) {
+    if (!store_message_body_ok(body)) {
         g_set_error(error, STORE_ERROR, STORE_ERROR_CONFLICT,
                     "a message is 1 to %d characters, not only spaces", STORE_MESSAGE_MAX);
         return NULL;
@@ -101,7 +99,7 @@ store_message_add(Store *s, gint64 consultation, gint64 author, const char *body
             ",\"role\":\"%s\",\"body\":%s,\"created_at\":%" G_GINT64_FORMAT
             ",\"offset_ms\":%" G_GINT64_FORMAT "}}",
             consultation, c->teacher_id, c->student_id, m->id, author, consultd_role_name(m->role),
-            text, m->created_at, c->accepted_at > 0 ? MAX(0, m->created_at - c->accepted_at) : 0);
+            text, m->created_at, store_consultation_offset(c, m->created_at));
         ok = store_event_append(s, "message.created", c->teacher_id, c->student_id, consultation,
                                 payload, error);
     }

@@ -121,10 +121,9 @@ store_recording_update(Store *s, gint64 consultation, ConsultdRole role_id, cons
     if (ok && terminal(was)) /* never leave a terminal state */
         return store_autocommit(s, began, TRUE, error);
     gint64 now = store_now_ms();
-    /* No subtraction that can overflow: started_at comes from a worker. */
-    gint64 offset = started_at && c && started_at > c->accepted_at && c->accepted_at > 0
-                        ? started_at - c->accepted_at
-                        : 0;
+    /* No subtraction that can overflow: started_at comes from a worker
+     * (non-negative, checked above), accepted_at is ours. */
+    gint64 offset = started_at && c ? store_consultation_offset(c, started_at) : 0;
     if (ok) {
         StoreStmt *st = store_stmt(
             s, "INSERT INTO recordings (consultation_id, role, file, state, reason, started_at,"

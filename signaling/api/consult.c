@@ -182,13 +182,23 @@ write_allowed(SigReq *r)
     return !wait;
 }
 
+/* The opening of a change a teacher makes to their own record (or, where
+ * ADMIN_TOO, an admin): who (*ID), within the write rate, with a JSON body;
+ * NULL when it has been answered already. */
+static json_t *
+teacher_change(SigReq *r, gboolean admin_too, gint64 *id)
+{
+    *id = own_teacher_id(r, admin_too);
+    if (!*id || !write_allowed(r))
+        return NULL;
+    return sig_req_json(r);
+}
+
 void
 sig_h_teacher_profile(SigReq *r)
 {
-    gint64 id = own_teacher_id(r, TRUE);
-    if (!id || !write_allowed(r))
-        return;
-    json_t *body = sig_req_json(r);
+    gint64 id;
+    json_t *body = teacher_change(r, TRUE, &id);
     if (!body)
         return;
     json_t *v = json_object_get(body, "intro");
@@ -212,10 +222,8 @@ sig_h_teacher_profile(SigReq *r)
 void
 sig_h_teacher_presence(SigReq *r)
 {
-    gint64 id = own_teacher_id(r, FALSE);
-    if (!id || !write_allowed(r))
-        return;
-    json_t *body = sig_req_json(r);
+    gint64 id;
+    json_t *body = teacher_change(r, FALSE, &id);
     if (!body)
         return;
     const char *status = sig_req_string(r, body, "status", 16, TRUE);
@@ -371,10 +379,8 @@ sig_h_line_leave(SigReq *r)
 void
 sig_h_line_set(SigReq *r)
 {
-    gint64 id = own_teacher_id(r, FALSE);
-    if (!id || !write_allowed(r))
-        return;
-    json_t *body = sig_req_json(r);
+    gint64 id;
+    json_t *body = teacher_change(r, FALSE, &id);
     if (!body)
         return;
     json_t *open = json_object_get(body, "open");
@@ -614,7 +620,7 @@ sig_h_mypage(SigReq *r)
 static json_t *
 message_json(const StoreMessage *m, const StoreConsultation *c)
 {
-    gint64 offset = c->accepted_at > 0 ? MAX(0, m->created_at - c->accepted_at) : 0;
+    gint64 offset = store_consultation_offset(c, m->created_at);
     return json_pack("{s:I, s:I, s:{s:I, s:s}, s:s, s:o, s:f}", "id", (json_int_t)m->id,
                      "consultation_id", (json_int_t)m->consultation_id, "author", "id",
                      (json_int_t)m->author_id, "role", consultd_role_name(m->role), "body", m->body,
@@ -656,11 +662,7 @@ sig_h_message_create(SigReq *r)
     const char *text = sig_req_string(r, body, "body", 4 * STORE_MESSAGE_MAX, TRUE);
     if (!text)
         return;
-    glong n = g_utf8_strlen(text, -1);
-    gboolean blank = TRUE;
-    for (const char *p = text; *p && blank; p = g_utf8_next_char(p))
-        blank = g_unichar_isspace(g_utf8_get_char(p));
-    if (n > STORE_MESSAGE_MAX || blank) {
+    if (!store_message_body_ok(text)) {
         sig_reply_error(r, 400, "bad_message", "a message is 1 to %d characters, not only spaces",
                         STORE_MESSAGE_MAX);
         return;

@@ -62,30 +62,12 @@ sig_uploads_enabled(SigApp *app)
 
 /* ----------------------------------------------------- the store's address */
 
-typedef struct {
-    char *bucket, *prefix; /* prefix "" or "a/b/" */
-} S3Where;
-
+/* Store WHERE (an s3:// one) as this node's settings reach it. */
 static gboolean
-parse_s3(const char *where, S3Where *w)
+s3_store(SigApp *app, const char *where, Sigv4Store *st)
 {
-    if (!g_str_has_prefix(where, "s3://") || !where[5] || where[5] == '/')
-        return FALSE;
-    const char *b = where + 5, *slash = strchr(b, '/');
-    w->bucket = slash ? g_strndup(b, slash - b) : g_strdup(b);
-    g_autofree char *p = g_strdup(slash ? slash + 1 : "");
-    gsize n = strlen(p);
-    while (n && p[n - 1] == '/')
-        p[--n] = '\0';
-    w->prefix = n ? g_strconcat(p, "/", NULL) : g_strdup("");
-    return TRUE;
-}
-
-static void
-s3where_clear(S3Where *w)
-{
-    g_free(w->bucket);
-    g_free(w->prefix);
+    const SigConfig *cfg = app->cfg;
+    return sigv4_store_parse(st, where, cfg->s3_endpoint, cfg->s3_region, cfg->s3_addressing);
 }
 
 static char *
@@ -109,62 +91,37 @@ sig_uploads_redirects(SigApp *app, const char *where)
     return g_str_has_prefix(where, "s3://") && strcmp(app->cfg->recordings_serve, "proxy") != 0;
 }
 
-/* The endpoint's scheme and authority, and whether names are virtual. */
-static void
-endpoint(SigApp *app, char **scheme, char **authority, gboolean *virtual_host)
-{
-    const SigConfig *cfg = app->cfg;
-    g_autofree char *aws = g_strdup_printf("https://s3.%s.amazonaws.com", cfg->s3_region);
-    const char *e = *cfg->s3_endpoint ? cfg->s3_endpoint : aws;
-    const char *sep = strstr(e, "://");
-    *scheme = g_strndup(e, sep - e);
-    *authority = g_strdup(sep + 3);
-    char *slash = strchr(*authority, '/');
-    if (slash)
-        *slash = '\0';
-    *virtual_host = !strcmp(cfg->s3_addressing, "virtual") ||
-                    (!strcmp(cfg->s3_addressing, "auto") && !*cfg->s3_endpoint);
-}
-
 char *
 sig_uploads_presign(SigApp *app, const char *where, gint64 consultation, const char *file)
 {
-    S3Where w;
-    if (!parse_s3(where, &w))
+    Sigv4Store st;
+    if (!s3_store(app, where, &st))
         return NULL;
-    g_autofree char *scheme = NULL, *authority = NULL;
-    gboolean vhost;
-    endpoint(app, &scheme, &authority, &vhost);
-    g_autofree char *key =
-        g_strdup_printf("%s%" G_GINT64_FORMAT "/%s", w.prefix, consultation, file);
-    g_autofree char *enc = sigv4_uri_encode(key, TRUE);
-    g_autofree char *host =
-        vhost ? g_strdup_printf("%s.%s", w.bucket, authority) : g_strdup(authority);
-    g_autofree char *path =
-        vhost ? g_strdup_printf("/%s", enc) : g_strdup_printf("/%s/%s", w.bucket, enc);
-    s3where_clear(&w);
+    g_autofree char *key = key_of(consultation, file);
+    g_autofree char *host = NULL, *path = NULL;
+    sigv4_store_locate(&st, key, &host, &path);
     const SigConfig *cfg = app->cfg;
     Sigv4Keys k = {cfg->s3_access_key, cfg->s3_secret_key, cfg->s3_region, "s3"};
     g_autofree char *date = sigv4_amz_date(g_get_real_time() / G_USEC_PER_SEC);
     g_autofree char *q =
         sigv4_presign_query(&k, "GET", host, path, "response-content-type=video%2Fwebm", date,
                             (guint)cfg->recordings_url_ttl);
-    return g_strdup_printf("%s://%s%s?%s", scheme, host, path, q);
+    char *url = g_strdup_printf("%s://%s%s?%s", st.scheme, host, path, q);
+    sigv4_store_clear(&st);
+    return url;
 }
 
 char *
 sig_uploads_media_origin(SigApp *app)
 {
     const char *where = app->cfg->recordings_store;
-    S3Where w;
-    if (!sig_uploads_redirects(app, where) || !parse_s3(where, &w))
+    Sigv4Store st;
+    if (!sig_uploads_redirects(app, where) || !s3_store(app, where, &st))
         return NULL;
-    g_autofree char *scheme = NULL, *authority = NULL;
-    gboolean vhost;
-    endpoint(app, &scheme, &authority, &vhost);
-    char *origin = vhost ? g_strdup_printf("%s://%s.%s", scheme, w.bucket, authority)
-                         : g_strdup_printf("%s://%s", scheme, authority);
-    s3where_clear(&w);
+    g_autofree char *host = NULL, *path = NULL;
+    sigv4_store_locate(&st, NULL, &host, &path);
+    char *origin = g_strdup_printf("%s://%s", st.scheme, host);
+    sigv4_store_clear(&st);
     return origin;
 }
 
@@ -190,10 +147,7 @@ launcher(SigApp *app, const char *where, GSubprocessFlags flags)
     g_subprocess_launcher_setenv(l, "CONSULTD_S3_REGION", cfg->s3_region, TRUE);
     g_subprocess_launcher_setenv(l, "CONSULTD_S3_ACCESS_KEY", cfg->s3_access_key, TRUE);
     g_subprocess_launcher_setenv(l, "CONSULTD_S3_SECRET_KEY", cfg->s3_secret_key, TRUE);
-    gboolean vhost;
-    g_autofree char *scheme = NULL, *authority = NULL;
-    endpoint(app, &scheme, &authority, &vhost);
-    g_subprocess_launcher_setenv(l, "CONSULTD_S3_ADDRESSING", vhost ? "virtual" : "path", TRUE);
+    g_subprocess_launcher_setenv(l, "CONSULTD_S3_ADDRESSING", cfg->s3_addressing, TRUE);
     g_autofree char *part = g_strdup_printf("%" G_GINT64_FORMAT, cfg->s3_part_size);
     g_subprocess_launcher_setenv(l, "CONSULTD_S3_PART_SIZE", part, TRUE);
     return l;

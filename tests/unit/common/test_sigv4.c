@@ -101,6 +101,35 @@ test_encode_and_date(void)
     g_assert_cmpstr(d, ==, WHEN);
 }
 
+/* Where keys of a store are, in both addressings and on AWS. */
+static void
+test_store_locate(void)
+{
+    Sigv4Store st;
+    g_autofree char *h1 = NULL, *p1 = NULL, *h2 = NULL, *p2 = NULL, *h3 = NULL, *p3 = NULL;
+    g_assert_true(
+        sigv4_store_parse(&st, "s3://rec/a/b//", "http://127.0.0.1:9000/x", "eu-west-1", "auto"));
+    g_assert_cmpstr(st.prefix, ==, "a/b/");
+    g_assert_cmpstr(st.scheme, ==, "http");
+    g_assert_cmpstr(st.authority, ==, "127.0.0.1:9000");
+    g_assert_false(st.virtual_host); /* auto with an endpoint: path */
+    sigv4_store_locate(&st, "7/teacher 1.webm", &h1, &p1);
+    g_assert_cmpstr(h1, ==, "127.0.0.1:9000");
+    g_assert_cmpstr(p1, ==, "/rec/a/b/7/teacher%201.webm");
+    sigv4_store_clear(&st);
+    g_assert_true(sigv4_store_parse(&st, "s3://rec", "", "eu-west-1", "auto"));
+    g_assert_true(st.virtual_host); /* auto on AWS: virtual */
+    sigv4_store_locate(&st, "7/t.webm", &h2, &p2);
+    g_assert_cmpstr(h2, ==, "rec.s3.eu-west-1.amazonaws.com");
+    g_assert_cmpstr(p2, ==, "/7/t.webm");
+    sigv4_store_locate(&st, NULL, &h3, &p3);
+    g_assert_cmpstr(p3, ==, "/");
+    sigv4_store_clear(&st);
+    g_assert_false(sigv4_store_parse(&st, "s3:///rec", "", "us-east-1", "auto"));
+    g_assert_false(sigv4_store_parse(&st, "s3://rec", "127.0.0.1:9000", "us-east-1", "auto"));
+    sigv4_store_clear(&st);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -110,5 +139,6 @@ main(int argc, char **argv)
     g_test_add_func("/sigv4/aws-list-objects", test_list_objects);
     g_test_add_func("/sigv4/aws-presigned-url", test_presigned_url);
     g_test_add_func("/sigv4/encode-and-date", test_encode_and_date);
+    g_test_add_func("/sigv4/store-locate", test_store_locate);
     return g_test_run();
 }
