@@ -127,7 +127,8 @@ on_offer(MediaWorker *w, GVariant *m)
     guint32 rec_next = 0; /* absent from an older signaling side: 1 */
     g_variant_lookup(m, "rec_next", "u", &rec_next);
     MediaRoom *room = room_for(w, consultation, TRUE);
-    media_room_set_rec_next(room, r, rec_next);
+    if (!strcmp(dir, "publish")) /* a receive offer carries none: it must not reset it */
+        media_room_set_rec_next(room, r, rec_next);
     g_autoptr(GError) err = NULL;
     if (!media_room_offer(room, req, session, r, !strcmp(dir, "publish"), sdp, &err)) {
         send_error(w, req, session, err->code == MEDIA_ERROR_NO_CODEC ? "no_codec" : "bad_offer",
