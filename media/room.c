@@ -363,6 +363,13 @@ fanout_request_keyframe(Fanout *f)
     if (gst_pad_push_event(f->tee_sink, gst_video_event_new_upstream_force_key_unit(
                                             GST_CLOCK_TIME_NONE, FALSE, 0)))
         media_count(MEDIA_KEYFRAME_REQUESTS);
+    else
+        /* No publisher behind the fan-out yet (a subscriber that came
+         * first): the request went nowhere, so it must not hold back the
+         * one made when the publisher's media starts, which would otherwise
+         * fall in the same interval and be dropped, leaving the subscriber
+         * to wait for the publisher's next periodic keyframe. */
+        __atomic_store_n(&f->keyframe_asked_us, 0, __ATOMIC_RELAXED);
 }
 
 /* Upstream events reaching a relay pad (subscriber's threads): keyframe
@@ -647,6 +654,14 @@ on_pad_added(GstElement *webrtc, GstPad *pad, gpointer data)
         g_warning("trim: could not link rtpptdemux to the tee past the ghost pads; kept");
     g_clear_object(&real);
     gst_object_unref(tsink);
+    /* A subscriber already waiting asked before this track had a path
+     * upstream; ask now that it has one. */
+    Fanout *f = &s->room->fan[s->role][kind];
+    g_mutex_lock(&f->lock);
+    gboolean waiting = f->relays->len > 0;
+    g_mutex_unlock(&f->lock);
+    if (kind == MEDIA_KIND_VIDEO && waiting)
+        fanout_request_keyframe(f);
 }
 
 static void recording_start(MediaRoom *room, ConsultdRole role);

@@ -489,9 +489,17 @@ serve(SigApp *app)
     if (wd)
         g_source_remove(wd);
 
+    /* Removing its last source gives a signal back its default action,
+     * which for these is to terminate: a second SIGTERM (a supervisor that
+     * repeats it, or one sent while the first is being handled) would turn
+     * a clean stop into death by signal.  The stop is under way; they are
+     * ignored from here. */
     g_source_remove(sig_term);
     g_source_remove(sig_int);
     g_source_remove(sig_usr1);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);
     g_clear_handle_id(&drain.timer, g_source_remove);
     g_source_remove(purge);
     g_source_remove(retention);
