@@ -6,7 +6,9 @@
 static const char *const role_names[] = {"teacher", "student", "combined"};
 static const char *const rec_state_names[] = {"recording", "processing", "ready",    "failed",
                                               "empty",     "deleted",    "uploading"};
+static const char *const stream_names[] = {"camera", "screen"};
 G_STATIC_ASSERT(G_N_ELEMENTS(role_names) == CONSULTD_ROLE_COMBINED + 1);
+G_STATIC_ASSERT(G_N_ELEMENTS(stream_names) == CONSULTD_N_STREAMS);
 G_STATIC_ASSERT(G_N_ELEMENTS(rec_state_names) == CONSULTD_N_REC_STATES);
 
 const char *
@@ -31,6 +33,21 @@ consultd_role_parse(const char *name, gboolean allow_combined, ConsultdRole *rol
                                 allow_combined ? G_N_ELEMENTS(role_names) : CONSULTD_N_ROLES, name);
     if (i >= 0)
         *role = (ConsultdRole)i;
+    return i >= 0;
+}
+
+const char *
+consultd_stream_name(ConsultdStream stream)
+{
+    return (guint)stream < G_N_ELEMENTS(stream_names) ? stream_names[stream] : "unknown";
+}
+
+gboolean
+consultd_stream_parse(const char *name, ConsultdStream *stream)
+{
+    int i = consultd_name_index(stream_names, G_N_ELEMENTS(stream_names), name);
+    if (i >= 0)
+        *stream = (ConsultdStream)i;
     return i >= 0;
 }
 
@@ -63,11 +80,19 @@ consultd_recordings_dir(const char *data_dir)
 }
 
 char *
-consultd_recording_file(ConsultdRole role, guint n)
+consultd_recording_file(ConsultdRole role, ConsultdStream stream, guint n)
 {
+    const char *what =
+        role != CONSULTD_ROLE_COMBINED && stream == CONSULTD_STREAM_SCREEN ? "-screen" : "";
     if (role == CONSULTD_ROLE_COMBINED || n <= 1)
-        return g_strdup_printf("%s.webm", consultd_role_name(role));
-    return g_strdup_printf("%s-%u.webm", consultd_role_name(role), n);
+        return g_strdup_printf("%s%s.webm", consultd_role_name(role), what);
+    return g_strdup_printf("%s%s-%u.webm", consultd_role_name(role), what, n);
+}
+
+ConsultdStream
+consultd_recording_stream(const char *file)
+{
+    return file && strstr(file, "-screen") ? CONSULTD_STREAM_SCREEN : CONSULTD_STREAM_CAMERA;
 }
 
 char *

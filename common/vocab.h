@@ -25,6 +25,19 @@ const char *consultd_role_name(ConsultdRole role);
  * participant role only unless ALLOW_COMBINED. */
 gboolean consultd_role_parse(const char *name, gboolean allow_combined, ConsultdRole *role);
 
+/* What a participant publishes: the camera (with the microphone) or a
+ * shared screen, each its own WHIP session, relay and recording. */
+typedef enum {
+    CONSULTD_STREAM_CAMERA,
+    CONSULTD_STREAM_SCREEN,
+    CONSULTD_N_STREAMS,
+} ConsultdStream;
+
+/* "camera", "screen"; "unknown" for anything else. */
+const char *consultd_stream_name(ConsultdStream stream);
+/* FALSE (and *STREAM untouched) unless NAME is one of the names. */
+gboolean consultd_stream_parse(const char *name, ConsultdStream *stream);
+
 /* A recording's life: recording -> processing -> ready | failed | empty,
  * and ready -> deleted by retention; with a recording store, processing ->
  * uploading -> ready (docs/recording.md). */
@@ -53,8 +66,11 @@ int consultd_name_index(const char *const *names, guint n, const char *name);
 char *consultd_recordings_dir(const char *data_dir);
 /* A participant's N-th recording file of a consultation (N from 1):
  * "teacher.webm", then "teacher-2.webm", ... (a rejoin never overwrites);
+ * a shared screen's "teacher-screen.webm", "teacher-screen-2.webm", ...;
  * ROLE combined gives "combined.webm". */
-char *consultd_recording_file(ConsultdRole role, guint n);
+char *consultd_recording_file(ConsultdRole role, ConsultdStream stream, guint n);
+/* The stream a recording file of ours holds (by its name). */
+ConsultdStream consultd_recording_stream(const char *file);
 /* Where FILE of CONSULTATION lives: <recordings_dir>/<consultation>/<file>;
  * FILE NULL gives the consultation's directory. */
 char *consultd_recording_path(const char *recordings_dir, gint64 consultation, const char *file);

@@ -17,7 +17,9 @@
  *
  * main -> worker (the channel):
  *   offer     req u, session s, consultation x, role s (teacher|student),
- *             dir s (publish|receive), sdp s
+ *             stream s (camera|screen; absent: camera),
+ *             dir s (publish|receive), sdp s, rec_next u (publish: where the
+ *             recording series of the role's stream goes on)
  *   trickle   session s, mline u, candidate s   (an a=candidate line)
  *   close     session s                         (the client ended it)
  *   end       consultation x                    (closed: all its media goes)
@@ -26,8 +28,8 @@
  *   answer    req u, session s, sdp s
  *   error     req u, session s, code s (bad_message|bad_offer|no_codec|...),
  *             message s
- *   joined    consultation x, role s, session s (media arrived)
- *   left      consultation x, role s, session s, reason s
+ *   joined    consultation x, role s, stream s, session s (media arrived)
+ *   left      consultation x, role s, stream s, session s, reason s
  *             (deleted|media-timeout|no-media|...)
  *   recording consultation x, role s, file s, state s, reason s,
  *             started_at x (wall-clock ms), duration_ms x, size x

@@ -2,13 +2,16 @@
  *
  * Pipeline of one consultation
  *
- *   publisher webrtcbin (role R) src pads --> tee[R][kind] (allow-not-linked)
+ *   publisher webrtcbin (source R) src pads --> tee[R][kind] (allow-not-linked)
  *        probe on the tee's sink pad ==(fan-out)==> relay pad --> subscriber webrtcbin sink
  *                      ^ payload type rewritten, extensions dropped
  *        probe on the tee's sink pad ~~> recording journal (recorder/journal.h)
  *
- * The four tees exist from the start, so a publisher that (re)joins and a
- * subscriber that joins first or later all meet at a fixed point.
+ * A source is a participant's camera or shared screen (each its own WHIP
+ * session); a subscriber receives one source (each its own WHEP session).
+ * The eight tees (four sources, video and audio) exist from the start, so
+ * a publisher that (re)joins and a subscriber that joins first or later all
+ * meet at a fixed point.
  *
  * Relay: a buffer probe on each tee's sink pad (the publisher's streaming
  * thread; once connected, the worker's reader thread that libnice handed
@@ -72,10 +75,41 @@ static const char *const kind_names[] = {"video", "audio"};
 
 typedef struct Session Session;
 
+/* A published source: a participant's camera or shared screen.  Every
+ * per-publisher array of a room is indexed by it. */
+#define N_SOURCES (CONSULTD_N_ROLES * CONSULTD_N_STREAMS)
+
+static int
+source_of(ConsultdRole role, ConsultdStream stream)
+{
+    return (int)role + CONSULTD_N_ROLES * (int)stream;
+}
+
+static ConsultdRole
+source_role(int src)
+{
+    return (ConsultdRole)(src % CONSULTD_N_ROLES);
+}
+
+static ConsultdStream
+source_stream(int src)
+{
+    return (ConsultdStream)(src / CONSULTD_N_ROLES);
+}
+
+/* "teacher", "student-screen": how a source is named in logs and pads. */
+static const char *
+source_name(int src)
+{
+    static const char *const names[N_SOURCES] = {"teacher", "student", "teacher-screen",
+                                                 "student-screen"};
+    return (guint)src < N_SOURCES ? names[src] : "unknown";
+}
+
 typedef struct {
     MediaRoom *room;
     Session *sub; /* the subscriber this relay feeds (not a ref) */
-    ConsultdRole from_role;
+    int from;     /* the source relayed */
     int kind;
     guint8 pt;             /* the subscriber's payload type */
     GstPad *src;           /* ours, no parent, linked to the webrtcbin request pad */
@@ -114,6 +148,8 @@ struct Session {
     MediaRoom *room; /* not a ref: the room outlives its sessions */
     char *id;
     ConsultdRole role;
+    ConsultdStream stream;
+    int src; /* publisher: its source; subscriber: the source it receives */
     gboolean publish;
     guint32 req;
     GstElement *webrtc;
@@ -140,14 +176,14 @@ struct MediaRoom {
     guint bus_watch;
     MediaWorkerConfig cfg; /* borrowed strings: the worker's config outlives rooms */
     MediaRoomHooks hooks;
-    GstElement *tee[CONSULTD_N_ROLES][MEDIA_N_KINDS];
-    Fanout fan[CONSULTD_N_ROLES][MEDIA_N_KINDS];
-    Session *pub[CONSULTD_N_ROLES];
-    Session *sub[CONSULTD_N_ROLES];
-    GHashTable *sessions; /* id -> Session * (a ref) */
-    RecRecording *rec[CONSULTD_N_ROLES];
-    const char *held;                 /* recording held, and why (static text); NULL: records */
-    guint rec_next[CONSULTD_N_ROLES]; /* where each series goes on (0, 1: its start) */
+    GstElement *tee[N_SOURCES][MEDIA_N_KINDS];
+    Fanout fan[N_SOURCES][MEDIA_N_KINDS];
+    Session *pub[N_SOURCES]; /* by the source published */
+    Session *sub[N_SOURCES]; /* by the source received */
+    GHashTable *sessions;    /* id -> Session * (a ref) */
+    RecRecording *rec[N_SOURCES];
+    const char *held;          /* recording held, and why (static text); NULL: records */
+    guint rec_next[N_SOURCES]; /* where each series goes on (0, 1: its start) */
 };
 
 static Session *
@@ -389,7 +425,7 @@ relay_src_event(GstPad *pad, GstObject *parent, GstEvent *ev)
 static void
 request_keyframe(Relay *r)
 {
-    fanout_request_keyframe(&r->room->fan[r->from_role][r->kind]);
+    fanout_request_keyframe(&r->room->fan[r->from][r->kind]);
 }
 
 /* Puts R in its publisher's fan-out once its subscriber is answered (main
@@ -409,7 +445,7 @@ relay_attach(Relay *r)
             gst_pad_push_event(r->src, gst_event_new_caps(bad));
         }
     }
-    Fanout *f = &r->room->fan[r->from_role][r->kind];
+    Fanout *f = &r->room->fan[r->from][r->kind];
     g_mutex_lock(&f->lock);
     g_ptr_array_add(f->relays, r);
     g_mutex_unlock(&f->lock);
@@ -462,7 +498,7 @@ relay_new(MediaRoom *room, Session *sub, int kind, const MediaOfferTrack *t)
     r->room = room;
     r->sub = sub;
     r->kind = kind;
-    r->from_role = (ConsultdRole)(1 - sub->role);
+    r->from = sub->src;
     r->pt = (guint8)t->pt;
     g_autoptr(GstCaps) caps = track_caps(kind, t, FALSE);
     GstPadTemplate *templ =
@@ -484,9 +520,9 @@ relay_new(MediaRoom *room, Session *sub, int kind, const MediaOfferTrack *t)
                  "codec-preferences", caps, NULL);
     gst_object_unref(trans);
     g_autofree char *src_name =
-        g_strdup_printf("relay-%s-%s", consultd_role_name(r->from_role), kind_names[kind]);
+        g_strdup_printf("relay-%s-%s", source_name(r->from), kind_names[kind]);
     r->src = gst_object_ref_sink(gst_pad_new(src_name, GST_PAD_SRC));
-    gst_pad_set_element_private(r->src, &room->fan[r->from_role][kind]);
+    gst_pad_set_element_private(r->src, &room->fan[r->from][kind]);
     gst_pad_set_event_function(r->src, relay_src_event);
     gst_pad_use_fixed_caps(r->src);
     gst_pad_set_active(r->src, TRUE);
@@ -506,7 +542,7 @@ relay_free(Relay *r)
     if (!r)
         return;
     if (r->attached) {
-        Fanout *f = &r->room->fan[r->from_role][r->kind];
+        Fanout *f = &r->room->fan[r->from][r->kind];
         g_mutex_lock(&f->lock); /* waits for a push in progress */
         g_ptr_array_remove_fast(f->relays, r);
         g_queue_clear_full(&r->pending, (GDestroyNotify)gst_buffer_unref);
@@ -549,34 +585,36 @@ rec_done(gpointer data, const char *path, ConsultdRecState state, const char *re
 }
 
 void
-media_room_set_rec_next(MediaRoom *room, ConsultdRole role, guint n)
+media_room_set_rec_next(MediaRoom *room, ConsultdRole role, ConsultdStream stream, guint n)
 {
-    if ((guint)role < CONSULTD_N_ROLES)
-        room->rec_next[role] = n;
+    if ((guint)role < CONSULTD_N_ROLES && (guint)stream < CONSULTD_N_STREAMS)
+        room->rec_next[source_of(role, stream)] = n;
 }
 
-/* Starts recording ROLE's media into the first free name of its series:
- * teacher.webm, then teacher-2.webm, ... (a rejoin never overwrites), from
- * where the signaling side says it goes on. */
+/* Starts recording source SRC into the first free name of its series:
+ * teacher.webm, then teacher-2.webm, ... (a rejoin never overwrites;
+ * teacher-screen.webm, ... for a screen), from where the signaling side
+ * says it goes on. */
 static void
-recording_start(MediaRoom *room, ConsultdRole role)
+recording_start(MediaRoom *room, int src)
 {
-    if (!room->cfg.recordings_dir || room->rec[role] || room->held)
+    if (!room->cfg.recordings_dir || room->rec[src] || room->held)
         return;
+    ConsultdRole role = source_role(src);
     g_autofree char *path = NULL;
-    for (guint n = MAX(1, room->rec_next[role]); !path || g_file_test(path, G_FILE_TEST_EXISTS);
+    for (guint n = MAX(1, room->rec_next[src]); !path || g_file_test(path, G_FILE_TEST_EXISTS);
          n++) {
-        g_autofree char *name = consultd_recording_file(role, n);
+        g_autofree char *name = consultd_recording_file(role, source_stream(src), n);
         g_free(path);
         path = consultd_recording_path(room->cfg.recordings_dir, room->id, name);
     }
     g_autoptr(GError) err = NULL;
-    room->rec[role] = rec_start(room->cfg.recorder, room->tee[role][MEDIA_KIND_VIDEO],
-                                room->tee[role][MEDIA_KIND_AUDIO], path, &err);
+    room->rec[src] = rec_start(room->cfg.recorder, room->tee[src][MEDIA_KIND_VIDEO],
+                               room->tee[src][MEDIA_KIND_AUDIO], path, &err);
     g_autofree char *file = g_path_get_basename(path);
-    if (!room->rec[role]) {
-        g_warning("room %" G_GINT64_FORMAT ": cannot record %s: %s", room->id,
-                  consultd_role_name(role), err->message);
+    if (!room->rec[src]) {
+        g_warning("room %" G_GINT64_FORMAT ": cannot record %s: %s", room->id, source_name(src),
+                  err->message);
         room->hooks.recording(room->hooks.data, room->id, role, file, CONSULTD_REC_FAILED,
                               err->message, 0, 0, 0);
         return;
@@ -585,14 +623,15 @@ recording_start(MediaRoom *room, ConsultdRole role)
                           g_get_real_time() / 1000, 0, 0);
 }
 
-/* Stops ROLE's recording; WHY (static text, or NULL) is reported as the
- * reason it ended early. */
+/* Stops source SRC's recording; WHY (static text, or NULL) is reported as
+ * the reason it ended early. */
 static void
-recording_stop(MediaRoom *room, ConsultdRole role, const char *why)
+recording_stop(MediaRoom *room, int src, const char *why)
 {
-    RecRecording *rec = g_steal_pointer(&room->rec[role]);
+    RecRecording *rec = g_steal_pointer(&room->rec[src]);
     if (!rec)
         return;
+    ConsultdRole role = source_role(src);
     RecReport *rr = g_new0(RecReport, 1);
     rr->why = why;
     rr->hooks = room->hooks;
@@ -630,7 +669,7 @@ on_pad_added(GstElement *webrtc, GstPad *pad, gpointer data)
     const GstStructure *st = gst_caps_get_structure(caps, 0);
     const char *media = gst_structure_get_string(st, "media");
     int kind = !g_strcmp0(media, "audio") ? MEDIA_KIND_AUDIO : MEDIA_KIND_VIDEO;
-    GstElement *tee = s->room->tee[s->role][kind];
+    GstElement *tee = s->room->tee[s->src][kind];
     GstPad *tsink = gst_element_get_static_pad(tee, "sink");
     GstPad *old = gst_pad_get_peer(tsink);
     if (old) {
@@ -648,15 +687,15 @@ on_pad_added(GstElement *webrtc, GstPad *pad, gpointer data)
     }
     gst_pad_add_probe(real ? real : pad, GST_PAD_PROBE_TYPE_BUFFER, count_in, s, NULL);
     if (gst_pad_link(pad, tsink) != GST_PAD_LINK_OK)
-        g_warning("room %" G_GINT64_FORMAT ": cannot link %s %s", s->room->id,
-                  consultd_role_name(s->role), kind_names[kind]);
+        g_warning("room %" G_GINT64_FORMAT ": cannot link %s %s", s->room->id, source_name(s->src),
+                  kind_names[kind]);
     else if (!real || !media_trim_skip_ghosts(real))
         g_warning("trim: could not link rtpptdemux to the tee past the ghost pads; kept");
     g_clear_object(&real);
     gst_object_unref(tsink);
     /* A subscriber already waiting asked before this track had a path
      * upstream; ask now that it has one. */
-    Fanout *f = &s->room->fan[s->role][kind];
+    Fanout *f = &s->room->fan[s->src][kind];
     g_mutex_lock(&f->lock);
     gboolean waiting = f->relays->len > 0;
     g_mutex_unlock(&f->lock);
@@ -664,7 +703,7 @@ on_pad_added(GstElement *webrtc, GstPad *pad, gpointer data)
         fanout_request_keyframe(f);
 }
 
-static void recording_start(MediaRoom *room, ConsultdRole role);
+static void recording_start(MediaRoom *room, int src);
 
 typedef struct {
     Session *s;
@@ -685,7 +724,7 @@ reply_on_loop(gpointer data)
             /* Record from the start: the file begins with the first
              * keyframe, and a publisher that never sends leaves "empty". */
             if (s->publish)
-                recording_start(room, s->role);
+                recording_start(room, s->src);
             for (int k = 0; k < MEDIA_N_KINDS; k++)
                 if (s->relay[k])
                     relay_attach(s->relay[k]);
@@ -760,9 +799,8 @@ complete_answer(GstSDPMessage *sdp, const Session *s)
         if (video && s->publish)
             gst_sdp_media_add_bandwidth(m, "AS", s->room->cfg.max_kbps);
         if (!s->publish) {
-            g_autofree char *msid =
-                g_strdup_printf("consultd-%s %s-%s", consultd_role_name(1 - s->role),
-                                consultd_role_name(1 - s->role), media);
+            g_autofree char *msid = g_strdup_printf("consultd-%s %s-%s", source_name(s->src),
+                                                    source_name(s->src), media);
             gst_sdp_media_add_attribute(m, "msid", msid);
         }
         for (guint f = 0; video && f < gst_sdp_media_formats_len(m); f++) {
@@ -900,7 +938,7 @@ on_subscriber_rtcp(GstPad *pad, GstPadProbeInfo *info, gpointer data)
     if (!(info->type & GST_PAD_PROBE_TYPE_BUFFER) ||
         !media_feedback_scan(GST_PAD_PROBE_INFO_BUFFER(info), &fb))
         return GST_PAD_PROBE_OK;
-    Fanout *f = &s->room->fan[1 - s->role][MEDIA_KIND_VIDEO];
+    Fanout *f = &s->room->fan[s->src][MEDIA_KIND_VIDEO];
     if (fb.plis || fb.firs)
         fanout_request_keyframe(f);
     if (fb.remb_bps) {
@@ -977,7 +1015,7 @@ static gboolean
 on_publisher_rtcp(GObject *session, GstBuffer *buf, gboolean early, gpointer data)
 {
     Session *s = data;
-    Fanout *f = &s->room->fan[s->role][MEDIA_KIND_VIDEO];
+    Fanout *f = &s->room->fan[s->src][MEDIA_KIND_VIDEO];
     gint64 now = g_get_monotonic_time();
     guint32 media_ssrc = __atomic_load_n(&f->ssrc, __ATOMIC_RELAXED);
     if (!media_ssrc || !media_throttle(&f->remb_sent_us, now, REMB_INTERVAL_US))
@@ -1172,19 +1210,22 @@ session_stop(Session *s)
         g_clear_object(&s->rtcp_pad);
     }
     gst_bin_remove(GST_BIN(room->pipe), s->webrtc);
-    if (s->publish && room->pub[s->role] == s) {
-        room->pub[s->role] = NULL;
-        recording_stop(room, s->role, NULL);
+    if (s->publish && room->pub[s->src] == s) {
+        room->pub[s->src] = NULL;
+        recording_stop(room, s->src, NULL);
     }
-    if (!s->publish && room->sub[s->role] == s)
-        room->sub[s->role] = NULL;
+    if (!s->publish && room->sub[s->src] == s)
+        room->sub[s->src] = NULL;
 }
 
 gboolean
 media_room_offer(MediaRoom *room, guint32 req, const char *session, ConsultdRole role,
-                 gboolean publish, const char *sdp_text, GError **error)
+                 ConsultdStream stream, gboolean publish, const char *sdp_text, GError **error)
 {
     g_return_val_if_fail(role >= 0 && role < CONSULTD_N_ROLES, FALSE);
+    g_return_val_if_fail(stream >= 0 && stream < CONSULTD_N_STREAMS, FALSE);
+    /* What it publishes, or the other participant's source it receives. */
+    int src = source_of(publish ? role : (ConsultdRole)(1 - role), stream);
     GstSDPMessage *sdp = NULL;
     if (gst_sdp_message_new_from_text(sdp_text, &sdp) != GST_SDP_OK ||
         gst_sdp_message_medias_len(sdp) == 0) {
@@ -1200,23 +1241,25 @@ media_room_offer(MediaRoom *room, guint32 req, const char *session, ConsultdRole
             g_free(tracks[k].codec);
         return FALSE;
     }
-    /* A new session of the same role and direction replaces the old one. */
-    Session *old = publish ? room->pub[role] : room->sub[role];
+    /* A new session of the same source and direction replaces the old one. */
+    Session *old = publish ? room->pub[src] : room->sub[src];
     if (old)
         media_room_close_session(room, old->id);
     /* Its threads are joined: the next publisher's SSRC is learnt anew. */
     for (int k = 0; publish && k < MEDIA_N_KINDS; k++)
-        __atomic_store_n(&room->fan[role][k].ssrc, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&room->fan[src][k].ssrc, 0, __ATOMIC_RELAXED);
 
     Session *s = g_atomic_rc_box_new0(Session);
     s->room = room;
     s->id = g_strdup(session);
     s->role = role;
+    s->stream = stream;
+    s->src = src;
     s->publish = publish;
     s->req = req;
     s->started_at = s->progress_at = g_get_monotonic_time();
     g_autofree char *name =
-        g_strdup_printf("%s-%s-%s", publish ? "pub" : "sub", consultd_role_name(role), session);
+        g_strdup_printf("%s-%s-%s", publish ? "pub" : "sub", source_name(src), session);
     s->webrtc = gst_object_ref_sink(gst_element_factory_make("webrtcbin", name));
     g_object_set(s->webrtc, "bundle-policy", GST_WEBRTC_BUNDLE_POLICY_MAX_BUNDLE, "latency", 50,
                  NULL);
@@ -1252,9 +1295,9 @@ media_room_offer(MediaRoom *room, guint32 req, const char *session, ConsultdRole
     gst_element_sync_state_with_parent(s->webrtc);
     g_hash_table_insert(room->sessions, g_strdup(session), s);
     if (publish)
-        room->pub[role] = s;
+        room->pub[src] = s;
     else
-        room->sub[role] = s;
+        room->sub[src] = s;
 
     GstWebRTCSessionDescription *offer =
         gst_webrtc_session_description_new(GST_WEBRTC_SDP_TYPE_OFFER, sdp);
@@ -1262,8 +1305,8 @@ media_room_offer(MediaRoom *room, guint32 req, const char *session, ConsultdRole
                                                      (GDestroyNotify)session_unref);
     g_signal_emit_by_name(s->webrtc, "set-remote-description", offer, p);
     gst_webrtc_session_description_free(offer);
-    g_info("room %" G_GINT64_FORMAT ": %s %s session %s", room->id, consultd_role_name(role),
-           publish ? "publishes" : "receives", session);
+    g_info("room %" G_GINT64_FORMAT ": %s %s %s session %s", room->id, consultd_role_name(role),
+           publish ? "publishes" : "receives", source_name(src), session);
     return TRUE;
 }
 
@@ -1316,9 +1359,9 @@ media_room_tick(MediaRoom *room)
             s->progress_at = now;
             if (!s->joined) {
                 s->joined = TRUE;
-                room->hooks.joined(room->hooks.data, room->id, s->role, s->id);
+                room->hooks.joined(room->hooks.data, room->id, s->role, s->stream, s->id);
                 /* A subscriber waiting for this publisher wants a keyframe. */
-                Session *sub = room->sub[1 - s->role];
+                Session *sub = room->sub[s->src];
                 for (int k = 0; sub && k < MEDIA_N_KINDS; k++)
                     if (sub->relay[k])
                         request_keyframe(sub->relay[k]);
@@ -1329,7 +1372,7 @@ media_room_tick(MediaRoom *room)
     }
     for (guint i = 0; i < gone->len; i++) {
         s = g_hash_table_lookup(room->sessions, gone->pdata[i]);
-        room->hooks.left(room->hooks.data, room->id, s->role, s->id,
+        room->hooks.left(room->hooks.data, room->id, s->role, s->stream, s->id,
                          s->joined ? "media-timeout" : "no-media");
         media_room_close_session(room, gone->pdata[i]);
     }
@@ -1376,10 +1419,9 @@ media_room_new(gint64 consultation, const MediaWorkerConfig *cfg, const MediaRoo
     room->sessions = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, session_table_free);
     g_autofree char *name = g_strdup_printf("consultation-%" G_GINT64_FORMAT, consultation);
     room->pipe = gst_pipeline_new(name);
-    for (int r = 0; r < CONSULTD_N_ROLES; r++) {
+    for (int r = 0; r < N_SOURCES; r++) {
         for (int k = 0; k < MEDIA_N_KINDS; k++) {
-            g_autofree char *tn =
-                g_strdup_printf("tee-%s-%s", consultd_role_name(r), kind_names[k]);
+            g_autofree char *tn = g_strdup_printf("tee-%s-%s", source_name(r), kind_names[k]);
             room->tee[r][k] = gst_element_factory_make("tee", tn);
             g_object_set(room->tee[r][k], "allow-not-linked", TRUE, NULL);
             gst_bin_add(GST_BIN(room->pipe), room->tee[r][k]);
@@ -1408,11 +1450,11 @@ media_room_free(MediaRoom *room)
      * recording: that goes on by itself and reports through a copy of the
      * hooks), then the pipeline. */
     g_hash_table_destroy(room->sessions);
-    for (int r = 0; r < CONSULTD_N_ROLES; r++)
+    for (int r = 0; r < N_SOURCES; r++)
         recording_stop(room, r, NULL);
     gst_element_set_state(room->pipe, GST_STATE_NULL);
     g_source_remove(room->bus_watch);
-    for (int r = 0; r < CONSULTD_N_ROLES; r++) {
+    for (int r = 0; r < N_SOURCES; r++) {
         for (int k = 0; k < MEDIA_N_KINDS; k++) {
             Fanout *f = &room->fan[r][k];
             g_assert(f->relays->len == 0); /* every session is gone */
@@ -1447,13 +1489,13 @@ media_room_hold_recording(MediaRoom *room, const char *why)
 {
     if (why && !room->held) {
         room->held = why;
-        for (int r = 0; r < CONSULTD_N_ROLES; r++)
-            recording_stop(room, (ConsultdRole)r, why);
+        for (int r = 0; r < N_SOURCES; r++)
+            recording_stop(room, r, why);
     } else if (!why && room->held) {
         room->held = NULL;
         /* Publishers still here go on in a new file of their series. */
-        for (int r = 0; r < CONSULTD_N_ROLES; r++)
+        for (int r = 0; r < N_SOURCES; r++)
             if (room->pub[r] && room->pub[r]->answered && !room->pub[r]->closed)
-                recording_start(room, (ConsultdRole)r);
+                recording_start(room, r);
     }
 }

@@ -34,9 +34,10 @@ typedef struct {
     void (*answer)(gpointer data, guint32 req, const char *session, const char *sdp);
     void (*error)(gpointer data, guint32 req, const char *session, const char *code,
                   const char *message);
-    void (*joined)(gpointer data, gint64 consultation, ConsultdRole role, const char *session);
-    void (*left)(gpointer data, gint64 consultation, ConsultdRole role, const char *session,
-                 const char *reason);
+    void (*joined)(gpointer data, gint64 consultation, ConsultdRole role, ConsultdStream stream,
+                   const char *session);
+    void (*left)(gpointer data, gint64 consultation, ConsultdRole role, ConsultdStream stream,
+                 const char *session, const char *reason);
     /* A recording changed state (recording, processing, then ready, failed
      * or empty).  FILE is its name in the consultation's directory. */
     void (*recording)(gpointer data, gint64 consultation, ConsultdRole role, const char *file,
@@ -52,16 +53,18 @@ MediaRoom *media_room_new(gint64 consultation, const MediaWorkerConfig *cfg,
 /* Tears the pipeline down (to NULL, which joins its threads) and frees. */
 void media_room_free(MediaRoom *room); /* NULL-safe */
 
-/* ROLE's next recording is number N of its series or the first free one
- * after it (the shared table knows what other nodes recorded before). */
-void media_room_set_rec_next(MediaRoom *room, ConsultdRole role, guint n);
-/* Starts session SESSION for ROLE from an SDP offer: publish (WHIP) or
- * receive the other role's media (WHEP).  The answer or an error comes back
- * through the hooks with REQ.  A new publish session of a role replaces the
- * previous one; so does a new receive session.  FALSE (and ERROR set, code in
- * its message prefix) if the offer is refused before any work starts. */
+/* The next recording of ROLE's STREAM is number N of its series or the
+ * first free one after it (the shared table knows what other nodes recorded
+ * before). */
+void media_room_set_rec_next(MediaRoom *room, ConsultdRole role, ConsultdStream stream, guint n);
+/* Starts session SESSION for ROLE from an SDP offer: publish STREAM (WHIP)
+ * or receive the other role's STREAM (WHEP).  The answer or an error comes
+ * back through the hooks with REQ.  A new publish session of a role's
+ * stream replaces the previous one; so does a new receive session.  FALSE
+ * (and ERROR set, code in its message prefix) if the offer is refused
+ * before any work starts. */
 gboolean media_room_offer(MediaRoom *room, guint32 req, const char *session, ConsultdRole role,
-                          gboolean publish, const char *sdp, GError **error);
+                          ConsultdStream stream, gboolean publish, const char *sdp, GError **error);
 /* Adds a remote ICE candidate to SESSION.  FALSE if there is no session. */
 gboolean media_room_trickle(MediaRoom *room, const char *session, guint mline,
                             const char *candidate);

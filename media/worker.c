@@ -60,21 +60,25 @@ hook_error(gpointer data, guint32 req, const char *session, const char *code, co
 }
 
 static void
-hook_joined(gpointer data, gint64 consultation, ConsultdRole role, const char *session)
+hook_joined(gpointer data, gint64 consultation, ConsultdRole role, ConsultdStream stream,
+            const char *session)
 {
     MediaWorker *w = data;
-    media_chan_send(w->chan, media_msg("joined", "consultation", "x", consultation, "role", "s",
-                                       consultd_role_name(role), "session", "s", session, NULL));
+    media_chan_send(w->chan,
+                    media_msg("joined", "consultation", "x", consultation, "role", "s",
+                              consultd_role_name(role), "stream", "s", consultd_stream_name(stream),
+                              "session", "s", session, NULL));
 }
 
 static void
-hook_left(gpointer data, gint64 consultation, ConsultdRole role, const char *session,
-          const char *reason)
+hook_left(gpointer data, gint64 consultation, ConsultdRole role, ConsultdStream stream,
+          const char *session, const char *reason)
 {
     MediaWorker *w = data;
-    media_chan_send(w->chan, media_msg("left", "consultation", "x", consultation, "role", "s",
-                                       consultd_role_name(role), "session", "s", session, "reason",
-                                       "s", reason, NULL));
+    media_chan_send(w->chan,
+                    media_msg("left", "consultation", "x", consultation, "role", "s",
+                              consultd_role_name(role), "stream", "s", consultd_stream_name(stream),
+                              "session", "s", session, "reason", "s", reason, NULL));
     g_hash_table_remove(w->sessions, session);
 }
 
@@ -124,13 +128,21 @@ on_offer(MediaWorker *w, GVariant *m)
         send_error(w, req, session, "bad_message", "offer: unknown role");
         return;
     }
+    /* Absent (an older signaling side): the camera. */
+    const char *stream = "camera";
+    g_variant_lookup(m, "stream", "&s", &stream);
+    ConsultdStream st;
+    if (!consultd_stream_parse(stream, &st)) {
+        send_error(w, req, session, "bad_message", "offer: unknown stream");
+        return;
+    }
     guint32 rec_next = 0; /* absent from an older signaling side: 1 */
     g_variant_lookup(m, "rec_next", "u", &rec_next);
     MediaRoom *room = room_for(w, consultation, TRUE);
     if (!strcmp(dir, "publish")) /* a receive offer carries none: it must not reset it */
-        media_room_set_rec_next(room, r, rec_next);
+        media_room_set_rec_next(room, r, st, rec_next);
     g_autoptr(GError) err = NULL;
-    if (!media_room_offer(room, req, session, r, !strcmp(dir, "publish"), sdp, &err)) {
+    if (!media_room_offer(room, req, session, r, st, !strcmp(dir, "publish"), sdp, &err)) {
         send_error(w, req, session, err->code == MEDIA_ERROR_NO_CODEC ? "no_codec" : "bad_offer",
                    err->message);
         if (media_room_session_count(room) == 0)
@@ -334,28 +346,32 @@ report_progress(int percent, gpointer data)
     media_frame_write(STDOUT_FILENO, media_msg("progress", "percent", "i", percent, NULL));
 }
 
-/* consultd-media --compose OUT --input A@0 --input B@1200: the background
- * combined file.  Framed messages on stdout (media/proto.h): "progress" as
- * it goes, then one "composed". */
+/* consultd-media --compose OUT --input A@0 --input B@1200 --screen C@5000:
+ * the background combined file.  Framed messages on stdout (media/proto.h):
+ * "progress" as it goes, then one "composed". */
 static int
-compose_one(const char *out, char **inputs)
+compose_one(const char *out, char **inputs, char **screen_inputs)
 {
-    guint n = inputs ? g_strv_length(inputs) : 0;
+    guint n_cams = inputs ? g_strv_length(inputs) : 0;
+    guint n = n_cams + (screen_inputs ? g_strv_length(screen_inputs) : 0);
     g_autofree const char **files = g_new0(const char *, n + 1);
     g_autofree gint64 *offsets = g_new0(gint64, n + 1);
+    g_autofree gboolean *screens = g_new0(gboolean, n + 1);
     for (guint i = 0; i < n; i++) {
-        char *at = strrchr(inputs[i], '@');
+        char *in = i < n_cams ? inputs[i] : screen_inputs[i - n_cams];
+        char *at = strrchr(in, '@');
         if (at) {
             *at = '\0';
             offsets[i] = g_ascii_strtoll(at + 1, NULL, 10);
         }
-        files[i] = inputs[i];
+        files[i] = in;
+        screens[i] = i >= n_cams;
     }
     g_autofree char *tmp = g_strconcat(out, ".part", NULL);
     gint64 duration = 0, size = 0;
     g_autoptr(GError) err = NULL;
-    gboolean ok =
-        n > 0 && rec_compose(files, offsets, n, tmp, report_progress, NULL, &duration, &size, &err);
+    gboolean ok = n > 0 && rec_compose(files, offsets, screens, n, tmp, report_progress, NULL,
+                                       &duration, &size, &err);
     if (ok && rename(tmp, out) != 0)
         ok = FALSE;
     if (!ok)
@@ -414,7 +430,7 @@ main(int argc, char **argv)
     gboolean loopback = FALSE;
     g_autofree char *addresses = NULL, *public_ip = NULL, *stun = NULL;
     g_autofree char *recordings = NULL, *finalize = NULL, *compose = NULL;
-    g_auto(GStrv) inputs = NULL;
+    g_auto(GStrv) inputs = NULL, screen_inputs = NULL;
     GOptionEntry entries[] = {
         {"fd", 0, 0, G_OPTION_ARG_INT, &fd, "socket to the main process", "FD"},
         {"ice-loopback", 0, 0, G_OPTION_ARG_NONE, &loopback, "offer 127.0.0.1", NULL},
@@ -432,6 +448,8 @@ main(int argc, char **argv)
          "repair and finalize one recording, print the outcome, exit", "FILE"},
         {"compose", 0, 0, G_OPTION_ARG_FILENAME, &compose,
          "compose --input files side by side into FILE, print progress, exit", "FILE"},
+        {"screen", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &screen_inputs,
+         "with --compose: a shared screen's FILE@OFFSET_MS (shown large)", "FILE@MS"},
         {"input", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &inputs, "with --compose: FILE@OFFSET_MS",
          "F@MS"},
         G_OPTION_ENTRY_NULL};
@@ -447,7 +465,7 @@ main(int argc, char **argv)
     if (parsed && compose) {
         g_autofree char *dir = g_path_get_dirname(compose);
         limit_writes(dir);
-        return compose_one(compose, inputs);
+        return compose_one(compose, inputs, screen_inputs);
     }
     if (!parsed || fd < 0 || timeout < 0 || max_kbps < 0) {
         fprintf(stderr, "consultd-media: %s\n",

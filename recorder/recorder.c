@@ -899,7 +899,7 @@ rec_finalize_file(const char *in, const char *out, gint64 *duration_ms, gint64 *
 typedef struct {
     GstElement *pipe, *vmix, *amix;
     gint64 offset_ns;
-    guint index;
+    guint x, y, width, height, zorder; /* its place in the picture */
 } ComposeInput;
 
 static void
@@ -913,9 +913,13 @@ on_decoded_pad(GstElement *dec, GstPad *pad, gpointer data)
     gboolean video = g_str_has_prefix(name, "video/");
     if (!video && !g_str_has_prefix(name, "audio/"))
         return;
-    const char *chain = video ? "videoconvert ! videoscale ! videorate ! "
-                                "video/x-raw,width=640,height=480,framerate=30/1"
-                              : "audioconvert ! audioresample ! audio/x-raw,rate=48000,channels=2";
+    /* videoscale keeps the picture's aspect, with borders where it must. */
+    g_autofree char *chain =
+        video ? g_strdup_printf("videoconvert ! videoscale add-borders=true ! videorate ! "
+                                "video/x-raw,width=%u,height=%u,pixel-aspect-ratio=1/1,"
+                                "framerate=30/1",
+                                in->width, in->height)
+              : g_strdup("audioconvert ! audioresample ! audio/x-raw,rate=48000,channels=2");
     GstElement *bin = gst_parse_bin_from_description(chain, TRUE, NULL);
     gst_bin_add(GST_BIN(in->pipe), bin);
     gst_element_sync_state_with_parent(bin);
@@ -927,7 +931,7 @@ on_decoded_pad(GstElement *dec, GstPad *pad, gpointer data)
     gst_pad_set_offset(src, in->offset_ns);
     GstPad *mp = gst_element_request_pad_simple(video ? in->vmix : in->amix, "sink_%u");
     if (video)
-        g_object_set(mp, "xpos", (int)(640 * in->index), "ypos", 0, NULL);
+        g_object_set(mp, "xpos", (int)in->x, "ypos", (int)in->y, "zorder", in->zorder, NULL);
     gst_pad_link(src, mp);
     gst_object_unref(src);
     gst_object_unref(mp);
@@ -967,19 +971,24 @@ drop_before_preskip(GstPad *pad, GstPadProbeInfo *info, gpointer unused)
 }
 
 gboolean
-rec_compose(const char *const *inputs, const gint64 *offsets_ms, guint n_inputs, const char *out,
-            void (*progress)(int percent, gpointer data), gpointer data, gint64 *duration_ms,
-            gint64 *size, GError **error)
+rec_compose(const char *const *inputs, const gint64 *offsets_ms, const gboolean *screens,
+            guint n_inputs, const char *out, void (*progress)(int percent, gpointer data),
+            gpointer data, gint64 *duration_ms, gint64 *size, GError **error)
 {
     *duration_ms = *size = 0;
+    guint n_screens = 0;
+    for (guint i = 0; screens && i < n_inputs; i++)
+        n_screens += screens[i] != FALSE;
+    guint width = n_screens ? 1280 : 640 * MAX(n_inputs - n_screens, 1);
+    guint height = n_screens ? 720 : 480;
     g_autofree char *esc = g_strescape(out, NULL);
     g_autofree char *desc = g_strdup_printf(
         "compositor name=vmix background=black ! "
-        "video/x-raw,width=%u,height=480,framerate=30/1 ! "
-        "videoconvert ! vp8enc deadline=1 cpu-used=8 target-bitrate=1200000 threads=1 ! "
+        "video/x-raw,width=%u,height=%u,framerate=30/1 ! "
+        "videoconvert ! vp8enc deadline=1 cpu-used=8 target-bitrate=%u threads=1 ! "
         "queue ! mux. audiomixer name=amix ! audioconvert ! opusenc name=aenc ! queue ! mux. "
         "webmmux name=mux ! filesink location=\"%s\"",
-        640 * MAX(n_inputs, 1), esc);
+        width, height, n_screens ? 2000000 : 1200000, esc);
     GError *perr = NULL;
     GstElement *pipe = gst_parse_launch(desc, &perr);
     if (!pipe) {
@@ -996,8 +1005,17 @@ rec_compose(const char *const *inputs, const gint64 *offsets_ms, guint n_inputs,
     gst_object_unref(aenc);
     ComposeInput *ins = g_new0(ComposeInput, n_inputs);
     gint64 total_ms = 0;
-    for (guint i = 0; i < n_inputs; i++) {
-        ins[i] = (ComposeInput){pipe, vmix, amix, offsets_ms[i] * GST_MSECOND, i};
+    for (guint i = 0, cams = 0; i < n_inputs; i++) {
+        ins[i] = (ComposeInput){pipe, vmix, amix, offsets_ms[i] * GST_MSECOND};
+        ComposeInput *in = &ins[i];
+        if (screens && screens[i]) { /* one after the other, the later on top */
+            in->width = 960, in->height = 720, in->zorder = i;
+        } else if (n_screens) {
+            in->x = 960, in->y = 240 * MIN(cams, 2), in->width = 320, in->height = 240;
+            in->zorder = n_inputs + cams++;
+        } else {
+            in->x = 640 * cams++, in->width = 640, in->height = 480;
+        }
         GstElement *src = gst_element_factory_make("filesrc", NULL);
         GstElement *dec = gst_element_factory_make("decodebin", NULL);
         g_object_set(src, "location", inputs[i], NULL);

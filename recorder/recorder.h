@@ -74,11 +74,15 @@ void rec_recorder_free(Recorder *rc); /* NULL-safe */
 ConsultdRecState rec_finalize_file(const char *in, const char *out, gint64 *duration_ms,
                                    gint64 *size, gint64 *lead_ms, GError **error);
 
-/* Composes a consultation's recordings into one file for download: videos
- * side by side (each scaled to 640x480, placed by its offset), audio mixed,
- * re-encoded to VP8/Opus WebM.  N_INPUTS files with their start offsets in
- * ms.  PROGRESS (0-100) is called from the calling thread as it goes.
- * Returns TRUE and fills DURATION_MS and SIZE, or FALSE with ERROR. */
-gboolean rec_compose(const char *const *inputs, const gint64 *offsets_ms, guint n_inputs,
-                     const char *out, void (*progress)(int percent, gpointer data), gpointer data,
-                     gint64 *duration_ms, gint64 *size, GError **error);
+/* Composes a consultation's recordings into one file for download, each
+ * placed on the timeline by its offset, audio mixed, re-encoded to
+ * VP8/Opus WebM.  Without a shared screen the cameras are side by side
+ * (640x480 each); with one (SCREENS[i] TRUE; SCREENS may be NULL) the
+ * picture is 1280x720, the screens large on the left (960x720, their
+ * aspect kept) and the cameras small on the right (320x240, one above the
+ * other).  N_INPUTS files with their start offsets in ms.  PROGRESS
+ * (0-100) is called from the calling thread as it goes.  Returns TRUE and
+ * fills DURATION_MS and SIZE, or FALSE with ERROR. */
+gboolean rec_compose(const char *const *inputs, const gint64 *offsets_ms, const gboolean *screens,
+                     guint n_inputs, const char *out, void (*progress)(int percent, gpointer data),
+                     gpointer data, gint64 *duration_ms, gint64 *size, GError **error);

@@ -278,10 +278,12 @@ GArray *store_consultations_requested_before(Store *s, gint64 before_ms);
 GArray *store_consultations_live_since_before(Store *s, gint64 before_ms);
 
 /* participant.joined / participant.left for consultation ID (ROLE a
- * participant: teacher or student; REASON a fixed word or NULL).  Not a state
- * change of the consultation: a fact the participants are told about. */
-gboolean store_participant_event(Store *s, gint64 id, ConsultdRole role, gboolean joined,
-                                 const char *reason, GError **error);
+ * participant: teacher or student; REASON a fixed word or NULL), or for a
+ * shared screen (STREAM screen) screen.started / screen.stopped.  Not a
+ * state change of the consultation: a fact the participants are told
+ * about. */
+gboolean store_participant_event(Store *s, gint64 id, ConsultdRole role, ConsultdStream stream,
+                                 gboolean joined, const char *reason, GError **error);
 
 /* ---- a teacher's waiting line (store_line.c) ---- */
 
@@ -382,7 +384,8 @@ StoreRecording *store_recording_get_ready(Store *s, gint64 consultation, const c
  * (teacher.webm is 1, teacher-2.webm 2, ...) by the table, which every
  * node shares: a consultation that resumes on another node goes on with
  * the series instead of reusing a name. */
-guint store_recordings_next_series(Store *s, gint64 consultation, ConsultdRole role);
+guint store_recordings_next_series(Store *s, gint64 consultation, ConsultdRole role,
+                                   ConsultdStream stream);
 /* An uploading recording reached the store WHERE (its URL): it becomes
  * ready there (recording.ready).  CONFLICT unless it was uploading. */
 gboolean store_recording_stored(Store *s, gint64 consultation, const char *file, const char *where,

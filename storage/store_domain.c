@@ -891,10 +891,13 @@ store_consultation_transition(Store *s, gint64 id, StoreConsultStatus to, const 
 }
 
 gboolean
-store_participant_event(Store *s, gint64 id, ConsultdRole role, gboolean joined, const char *reason,
-                        GError **error)
+store_participant_event(Store *s, gint64 id, ConsultdRole role, ConsultdStream stream,
+                        gboolean joined, const char *reason, GError **error)
 {
-    g_return_val_if_fail(role < CONSULTD_N_ROLES, FALSE);
+    g_return_val_if_fail(role < CONSULTD_N_ROLES && stream < CONSULTD_N_STREAMS, FALSE);
+    const char *type = stream == CONSULTD_STREAM_SCREEN
+                           ? (joined ? "screen.started" : "screen.stopped")
+                           : (joined ? "participant.joined" : "participant.left");
     gboolean began;
     if (!store_autobegin(s, &began, error))
         return FALSE;
@@ -904,10 +907,11 @@ store_participant_event(Store *s, gint64 id, ConsultdRole role, gboolean joined,
         g_assert(!reason || strpbrk(reason, "\"\\") == NULL);
         g_autofree char *payload = g_strdup_printf(
             "{\"consultation_id\":%" G_GINT64_FORMAT ",\"teacher_id\":%" G_GINT64_FORMAT
-            ",\"student_id\":%" G_GINT64_FORMAT ",\"role\":\"%s\",\"reason\":\"%s\"}",
-            id, c->teacher_id, c->student_id, consultd_role_name(role), reason ? reason : "");
-        ok = store_event_append(s, joined ? "participant.joined" : "participant.left",
-                                c->teacher_id, c->student_id, id, payload, error);
+            ",\"student_id\":%" G_GINT64_FORMAT ",\"role\":\"%s\",\"stream\":\"%s\","
+            "\"reason\":\"%s\"}",
+            id, c->teacher_id, c->student_id, consultd_role_name(role),
+            consultd_stream_name(stream), reason ? reason : "");
+        ok = store_event_append(s, type, c->teacher_id, c->student_id, id, payload, error);
     }
     return store_autocommit(s, began, ok, error);
 }

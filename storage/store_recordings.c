@@ -255,12 +255,15 @@ store_recordings_uploading(Store *s)
 }
 
 guint
-store_recordings_next_series(Store *s, gint64 consultation, ConsultdRole role)
+store_recordings_next_series(Store *s, gint64 consultation, ConsultdRole role,
+                             ConsultdStream stream)
 {
-    StoreStmt *st =
-        store_stmt(s, "SELECT count(*) FROM recordings WHERE consultation_id = ?1 AND role = ?2");
+    /* A screen's files are <role>-screen*.webm (common/vocab.h). */
+    StoreStmt *st = store_stmt(s, "SELECT count(*) FROM recordings WHERE consultation_id = ?1"
+                                  " AND role = ?2 AND (file LIKE '%-screen%') = (?3 <> 0)");
     store_bind_int64(st, 1, consultation);
     store_bind_text(st, 2, consultd_role_name(role));
+    store_bind_int64(st, 3, stream == CONSULTD_STREAM_SCREEN);
     return (guint)CLAMP(store_scalar(s, st, 0), 0, G_MAXINT) + 1;
 }
 

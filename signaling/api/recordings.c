@@ -40,10 +40,11 @@ json_t *
 sig_recording_json(gint64 consultation, const char *file, ConsultdRole role, ConsultdRecState state,
                    gint64 duration_ms, gint64 size, gint64 offset_ms)
 {
-    json_t *j =
-        json_pack("{s:s, s:s, s:s, s:f, s:I, s:f}", "file", file, "role", consultd_role_name(role),
-                  "state", consultd_rec_state_name(state), "duration_seconds", duration_ms / 1000.0,
-                  "size", (json_int_t)size, "offset_seconds", offset_ms / 1000.0);
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:f, s:I, s:f}", "file", file, "role",
+                          consultd_role_name(role), "stream",
+                          consultd_stream_name(consultd_recording_stream(file)), "state",
+                          consultd_rec_state_name(state), "duration_seconds", duration_ms / 1000.0,
+                          "size", (json_int_t)size, "offset_seconds", offset_ms / 1000.0);
     if (state == CONSULTD_REC_READY) {
         g_autofree char *url =
             g_strdup_printf("/recordings/%" G_GINT64_FORMAT "/%s", consultation, file);

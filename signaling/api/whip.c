@@ -84,7 +84,7 @@ offer_done(SigOfferResult res, const SigMediaSession *s, const char *text, gpoin
  * routes to the owner (RFC 9725 section 4.5); the client repeats the POST
  * there.  FALSE if replied. */
 static gboolean
-owned_here(SigReq *r, gint64 id)
+owned_here(SigReq *r, gint64 id, ConsultdStream stream)
 {
     SigApp *app = r->app;
     if (!store_shared(app->store))
@@ -102,7 +102,9 @@ owned_here(SigReq *r, gint64 id)
     }
     if (!g_strcmp0(node, app->cfg->node_id))
         return TRUE;
-    g_autofree char *loc = g_strdup_printf("/n/%s%s", node, r->path);
+    /* The path without its query: the one query parameter goes on. */
+    g_autofree char *loc = g_strdup_printf(
+        "/n/%s%s%s", node, r->path, stream == CONSULTD_STREAM_SCREEN ? "?stream=screen" : "");
     sig_req_header(r, MHD_HTTP_HEADER_LOCATION, loc);
     sig_req_header(r, "Access-Control-Expose-Headers", "Location");
     sig_reply_error(r, 307, "elsewhere", "this consultation's media is on node %s", node);
@@ -129,12 +131,20 @@ media_post(SigReq *r, gboolean publish)
         sig_reply_error(r, 403, "forbidden", "only the consultation's participants take part");
         return;
     }
+    /* ?stream=screen: a shared screen, its own session next to the camera
+     * (published with WHIP, received with a second WHEP session). */
+    const char *sname = sig_req_query(r, "stream");
+    ConsultdStream stream = CONSULTD_STREAM_CAMERA;
+    if (sname && !consultd_stream_parse(sname, &stream)) {
+        sig_reply_error(r, 400, "bad_stream", "stream is camera or screen");
+        return;
+    }
     if (!is_live(c->status)) {
         sig_reply_error(r, 409, "not_live", "the consultation is %s, not live",
                         store_consult_status_name(c->status));
         return;
     }
-    if (!owned_here(r, id))
+    if (!owned_here(r, id, stream))
         return;
     if (g_ascii_strncasecmp(content_type(r), "application/sdp", 15)) {
         sig_reply_error(r, 415, "unsupported_media_type", "the offer must be application/sdp");
@@ -165,6 +175,7 @@ media_post(SigReq *r, gboolean publish)
     s->consultation = id;
     s->user = r->user->id;
     s->role = role;
+    s->stream = stream;
     s->publish = publish;
     sig_media_offer(app, s, sdp, offer_done, r);
     if (!r->response)

@@ -15,7 +15,10 @@
  *
  * Presence of participants.  joined/left reports from the worker become
  * participant.joined/left events.  A live consultation with nobody publishing
- * for media-end-grace seconds ends itself ("participants_left").
+ * for media-end-grace seconds ends itself ("participants_left").  A shared
+ * screen is its own session (stream "screen"): its reports become
+ * screen.started/stopped, and it is not presence: a participant who only
+ * shares a screen, camera gone, has left.
  */
 #include "workers/media.h"
 
@@ -272,6 +275,7 @@ on_joined_left(SigMedia *m, GVariant *msg, gboolean joined)
     if (!ms || ms->consultation != c)
         return; /* dropped already (DELETE, replaced, worker lost) */
     gboolean was_joined = ms->joined;
+    ConsultdStream stream = ms->stream; /* ms may go below */
     if (!joined) {
         g_hash_table_remove(m->sessions, session);
         if (!was_joined)
@@ -288,9 +292,13 @@ on_joined_left(SigMedia *m, GVariant *msg, gboolean joined)
     if (!cons || (joined && !g_hash_table_contains(m->sessions, session)))
         return;
     store_participant_event(
-        app->store, c, r, joined,
+        app->store, c, r, stream, joined,
         reason && (!strcmp(reason, "media-timeout") || !strcmp(reason, "no-media")) ? reason : NULL,
         NULL);
+    if (stream == CONSULTD_STREAM_SCREEN) {
+        sig_events_kick(app);
+        return;
+    }
     if (joined && cons->status == STORE_CONSULT_INTERRUPTED)
         store_consultation_transition(app->store, c, STORE_CONSULT_LIVE, NULL, NULL);
     presence_change(m, c, joined ? 1 : -1);
@@ -815,16 +823,18 @@ session_drop(SigMedia *m, SigMediaSession *s, gboolean replaced)
     gboolean left = s->publish && s->joined;
     gint64 c = s->consultation;
     ConsultdRole role = s->role;
+    ConsultdStream stream = s->stream;
     /* Forgotten before the event is written: on PostgreSQL that write may
      * wait in a fiber, while the worker's own messages about S go on. */
     g_hash_table_remove(m->sessions, s->id);
     if (!left)
         return;
     if (!replaced) {
-        store_participant_event(m->app->store, c, role, FALSE, "deleted", NULL);
+        store_participant_event(m->app->store, c, role, stream, FALSE, "deleted", NULL);
         sig_events_kick(m->app);
     }
-    presence_change(m, c, -1);
+    if (stream == CONSULTD_STREAM_CAMERA)
+        presence_change(m, c, -1);
 }
 
 /* --------------------------------------------------------------- offers */
@@ -883,7 +893,8 @@ offer_dispatch(SigMedia *m, Offer *o)
     SigMediaSession *old;
     g_hash_table_iter_init(&it, m->sessions);
     while (g_hash_table_iter_next(&it, NULL, (gpointer *)&old)) {
-        if (old->consultation == id && old->role == s->role && old->publish == s->publish) {
+        if (old->consultation == id && old->role == s->role && old->stream == s->stream &&
+            old->publish == s->publish) {
             session_drop(m, old, TRUE);
             break;
         }
@@ -900,10 +911,12 @@ offer_dispatch(SigMedia *m, Offer *o)
     g_hash_table_insert(m->pending, &o->req, o);
     /* A publisher's recording goes on with the series the table knows
      * (the consultation may have been recorded on another node before). */
-    guint rec_next = s->publish ? store_recordings_next_series(m->app->store, id, s->role) : 0;
+    guint rec_next =
+        s->publish ? store_recordings_next_series(m->app->store, id, s->role, s->stream) : 0;
     if (!media_chan_send(w->chan, media_msg("offer", "req", "u", o->req, "session", "s", s->id,
                                             "consultation", "x", id, "role", "s",
-                                            consultd_role_name(s->role), "dir", "s",
+                                            consultd_role_name(s->role), "stream", "s",
+                                            consultd_stream_name(s->stream), "dir", "s",
                                             s->publish ? "publish" : "receive", "sdp", "s", o->sdp,
                                             "rec_next", "u", rec_next, NULL)))
         offer_reply(o, NULL, "worker_lost", "the media worker is not reachable");

@@ -21,13 +21,14 @@ typedef struct {
     gint64 consultation;
     gint64 user;
     ConsultdRole role;
+    ConsultdStream stream; /* published, or the other participant's one received */
     gboolean publish;
     char *remote_ufrag;
     GPtrArray *mids; /* mid of each m-line of the offer, in order */
     SigWorkerProc *w;
     gboolean answered;
     guint candidates; /* trickled so far (api/whip.c caps them) */
-    gboolean joined;  /* publish: media has arrived (counted in present) */
+    gboolean joined;  /* publish: media has arrived (a camera's counted in present) */
 } SigMediaSession;
 
 void sig_media_session_free(SigMediaSession *s); /* NULL-safe */
@@ -69,10 +70,10 @@ typedef enum {
 typedef void (*SigOfferDone)(SigOfferResult res, const SigMediaSession *s, const char *text,
                              gpointer data);
 
-/* Sends SDP for session S (taken; consultation, user, role, publish,
- * remote_ufrag and mids filled in) to the consultation's worker, waiting
- * up to 10 s for one to be ready.  A participant's new session of the same
- * direction replaces their old one. */
+/* Sends SDP for session S (taken; consultation, user, role, stream,
+ * publish, remote_ufrag and mids filled in) to the consultation's worker,
+ * waiting up to 10 s for one to be ready.  A participant's new session of
+ * the same stream and direction replaces their old one. */
 void sig_media_offer(SigApp *app, SigMediaSession *s, const char *sdp, SigOfferDone done,
                      gpointer data);
 /* The session named ID, or NULL. */

@@ -341,7 +341,8 @@ compose_finish(Compose *c)
     gint64 duration, size, lead;
     const char *reason;
     ConsultdRecState state = outcome(c->result, FALSE, &duration, &size, &lead, &reason);
-    g_autofree char *file = consultd_recording_file(CONSULTD_ROLE_COMBINED, 1);
+    g_autofree char *file =
+        consultd_recording_file(CONSULTD_ROLE_COMBINED, CONSULTD_STREAM_CAMERA, 1);
     sig_recording_report(app, c->consultation, CONSULTD_ROLE_COMBINED, file, state,
                          state == CONSULTD_REC_READY ? NULL
                          : *reason                   ? reason
@@ -399,27 +400,34 @@ compose_next(SigApp *app)
     g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
     g_ptr_array_add(argv, g_strdup(app->media_bin));
     g_ptr_array_add(argv, g_strdup("--compose"));
-    g_autofree char *combined = consultd_recording_file(CONSULTD_ROLE_COMBINED, 1);
+    g_autofree char *combined =
+        consultd_recording_file(CONSULTD_ROLE_COMBINED, CONSULTD_STREAM_CAMERA, 1);
     g_ptr_array_add(argv, sig_recordings_path(app, cid, combined));
-    /* The first ready file of each participant that is on this disk (a
-     * consultation that moved between nodes has files on several; until
-     * recordings live in object storage, each node combines what it has).
-     * Teacher first: the left half of the picture. */
-    const StoreRecording *in[2] = {NULL, NULL};
+    /* The first ready camera file of each participant that is on this disk
+     * (a consultation that moved between nodes has files on several; each
+     * node combines what it has), teacher first: the left half of the
+     * picture; and every shared screen's file (up to COMPOSE_SCREENS_MAX),
+     * shown large while it lasts. */
+#define COMPOSE_SCREENS_MAX 8
+    const StoreRecording *in[2 + COMPOSE_SCREENS_MAX] = {NULL};
+    guint n_screens = 0;
     gint64 base = G_MAXINT64;
     for (guint i = 0; recs && i < recs->len; i++) {
         StoreRecording *r = recs->pdata[i];
         int k = r->role == CONSULTD_ROLE_TEACHER ? 0 : r->role == CONSULTD_ROLE_STUDENT ? 1 : -1;
+        if (k >= 0 && consultd_recording_stream(r->file) == CONSULTD_STREAM_SCREEN)
+            k = n_screens < COMPOSE_SCREENS_MAX ? 2 + (int)n_screens : -1;
         if (k < 0 || in[k] || !finished(r) || !recorded_here(app, cid, r->file))
             continue;
         in[k] = r;
+        n_screens += k >= 2;
         base = MIN(base, r->offset_ms);
     }
-    for (int k = 0; k < 2; k++) {
+    for (guint k = 0; k < G_N_ELEMENTS(in); k++) {
         if (!in[k])
             continue;
         g_autofree char *p = sig_recordings_path(app, cid, in[k]->file);
-        g_ptr_array_add(argv, g_strdup("--input"));
+        g_ptr_array_add(argv, g_strdup(k < 2 ? "--input" : "--screen"));
         g_ptr_array_add(argv, g_strdup_printf("%s@%" G_GINT64_FORMAT, p, in[k]->offset_ms - base));
     }
     g_ptr_array_add(argv, NULL);
@@ -474,7 +482,8 @@ sig_recordings_compose_maybe(SigApp *app, gint64 consultation)
             return;
     if (rs->composing && rs->composing->consultation == consultation)
         return;
-    g_autofree char *combined = consultd_recording_file(CONSULTD_ROLE_COMBINED, 1);
+    g_autofree char *combined =
+        consultd_recording_file(CONSULTD_ROLE_COMBINED, CONSULTD_STREAM_CAMERA, 1);
     sig_recording_report(app, consultation, CONSULTD_ROLE_COMBINED, combined,
                          CONSULTD_REC_PROCESSING, NULL, 0, 0, 0);
     g_queue_push_tail(&rs->composes, g_memdup2(&consultation, sizeof consultation));

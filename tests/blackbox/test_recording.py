@@ -303,6 +303,57 @@ def combined_file_is_composed_in_the_background():
     plays_and_seeks_in_chromium(s, cid, ["combined.webm"])
 
 
+@test
+def a_shared_screen_is_relayed_recorded_and_combined():
+    """A screen is its own WHIP session (?stream=screen) next to the camera;
+    the other participant receives it with a second WHEP session.  It is not
+    presence (no participant.joined/left of its own: screen.started and
+    screen.stopped), it is recorded as teacher-screen.webm, and the combined
+    file shows it large with both cameras small."""
+    s = media_server("--compose=true")
+    cid, tt, st = live_consultation(s)
+    sse = SSE(s, st)
+    bad = s.request("POST", f"/whip/consultations/{cid}?stream=window", token=tt,
+                    raw=b"v=0\r\n", headers={"Content-Type": "application/sdp"})
+    assert bad.status == 400 and bad.json["error"] == "bad_stream", (bad.status, bad.body)
+    cams = [peer(s, "whip", cid, tt, "publish", 16), peer(s, "whip", cid, st, "publish", 16)]
+    sse.wait_type("participant.joined", 30, role="teacher")
+    screen = peer(s, "whip", f"{cid}?stream=screen", tt, "publish", 7)
+    view = peer(s, "whep", f"{cid}?stream=screen", st, "receive", 8, 20)
+    started = sse.wait_type("screen.started", 30, role="teacher")
+    assert started["data"]["data"]["stream"] == "screen", started
+    rc, res, err = result(view)
+    assert rc == 0 and res["status"] == 201, (res, err[-1500:])
+    assert res["video_frames"] >= 20, res  # the student saw the teacher's screen
+    assert "/whep/consultations/" in res["location"], res
+    rc, res, err = result(screen)
+    assert rc == 0 and res["status"] == 201 and "/whip/" in res["location"], (res, err[-1500:])
+    stopped = sse.wait_type("screen.stopped", 30, role="teacher")
+    assert stopped["data"]["data"]["reason"] == "deleted", stopped
+    for p in cams:
+        rc, res, err = result(p)
+        assert rc == 0, (res, err[-1500:])
+    # The screen was never presence: one camera each joined, and the
+    # consultation stayed live through the screen's end.
+    assert [e["data"]["data"]["role"] for e in sse.events
+            if e["event"] == "participant.joined"].count("teacher") == 1, sse.types()
+    s.post(f"/api/consultations/{cid}/end", token=tt)
+    e = sse.wait(lambda e: e["event"] in ("recording.ready", "recording.failed") and
+                 e["data"]["data"].get("role") == "combined", 120, what="the combined file")
+    assert e["event"] == "recording.ready", e
+    recs = {r["file"]: r for r in recordings(s, cid, st)}
+    assert set(recs) == {"teacher.webm", "student.webm", "teacher-screen.webm", "combined.webm"}, recs
+    scr = recs["teacher-screen.webm"]
+    assert scr["state"] == "ready" and scr["stream"] == "screen" and scr["role"] == "teacher", scr
+    assert recs["teacher.webm"]["stream"] == "camera", recs
+    # It began after the cameras and lasted about its 7 s.
+    assert scr["offset_seconds"] > recs["teacher.webm"]["offset_seconds"], recs
+    assert 4 <= scr["duration_seconds"] <= 10, scr
+    dur, info = discover(os.path.join(s.data_dir, "recordings", str(cid), "combined.webm"))
+    assert "Width: 1280" in info and "Height: 720" in info, info
+    plays_and_seeks_in_chromium(s, cid, ["teacher-screen.webm", "combined.webm"])
+
+
 @contextlib.contextmanager
 def recordings_on_tmpfs(size, *args):
     """A media server (ARGS) whose recordings directory is a tmpfs of SIZE,

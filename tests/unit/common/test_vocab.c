@@ -41,12 +41,27 @@ test_states(void)
 static void
 test_paths(void)
 {
-    g_autofree char *t1 = consultd_recording_file(CONSULTD_ROLE_TEACHER, 1);
-    g_autofree char *s3 = consultd_recording_file(CONSULTD_ROLE_STUDENT, 3);
-    g_autofree char *c = consultd_recording_file(CONSULTD_ROLE_COMBINED, 2);
+    g_autofree char *t1 = consultd_recording_file(CONSULTD_ROLE_TEACHER, CONSULTD_STREAM_CAMERA, 1);
+    g_autofree char *s3 = consultd_recording_file(CONSULTD_ROLE_STUDENT, CONSULTD_STREAM_CAMERA, 3);
+    g_autofree char *c = consultd_recording_file(CONSULTD_ROLE_COMBINED, CONSULTD_STREAM_SCREEN, 2);
+    g_autofree char *ts1 =
+        consultd_recording_file(CONSULTD_ROLE_TEACHER, CONSULTD_STREAM_SCREEN, 1);
+    g_autofree char *ss2 =
+        consultd_recording_file(CONSULTD_ROLE_STUDENT, CONSULTD_STREAM_SCREEN, 2);
     g_assert_cmpstr(t1, ==, "teacher.webm");
     g_assert_cmpstr(s3, ==, "student-3.webm");
     g_assert_cmpstr(c, ==, "combined.webm");
+    g_assert_cmpstr(ts1, ==, "teacher-screen.webm");
+    g_assert_cmpstr(ss2, ==, "student-screen-2.webm");
+    g_assert_cmpint(consultd_recording_stream(ts1), ==, CONSULTD_STREAM_SCREEN);
+    g_assert_cmpint(consultd_recording_stream(ss2), ==, CONSULTD_STREAM_SCREEN);
+    g_assert_cmpint(consultd_recording_stream(s3), ==, CONSULTD_STREAM_CAMERA);
+    g_assert_cmpint(consultd_recording_stream(c), ==, CONSULTD_STREAM_CAMERA);
+    ConsultdStream st = CONSULTD_STREAM_CAMERA;
+    g_assert_true(consultd_stream_parse("screen", &st));
+    g_assert_cmpint(st, ==, CONSULTD_STREAM_SCREEN);
+    g_assert_false(consultd_stream_parse("Screen", &st));
+    g_assert_cmpstr(consultd_stream_name(CONSULTD_STREAM_CAMERA), ==, "camera");
     g_autofree char *dir = consultd_recordings_dir("/var/lib/consultd");
     g_assert_cmpstr(dir, ==, "/var/lib/consultd/recordings");
     g_autofree char *p = consultd_recording_path(dir, 42, t1);
