@@ -34,10 +34,10 @@ typedef enum {
 } StoreErrorCode;
 
 /* The schema version this build migrates SQLite to; PRAGMA user_version. */
-#define STORE_SCHEMA_VERSION 10
+#define STORE_SCHEMA_VERSION 11
 /* ... and PostgreSQL, whose schema started at the SQLite schema's sixth
  * version; table consultd_schema. */
-#define STORE_PG_SCHEMA_VERSION 6
+#define STORE_PG_SCHEMA_VERSION 7
 
 /* How a shared (PostgreSQL) store behaves; zeroes mean the defaults. */
 typedef struct {
@@ -284,6 +284,9 @@ GArray *store_consultations_live_since_before(Store *s, gint64 before_ms);
  * about. */
 gboolean store_participant_event(Store *s, gint64 id, ConsultdRole role, ConsultdStream stream,
                                  gboolean joined, const char *reason, GError **error);
+/* Who shares a screen in consultation ID now, by its events: bit 1 << ROLE
+ * set for each participant whose last screen event is screen.started. */
+guint store_consultation_screens(Store *s, gint64 id);
 
 /* ---- a teacher's waiting line (store_line.c) ---- */
 

@@ -890,6 +890,27 @@ store_consultation_transition(Store *s, gint64 id, StoreConsultStatus to, const 
     return store_autocommit(s, began, ok, error);
 }
 
+guint
+store_consultation_screens(Store *s, gint64 id)
+{
+    guint roles = 0;
+    for (int r = 0; r < CONSULTD_N_ROLES; r++) {
+        StoreStmt *st = store_stmt2(
+            s,
+            "SELECT type = 'screen.started' FROM events WHERE consultation_id = ?1"
+            " AND type IN ('screen.started','screen.stopped')"
+            " AND json_extract(payload, '$.role') = ?2 ORDER BY seq DESC LIMIT 1",
+            "SELECT (type = 'screen.started')::int FROM events WHERE consultation_id = $1"
+            " AND type IN ('screen.started','screen.stopped')"
+            " AND payload::jsonb ->> 'role' = $2 ORDER BY seq DESC LIMIT 1");
+        store_bind_int64(st, 1, id);
+        store_bind_text(st, 2, consultd_role_name((ConsultdRole)r));
+        if (store_scalar(s, st, 0) == 1)
+            roles |= 1u << r;
+    }
+    return roles;
+}
+
 gboolean
 store_participant_event(Store *s, gint64 id, ConsultdRole role, ConsultdStream stream,
                         gboolean joined, const char *reason, GError **error)

@@ -912,6 +912,8 @@ static const char *const pg_migrations[] = {
     "CREATE INDEX line_teacher ON line_entries(teacher_id, id);"
     "ALTER TABLE teachers ADD COLUMN line_open BIGINT NOT NULL DEFAULT 1;"
     "ALTER TABLE consultations ADD COLUMN from_line BIGINT NOT NULL DEFAULT 0;",
+    /* 7: a consultation's events in order (see the SQLite schema's 11). */
+    "CREATE INDEX events_consultation ON events(consultation_id, seq);",
 };
 G_STATIC_ASSERT(G_N_ELEMENTS(pg_migrations) == STORE_PG_SCHEMA_VERSION);
 

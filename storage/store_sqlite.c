@@ -221,6 +221,9 @@ static const char *const migrations[] = {
     "CREATE INDEX line_teacher ON line_entries(teacher_id, id);"
     "ALTER TABLE teachers ADD COLUMN line_open INTEGER NOT NULL DEFAULT 1;"
     "ALTER TABLE consultations ADD COLUMN from_line INTEGER NOT NULL DEFAULT 0;",
+    /* 11: a consultation's events in order (who shares a screen now is the
+     * last screen event of each participant: store_consultation_screens). */
+    "CREATE INDEX events_consultation ON events(consultation_id, seq);",
 };
 G_STATIC_ASSERT(G_N_ELEMENTS(migrations) == STORE_SCHEMA_VERSION);
 

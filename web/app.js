@@ -54,7 +54,8 @@ function connectEvents() {
     'consultation.canceled', 'consultation.expired', 'consultation.ended',
     'consultation.interrupted', 'consultation.resumed', 'participant.joined',
     'participant.left', 'recording.ready', 'recording.failed', 'message.created',
-    'messages.deleted', 'line.joined', 'line.left', 'line.offered', 'line.opened', 'line.closed'];
+    'messages.deleted', 'line.joined', 'line.left', 'line.offered', 'line.opened', 'line.closed',
+    'screen.started', 'screen.stopped'];
   // The log no longer holds what this page missed (event-retention-days):
   // draw it again from the API.
   events.addEventListener('reset', () => route());
@@ -316,6 +317,7 @@ async function callView(id) {
   const c = await api('GET', `/api/consultations/${id}`);
   if (!c.ok) { view.append(h('p', { class: 'error', text: t('not_allowed') })); return; }
   const remote = h('video', { class: 'remote', id: 'remote-video', autoplay: true, playsinline: true });
+  const screen = h('video', { class: 'screen', id: 'remote-screen', autoplay: true, playsinline: true, muted: true });
   const local = h('video', { class: 'local', id: 'local-video', autoplay: true, playsinline: true, muted: true });
   const state = h('span', { class: 'state', id: 'call-state', role: 'status', 'aria-live': 'polite', text: t('connecting') });
   const other = me.role === 'teacher' ? c.data.student.display_name : c.data.teacher.display_name;
@@ -326,7 +328,10 @@ async function callView(id) {
         await api('POST', `/api/consultations/${id}/end`); await endCall(true);
       } })
     : h('button', { type: 'button', class: 'danger', id: 'leave-call', text: t('leave'), onclick: () => endCall(true) });
-  view.append(h('h1', { text: other }), h('div', { class: 'call' }, remote, local, state), h('div', { class: 'row' }, mute, cam, end));
+  const share = h('button', { type: 'button', class: 'secondary', id: 'share-screen', 'aria-pressed': 'false', text: t('share_screen') });
+  const box = h('div', { class: 'call' }, screen, remote, local, state);
+  screen.setAttribute('aria-label', t('screen_of', { who: other }));
+  view.append(h('h1', { text: other }), box, h('div', { class: 'row' }, mute, cam, share, end));
   view.append(await chatPanel(id));
   let stream;
   try {
@@ -344,20 +349,79 @@ async function callView(id) {
   const iceServers = ice.ok ? ice.data.ice_servers : [];
   const pub = new MediaLink(`/whip/consultations/${id}`, { stream, iceServers, onstate: setState });
   const sub = new MediaLink(`/whep/consultations/${id}`, { iceServers, onstate: () => {}, ontrack: ms => { remote.srcObject = ms; } });
-  call = { id, pub, sub, stream };
+  call = { id, pub, sub, stream, screenPub: null, screenSub: null };
   window.consultdCall = call; // for tests and debugging
   pub.start();
   sub.start();
+  // Screen sharing: this participant's screen is a second WHIP session,
+  // the other's a second WHEP session, taken while they share.
+  const c0 = call;
+  async function stopSharing() {
+    const p = c0.screenPub;
+    c0.screenPub = null;
+    share.textContent = t('share_screen');
+    share.setAttribute('aria-pressed', 'false');
+    if (!p) return;
+    for (const tr of p.stream.getTracks()) tr.stop();
+    await p.close();
+  }
+  share.onclick = async () => {
+    if (c0.screenPub) { await stopSharing(); return; }
+    let shot;
+    try {
+      shot = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { max: 15 } }, audio: false });
+    } catch (e) {
+      if (e.name !== 'NotAllowedError') toast(t('screen_failed', { m: e.message }));
+      return;
+    }
+    if (call !== c0) { for (const tr of shot.getTracks()) tr.stop(); return; }
+    const v = shot.getVideoTracks()[0];
+    if (v) {
+      v.contentHint = 'detail'; // text: sharpness before frame rate
+      v.addEventListener('ended', () => { if (c0.screenPub && c0.screenPub.stream === shot) stopSharing(); });
+    }
+    c0.screenPub = new MediaLink(`/whip/consultations/${id}?stream=screen`,
+      { stream: shot, iceServers, degradation: 'maintain-resolution' });
+    share.textContent = t('stop_sharing');
+    share.setAttribute('aria-pressed', 'true');
+    c0.screenPub.start();
+  };
+  function watchScreen(on) {
+    if (on && !c0.screenSub) {
+      c0.screenSub = new MediaLink(`/whep/consultations/${id}?stream=screen`,
+        { iceServers, ontrack: ms => { screen.srcObject = ms; } });
+      c0.screenSub.start();
+    } else if (!on && c0.screenSub) {
+      const s = c0.screenSub;
+      c0.screenSub = null;
+      s.close();
+      screen.srcObject = null;
+      box.classList.remove('sharing');
+    }
+  }
+  // Large only once its picture is there.
+  screen.addEventListener('resize', () => { if (c0.screenSub && screen.videoWidth) box.classList.add('sharing'); });
+  const otherRole = me.role === 'teacher' ? 'student' : 'teacher';
+  if ((c.data.screens || []).includes(otherRole)) watchScreen(true);
+  on('screen.started', e => { if (call === c0 && e.data.consultation_id === id && e.data.role === otherRole) watchScreen(true); });
+  on('screen.stopped', e => { if (call === c0 && e.data.consultation_id === id && e.data.role === otherRole) watchScreen(false); });
   on('consultation.ended', e => { if (e.data.consultation_id === id) { toast(t('ended')); endCall(true); } });
-  on('consultation.interrupted', e => { if (e.data.consultation_id === id) { setState('reconnecting'); pub._retry(); sub._retry(); } });
+  on('consultation.interrupted', e => {
+    if (e.data.consultation_id !== id) return;
+    setState('reconnecting'); pub._retry(); sub._retry();
+    if (c0.screenPub) c0.screenPub._retry();
+    if (c0.screenSub) c0.screenSub._retry();
+  });
 }
 
 async function endCall(navigate) {
   const c = call;
   call = null;
   if (!c) return;
-  await Promise.all([c.pub.close(), c.sub.close()]);
+  const links = [c.pub, c.sub, c.screenPub, c.screenSub].filter(Boolean);
+  await Promise.all(links.map(l => l.close()));
   for (const tr of c.stream.getTracks()) tr.stop();
+  if (c.screenPub) for (const tr of c.screenPub.stream.getTracks()) tr.stop();
   if (navigate) location.hash = me.role === 'student' ? '#/mypage' : '#/';
 }
 
@@ -428,16 +492,19 @@ async function chatPanel(id, seek) {
 async function replayView(id) {
   const r = await api('GET', `/api/consultations/${id}/recordings`);
   if (!r.ok) { view.append(h('h1', { text: t('replay') }), h('p', { class: 'error', id: 'replay-error', text: t('not_allowed') })); return; }
-  const ready = r.data.recordings.filter(x => x.state === 'ready' && x.role !== 'combined');
+  // Shared screens first: they span the row, large, on the same timeline.
+  const ready = r.data.recordings.filter(x => x.state === 'ready' && x.role !== 'combined')
+    .sort((a, b) => (b.stream === 'screen') - (a.stream === 'screen'));
+  const label = x => x.stream === 'screen' ? t('screen_of', { who: t(x.role) }) : t(x.role);
   const combined = r.data.recordings.find(x => x.role === 'combined');
-  const vids = ready.map(x => Object.assign(h('video', { preload: 'auto', playsinline: true, 'data-role': x.role, 'aria-label': t(x.role) }),
+  const vids = ready.map(x => Object.assign(h('video', { preload: 'auto', playsinline: true, 'data-role': x.role, 'data-stream': x.stream || 'camera', 'aria-label': label(x) }),
     { src: x.url, _offset: x.offset_seconds, _duration: x.duration_seconds }));
   const total = Math.max(0, ...ready.map(x => x.offset_seconds + x.duration_seconds));
   const play = h('button', { type: 'button', id: 'replay-play', text: t('play') });
   const bar = h('input', { type: 'range', id: 'timeline', min: '0', max: String(total), step: '0.1', value: '0', 'aria-label': t('timeline') });
   const clock = h('span', { id: 'replay-clock', text: '0:00' });
   view.append(h('h1', { text: t('replay_title', { id }) }),
-    h('div', { class: 'replay' }, ...vids.map((v, i) => h('figure', {}, v, h('figcaption', { text: t(ready[i].role) })))),
+    h('div', { class: 'replay' }, ...vids.map((v, i) => h('figure', { class: ready[i].stream === 'screen' ? 'screen' : '' }, v, h('figcaption', { text: label(ready[i]) })))),
     h('div', { class: 'row' }, play, bar, clock),
     combined ? h('p', { id: 'combined' }, combined.url
       ? h('a', { href: combined.url, download: `consultation-${id}.webm`, text: t('download') })

@@ -5,10 +5,11 @@
 'use strict';
 
 class MediaLink {
-  constructor(url, { stream = null, iceServers = [], onstate = () => {}, ontrack = () => {} } = {}) {
+  constructor(url, { stream = null, iceServers = [], onstate = () => {}, ontrack = () => {}, degradation = null } = {}) {
     this.url = url;
     this.iceServers = iceServers;
     this.stream = stream;      // publish when set, receive otherwise
+    this.degradation = degradation; // publish: what the encoder gives up first under load
     this.onstate = onstate;
     this.ontrack = ontrack;
     this.closed = false;
@@ -36,7 +37,14 @@ class MediaLink {
     const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', iceServers: this.iceServers });
     this.pc = pc;
     if (this.stream) {
-      for (const tr of this.stream.getTracks()) pc.addTransceiver(tr, { direction: 'sendonly' });
+      for (const tr of this.stream.getTracks()) {
+        const tc = pc.addTransceiver(tr, { direction: 'sendonly' });
+        if (this.degradation && tr.kind === 'video') {
+          const p = tc.sender.getParameters();
+          p.degradationPreference = this.degradation;
+          tc.sender.setParameters(p).catch(() => {});
+        }
+      }
     } else {
       pc.addTransceiver('video', { direction: 'recvonly' });
       pc.addTransceiver('audio', { direction: 'recvonly' });

@@ -479,8 +479,19 @@ void
 sig_h_consultation_get(SigReq *r)
 {
     g_autoptr(StoreConsultation) c = load_own(r);
-    if (c)
-        sig_reply_json(r, 200, sig_consultation_json(c));
+    if (!c)
+        return;
+    json_t *j = sig_consultation_json(c);
+    /* Who shares a screen now: a page that opens mid-call subscribes. */
+    json_t *screens = json_array();
+    guint roles = c->status == STORE_CONSULT_LIVE || c->status == STORE_CONSULT_INTERRUPTED
+                      ? store_consultation_screens(r->app->store, c->id)
+                      : 0;
+    for (int k = 0; k < CONSULTD_N_ROLES; k++)
+        if (roles & (1u << k))
+            json_array_append_new(screens, json_string(consultd_role_name((ConsultdRole)k)));
+    json_object_set_new(j, "screens", screens);
+    sig_reply_json(r, 200, j);
 }
 
 void

@@ -418,12 +418,24 @@ worker_lost(SigWorkerProc *w)
     g_clear_object(&w->proc);
     fail_pending(m, w, "the media worker stopped; retry");
     GHashTableIter it;
-    /* Its sessions are gone; its live consultations are interrupted. */
+    /* Its sessions are gone; its live consultations are interrupted, and
+     * a screen being shared there has stopped. */
     SigMediaSession *s;
+    g_autoptr(GArray) screens = g_array_new(FALSE, FALSE, sizeof(gint64)); /* id, role pairs */
     g_hash_table_iter_init(&it, m->sessions);
-    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&s))
-        if (s->w == w)
-            g_hash_table_iter_remove(&it);
+    while (g_hash_table_iter_next(&it, NULL, (gpointer *)&s)) {
+        if (s->w != w)
+            continue;
+        if (s->stream == CONSULTD_STREAM_SCREEN && s->publish && s->joined) {
+            gint64 cr[2] = {s->consultation, s->role};
+            g_array_append_vals(screens, cr, 2);
+        }
+        g_hash_table_iter_remove(&it);
+    }
+    for (guint i = 0; i + 1 < screens->len; i += 2)
+        store_participant_event(app->store, g_array_index(screens, gint64, i),
+                                (ConsultdRole)g_array_index(screens, gint64, i + 1),
+                                CONSULTD_STREAM_SCREEN, FALSE, "media_worker_lost", NULL);
     gint64 *c;
     SigWorkerProc *pw;
     g_autoptr(GHashTable) lost_ids =

@@ -140,6 +140,7 @@ def full_lifecycle_and_counts():
     err(w.req("student1", "POST", f"/api/consultations/{cid}/accept"), 403)
     r = w.req("teacher1", "POST", f"/api/consultations/{cid}/accept")
     assert r.status == 200 and r.json["status"] == "live" and r.json["started_at"], r
+    assert w.req("student1", "GET", f"/api/consultations/{cid}").json["screens"] == []  # nobody shares
     err(w.req("student1", "POST", f"/api/consultations/{cid}/cancel"), 409, "invalid_transition")
     err(w.req("student1", "POST", f"/api/consultations/{cid}/end"), 403)
     assert w.teacher(T1)["status"] == "busy"

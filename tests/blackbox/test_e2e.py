@@ -7,7 +7,7 @@ import os
 import subprocess
 
 from harness import BROWSER, Server, browser_script, run, test
-from mediahelp import media_server
+from mediahelp import live_consultation, media_server
 
 # Screenshots: meson sets E2E_ARTIFACTS under build/; a direct run writes to
 # tests/artifacts/ (ignored by git), never next to the sources.
@@ -146,6 +146,39 @@ def a_waiting_line_through_the_pages():
     assert out["studentCall"] == out["teacherCall"] and out["studentCall"].startswith("/call/"), out
     offered = int(out["studentCall"].split("/")[-1])
     assert s.get(f"/api/consultations/{offered}", token=tt).json["from_line"] is True
+
+
+@test
+def screen_sharing_through_the_pages():
+    """The teacher shares a screen from the call page (contentHint detail);
+    the student's page shows it large at its full 1280x720 with both cameras
+    small, again after a reload mid-share; the browser's stop ends it for
+    both; the replay page plays the screen's recording in step with the
+    cameras."""
+    s = media_server()
+    cid, tt, st = live_consultation(s)
+    out = browser_script("screen.mjs", {"base": s.url, "consultation": cid}, 400)
+    assert "error" not in out and not out.get("pageErrors"), json.dumps(out, indent=1)
+    assert out["teacherButton"] == "true" and out["teacherButtonAfter"] == "false", out
+    assert out["contentHint"] == "detail", out
+    for saw in (out["studentSaw"], out["afterReload"]):
+        assert saw["width"] == 1280 and saw["height"] == 720, saw
+        assert saw["stats"]["width"] == 1280 and saw["stats"]["frames"] > 20, saw
+        assert saw["cameraPlaying"] and saw["screenBox"] > 2 * saw["cameraBox"], saw  # large, cameras small
+    assert out["stoppedForStudent"] is True, out
+    recs = {r["file"]: r for r in s.get(f"/api/consultations/{cid}/recordings", token=st).json["recordings"]}
+    assert recs["teacher-screen.webm"]["state"] == "ready" and recs["teacher-screen.webm"]["stream"] == "screen", recs
+    # One share, one file: the reload made a new subscription, not a new share.
+    assert not any(f.startswith("teacher-screen-") for f in recs), recs
+    # The screen first (large), then the cameras (the student's reload was
+    # a rejoin, so theirs may be in two files).
+    assert out["replayOrder"][0] == "screen" and len(out["replayOrder"]) >= 3, out
+    assert set(out["replayOrder"][1:]) == {"camera"}, out
+    screen = out["replay"][0]
+    assert screen["err"] is None and screen["w"] == 1280, out["replay"]
+    mid = out["replayScreen"]["offset"] + out["replayScreen"]["duration"] / 2
+    assert mid - 0.5 <= screen["at"] <= mid + 5, (mid, out["replay"])
+    assert "screen" in out["replayCaption"], out
 
 
 if __name__ == "__main__":

@@ -322,6 +322,8 @@ def a_shared_screen_is_relayed_recorded_and_combined():
     view = peer(s, "whep", f"{cid}?stream=screen", st, "receive", 8, 20)
     started = sse.wait_type("screen.started", 30, role="teacher")
     assert started["data"]["data"]["stream"] == "screen", started
+    # A page opened now learns who shares from the consultation.
+    assert s.get(f"/api/consultations/{cid}", token=st).json["screens"] == ["teacher"]
     rc, res, err = result(view)
     assert rc == 0 and res["status"] == 201, (res, err[-1500:])
     assert res["video_frames"] >= 20, res  # the student saw the teacher's screen
@@ -330,6 +332,7 @@ def a_shared_screen_is_relayed_recorded_and_combined():
     assert rc == 0 and res["status"] == 201 and "/whip/" in res["location"], (res, err[-1500:])
     stopped = sse.wait_type("screen.stopped", 30, role="teacher")
     assert stopped["data"]["data"]["reason"] == "deleted", stopped
+    assert s.get(f"/api/consultations/{cid}", token=st).json["screens"] == []
     for p in cams:
         rc, res, err = result(p)
         assert rc == 0, (res, err[-1500:])

@@ -510,6 +510,35 @@ test_placement_weighs_cpu(Fx *f, gconstpointer data)
         store_close(n[i]);
 }
 
+/* A shared screen's events are facts, not presence, and who shares now is
+ * read back from them, per participant. */
+static void
+test_screen_events(Fx *f, gconstpointer data)
+{
+    online(f);
+    g_autoptr(StoreConsultation) c = store_consultation_request(f->s, f->student, f->teacher, NULL);
+    g_assert_nonnull(c);
+    g_assert_true(store_consultation_transition(f->s, c->id, STORE_CONSULT_LIVE, NULL, NULL));
+    g_assert_cmpuint(store_consultation_screens(f->s, c->id), ==, 0);
+    g_assert_true(store_participant_event(f->s, c->id, CONSULTD_ROLE_TEACHER,
+                                          CONSULTD_STREAM_CAMERA, TRUE, NULL, NULL));
+    g_assert_true(store_participant_event(f->s, c->id, CONSULTD_ROLE_TEACHER,
+                                          CONSULTD_STREAM_SCREEN, TRUE, NULL, NULL));
+    g_assert_true(store_participant_event(f->s, c->id, CONSULTD_ROLE_STUDENT,
+                                          CONSULTD_STREAM_SCREEN, TRUE, NULL, NULL));
+    g_assert_cmpuint(store_consultation_screens(f->s, c->id), ==,
+                     (1u << CONSULTD_ROLE_TEACHER) | (1u << CONSULTD_ROLE_STUDENT));
+    g_assert_true(store_participant_event(f->s, c->id, CONSULTD_ROLE_TEACHER,
+                                          CONSULTD_STREAM_SCREEN, FALSE, "deleted", NULL));
+    g_assert_cmpuint(store_consultation_screens(f->s, c->id), ==, 1u << CONSULTD_ROLE_STUDENT);
+    g_autofree char *types = event_types(f->s);
+    g_assert_true(g_str_has_suffix(types, "participant.joined screen.started screen.started"
+                                          " screen.stopped"));
+    g_autoptr(GPtrArray) evs = store_events_range(f->s, 0, 0, 1000, NULL);
+    StoreEvent *last = evs->pdata[evs->len - 1];
+    g_assert_nonnull(strstr(last->payload, "\"role\":\"teacher\",\"stream\":\"screen\""));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -526,6 +555,7 @@ main(int argc, char **argv)
     T("fibers-take-turns", test_fibers_take_turns);
     T("lease-goes-first", test_lease_goes_first);
     T("placement-weighs-cpu", test_placement_weighs_cpu);
+    T("screen-events", test_screen_events);
 #undef T
     return g_test_run();
 }
