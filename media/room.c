@@ -786,6 +786,7 @@ advertise(const MediaWorkerConfig *cfg, char *sdp)
  *   retransmissions are plain (same SSRC and sequence number, RFC 4585).
  * - "a=msid" on a subscriber's m-lines: both tracks of one participant in
  *   one stream, so that the receiver plays them in sync.
+ * - "a=content:slides" on a shared screen's video (RFC 4796).
  */
 static void
 complete_answer(GstSDPMessage *sdp, const Session *s)
@@ -798,6 +799,10 @@ complete_answer(GstSDPMessage *sdp, const Session *s)
             continue;
         if (video && s->publish)
             gst_sdp_media_add_bandwidth(m, "AS", s->room->cfg.max_kbps);
+        /* RFC 4796: a shared screen's video is slides (text: resolution
+         * matters more than motion). */
+        if (video && s->stream == CONSULTD_STREAM_SCREEN)
+            gst_sdp_media_add_attribute(m, "content", "slides");
         if (!s->publish) {
             g_autofree char *msid = g_strdup_printf("consultd-%s %s-%s", source_name(s->src),
                                                     source_name(s->src), media);

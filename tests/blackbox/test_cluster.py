@@ -484,6 +484,11 @@ def media_is_placed_spread_and_reached_through_the_entry_point():
         r = c.nodes[other].request("POST", f"/whip/consultations/{cid}", raw=offer(), token=tt,
                                    headers={"Content-Type": "application/sdp"})
         assert r.status == 307 and r.header("Location") == f"/n/{owner}/whip/consultations/{cid}", r
+        # A shared screen's POST keeps its stream on the way to the owner.
+        r = c.nodes[other].request("POST", f"/whep/consultations/{cid}?stream=screen", raw=offer(),
+                                   token=st, headers={"Content-Type": "application/sdp"})
+        assert r.status == 307, r
+        assert r.header("Location") == f"/n/{owner}/whep/consultations/{cid}?stream=screen", r
         via = Via(h.url)
         # The teacher's publisher asks a node that is not the owner, by its
         # prefix: certainly redirected.  The others go wherever haproxy

@@ -245,6 +245,36 @@ def bad_offers_get_4xx_and_the_worker_lives():
 
 
 @test
+def a_screen_session_stands_beside_the_camera():
+    """?stream=screen is a session of its own: a second publish of the
+    screen replaces the first screen only, never the camera; deleting it
+    leaves the camera alone; its answers mark the video as slides."""
+    s = media_server()
+    cid, tt, st = live_consultation(s)
+    frag = b"a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n" \
+           b"a=mid:0\r\na=candidate:1 1 UDP 2130706431 127.0.0.1 9999 typ host\r\n"
+
+    def alive(r, token=tt):
+        return s.request("PATCH", r.header("Location")[len(s.url):], raw=frag, token=token,
+                         headers={"Content-Type": "application/trickle-ice-sdpfrag"}).status == 204
+
+    cam = post_sdp(s, f"/whip/consultations/{cid}", tt, offer())
+    scr = post_sdp(s, f"/whip/consultations/{cid}?stream=screen", tt, offer())
+    view = post_sdp(s, f"/whep/consultations/{cid}?stream=screen", st, offer())
+    for r in (cam, scr, view):
+        assert r.status == 201, r
+    assert "a=content:slides" in scr.body and "a=content:slides" in view.body, (scr.body, view.body)
+    assert "a=content:" not in cam.body, cam.body
+    assert len({cam.header("Location"), scr.header("Location")}) == 2
+    scr2 = post_sdp(s, f"/whip/consultations/{cid}?stream=screen", tt, offer())
+    assert scr2.status == 201, scr2
+    assert not alive(scr) and alive(scr2) and alive(cam), "the new screen replaced the old screen only"
+    assert s.request("DELETE", scr2.header("Location")[len(s.url):], token=tt).status == 200
+    assert alive(cam) and alive(view, st), "the camera and the viewer stay"
+    s.post(f"/api/consultations/{cid}/end", token=tt)
+
+
+@test
 def patch_and_delete_rules():
     s = media_server()
     cid, tt, st = live_consultation(s)
