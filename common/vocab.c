@@ -11,12 +11,6 @@ G_STATIC_ASSERT(G_N_ELEMENTS(role_names) == CONSULTD_ROLE_COMBINED + 1);
 G_STATIC_ASSERT(G_N_ELEMENTS(stream_names) == CONSULTD_N_STREAMS);
 G_STATIC_ASSERT(G_N_ELEMENTS(rec_state_names) == CONSULTD_N_REC_STATES);
 
-const char *
-consultd_role_name(ConsultdRole role)
-{
-    return (guint)role < G_N_ELEMENTS(role_names) ? role_names[role] : "unknown";
-}
-
 int
 consultd_name_index(const char *const *names, guint n, const char *name)
 {
@@ -26,45 +20,53 @@ consultd_name_index(const char *const *names, guint n, const char *name)
     return -1;
 }
 
+/* NAMES[I], or "unknown" past N. */
+static const char *
+name_of(const char *const *names, guint n, guint i)
+{
+    return i < n ? names[i] : "unknown";
+}
+
+/* *OUT (an enum) set to NAME's index in NAMES[0..N); FALSE (and *OUT
+ * untouched) if it is not there.  Every enum of ours is int-sized. */
+static gboolean
+parse_into(const char *const *names, guint n, const char *name, void *out)
+{
+    int i = consultd_name_index(names, n, name);
+    if (i >= 0)
+        memcpy(out, &i, sizeof i);
+    return i >= 0;
+}
+
+G_STATIC_ASSERT(sizeof(ConsultdRole) == sizeof(int) && sizeof(ConsultdStream) == sizeof(int) &&
+                sizeof(ConsultdRecState) == sizeof(int));
+
+const char *
+consultd_role_name(ConsultdRole role)
+{
+    return name_of(role_names, G_N_ELEMENTS(role_names), (guint)role);
+}
+
 gboolean
 consultd_role_parse(const char *name, gboolean allow_combined, ConsultdRole *role)
 {
-    int i = consultd_name_index(role_names,
-                                allow_combined ? G_N_ELEMENTS(role_names) : CONSULTD_N_ROLES, name);
-    if (i >= 0)
-        *role = (ConsultdRole)i;
-    return i >= 0;
+    return parse_into(role_names, allow_combined ? G_N_ELEMENTS(role_names) : CONSULTD_N_ROLES,
+                      name, role);
 }
 
-const char *
-consultd_stream_name(ConsultdStream stream)
-{
-    return (guint)stream < G_N_ELEMENTS(stream_names) ? stream_names[stream] : "unknown";
-}
+/* PREFIX_name() and PREFIX_parse() of enum TYPE, spelled as NAMES. */
+#define VOCAB_WORDS(TYPE, PREFIX, NAMES)                                                           \
+    const char *PREFIX##_name(TYPE v)                                                              \
+    {                                                                                              \
+        return name_of(NAMES, G_N_ELEMENTS(NAMES), (guint)v);                                      \
+    }                                                                                              \
+    gboolean PREFIX##_parse(const char *name, TYPE *out)                                           \
+    {                                                                                              \
+        return parse_into(NAMES, G_N_ELEMENTS(NAMES), name, out);                                  \
+    }
 
-gboolean
-consultd_stream_parse(const char *name, ConsultdStream *stream)
-{
-    int i = consultd_name_index(stream_names, G_N_ELEMENTS(stream_names), name);
-    if (i >= 0)
-        *stream = (ConsultdStream)i;
-    return i >= 0;
-}
-
-const char *
-consultd_rec_state_name(ConsultdRecState state)
-{
-    return (guint)state < G_N_ELEMENTS(rec_state_names) ? rec_state_names[state] : "unknown";
-}
-
-gboolean
-consultd_rec_state_parse(const char *name, ConsultdRecState *state)
-{
-    int i = consultd_name_index(rec_state_names, G_N_ELEMENTS(rec_state_names), name);
-    if (i >= 0)
-        *state = (ConsultdRecState)i;
-    return i >= 0;
-}
+VOCAB_WORDS(ConsultdStream, consultd_stream, stream_names)
+VOCAB_WORDS(ConsultdRecState, consultd_rec_state, rec_state_names)
 
 gboolean
 consultd_rec_state_settled(ConsultdRecState state)
