@@ -110,11 +110,17 @@ def run_n(n, seconds, decode, warm=3, record=True, live=False, stagger=0.0, late
     # --seconds is only a bound in case this script dies.
     left = int(n * stagger + join_wait + warm + seconds + 60)
 
+    # A worker takes 32 offers at once and answers more with 503 and
+    # Retry-After (signaling/workers/media.c): 16 consultations arriving in
+    # one second make 64.  The peers retry as the pages do; before they
+    # did, half the receivers at N = 16 never joined.
+    retry = ["--retry-busy", "10"]
+
     def peer_args(mode):
         if mode == "publish":
             src = [] if live else ["--file", CLIP]  # live: the peer encodes, so it answers PLIs
-            return [PEER, "--mode", "publish", "--seconds", str(left)] + src
-        args = [PEER, "--mode", "receive", "--seconds", str(left)]
+            return [PEER, "--mode", "publish", "--seconds", str(left)] + retry + src
+        args = [PEER, "--mode", "receive", "--seconds", str(left)] + retry
         if not decode:
             args.append("--no-decode")
         if latency is not None:

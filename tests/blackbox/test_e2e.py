@@ -178,6 +178,10 @@ def screen_sharing_through_the_pages():
     assert screen["err"] is None and screen["w"] == 1280, out["replay"]
     mid = out["replayScreen"]["offset"] + out["replayScreen"]["duration"] / 2
     assert mid - 0.5 <= screen["at"] <= mid + 5, (mid, out["replay"])
+    # In step: the teacher's camera (recorded all through) plays at the
+    # same moment of the timeline as the screen.
+    cam = next(v for v in out["replay"] if v["role"] == "teacher" and v["stream"] == "camera")
+    assert cam["playing"] and abs(cam["at"] - screen["at"]) < 1.0, out["replay"]
     assert "screen" in out["replayCaption"], out
 
 

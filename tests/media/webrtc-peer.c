@@ -24,6 +24,7 @@
 static char *url, *token, *mode = "publish", *file;
 static int redirects; /* 307/308 hops the POST followed */
 static gboolean no_decode, wait_go;
+static gint retry_busy; /* 503s tried again */
 static int seconds = 8, min_frames = 1;
 static GMainLoop *loop;
 static GstElement *pipeline, *webrtc;
@@ -203,7 +204,7 @@ post_offer(gpointer data)
      * node that owns the consultation); libsoup does not redirect a POST
      * by itself.  A few hops at most. */
     g_autoptr(GUri) target = g_uri_parse(url, G_URI_FLAGS_NONE, NULL);
-    for (int hop = 0; target && hop < 4; hop++) {
+    for (int hop = 0, busy = 0; target && hop < 4; hop++) {
         g_clear_object(&msg);
         g_clear_pointer(&reply, g_bytes_unref);
         msg = soup_message_new_from_uri("POST", target);
@@ -213,8 +214,19 @@ post_offer(gpointer data)
         soup_message_add_flags(msg, SOUP_MESSAGE_NO_REDIRECT);
         reply = soup_session_send_and_read(soup, msg, NULL, &err);
         http_status = soup_message_get_status(msg);
-        const char *to =
-            soup_message_headers_get_one(soup_message_get_response_headers(msg), "Location");
+        SoupMessageHeaders *rh = soup_message_get_response_headers(msg);
+        /* --retry-busy: a 503 is tried again after its Retry-After, as a
+         * page does (the server refuses offers over what a worker takes
+         * at once). */
+        if (reply && http_status == 503 && busy < retry_busy) {
+            const char *ra = soup_message_headers_get_one(rh, "Retry-After");
+            guint64 wait = ra ? g_ascii_strtoull(ra, NULL, 10) : 1;
+            g_usleep(MIN(MAX(wait, 1), 10) * G_USEC_PER_SEC);
+            busy++;
+            hop--;
+            continue;
+        }
+        const char *to = soup_message_headers_get_one(rh, "Location");
         if (!reply || (http_status != 307 && http_status != 308) || !to)
             break;
         GUri *next = g_uri_parse_relative(target, to, G_URI_FLAGS_NONE, NULL);
@@ -546,6 +558,8 @@ main(int argc, char **argv)
          "receive: jitterbuffer latency in ms (webrtcbin's default: 200)", "MS"},
         {"drop-every", 0, 0, G_OPTION_ARG_INT, &drop_every,
          "publish: drop every Nth RTP packet before sending it (a lossy link)", "N"},
+        {"retry-busy", 0, 0, G_OPTION_ARG_INT, &retry_busy,
+         "try a POST answered 503 again after its Retry-After, up to N times", "N"},
         {"wait-go", 0, 0, G_OPTION_ARG_NONE, &wait_go,
          "make the offer, print \"ready\", then wait for \"URL TOKEN\" on stdin; times count "
          "from that line (for load tests: the peer's start-up is not the server's)",
