@@ -1009,12 +1009,19 @@ rec_compose(const char *const *inputs, const gint64 *offsets_ms, const gboolean 
         ins[i] = (ComposeInput){pipe, vmix, amix, offsets_ms[i] * GST_MSECOND};
         ComposeInput *in = &ins[i];
         if (screens && screens[i]) { /* one after the other, the later on top */
-            in->width = 960, in->height = 720, in->zorder = i;
-        } else if (n_screens) {
-            in->x = 960, in->y = 240 * MIN(cams, 2), in->width = 320, in->height = 240;
+            in->width = 960;
+            in->height = 720;
+            in->zorder = i;
+        } else if (n_screens) { /* small, on the right, one above the other */
+            in->x = 960;
+            in->y = 240 * MIN(cams, 2);
+            in->width = 320;
+            in->height = 240;
             in->zorder = n_inputs + cams++;
-        } else {
-            in->x = 640 * cams++, in->width = 640, in->height = 480;
+        } else { /* side by side */
+            in->x = 640 * cams++;
+            in->width = 640;
+            in->height = 480;
         }
         GstElement *src = gst_element_factory_make("filesrc", NULL);
         GstElement *dec = gst_element_factory_make("decodebin", NULL);
