@@ -514,11 +514,15 @@ async function replayView(id) {
   // timeline instead of being seeked forever); between videos, the wall clock.
   let playing = false, t0 = 0, base = 0;
   const now = () => playing ? base + (performance.now() - t0) / 1000 : base;
-  function place(time, master) {
+  // EXACT (a seek by the user): every video goes to TIME.  Otherwise only
+  // one that drifted more than 0.5 s is moved; a smaller seek left alone
+  // would be undone by the next tick, which reads the clock back from the
+  // playing video.
+  function place(time, master, exact) {
     for (const v of vids) {
       const local = time - v._offset;
       if (local < 0 || local > v._duration) { v.pause(); if (local < 0) v.currentTime = 0; continue; }
-      if (v !== master && Math.abs(v.currentTime - local) > 0.5) v.currentTime = local;
+      if (v !== master && Math.abs(v.currentTime - local) > (exact ? 0.05 : 0.5)) v.currentTime = local;
       if (playing && v.paused) v.play().catch(() => {});
       if (!playing && !v.paused) v.pause();
     }
@@ -538,7 +542,7 @@ async function replayView(id) {
     if (base >= total) base = 0;
     playing = true; t0 = performance.now(); play.textContent = t('pause'); tick();
   };
-  bar.oninput = () => { base = Number(bar.value); t0 = performance.now(); place(base); clock.textContent = fmtDur(base); };
+  bar.oninput = () => { base = Number(bar.value); t0 = performance.now(); place(base, null, true); clock.textContent = fmtDur(base); };
   const seek = s => { bar.value = String(s); bar.oninput(); };
   window.consultdReplay = { vids, total, seek, play: () => { if (!playing) play.onclick(); } };
   view.append(await chatPanel(id, seek));

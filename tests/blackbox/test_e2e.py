@@ -42,6 +42,8 @@ def consultation_through_the_pages():
     at, mid = out["replaySeek"]["at"], out["replaySeek"]["mid"]
     assert all(mid - 0.5 <= x <= mid + 2.5 for x in at), out["replaySeek"]
     assert max(at) - min(at) < 0.4, out["replaySeek"]
+    # (Before, a seek under 0.5 s was undone by the next frame.)
+    assert out["smallSeek"]["timeline"] >= out["smallSeek"]["target"] - 0.1, out["smallSeek"]
     assert out["otherReplay"], out
     assert "busy" in out["busyMessage"], out
     # The chat: text, never markup; the link a link that opens nothing of ours.

@@ -116,6 +116,16 @@ try {
     v.currentTime + v._offset >= m - 0.5 && v.currentTime + v._offset <= m + 2.5), mid,
     { timeout: 30000 }).catch(() => {});
   out.replaySeek = { mid, at: await student.evaluate(() => window.consultdReplay.vids.map(v => v.currentTime + v._offset)) };
+  // A seek shorter than the drift the player tolerates (0.5 s) still
+  // moves the timeline: 0.35 s past where the videos are now.
+  out.smallSeek = await student.evaluate(async () => {
+    const r = window.consultdReplay;
+    const v = r.vids.find(x => !x.paused) || r.vids[0];
+    const target = v.currentTime + v._offset + 0.35;
+    r.seek(target);
+    for (let i = 0; i < 10; i++) await new Promise(ok => requestAnimationFrame(ok));
+    return { target, timeline: Number(document.getElementById('timeline').value) };
+  });
   await shot(student, 'student-replay');
   // The conversation on the replay page, each message at its moment: a
   // click moves the timeline there.
