@@ -83,6 +83,24 @@ class Reader:
             self.lines.append(line)
 
 
+def online_pairs(s, admin, n):
+    """N new teacher and student accounts on server S, each teacher
+    online: [(teacher id, teacher token, student token)]."""
+    for i in range(n):
+        for role in ("teacher", "student"):
+            r = s.post("/api/users", {"username": f"b{role}{i}", "password": "benchpass",
+                                       "role": role, "display_name": f"{role} {i}"}, token=admin)
+            assert r.status == 201, r
+    users = {u["username"]: u["id"] for u in s.get("/api/users", token=admin).json["users"]}
+    pairs = []
+    for i in range(n):
+        tt, st = s.login(f"bteacher{i}", "benchpass"), s.login(f"bstudent{i}", "benchpass")
+        tid = users[f"bteacher{i}"]
+        assert s.request("PUT", f"/api/teachers/{tid}/presence", {"status": "online"}, token=tt).status == 200
+        pairs.append((tid, tt, st))
+    return pairs
+
+
 def run_n(n, seconds, decode, warm=3, record=True, live=False, stagger=0.0, latency=None,
           warm_peers=False, join_wait=60, server_args=(), settle=0.0):
     s = Server("--media-ice-loopback", "--max-live", "1000", "--max-pending", "1000",
@@ -93,18 +111,7 @@ def run_n(n, seconds, decode, warm=3, record=True, live=False, stagger=0.0, late
     # offer timeout to load GStreamer and make its DTLS certificate.
     time.sleep(settle)
     admin = s.login("admin")
-    pairs = []
-    for i in range(n):
-        for role in ("teacher", "student"):
-            r = s.post("/api/users", {"username": f"b{role}{i}", "password": "benchpass",
-                                       "role": role, "display_name": f"{role} {i}"}, token=admin)
-            assert r.status == 201, r
-    users = {u["username"]: u["id"] for u in s.get("/api/users", token=admin).json["users"]}
-    for i in range(n):
-        tt, st = s.login(f"bteacher{i}", "benchpass"), s.login(f"bstudent{i}", "benchpass")
-        tid = users[f"bteacher{i}"]
-        assert s.request("PUT", f"/api/teachers/{tid}/presence", {"status": "online"}, token=tt).status == 200
-        pairs.append((tid, tt, st))
+    pairs = online_pairs(s, admin, n)
     peers = []
     # Peers run until they are told to stop (SIGTERM) after the window;
     # --seconds is only a bound in case this script dies.

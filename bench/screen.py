@@ -21,7 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import CLIP, PEER, TICK, Reader, sample, server_pids  # noqa: E402
+from run import CLIP, PEER, TICK, Reader, online_pairs, sample, server_pids  # noqa: E402
 from harness import Server  # noqa: E402
 
 
@@ -29,18 +29,9 @@ def run(n, seconds, screen):
     s = Server("--media-ice-loopback", "--log-level", "warning", "--login-ip-per-min", "100000",
                "--request-rate-per-min", "100000")
     admin = s.login("admin")
-    for i in range(n):
-        for role in ("teacher", "student"):
-            r = s.post("/api/users", {"username": f"s{role}{i}", "password": "benchpass",
-                                       "role": role, "display_name": f"{role} {i}"}, token=admin)
-            assert r.status == 201, r
-    users = {u["username"]: u["id"] for u in s.get("/api/users", token=admin).json["users"]}
     peers = []
     left = str(seconds + 90)
-    for i in range(n):
-        tt, st = s.login(f"steacher{i}", "benchpass"), s.login(f"sstudent{i}", "benchpass")
-        tid = users[f"steacher{i}"]
-        assert s.request("PUT", f"/api/teachers/{tid}/presence", {"status": "online"}, token=tt).status == 200
+    for tid, tt, st in online_pairs(s, admin, n):
         cid = s.post("/api/consultations", {"teacher_id": tid}, token=st).json["id"]
         assert s.post(f"/api/consultations/{cid}/accept", token=tt).status == 200
         legs = [("whip", "", tt), ("whip", "", st), ("whep", "", tt), ("whep", "", st)]
