@@ -148,8 +148,8 @@ struct Session {
     MediaRoom *room; /* not a ref: the room outlives its sessions */
     char *id;
     ConsultdRole role;
-    ConsultdStream stream;
-    int src; /* publisher: its source; subscriber: the source it receives */
+    int src; /* publisher: its source; subscriber: the source it receives
+              * (its stream: source_stream()) */
     gboolean publish;
     guint32 req;
     GstElement *webrtc;
@@ -801,7 +801,7 @@ complete_answer(GstSDPMessage *sdp, const Session *s)
             gst_sdp_media_add_bandwidth(m, "AS", s->room->cfg.max_kbps);
         /* RFC 4796: a shared screen's video is slides (text: resolution
          * matters more than motion). */
-        if (video && s->stream == CONSULTD_STREAM_SCREEN)
+        if (video && source_stream(s->src) == CONSULTD_STREAM_SCREEN)
             gst_sdp_media_add_attribute(m, "content", "slides");
         if (!s->publish) {
             g_autofree char *msid = g_strdup_printf("consultd-%s %s-%s", source_name(s->src),
@@ -1258,7 +1258,6 @@ media_room_offer(MediaRoom *room, guint32 req, const char *session, ConsultdRole
     s->room = room;
     s->id = g_strdup(session);
     s->role = role;
-    s->stream = stream;
     s->src = src;
     s->publish = publish;
     s->req = req;
@@ -1364,7 +1363,8 @@ media_room_tick(MediaRoom *room)
             s->progress_at = now;
             if (!s->joined) {
                 s->joined = TRUE;
-                room->hooks.joined(room->hooks.data, room->id, s->role, s->stream, s->id);
+                room->hooks.joined(room->hooks.data, room->id, s->role, source_stream(s->src),
+                                   s->id);
                 /* A subscriber waiting for this publisher wants a keyframe. */
                 Session *sub = room->sub[s->src];
                 for (int k = 0; sub && k < MEDIA_N_KINDS; k++)
@@ -1377,7 +1377,7 @@ media_room_tick(MediaRoom *room)
     }
     for (guint i = 0; i < gone->len; i++) {
         s = g_hash_table_lookup(room->sessions, gone->pdata[i]);
-        room->hooks.left(room->hooks.data, room->id, s->role, s->stream, s->id,
+        room->hooks.left(room->hooks.data, room->id, s->role, source_stream(s->src), s->id,
                          s->joined ? "media-timeout" : "no-media");
         media_room_close_session(room, gone->pdata[i]);
     }

@@ -421,21 +421,22 @@ worker_lost(SigWorkerProc *w)
     /* Its sessions are gone; its live consultations are interrupted, and
      * a screen being shared there has stopped. */
     SigMediaSession *s;
-    g_autoptr(GArray) screens = g_array_new(FALSE, FALSE, sizeof(gint64)); /* id, role pairs */
+    g_autoptr(GPtrArray) gone =
+        g_ptr_array_new_with_free_func((GDestroyNotify)sig_media_session_free);
     g_hash_table_iter_init(&it, m->sessions);
     while (g_hash_table_iter_next(&it, NULL, (gpointer *)&s)) {
-        if (s->w != w)
-            continue;
-        if (s->stream == CONSULTD_STREAM_SCREEN && s->publish && s->joined) {
-            gint64 cr[2] = {s->consultation, s->role};
-            g_array_append_vals(screens, cr, 2);
+        if (s->w == w) {
+            g_hash_table_iter_steal(&it);
+            g_ptr_array_add(gone, s);
         }
-        g_hash_table_iter_remove(&it);
     }
-    for (guint i = 0; i + 1 < screens->len; i += 2)
-        store_participant_event(app->store, g_array_index(screens, gint64, i),
-                                (ConsultdRole)g_array_index(screens, gint64, i + 1),
-                                CONSULTD_STREAM_SCREEN, FALSE, "media_worker_lost", NULL);
+    /* Written once they are out of the table (a write may wait in a fiber). */
+    for (guint i = 0; i < gone->len; i++) {
+        s = gone->pdata[i];
+        if (s->stream == CONSULTD_STREAM_SCREEN && s->publish && s->joined)
+            store_participant_event(app->store, s->consultation, s->role, CONSULTD_STREAM_SCREEN,
+                                    FALSE, "media_worker_lost", NULL);
+    }
     gint64 *c;
     SigWorkerProc *pw;
     g_autoptr(GHashTable) lost_ids =
